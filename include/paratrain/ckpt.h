@@ -1,0 +1,65 @@
+/* Checkpoints on HDF5 (layout in docs/CHECKPOINT_FORMAT.md):
+ *
+ *   DIR/step_NNNNNNNN.h5   /params/<layer>/<name>            real shapes, float32
+ *                          /optim/<state>/<layer>/<name>     one group per optimizer state
+ *                          root attributes: format_version, step, epoch, step_in_epoch, seed,
+ *                          model, optimizer, optimizer_steps, config, process_grid, rng, ...
+ *                          every dataset carries a `crc32` attribute of its bytes
+ *   DIR/latest             one line: the file name of the newest complete checkpoint
+ *
+ * A save writes DIR/.step_NNNNNNNN.h5.tmp, fsyncs it, renames it into place, fsyncs the directory
+ * and only then replaces `latest` the same way: a crash or an error at any point leaves the
+ * previous checkpoint and `latest` untouched. */
+#ifndef PARATRAIN_CKPT_H
+#define PARATRAIN_CKPT_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#include "paratrain/data.h"
+#include "paratrain/error.h"
+#include "paratrain/model.h"
+#include "paratrain/optim.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PT_CKPT_FORMAT_VERSION 1
+
+/* Everything besides parameters and optimizer state that a bitwise resume needs. */
+typedef struct {
+    int64_t step;          /* optimizer updates done */
+    int64_t epoch;         /* epoch of the next step */
+    int64_t step_in_epoch; /* data position: global batches of `epoch` already consumed */
+    uint64_t seed;         /* Philox key: shuffling and dropout are pure functions of it */
+    int dp_size;           /* data-parallel ranks that wrote it */
+    double es_best;        /* early-stopping state */
+    int64_t es_best_step;
+    int es_bad_evals;
+    char config[8192]; /* the resolved configuration, as "key = value" lines */
+} pt_ckpt_meta;
+
+/* Rank 0 writes; every rank returns the same status (collective over comm). `opt` may be NULL.
+ * On success *written_path (when non-NULL, PT_PATH_MAX bytes) holds the file written. */
+pt_status pt_ckpt_save(MPI_Comm comm, const char *dir, const pt_model *m, const pt_optimizer *opt,
+                       const pt_ckpt_meta *meta, char *written_path);
+
+/* Resolves "DIR" (a checkpoint directory: its `latest`), "DIR/latest", or a file path. */
+pt_status pt_ckpt_resolve(const char *arg, char *path, size_t len);
+
+/* Reads the metadata (model spec into spec, optimizer name into optname). Any rank may call. */
+pt_status pt_ckpt_read_meta(const char *path, pt_ckpt_meta *meta, char *spec, size_t spec_len,
+                            char *optname, size_t opt_len);
+
+/* Loads parameters into m (and optimizer state into opt when non-NULL), checking the model spec,
+ * every shape and every checksum. Every rank reads the file itself. */
+pt_status pt_ckpt_load(const char *path, pt_model *m, pt_optimizer *opt, pt_ckpt_meta *meta);
+
+/* CRC-32 (IEEE) of a buffer: the checksum stored with every dataset. */
+uint32_t pt_crc32(const void *data, size_t bytes);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

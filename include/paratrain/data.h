@@ -1,0 +1,99 @@
+/* Data on HDF5: shard files, their index, a reader where each rank reads only the samples it
+ * trains on, and the distributed sampler. Layout (docs/DATA_FORMAT.md has the full description):
+ *
+ *   DIR/index.h5                 attrs: format_version, source, num_classes, channels, height,
+ *                                width; groups /train /val /test, each with `files` and `counts`
+ *   DIR/<split>/shard_NNNNN.h5   /images (N, C, H, W) uint8 or float32, /labels (N) int32;
+ *                                attrs: format_version, source, split, count, first_index
+ *
+ * The sampler permutes sample indices with Philox keyed by (seed, epoch): the global batch of
+ * every step is the same for any number of ranks; a rank trains on a contiguous share of it. */
+#ifndef PARATRAIN_DATA_H
+#define PARATRAIN_DATA_H
+
+#include <mpi.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "paratrain/error.h"
+#include "paratrain/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PT_DATA_FORMAT_VERSION 1
+#define PT_PATH_MAX 4096
+
+typedef struct {
+    int64_t hid_file, hid_images, hid_labels; /* hid_t, kept opaque so callers need no hdf5.h */
+    int64_t first, count;                      /* global index of the first sample, samples */
+} pt_shard;
+
+typedef struct {
+    char dir[PT_PATH_MAX];
+    char split[16];
+    int nshards;
+    pt_shard *shards;
+    int64_t count;       /* samples in the split */
+    int channels, height, width;
+    int64_t sample_size; /* channels * height * width */
+    int num_classes;
+    pt_dtype image_dtype; /* PT_U8 (scaled to [0, 1] on read) or PT_F32 (read as is) */
+    char source[64];
+    /* staging for one read, grown on demand */
+    void *stage;
+    int32_t *stage_labels;
+    int64_t stage_cap;
+    int64_t *order; /* scratch for sorting requested indices */
+    int64_t order_cap;
+} pt_dataset;
+
+/* Opens every shard of a split, collectively over comm (parallel HDF5, MPI-IO driver), and checks
+ * that shapes and counts agree with the index. With validate, every rank scans a 1/size share of
+ * each shard for labels outside [0, num_classes) and non-finite pixels. Errors are agreed on, so
+ * all ranks return the same status. */
+pt_status pt_dataset_open(pt_dataset *d, const char *dir, const char *split, MPI_Comm comm,
+                          bool validate);
+void pt_dataset_close(pt_dataset *d);
+
+/* Reads the samples with global indices idx[0..n) (any order, repeats allowed) into x (n rows of
+ * sample_size floats) and y. Each shard is touched with one hyperslab-union read. Independent
+ * I/O: ranks call it with different n and indices. */
+pt_status pt_dataset_read(pt_dataset *d, const int64_t *idx, int n, float *x, int32_t *y);
+
+/* The distributed sampler. */
+typedef struct {
+    int64_t n;
+    uint64_t seed;
+    int64_t epoch; /* epoch of perm, -1 before the first */
+    int64_t *perm;
+    bool shuffle;
+} pt_sampler;
+
+pt_status pt_sampler_init(pt_sampler *s, int64_t n, uint64_t seed, bool shuffle);
+void pt_sampler_free(pt_sampler *s);
+/* Makes perm the permutation of epoch `epoch` (Fisher-Yates, Philox(seed, shuffle stream, epoch)). */
+void pt_sampler_set_epoch(pt_sampler *s, int64_t epoch);
+/* Contiguous share of `rows` global rows for `rank` of `size`: the first rows % size ranks get one
+ * row more. */
+void pt_batch_share(int64_t rows, int rank, int size, int64_t *offset, int64_t *count);
+
+/* pt-prep: Fashion-MNIST IDX files (gzip or plain) -> shards. The validation split is a seeded
+ * random `val_count` examples of the official training set; the official test set is kept apart.
+ * `limit` > 0 keeps only the first `limit` training examples (small test data). */
+typedef struct {
+    const char *src_dir, *out_dir;
+    int shards;
+    int64_t val_count;
+    int64_t limit;
+    uint64_t seed;
+    bool float32; /* store images as float32 in [0, 1] instead of uint8 */
+} pt_prep_options;
+
+pt_status pt_prep_fashion_mnist(const pt_prep_options *opt);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,80 @@
+/* Data-parallel training and evaluation (the programs in src/cli/ are thin shells around these).
+ *
+ * Every rank holds the whole model; a global batch of `batch` samples is split contiguously over
+ * the ranks; each rank's gradient is its samples' summed gradient divided by the GLOBAL batch, so
+ * the sum over ranks (pt_allreduce) is the gradient of the global batch whatever the rank count. */
+#ifndef PARATRAIN_TRAIN_H
+#define PARATRAIN_TRAIN_H
+
+#include <mpi.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "paratrain/data.h"
+#include "paratrain/error.h"
+#include "paratrain/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    char data[PT_PATH_MAX];
+    char model[256];
+    char activation[16];
+    double dropout;
+    char optimizer[16];
+    double lr, momentum, weight_decay, beta1, beta2, eps; /* < 0: the optimizer's default */
+    char schedule[16];
+    int64_t warmup_steps, step_size;
+    double gamma, min_lr;
+    double clip_norm; /* <= 0: off */
+    int64_t batch;    /* global batch */
+    int64_t epochs, max_steps;
+    uint64_t seed;
+    int64_t log_every, eval_every, ckpt_every; /* steps; eval_every 0: every epoch */
+    int64_t early_stop;                        /* patience in evaluations; 0: off */
+    char ckpt_dir[PT_PATH_MAX];
+    char resume[PT_PATH_MAX];
+    char metrics[PT_PATH_MAX];
+    char allreduce[32];
+    char backend[16];
+    int64_t eval_batch;
+    bool validate_data;
+    bool quiet;
+} pt_train_config;
+
+void pt_train_config_defaults(pt_train_config *c);
+/* Sets one option by its name ("lr", "model", ...) from text. */
+pt_status pt_train_config_set(pt_train_config *c, const char *key, const char *value);
+/* Reads "key = value" lines ('#' starts a comment). */
+pt_status pt_train_config_load(pt_train_config *c, const char *path);
+/* Writes every option as "key = value" lines (what a checkpoint stores). */
+void pt_train_config_dump(const pt_train_config *c, char *buf, size_t len);
+/* Prints the option table (name, value, meaning) for --help. */
+void pt_train_config_help(FILE *fp);
+bool pt_train_config_has(const char *key);
+
+typedef struct {
+    double final_val_loss, final_val_accuracy;
+    double test_loss, test_accuracy;
+    int64_t steps;
+    double train_seconds, samples_per_s;
+    char checkpoint[PT_PATH_MAX];
+} pt_train_result;
+
+/* Trains as configured; collective over comm; every rank returns the same status. */
+pt_status pt_train(const pt_train_config *cfg, MPI_Comm comm, pt_train_result *res);
+
+/* Loss and accuracy of model m on a split, each rank taking a contiguous share. Collective. */
+pt_status pt_evaluate(pt_model *m, pt_dataset *d, MPI_Comm comm, int64_t batch, double *loss,
+                      double *accuracy);
+
+/* Evaluates a checkpoint on a split of cfg->data; model and activation come from the checkpoint. */
+pt_status pt_eval_checkpoint(const char *ckpt, const pt_train_config *overrides, const char *split,
+                             MPI_Comm comm, double *loss, double *accuracy);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,264 @@
+/* CPU backend: OpenMP loops and OpenBLAS cblas_sgemm. No MPI, no HDF5 here (design.md).
+ *
+ * Elementwise loops run on OpenMP threads only above a size where the fork/join pays for itself;
+ * reductions accumulate in double with a static schedule, so a run with a fixed thread count is
+ * bitwise repeatable. */
+#include "paratrain/backend.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "paratrain/rng.h"
+
+#define PAR_MIN 16384 /* elements below which a loop stays on one thread */
+
+static void *cpu_alloc(size_t bytes)
+{
+    if (bytes == 0) return NULL;
+    void *p = NULL;
+    /* 64-byte alignment for AVX-512 loads; round up so aligned_alloc's size rule holds. */
+    if (posix_memalign(&p, 64, (bytes + 63) & ~(size_t)63) != 0) return NULL;
+    return p;
+}
+static void cpu_free(void *p) { free(p); }
+static void cpu_zero(void *p, size_t bytes) { if (bytes) memset(p, 0, bytes); }
+static void cpu_copy(void *dst, const void *src, size_t bytes) { if (bytes) memcpy(dst, src, bytes); }
+
+static void cpu_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
+                     const float *b, int ldb, float beta, float *c, int ldc)
+{
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
+                n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+static inline float gelu(float x) { return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2)); }
+static inline float gelu_grad(float x)
+{
+    const float inv_sqrt_2pi = 0.3989422804014327f;
+    return 0.5f * (1.0f + erff(x * (float)M_SQRT1_2)) + x * inv_sqrt_2pi * expf(-0.5f * x * x);
+}
+
+static void cpu_bias_act_forward(float *y, float *pre, const float *bias, int rows, int cols,
+                                 pt_act act)
+{
+#pragma omp parallel for schedule(static) if ((int64_t)rows * cols >= PAR_MIN)
+    for (int r = 0; r < rows; r++) {
+        float *yr = y + (int64_t)r * cols;
+        float *pr = pre ? pre + (int64_t)r * cols : NULL;
+        switch (act) {
+        case PT_ACT_NONE:
+            for (int c = 0; c < cols; c++) yr[c] += bias[c];
+            if (pr) memcpy(pr, yr, sizeof(float) * (size_t)cols);
+            break;
+        case PT_ACT_RELU:
+            for (int c = 0; c < cols; c++) {
+                float v = yr[c] + bias[c];
+                if (pr) pr[c] = v;
+                yr[c] = v > 0.0f ? v : 0.0f;
+            }
+            break;
+        case PT_ACT_GELU:
+            for (int c = 0; c < cols; c++) {
+                float v = yr[c] + bias[c];
+                if (pr) pr[c] = v;
+                yr[c] = gelu(v);
+            }
+            break;
+        case PT_ACT_TANH:
+            for (int c = 0; c < cols; c++) {
+                float v = yr[c] + bias[c];
+                if (pr) pr[c] = v;
+                yr[c] = tanhf(v);
+            }
+            break;
+        }
+    }
+}
+
+static void cpu_act_backward(float *dx, const float *dy, const float *pre, int64_t n, pt_act act)
+{
+    switch (act) {
+    case PT_ACT_NONE:
+        if (dx != dy) memcpy(dx, dy, sizeof(float) * (size_t)n);
+        break;
+    case PT_ACT_RELU:
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+        for (int64_t i = 0; i < n; i++) dx[i] = pre[i] > 0.0f ? dy[i] : 0.0f;
+        break;
+    case PT_ACT_GELU:
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * gelu_grad(pre[i]);
+        break;
+    case PT_ACT_TANH:
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (int64_t i = 0; i < n; i++) {
+            float t = tanhf(pre[i]);
+            dx[i] = dy[i] * (1.0f - t * t);
+        }
+        break;
+    }
+}
+
+static void cpu_bias_backward(float *db, const float *dy, int rows, int cols)
+{
+    /* Columns split across threads; each column summed over rows in a fixed order. */
+#pragma omp parallel if ((int64_t)rows * cols >= PAR_MIN)
+    {
+#pragma omp for schedule(static)
+        for (int c0 = 0; c0 < cols; c0 += 64) {
+            int c1 = c0 + 64 < cols ? c0 + 64 : cols;
+            for (int c = c0; c < c1; c++) db[c] = 0.0f;
+            for (int r = 0; r < rows; r++) {
+                const float *dyr = dy + (int64_t)r * cols;
+                for (int c = c0; c < c1; c++) db[c] += dyr[c];
+            }
+        }
+    }
+}
+
+static void cpu_dropout(float *x, int rows, int cols, int64_t row_offset, float p, uint64_t seed,
+                        uint64_t stream)
+{
+    if (p <= 0.0f) return;
+    const float keep_scale = 1.0f / (1.0f - p);
+    /* One Philox block gives four 32-bit draws: index i uses block i/4, word i%4. */
+    const uint32_t threshold = (uint32_t)((double)p * 4294967296.0);
+    const int64_t n = (int64_t)rows * cols, base = row_offset * cols;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (int64_t blk = 0; blk < (n + 3) / 4 + 1; blk++) {
+        /* Align blocks to the global index so the mask of element i never depends on base. */
+        int64_t g0 = ((base >> 2) + blk) * 4;
+        uint32_t w[4];
+        pt_rng_block(seed, stream, (uint64_t)(g0 >> 2), w);
+        for (int j = 0; j < 4; j++) {
+            int64_t i = g0 + j - base;
+            if (i < 0 || i >= n) continue;
+            x[i] = w[j] >= threshold ? x[i] * keep_scale : 0.0f;
+        }
+    }
+}
+
+static double cpu_softmax_xent(const float *logits, const int32_t *labels, int rows, int cols,
+                               float grad_scale, float *dlogits, int64_t *correct)
+{
+    double loss = 0.0;
+    int64_t ncorrect = 0;
+#pragma omp parallel for schedule(static) reduction(+ : loss, ncorrect) if ((int64_t)rows * cols >= PAR_MIN)
+    for (int r = 0; r < rows; r++) {
+        const float *z = logits + (int64_t)r * cols;
+        float zmax = z[0];
+        int argmax = 0;
+        for (int c = 1; c < cols; c++)
+            if (z[c] > zmax) zmax = z[c], argmax = c;
+        double sum = 0.0;
+        for (int c = 0; c < cols; c++) sum += exp((double)(z[c] - zmax));
+        const int y = labels[r];
+        loss += log(sum) - (double)(z[y] - zmax);
+        ncorrect += argmax == y;
+        if (dlogits) {
+            float *d = dlogits + (int64_t)r * cols;
+            const double inv = 1.0 / sum;
+            for (int c = 0; c < cols; c++)
+                d[c] = (float)(exp((double)(z[c] - zmax)) * inv) * grad_scale;
+            d[y] -= grad_scale;
+        }
+    }
+    if (correct) *correct = ncorrect;
+    return loss;
+}
+
+static double cpu_sum_squares(const float *x, int64_t n)
+{
+    double s = 0.0;
+#pragma omp parallel for simd schedule(static) reduction(+ : s) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return s;
+}
+
+static void cpu_scale(float *x, int64_t n, float alpha)
+{
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) x[i] *= alpha;
+}
+
+static bool cpu_all_finite(const float *x, int64_t n)
+{
+    int bad = 0;
+#pragma omp parallel for schedule(static) reduction(| : bad) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) bad |= !isfinite(x[i]);
+    return !bad;
+}
+
+/* Update rules follow torch.optim (1.13) operation by operation, so the fixture test can be tight. */
+static void cpu_sgd_update(float *w, const float *g, float *buf, int64_t n,
+                           const pt_update_params *p)
+{
+    const float lr = p->lr, mu = p->momentum, wd = p->weight_decay;
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float d = g[i] + wd * w[i];
+        if (buf) {
+            buf[i] = mu * buf[i] + d;
+            d = p->nesterov ? d + mu * buf[i] : buf[i];
+        }
+        w[i] -= lr * d;
+    }
+}
+
+static void cpu_adagrad_update(float *w, const float *g, float *sum_sq, int64_t n,
+                               const pt_update_params *p)
+{
+    const float lr = p->lr, wd = p->weight_decay, eps = p->eps;
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float d = g[i] + wd * w[i];
+        sum_sq[i] += d * d;
+        w[i] -= lr * d / (sqrtf(sum_sq[i]) + eps);
+    }
+}
+
+static void cpu_adam_update(float *w, const float *g, float *m, float *v, int64_t n,
+                            const pt_update_params *p)
+{
+    const float b1 = p->beta1, b2 = p->beta2, eps = p->eps, lr = p->lr, wd = p->weight_decay;
+    const float bc1 = 1.0f - powf(b1, (float)p->t);
+    const float bc2_sqrt = sqrtf(1.0f - powf(b2, (float)p->t));
+    const float step_size = lr / bc1;
+    const bool decoupled = p->decoupled_wd;
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float d = g[i];
+        if (decoupled)
+            w[i] *= 1.0f - lr * wd;
+        else
+            d += wd * w[i];
+        m[i] = b1 * m[i] + (1.0f - b1) * d;
+        v[i] = b2 * v[i] + (1.0f - b2) * d * d;
+        w[i] -= step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+    }
+}
+
+static const pt_backend cpu_backend = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .zero = cpu_zero,
+    .to_device = cpu_copy,
+    .to_host = cpu_copy,
+    .gemm = cpu_gemm,
+    .bias_act_forward = cpu_bias_act_forward,
+    .act_backward = cpu_act_backward,
+    .bias_backward = cpu_bias_backward,
+    .dropout = cpu_dropout,
+    .softmax_xent = cpu_softmax_xent,
+    .sum_squares = cpu_sum_squares,
+    .scale = cpu_scale,
+    .all_finite = cpu_all_finite,
+    .sgd_update = cpu_sgd_update,
+    .adagrad_update = cpu_adagrad_update,
+    .adam_update = cpu_adam_update,
+};
+
+const pt_backend *pt_backend_cpu(void) { return &cpu_backend; }

@@ -1,0 +1,162 @@
+/* paratrain: train and evaluate models, data parallel over MPI.
+ *
+ *   mpirun -np 2 paratrain train --data data/fashion-mnist --epochs 10 --ckpt-dir runs/mlp
+ *   paratrain eval --ckpt runs/mlp
+ *
+ * Exit codes: 0 success; 1 an error (message on stderr from one rank); 2 a usage error. Every rank
+ * exits with the same code. */
+#include "config.h"
+
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "paratrain/agree.h"
+#include "paratrain/log.h"
+#include "paratrain/train.h"
+
+static void usage(FILE *fp)
+{
+    fputs("usage: paratrain train [--config FILE] [--OPTION VALUE ...]\n"
+          "       paratrain eval --ckpt CKPT [--data DIR] [--split test|val|train]\n"
+          "       paratrain --help | --version\n"
+          "\n"
+          "Trains data parallel over the ranks of mpirun (any number, 1 included). Options can\n"
+          "also come from a config file of 'option = value' lines; flags override the file.\n"
+          "\n"
+          "train options [default]:\n",
+          fp);
+    pt_train_config_help(fp);
+    fputs("\neval options: --ckpt (a checkpoint file, or a checkpoint directory for its latest),\n"
+          "  --split, and --data / --eval-batch / --backend / --validate-data as above.\n"
+          "\nEnvironment: OMP_NUM_THREADS (threads per rank), PT_ALLREDUCE (overrides --allreduce).\n"
+          "Run with one OpenMP thread per core: e.g. 2 ranks x 1 thread on 2 cores, and\n"
+          "mpirun --bind-to none when a rank has several threads.\n",
+          fp);
+}
+
+/* Collects --key value / --key=value pairs. The config file is applied first, then flags. */
+static pt_status parse_args(int argc, char **argv, pt_train_config *c, char *ckpt, char *split,
+                            int allow_eval_flags, int *help)
+{
+    const char *config = NULL;
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--config")) {
+            if (i + 1 >= argc) return PT_ERR(PT_ERR_ARG, NULL, "--config needs a file");
+            config = argv[i + 1];
+        } else if (!strncmp(argv[i], "--config=", 9)) {
+            config = argv[i] + 9;
+        }
+    if (config) PT_TRY(pt_train_config_load(c, config));
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            *help = 1;
+            return PT_OK;
+        }
+        if (strncmp(a, "--", 2) != 0)
+            return PT_ERR(PT_ERR_ARG, "options are written --name value; see --help",
+                          "unexpected argument '%s'", a);
+        char key[64];
+        const char *val, *eq = strchr(a, '=');
+        if (eq) {
+            snprintf(key, sizeof key, "%.*s", (int)(eq - a - 2), a + 2);
+            val = eq + 1;
+        } else {
+            snprintf(key, sizeof key, "%s", a + 2);
+            if (i + 1 >= argc) return PT_ERR(PT_ERR_ARG, NULL, "--%s needs a value", key);
+            val = argv[++i];
+        }
+        if (!strcmp(key, "config")) continue;
+        if (allow_eval_flags && !strcmp(key, "ckpt")) {
+            snprintf(ckpt, PT_PATH_MAX, "%s", val);
+            continue;
+        }
+        if (allow_eval_flags && !strcmp(key, "split")) {
+            if (strcmp(val, "test") && strcmp(val, "val") && strcmp(val, "train"))
+                return PT_ERR(PT_ERR_ARG, NULL, "--split must be test, val or train");
+            snprintf(split, 16, "%s", val);
+            continue;
+        }
+        PT_TRY(pt_train_config_set(c, key, val));
+    }
+    const char *env = getenv("PT_ALLREDUCE");
+    if (env && *env) PT_TRY(pt_train_config_set(c, "allreduce", env));
+    return PT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    int provided, rank = 0, size = 1;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    pt_log_set_rank(rank, size);
+
+    int code = 0, help = 0;
+    const char *cmd = argc > 1 ? argv[1] : "";
+    pt_train_config cfg;
+    pt_train_config_defaults(&cfg);
+    char ckpt[PT_PATH_MAX] = "", split[16] = "test";
+    pt_status st = PT_OK;
+
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        if (rank == 0) usage(stdout);
+        goto done;
+    }
+    if (!strcmp(cmd, "--version")) {
+        if (rank == 0) printf("paratrain %s\n", PACKAGE_VERSION);
+        goto done;
+    }
+    if (strcmp(cmd, "train") && strcmp(cmd, "eval")) {
+        st = PT_ERR(PT_ERR_ARG, "see paratrain --help",
+                    cmd[0] ? "unknown command '%s'" : "no command given%s", cmd);
+        code = 2;
+        goto fail;
+    }
+    int is_eval = !strcmp(cmd, "eval");
+    st = parse_args(argc - 2, argv + 2, &cfg, ckpt, split, is_eval, &help);
+    if (st != PT_OK) {
+        code = 2;
+        goto fail;
+    }
+    if (help) {
+        if (rank == 0) usage(stdout);
+        goto done;
+    }
+    if (is_eval) {
+        if (!ckpt[0]) {
+            st = PT_ERR(PT_ERR_ARG, "give --ckpt FILE or --ckpt DIR", "eval needs --ckpt");
+            code = 2;
+            goto fail;
+        }
+        pt_train_config ov = cfg;
+        /* Only flags given explicitly override the checkpoint's data directory. */
+        int data_given = 0;
+        for (int i = 2; i < argc; i++) data_given |= !strncmp(argv[i], "--data", 6);
+        if (!data_given) ov.data[0] = '\0';
+        double loss, acc;
+        st = pt_eval_checkpoint(ckpt, &ov, split, MPI_COMM_WORLD, &loss, &acc);
+        if (st != PT_OK) goto fail;
+        pt_log_info("%s loss %.4f  %s accuracy %.4f", split, loss, split, acc);
+        goto done;
+    }
+    pt_train_result res;
+    st = pt_train(&cfg, MPI_COMM_WORLD, &res);
+    if (st != PT_OK) goto fail;
+    pt_log_info("done: %lld steps in %.1f s (%.0f samples/s)", (long long)res.steps,
+                res.train_seconds, res.samples_per_s);
+    pt_log_info("test accuracy %.4f  (test loss %.4f)", res.test_accuracy, res.test_loss);
+    goto done;
+
+fail:
+    /* Every rank reaches here with the same status (errors are agreed on inside the library;
+     * argument errors are the same everywhere), so one rank prints and all exit alike. */
+    st = pt_agree(MPI_COMM_WORLD, st, NULL);
+    pt_log_error_last("paratrain");
+    if (code == 0) code = 1;
+done:
+    MPI_Finalize();
+    return code;
+}

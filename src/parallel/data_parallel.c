@@ -1,0 +1,449 @@
+/* Data-parallel training loop, evaluation, and checkpoint evaluation.
+ *
+ * One step: read this rank's share of the global batch -> forward -> backward (gradient scaled by
+ * 1/global batch) -> pt_allreduce(sum) of the flat gradient -> clip -> optimizer update. The step's
+ * loss and an error flag travel in one small allreduce, so a rank that fails mid-run (an I/O error
+ * on its share) stops every rank at the same step instead of leaving them in a collective. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "paratrain/agree.h"
+#include "paratrain/ckpt.h"
+#include "paratrain/comm.h"
+#include "paratrain/log.h"
+#include "paratrain/metrics.h"
+#include "paratrain/optim.h"
+#include "paratrain/train.h"
+
+static pt_status parse_act(const char *s, pt_act *a)
+{
+    if (!strcmp(s, "relu")) *a = PT_ACT_RELU;
+    else if (!strcmp(s, "gelu")) *a = PT_ACT_GELU;
+    else if (!strcmp(s, "tanh")) *a = PT_ACT_TANH;
+    else return PT_ERR(PT_ERR_ARG, "choose relu, gelu or tanh", "unknown activation '%s'", s);
+    return PT_OK;
+}
+
+static pt_status build_model(pt_model *m, const pt_train_config *c, const pt_dataset *d,
+                             int max_batch)
+{
+    const pt_backend *be = pt_backend_by_name(c->backend);
+    if (!be)
+        return PT_ERR(PT_ERR_ARG,
+                      strcmp(c->backend, "cuda") ? "choose cpu or cuda"
+                                                 : "configure with --with-cuda on a GPU machine",
+                      "backend '%s' is not available in this build", c->backend);
+    pt_model_options mo = {.dropout = (float)c->dropout};
+    PT_TRY(parse_act(c->activation, &mo.act));
+    PT_TRY(pt_model_create(m, c->model, &mo, be, max_batch));
+    if (pt_model_input_size(m) != d->sample_size) {
+        pt_status st = PT_ERR(PT_ERR_ARG, "the model's first width must equal channels*height*width",
+                              "model '%s' takes %d inputs, but the samples of '%s' have %lld "
+                              "values (%d x %d x %d)",
+                              c->model, pt_model_input_size(m), d->dir, (long long)d->sample_size,
+                              d->channels, d->height, d->width);
+        pt_model_destroy(m);
+        return st;
+    }
+    if (pt_model_classes(m) != d->num_classes) {
+        pt_status st = PT_ERR(PT_ERR_ARG, "the model's last width must equal the number of classes",
+                              "model '%s' has %d outputs, but '%s' has %d classes", c->model,
+                              pt_model_classes(m), d->dir, d->num_classes);
+        pt_model_destroy(m);
+        return st;
+    }
+    return PT_OK;
+}
+
+pt_status pt_evaluate(pt_model *m, pt_dataset *d, MPI_Comm comm, int64_t batch, double *loss,
+                      double *accuracy)
+{
+    int rank, size;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    if (batch > m->max_batch) batch = m->max_batch;
+    int64_t off, cnt;
+    pt_batch_share(d->count, rank, size, &off, &cnt);
+    float *x = malloc(sizeof(float) * (size_t)(batch * d->sample_size));
+    int32_t *y = malloc(sizeof(int32_t) * (size_t)batch);
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)batch);
+    pt_status st = x && y && idx ? PT_OK : PT_ERR(PT_ERR_NOMEM, NULL, "no memory for evaluation");
+    double acc[3] = {0, 0, (double)cnt}; /* loss sum, correct, samples */
+    pt_fwd_ctx ctx = {0};
+    for (int64_t a = 0; a < cnt && st == PT_OK; a += batch) {
+        int n = (int)(cnt - a < batch ? cnt - a : batch);
+        for (int i = 0; i < n; i++) idx[i] = off + a + i;
+        st = pt_dataset_read(d, idx, n, x, y);
+        if (st != PT_OK) break;
+        pt_model_forward(m, x, n, &ctx);
+        int64_t correct = 0;
+        acc[0] += pt_model_loss_backward(m, y, n, &ctx, 0.0f, &correct);
+        acc[1] += (double)correct;
+    }
+    free(x), free(y), free(idx);
+    PT_TRY(pt_agree(comm, st, NULL));
+    PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, acc, 3, MPI_DOUBLE, MPI_SUM, comm));
+    *loss = acc[2] > 0 ? acc[0] / acc[2] : NAN;
+    *accuracy = acc[2] > 0 ? acc[1] / acc[2] : NAN;
+    return PT_OK;
+}
+
+static void fmt_duration(double s, char *buf, size_t len)
+{
+    if (!(s >= 0) || s > 1e7) s = 0;
+    long t = (long)(s + 0.5);
+    snprintf(buf, len, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+}
+
+typedef struct {
+    const pt_train_config *cfg;
+    MPI_Comm comm;
+    pt_comm pc;
+    int rank, size;
+    pt_dataset train, val, test;
+    bool have_val, have_test;
+    pt_model model;
+    pt_optimizer opt;
+    pt_schedule sched;
+    pt_sampler sampler;
+    pt_early_stop es;
+    pt_metrics metrics;
+    int64_t step, steps_per_epoch, total_steps;
+    float *x;
+    int32_t *y;
+    int64_t *idx;
+} trainer;
+
+static pt_status make_optimizer(trainer *t)
+{
+    const pt_train_config *c = t->cfg;
+    pt_optim_config oc;
+    PT_TRY(pt_optim_config_parse(&oc, c->optimizer));
+    if (c->lr >= 0) oc.lr = (float)c->lr;
+    if (c->momentum >= 0) oc.momentum = (float)c->momentum;
+    if (c->weight_decay >= 0) oc.weight_decay = (float)c->weight_decay;
+    if (c->beta1 >= 0) oc.beta1 = (float)c->beta1;
+    if (c->beta2 >= 0) oc.beta2 = (float)c->beta2;
+    if (c->eps >= 0) oc.eps = (float)c->eps;
+    PT_TRY(pt_optim_create(&t->opt, &oc, t->model.be, t->model.numel));
+    memset(&t->sched, 0, sizeof t->sched);
+    PT_TRY(pt_schedule_parse(&t->sched, c->schedule));
+    t->sched.base_lr = oc.lr;
+    t->sched.min_lr = (float)c->min_lr;
+    t->sched.warmup_steps = c->warmup_steps;
+    t->sched.step_size = c->step_size;
+    t->sched.gamma = (float)c->gamma;
+    t->sched.total_steps = t->total_steps;
+    if (t->sched.kind == PT_SCHED_STEP && c->step_size <= 0)
+        return PT_ERR(PT_ERR_ARG, "give --step-size N", "the step schedule needs --step-size > 0");
+    return PT_OK;
+}
+
+static void fill_meta(const trainer *t, pt_ckpt_meta *meta)
+{
+    memset(meta, 0, sizeof *meta);
+    meta->step = t->step;
+    meta->epoch = t->step / t->steps_per_epoch;
+    meta->step_in_epoch = t->step % t->steps_per_epoch;
+    meta->seed = t->cfg->seed;
+    meta->dp_size = t->size;
+    meta->es_best = t->es.best;
+    meta->es_best_step = t->es.best_step;
+    meta->es_bad_evals = t->es.bad_evals;
+    pt_train_config_dump(t->cfg, meta->config, sizeof meta->config);
+}
+
+static pt_status save_checkpoint(trainer *t, char *path)
+{
+    pt_ckpt_meta meta;
+    fill_meta(t, &meta);
+    PT_TRY(pt_ckpt_save(t->comm, t->cfg->ckpt_dir, &t->model, &t->opt, &meta, path));
+    pt_metrics_write(&t->metrics, "checkpoint", "\"step\": %lld, \"epoch\": %.4f, \"path\": \"%s\"",
+                     (long long)t->step, (double)t->step / (double)t->steps_per_epoch, path);
+    if (!t->cfg->quiet) pt_log_info("checkpoint %s", path);
+    return PT_OK;
+}
+
+static pt_status resume(trainer *t)
+{
+    const pt_train_config *c = t->cfg;
+    char path[PT_PATH_MAX];
+    pt_status st;
+    if (!strcmp(c->resume, "latest")) {
+        if (!c->ckpt_dir[0])
+            return PT_ERR(PT_ERR_ARG, "give --ckpt-dir DIR", "--resume latest needs --ckpt-dir");
+        st = pt_ckpt_resolve(c->ckpt_dir, path, sizeof path);
+    } else {
+        st = pt_ckpt_resolve(c->resume, path, sizeof path);
+    }
+    pt_ckpt_meta meta;
+    if (st == PT_OK) st = pt_ckpt_load(path, &t->model, &t->opt, &meta);
+    if (st == PT_OK && meta.seed != c->seed)
+        st = PT_ERR(PT_ERR_MISMATCH, "resume with the same --seed",
+                    "checkpoint '%s' was trained with seed %llu, this run has seed %llu", path,
+                    (unsigned long long)meta.seed, (unsigned long long)c->seed);
+    if (st == PT_OK && meta.step_in_epoch != meta.step % t->steps_per_epoch)
+        st = PT_ERR(PT_ERR_MISMATCH, "resume with the same --batch and data",
+                    "checkpoint '%s' stopped at step %lld of epoch %lld, which does not fit %lld "
+                    "steps per epoch",
+                    path, (long long)meta.step, (long long)meta.epoch, (long long)t->steps_per_epoch);
+    PT_TRY(pt_agree(t->comm, st, NULL));
+    t->step = meta.step;
+    t->es.best = meta.es_best, t->es.best_step = meta.es_best_step;
+    t->es.bad_evals = meta.es_bad_evals;
+    if (!c->quiet) pt_log_info("resumed from %s at step %lld", path, (long long)t->step);
+    return PT_OK;
+}
+
+/* Validation (and early stopping): sets *stop when training should end. */
+static pt_status validate(trainer *t, bool *stop, double *loss_out, double *acc_out)
+{
+    *stop = false;
+    if (!t->have_val) return PT_OK;
+    double loss, acc;
+    PT_TRY(pt_evaluate(&t->model, &t->val, t->comm, t->cfg->eval_batch, &loss, &acc));
+    double ep = (double)t->step / (double)t->steps_per_epoch;
+    pt_metrics_write(&t->metrics, "eval",
+                     "\"step\": %lld, \"epoch\": %.4f, \"split\": \"val\", \"loss\": %.6f, "
+                     "\"accuracy\": %.6f, \"samples\": %lld",
+                     (long long)t->step, ep, loss, acc, (long long)t->val.count);
+    if (!t->cfg->quiet)
+        pt_log_info("eval  epoch %.2f step %lld  val loss %.4f  val accuracy %.4f", ep,
+                    (long long)t->step, loss, acc);
+    if (loss_out) *loss_out = loss, *acc_out = acc;
+    *stop = pt_early_stop_update(&t->es, acc, t->step);
+    if (*stop && !t->cfg->quiet)
+        pt_log_info("early stop: no better validation accuracy for %d evaluations (best %.4f at "
+                    "step %lld)",
+                    t->es.patience, t->es.best, (long long)t->es.best_step);
+    return PT_OK;
+}
+
+static pt_status run(trainer *t, pt_train_result *res)
+{
+    const pt_train_config *c = t->cfg;
+    const int64_t B = c->batch;
+    int64_t my_off, my_rows;
+    pt_batch_share(B, t->rank, t->size, &my_off, &my_rows);
+    const int64_t S = t->train.sample_size;
+    t->x = malloc(sizeof(float) * (size_t)(my_rows * S + 1));
+    t->y = malloc(sizeof(int32_t) * (size_t)(my_rows + 1));
+    t->idx = malloc(sizeof(int64_t) * (size_t)(my_rows + 1));
+    if (!t->x || !t->y || !t->idx) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the batch");
+    PT_TRY(pt_sampler_init(&t->sampler, t->train.count, c->seed, true));
+
+    const pt_backend *be = t->model.be;
+    const int64_t log_every = c->log_every > 0 ? c->log_every : 50;
+    const int64_t eval_every = c->eval_every > 0 ? c->eval_every : t->steps_per_epoch;
+    double t_start = pt_now(), t_int = t_start, train_time = 0.0, grad_norm = 0.0;
+    int64_t int_steps = 0, start_step = t->step;
+    double int_loss = 0.0;
+    bool stop = false;
+
+    while (t->step < t->total_steps && !stop) {
+        const int64_t epoch = t->step / t->steps_per_epoch, pos = t->step % t->steps_per_epoch;
+        double t0 = pt_now();
+        pt_sampler_set_epoch(&t->sampler, epoch);
+        const int64_t *gb = t->sampler.perm + pos * B;
+        memcpy(t->idx, gb + my_off, sizeof(int64_t) * (size_t)my_rows);
+        pt_status local = pt_dataset_read(&t->train, t->idx, (int)my_rows, t->x, t->y);
+        pt_fwd_ctx ctx = {.train = 1, .seed = c->seed, .step = t->step, .row_offset = my_off};
+        double lstat[2] = {0.0, local != PT_OK ? 1.0 : 0.0};
+        if (local == PT_OK && my_rows > 0) {
+            pt_model_forward(&t->model, t->x, (int)my_rows, &ctx);
+            lstat[0] = pt_model_loss_backward(&t->model, t->y, (int)my_rows, &ctx,
+                                              1.0f / (float)B, NULL);
+        } else {
+            be->zero(t->model.g, sizeof(float) * (size_t)t->model.numel);
+        }
+        if (t->size > 1)
+            PT_TRY(pt_allreduce(&t->pc, PT_IN_PLACE, t->model.g, t->model.numel, PT_F32, PT_SUM));
+        PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, lstat, 2, MPI_DOUBLE, MPI_SUM, t->comm));
+        if (lstat[1] > 0) return pt_agree(t->comm, local, NULL);
+        const double loss = lstat[0] / (double)B;
+        if (!isfinite(loss))
+            return PT_ERR(PT_ERR_DATA, "lower --lr, add --clip-norm, or check the data",
+                          "training diverged: loss is %g at step %lld", loss, (long long)t->step);
+        grad_norm = pt_clip_grad_norm(be, t->model.g, t->model.numel, c->clip_norm);
+        const float lr = pt_schedule_lr(&t->sched, t->step);
+        pt_optim_step(&t->opt, t->model.w, t->model.g, lr);
+        t->step++;
+        train_time += pt_now() - t0;
+        int_steps++, int_loss += loss;
+
+        const bool last = t->step == t->total_steps;
+        if (t->step % log_every == 0 || last) {
+            double now = pt_now(), dt = now - t_int;
+            double sps = dt > 0 ? (double)(int_steps * B) / dt : 0.0;
+            double ep = (double)t->step / (double)t->steps_per_epoch;
+            double per_step = (now - t_start) / (double)(t->step - start_step);
+            char eta[32];
+            fmt_duration(per_step * (double)(t->total_steps - t->step), eta, sizeof eta);
+            pt_metrics_write(&t->metrics, "train",
+                             "\"step\": %lld, \"epoch\": %.4f, \"loss\": %.6f, \"lr\": %.6g, "
+                             "\"grad_norm\": %.6g, \"samples_per_s\": %.1f, \"time_s\": %.3f",
+                             (long long)t->step, ep, int_loss / (double)int_steps, lr, grad_norm,
+                             sps, now - t_start);
+            if (!c->quiet)
+                pt_log_info("epoch %lld/%lld  step %lld/%lld  loss %.4f  lr %.4g  %.0f samples/s  "
+                            "ETA %s",
+                            (long long)(epoch + 1),
+                            (long long)((t->total_steps + t->steps_per_epoch - 1) /
+                                        t->steps_per_epoch),
+                            (long long)t->step, (long long)t->total_steps,
+                            int_loss / (double)int_steps, lr, sps, eta);
+            t_int = pt_now(), int_steps = 0, int_loss = 0.0;
+        }
+        if (t->step % eval_every == 0 && !last) {
+            PT_TRY(validate(t, &stop, NULL, NULL));
+            t_int = pt_now(); /* keep evaluation out of the throughput figure */
+        }
+        if (c->ckpt_dir[0] && c->ckpt_every > 0 && t->step % c->ckpt_every == 0 && !last) {
+            PT_TRY(save_checkpoint(t, NULL));
+            t_int = pt_now();
+        }
+    }
+    res->steps = t->step;
+    res->train_seconds = train_time;
+    res->samples_per_s = train_time > 0 ? (double)((t->step - start_step) * B) / train_time : 0;
+
+    res->final_val_loss = res->final_val_accuracy = NAN;
+    PT_TRY(validate(t, &stop, &res->final_val_loss, &res->final_val_accuracy));
+    if (t->have_test) {
+        PT_TRY(pt_evaluate(&t->model, &t->test, t->comm, c->eval_batch, &res->test_loss,
+                           &res->test_accuracy));
+        pt_metrics_write(&t->metrics, "eval",
+                         "\"step\": %lld, \"epoch\": %.4f, \"split\": \"test\", \"loss\": %.6f, "
+                         "\"accuracy\": %.6f, \"samples\": %lld",
+                         (long long)t->step, (double)t->step / (double)t->steps_per_epoch,
+                         res->test_loss, res->test_accuracy, (long long)t->test.count);
+    }
+    if (c->ckpt_dir[0]) PT_TRY(save_checkpoint(t, res->checkpoint));
+    pt_metrics_write(&t->metrics, "end",
+                     "\"step\": %lld, \"epoch\": %.4f, \"train_seconds\": %.3f, "
+                     "\"samples_per_s\": %.1f, \"test_accuracy\": %.6f",
+                     (long long)t->step, (double)t->step / (double)t->steps_per_epoch,
+                     res->train_seconds, res->samples_per_s, t->have_test ? res->test_accuracy : NAN);
+    return PT_OK;
+}
+
+static pt_status open_split(trainer *t, pt_dataset *d, const char *split, bool *have)
+{
+    /* val/test are optional: a data directory with an empty split simply has none. */
+    *have = false;
+    pt_status st = pt_dataset_open(d, t->cfg->data, split, t->comm, t->cfg->validate_data);
+    if (st != PT_OK) return st;
+    *have = d->count > 0;
+    return PT_OK;
+}
+
+pt_status pt_train(const pt_train_config *c, MPI_Comm comm, pt_train_result *res)
+{
+    memset(res, 0, sizeof *res);
+    trainer *t = calloc(1, sizeof *t);
+    PT_ALLOC_CHECK(t, sizeof *t);
+    t->cfg = c, t->comm = comm;
+    pt_status st = PT_OK;
+    PT_TRY_GOTO(st, pt_comm_init(&t->pc, comm), out);
+    t->rank = t->pc.rank, t->size = t->pc.size;
+    PT_TRY_GOTO(st, pt_allreduce_algo_parse(c->allreduce, &t->pc.algo), out);
+    if (c->batch < t->size || c->batch > (1 << 24)) {
+        st = PT_ERR(PT_ERR_ARG, "every rank needs at least one sample per step",
+                    "--batch %lld is outside [number of ranks = %d, 2^24]", (long long)c->batch,
+                    t->size);
+        goto out;
+    }
+    PT_TRY_GOTO(st, open_split(t, &t->train, "train", &(bool){0}), out);
+    PT_TRY_GOTO(st, open_split(t, &t->val, "val", &t->have_val), out);
+    PT_TRY_GOTO(st, open_split(t, &t->test, "test", &t->have_test), out);
+    t->steps_per_epoch = t->train.count / c->batch;
+    if (t->steps_per_epoch == 0) {
+        st = PT_ERR(PT_ERR_ARG, "lower --batch", "--batch %lld is larger than the %lld training samples",
+                    (long long)c->batch, (long long)t->train.count);
+        goto out;
+    }
+    t->total_steps = c->max_steps > 0 ? c->max_steps : c->epochs * t->steps_per_epoch;
+    if (t->total_steps <= 0) {
+        st = PT_ERR(PT_ERR_ARG, NULL, "nothing to train: --epochs and --max-steps are both 0");
+        goto out;
+    }
+    int64_t my_off, my_rows;
+    pt_batch_share(c->batch, t->rank, t->size, &my_off, &my_rows);
+    int64_t max_rows = my_rows > c->eval_batch ? my_rows : c->eval_batch;
+    st = build_model(&t->model, c, &t->train, (int)max_rows);
+    PT_TRY_GOTO(st, pt_agree(comm, st, NULL), out);
+    pt_model_init(&t->model, c->seed);
+    st = make_optimizer(t);
+    PT_TRY_GOTO(st, pt_agree(comm, st, NULL), out);
+    pt_early_stop_init(&t->es, (int)c->early_stop, true);
+    if (c->resume[0]) PT_TRY_GOTO(st, resume(t), out);
+    st = pt_metrics_open(&t->metrics, c->metrics, c->resume[0] != 0, t->rank);
+    PT_TRY_GOTO(st, pt_agree(comm, st, NULL), out);
+    pt_metrics_write(&t->metrics, "start",
+                     "\"step\": %lld, \"epoch\": %.4f, \"ranks\": %d, \"model\": \"%s\", "
+                     "\"params\": %lld, \"optimizer\": \"%s\", \"batch\": %lld, "
+                     "\"steps_per_epoch\": %lld, \"total_steps\": %lld",
+                     (long long)t->step, (double)t->step / (double)t->steps_per_epoch, t->size,
+                     c->model, (long long)t->model.numel, pt_optim_name(&t->opt.cfg),
+                     (long long)c->batch, (long long)t->steps_per_epoch, (long long)t->total_steps);
+    if (!c->quiet)
+        pt_log_info("paratrain: %d rank%s, model %s (%lld parameters), %s, global batch %lld, "
+                    "%lld train / %lld val / %lld test samples, %lld steps",
+                    t->size, t->size > 1 ? "s" : "", c->model, (long long)t->model.numel,
+                    pt_optim_name(&t->opt.cfg), (long long)c->batch, (long long)t->train.count,
+                    (long long)t->val.count, (long long)t->test.count, (long long)t->total_steps);
+    st = run(t, res);
+out:
+    pt_metrics_close(&t->metrics);
+    pt_sampler_free(&t->sampler);
+    free(t->x), free(t->y), free(t->idx);
+    pt_optim_destroy(&t->opt);
+    pt_model_destroy(&t->model);
+    pt_dataset_close(&t->train), pt_dataset_close(&t->val), pt_dataset_close(&t->test);
+    free(t);
+    return st;
+}
+
+pt_status pt_eval_checkpoint(const char *ckpt, const pt_train_config *ov, const char *split,
+                             MPI_Comm comm, double *loss, double *accuracy)
+{
+    char path[PT_PATH_MAX];
+    pt_ckpt_meta meta;
+    pt_train_config c;
+    pt_train_config_defaults(&c);
+    pt_status st = pt_ckpt_resolve(ckpt, path, sizeof path);
+    if (st == PT_OK) st = pt_ckpt_read_meta(path, &meta, NULL, 0, NULL, 0);
+    PT_TRY(pt_agree(comm, st, NULL));
+    /* The checkpoint's own configuration (model, activation, data) unless overridden. */
+    char *line = meta.config;
+    while (line && *line) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = '\0';
+        char *eq = strstr(line, " = ");
+        if (eq) {
+            *eq = '\0';
+            if (pt_train_config_has(line)) pt_train_config_set(&c, line, eq + 3);
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    if (ov->data[0]) snprintf(c.data, sizeof c.data, "%s", ov->data);
+    if (ov->eval_batch > 0) c.eval_batch = ov->eval_batch;
+    snprintf(c.backend, sizeof c.backend, "%s", ov->backend);
+    pt_dataset d;
+    PT_TRY(pt_dataset_open(&d, c.data, split, comm, ov->validate_data));
+    pt_model m;
+    st = build_model(&m, &c, &d, (int)c.eval_batch);
+    if (st == PT_OK) {
+        st = pt_ckpt_load(path, &m, NULL, &meta);
+        if (st != PT_OK) pt_model_destroy(&m);
+    }
+    st = pt_agree(comm, st, NULL);
+    if (st == PT_OK) {
+        st = pt_evaluate(&m, &d, comm, c.eval_batch, loss, accuracy);
+        pt_model_destroy(&m);
+    }
+    pt_dataset_close(&d);
+    return st;
+}
