@@ -31,6 +31,7 @@ typedef struct {
     double clip_norm; /* <= 0: off */
     int64_t batch;    /* global batch */
     int64_t epochs, max_steps;
+    int64_t stop_at; /* end this invocation at this step (checkpoint, no final eval); 0: off */
     uint64_t seed;
     int64_t log_every, eval_every, ckpt_every; /* steps; eval_every 0: every epoch */
     int64_t early_stop;                        /* patience in evaluations; 0: off */

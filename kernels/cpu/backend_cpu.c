@@ -7,6 +7,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -261,4 +262,16 @@ static const pt_backend cpu_backend = {
     .adam_update = cpu_adam_update,
 };
 
-const pt_backend *pt_backend_cpu(void) { return &cpu_backend; }
+/* OpenBLAS (pthreads build) sizes its own thread pool from the machine, not from the rank's core
+ * binding or OMP_NUM_THREADS: align it with OpenMP once, so a rank never runs more GEMM threads
+ * than the cores it was given. */
+
+const pt_backend *pt_backend_cpu(void)
+{
+    static int threads_set = 0;
+    if (!threads_set) {
+        threads_set = 1;
+        openblas_set_num_threads(omp_get_max_threads());
+    }
+    return &cpu_backend;
+}

@@ -138,9 +138,7 @@ static pt_status replace_small_file(const char *dir, const char *name, const cha
 static pt_status save_rank0(const char *dir, const pt_model *m, const pt_optimizer *opt,
                             const pt_ckpt_meta *meta, char *final_path)
 {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return PT_ERR(PT_ERR_IO, NULL, "cannot create checkpoint directory '%s': %s", dir,
-                      strerror(errno));
+    PT_TRY(pt_mkdir_p(dir));
     char base[64], tmp[PT_PATH_MAX + 96];
     snprintf(base, sizeof base, "step_%08lld.h5", (long long)meta->step);
     snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, base);

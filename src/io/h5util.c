@@ -1,7 +1,9 @@
 #include "h5util.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 void pt_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
@@ -106,6 +108,25 @@ pt_status pt_h5_make_parents(hid_t loc, const char *path)
             H5Gclose(g);
         }
         *p = '/';
+    }
+    return PT_OK;
+}
+
+pt_status pt_mkdir_p(const char *path)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return PT_ERR(PT_ERR_ARG, NULL, "path too long: '%s'", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                return PT_ERR(PT_ERR_IO, "check the path and its permissions",
+                              "cannot create directory '%s': %s", buf, strerror(errno));
+            *p = c;
+            if (c == '\0') break;
+        }
     }
     return PT_OK;
 }

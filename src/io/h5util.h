@@ -24,4 +24,7 @@ pt_status pt_h5_attr_read_str(hid_t obj, const char *name, char *buf, size_t len
 /* Creates the intermediate groups of "a/b/c" under loc (not c itself). */
 pt_status pt_h5_make_parents(hid_t loc, const char *path);
 
+/* mkdir -p: creates `path` and its missing parents (mode 0755). */
+pt_status pt_mkdir_p(const char *path);
+
 #endif

@@ -4,10 +4,18 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "h5util.h"
+
 pt_status pt_metrics_open(pt_metrics *m, const char *path, int append, int rank)
 {
     m->fp = NULL;
     if (rank != 0 || !path || !path[0]) return PT_OK;
+    const char *slash = strrchr(path, '/');
+    if (slash && slash != path) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+        PT_TRY(pt_mkdir_p(dir));
+    }
     m->fp = fopen(path, append ? "a" : "w");
     if (!m->fp)
         return PT_ERR(PT_ERR_IO, "check the --metrics path", "cannot open metrics file '%s': %s",

@@ -237,12 +237,15 @@ static pt_status run(trainer *t, pt_train_result *res)
     const pt_backend *be = t->model.be;
     const int64_t log_every = c->log_every > 0 ? c->log_every : 50;
     const int64_t eval_every = c->eval_every > 0 ? c->eval_every : t->steps_per_epoch;
-    double t_start = pt_now(), t_int = t_start, train_time = 0.0, grad_norm = 0.0;
+    /* Throughput counts step time only (read, compute, allreduce, update): evaluation, logging and
+     * checkpoints are left out of samples/s. */
+    double t_start = pt_now(), int_time = 0.0, train_time = 0.0, grad_norm = 0.0;
     int64_t int_steps = 0, start_step = t->step;
     double int_loss = 0.0;
     bool stop = false;
 
-    while (t->step < t->total_steps && !stop) {
+    const int64_t end = c->stop_at > 0 && c->stop_at < t->total_steps ? c->stop_at : t->total_steps;
+    while (t->step < end && !stop) {
         const int64_t epoch = t->step / t->steps_per_epoch, pos = t->step % t->steps_per_epoch;
         double t0 = pt_now();
         pt_sampler_set_epoch(&t->sampler, epoch);
@@ -270,13 +273,14 @@ static pt_status run(trainer *t, pt_train_result *res)
         const float lr = pt_schedule_lr(&t->sched, t->step);
         pt_optim_step(&t->opt, t->model.w, t->model.g, lr);
         t->step++;
-        train_time += pt_now() - t0;
+        const double dt_step = pt_now() - t0;
+        train_time += dt_step, int_time += dt_step;
         int_steps++, int_loss += loss;
 
-        const bool last = t->step == t->total_steps;
+        const bool last = t->step == end;
         if (t->step % log_every == 0 || last) {
-            double now = pt_now(), dt = now - t_int;
-            double sps = dt > 0 ? (double)(int_steps * B) / dt : 0.0;
+            double now = pt_now();
+            double sps = int_time > 0 ? (double)(int_steps * B) / int_time : 0.0;
             double ep = (double)t->step / (double)t->steps_per_epoch;
             double per_step = (now - t_start) / (double)(t->step - start_step);
             char eta[32];
@@ -294,22 +298,25 @@ static pt_status run(trainer *t, pt_train_result *res)
                                         t->steps_per_epoch),
                             (long long)t->step, (long long)t->total_steps,
                             int_loss / (double)int_steps, lr, sps, eta);
-            t_int = pt_now(), int_steps = 0, int_loss = 0.0;
+            int_time = 0.0, int_steps = 0, int_loss = 0.0;
         }
         if (t->step % eval_every == 0 && !last) {
             PT_TRY(validate(t, &stop, NULL, NULL));
-            t_int = pt_now(); /* keep evaluation out of the throughput figure */
         }
         if (c->ckpt_dir[0] && c->ckpt_every > 0 && t->step % c->ckpt_every == 0 && !last) {
             PT_TRY(save_checkpoint(t, NULL));
-            t_int = pt_now();
         }
     }
     res->steps = t->step;
     res->train_seconds = train_time;
     res->samples_per_s = train_time > 0 ? (double)((t->step - start_step) * B) / train_time : 0;
 
-    res->final_val_loss = res->final_val_accuracy = NAN;
+    res->final_val_loss = res->final_val_accuracy = res->test_loss = res->test_accuracy = NAN;
+    if (end < t->total_steps && !stop) { /* interrupted on purpose: state only, as a kill would */
+        if (c->ckpt_dir[0]) PT_TRY(save_checkpoint(t, res->checkpoint));
+        if (!c->quiet) pt_log_info("stopped at step %lld (--stop-at)", (long long)t->step);
+        return PT_OK;
+    }
     PT_TRY(validate(t, &stop, &res->final_val_loss, &res->final_val_accuracy));
     if (t->have_test) {
         PT_TRY(pt_evaluate(&t->model, &t->test, t->comm, c->eval_batch, &res->test_loss,

@@ -43,6 +43,8 @@ static const opt_row rows[] = {
     ROW("batch", OPT_I64, batch, "global batch size, split over the ranks"),
     ROW("epochs", OPT_I64, epochs, "epochs to train"),
     ROW("max-steps", OPT_I64, max_steps, "stop after this many steps (0: epochs decide)"),
+    ROW("stop-at", OPT_I64, stop_at, "end this run at this step with a checkpoint, keeping the "
+                                     "schedule, so --resume continues it (0: off)"),
     ROW("seed", OPT_U64, seed, "seed of initialization, shuffling and dropout"),
     ROW("log-every", OPT_I64, log_every, "steps between progress lines and train records"),
     ROW("eval-every", OPT_I64, eval_every, "steps between validations (0: every epoch)"),

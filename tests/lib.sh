@@ -1,0 +1,49 @@
+# Shared helpers of the shell tests (sourced). Every mpirun gets a timeout, so a hang fails.
+set -eu
+: "${top_builddir:=.}"
+: "${top_srcdir:=.}"
+PARATRAIN="$top_builddir/paratrain"
+PT_PREP="$top_builddir/pt-prep"
+PT_CKPT="$top_builddir/pt-ckpt"
+H5MANGLE="$top_builddir/tests/tools/h5mangle"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+FMNIST_SRC=${FMNIST_SRC:-/usr/share/datasets/fashion-mnist}
+TEST_NAME=$(basename "$0" .sh)
+WORK="$top_builddir/tests/work/$TEST_NAME"
+rm -rf "$WORK"
+mkdir -p "$WORK"
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok: $*"; }
+
+# mpirun with a timeout: mpirun_t NP SECONDS prog args...
+mpirun_t() {
+    np=$1 secs=$2
+    shift 2
+    timeout -k 5 "$secs" mpirun -np "$np" --bind-to none "$@"
+}
+
+# A small Fashion-MNIST prepared once for all tests (5000 train, 1000 val, 6000 test), shared
+# under a lock: tests run in parallel.
+need_data() {
+    [ -r "$FMNIST_SRC/train-images-idx3-ubyte.gz" ] || [ -r "$FMNIST_SRC/train-images-idx3-ubyte" ] || {
+        echo "SKIP: Fashion-MNIST not installed (Debian package dataset-fashion-mnist)"; exit 77; }
+    DATA="$top_builddir/tests/work/fmnist-small"
+    mkdir -p "$top_builddir/tests/work"
+    (
+        flock 9
+        [ -f "$DATA/index.h5" ] ||
+            "$PT_PREP" fashion-mnist --src "$FMNIST_SRC" --out "$DATA" --shards 3 --limit 6000 \
+                --val 1000 >/dev/null
+    ) 9>"$top_builddir/tests/work/.fmnist.lock"
+    [ -f "$DATA/index.h5" ] || fail "could not prepare test data"
+}
+
+# A private copy of the small data set, to damage.
+copy_data() {
+    need_data
+    rm -rf "$1"
+    cp -r "$DATA" "$1"
+}
