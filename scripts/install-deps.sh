@@ -4,7 +4,7 @@
 #   scripts/install-deps.sh          build + test + data
 #   scripts/install-deps.sh --bench  also what the benchmarks compare against (PyTorch, gnuplot)
 set -eu
-pkgs="autoconf automake libtool pkg-config make gcc openmpi-bin libopenmpi-dev libopenblas-dev
+pkgs="autoconf automake libtool pkg-config make gcc openmpi-bin libopenmpi-dev libopenblas-dev libopenblas-openmp-dev
       libhdf5-openmpi-dev hdf5-tools zlib1g-dev dataset-fashion-mnist util-linux"
 [ "${1:-}" = "--bench" ] && pkgs="$pkgs python3-torch python3-h5py python3-numpy gnuplot-nox"
 missing=""

@@ -45,8 +45,9 @@ typedef struct {
     void *stage;
     int32_t *stage_labels;
     int64_t stage_cap;
-    int64_t *order; /* scratch for sorting requested indices */
-    int64_t order_cap;
+    int64_t *order; /* (index, position) pairs, sorted */
+    int64_t *uniq;  /* distinct requested indices, sorted */
+    int *slot;      /* staged row of each requested position */
 } pt_dataset;
 
 /* Opens every shard of a split, collectively over comm (parallel HDF5, MPI-IO driver), and checks

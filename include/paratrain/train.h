@@ -61,6 +61,8 @@ typedef struct {
     double test_loss, test_accuracy;
     int64_t steps;
     double train_seconds, samples_per_s;
+    double phase_seconds[4]; /* rank 0's time in: data reading, forward+backward, allreduce
+                                (waiting included), clipping+update */
     char checkpoint[PT_PATH_MAX];
 } pt_train_result;
 

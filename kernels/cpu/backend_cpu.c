@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "paratrain/log.h"
 #include "paratrain/rng.h"
 
 #define PAR_MIN 16384 /* elements below which a loop stays on one thread */
@@ -271,7 +272,14 @@ const pt_backend *pt_backend_cpu(void)
     static int threads_set = 0;
     if (!threads_set) {
         threads_set = 1;
-        openblas_set_num_threads(omp_get_max_threads());
+        const int nt = omp_get_max_threads();
+        openblas_set_num_threads(nt);
+        /* openblas_get_parallel(): 0 sequential, 1 pthreads, 2 OpenMP. */
+        if (nt > 1 && openblas_get_parallel() == 1 && !getenv("OMP_WAIT_POLICY"))
+            pt_log_warn("OpenBLAS uses its own pthreads next to %d OpenMP threads, and the two "
+                        "pools compete for cores: configure with the OpenMP OpenBLAS "
+                        "(libopenblas-openmp-dev) or set OMP_WAIT_POLICY=PASSIVE",
+                        nt);
     }
     return &cpu_backend;
 }

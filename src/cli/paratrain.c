@@ -145,8 +145,10 @@ int main(int argc, char **argv)
     pt_train_result res;
     st = pt_train(&cfg, MPI_COMM_WORLD, &res);
     if (st != PT_OK) goto fail;
-    pt_log_info("done: %lld steps in %.1f s (%.0f samples/s)", (long long)res.steps,
-                res.train_seconds, res.samples_per_s);
+    pt_log_info("done: %lld steps in %.1f s (%.0f samples/s; data %.1f s, compute %.1f s, "
+                "allreduce %.1f s, update %.1f s)",
+                (long long)res.steps, res.train_seconds, res.samples_per_s, res.phase_seconds[0],
+                res.phase_seconds[1], res.phase_seconds[2], res.phase_seconds[3]);
     pt_log_info("test accuracy %.4f  (test loss %.4f)", res.test_accuracy, res.test_loss);
     goto done;
 

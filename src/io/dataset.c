@@ -174,6 +174,12 @@ static pt_status grow(pt_dataset *d, int64_t n)
     int64_t *o = realloc(d->order, sizeof(int64_t) * 2 * (size_t)n);
     if (!o) return PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate an index buffer");
     d->order = o;
+    int64_t *u = realloc(d->uniq, sizeof(int64_t) * (size_t)n);
+    if (!u) return PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate an index buffer");
+    d->uniq = u;
+    int *sl = realloc(d->slot, sizeof(int) * (size_t)n);
+    if (!sl) return PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate an index buffer");
+    d->slot = sl;
     d->stage_cap = n;
     return PT_OK;
 }
@@ -242,14 +248,8 @@ pt_status pt_dataset_read(pt_dataset *d, const int64_t *idx, int n, float *x, in
     }
     qsort(pairs, (size_t)n, 2 * sizeof(int64_t), cmp_pair);
 
-    /* Unique indices go into the first half of the scratch after we are done with pairs, so
-     * collect them into a separate small array on the stack-free path: reuse positions. */
-    int64_t *uniq = malloc(sizeof(int64_t) * (size_t)n);
-    int *slot = malloc(sizeof(int) * (size_t)n); /* slot[position] = staged row */
-    if (!uniq || !slot) {
-        free(uniq), free(slot);
-        return PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate read indices");
-    }
+    int64_t *uniq = d->uniq; /* sorted distinct indices: one staged row each */
+    int *slot = d->slot;      /* slot[position] = staged row of the sample at that position */
     int64_t nu = 0;
     for (int i = 0; i < n; i++) {
         if (i == 0 || pairs[2 * i] != pairs[2 * (i - 1)]) uniq[nu++] = pairs[2 * i];
@@ -299,8 +299,6 @@ pt_status pt_dataset_read(pt_dataset *d, const int64_t *idx, int n, float *x, in
         }
     }
 out:
-    free(uniq);
-    free(slot);
     return st;
 }
 
@@ -360,6 +358,9 @@ void pt_dataset_close(pt_dataset *d)
     free(d->stage);
     free(d->stage_labels);
     free(d->order);
+    free(d->uniq);
+    free(d->slot);
     d->shards = NULL, d->stage = NULL, d->stage_labels = NULL, d->order = NULL;
+    d->uniq = NULL, d->slot = NULL;
     d->nshards = 0, d->stage_cap = 0;
 }

@@ -239,7 +239,8 @@ static pt_status run(trainer *t, pt_train_result *res)
     const int64_t eval_every = c->eval_every > 0 ? c->eval_every : t->steps_per_epoch;
     /* Throughput counts step time only (read, compute, allreduce, update): evaluation, logging and
      * checkpoints are left out of samples/s. */
-    double t_start = pt_now(), int_time = 0.0, train_time = 0.0, grad_norm = 0.0;
+    double t_start = pt_now(), int_time = 0.0, train_time = 0.0, grad_norm = NAN;
+    double ph[4] = {0, 0, 0, 0}; /* seconds in: data, compute, allreduce, update */
     int64_t int_steps = 0, start_step = t->step;
     double int_loss = 0.0;
     bool stop = false;
@@ -252,6 +253,7 @@ static pt_status run(trainer *t, pt_train_result *res)
         const int64_t *gb = t->sampler.perm + pos * B;
         memcpy(t->idx, gb + my_off, sizeof(int64_t) * (size_t)my_rows);
         pt_status local = pt_dataset_read(&t->train, t->idx, (int)my_rows, t->x, t->y);
+        double t1 = pt_now();
         pt_fwd_ctx ctx = {.train = 1, .seed = c->seed, .step = t->step, .row_offset = my_off};
         double lstat[2] = {0.0, local != PT_OK ? 1.0 : 0.0};
         if (local == PT_OK && my_rows > 0) {
@@ -261,24 +263,31 @@ static pt_status run(trainer *t, pt_train_result *res)
         } else {
             be->zero(t->model.g, sizeof(float) * (size_t)t->model.numel);
         }
+        double t2 = pt_now();
         if (t->size > 1)
             PT_TRY(pt_allreduce(&t->pc, PT_IN_PLACE, t->model.g, t->model.numel, PT_F32, PT_SUM));
         PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, lstat, 2, MPI_DOUBLE, MPI_SUM, t->comm));
+        double t3 = pt_now();
         if (lstat[1] > 0) return pt_agree(t->comm, local, NULL);
         const double loss = lstat[0] / (double)B;
         if (!isfinite(loss))
             return PT_ERR(PT_ERR_DATA, "lower --lr, add --clip-norm, or check the data",
                           "training diverged: loss is %g at step %lld", loss, (long long)t->step);
-        grad_norm = pt_clip_grad_norm(be, t->model.g, t->model.numel, c->clip_norm);
+        /* The norm is a full pass over the gradient: only when clipping or logging needs it. */
+        const bool log_now = (t->step + 1) % log_every == 0 || t->step + 1 == end;
+        if (c->clip_norm > 0 || log_now)
+            grad_norm = pt_clip_grad_norm(be, t->model.g, t->model.numel, c->clip_norm);
         const float lr = pt_schedule_lr(&t->sched, t->step);
         pt_optim_step(&t->opt, t->model.w, t->model.g, lr);
         t->step++;
-        const double dt_step = pt_now() - t0;
+        double t4 = pt_now();
+        ph[0] += t1 - t0, ph[1] += t2 - t1, ph[2] += t3 - t2, ph[3] += t4 - t3;
+        const double dt_step = t4 - t0;
         train_time += dt_step, int_time += dt_step;
         int_steps++, int_loss += loss;
 
         const bool last = t->step == end;
-        if (t->step % log_every == 0 || last) {
+        if (log_now) {
             double now = pt_now();
             double sps = int_time > 0 ? (double)(int_steps * B) / int_time : 0.0;
             double ep = (double)t->step / (double)t->steps_per_epoch;
@@ -309,6 +318,7 @@ static pt_status run(trainer *t, pt_train_result *res)
     }
     res->steps = t->step;
     res->train_seconds = train_time;
+    for (int i = 0; i < 4; i++) res->phase_seconds[i] = ph[i];
     res->samples_per_s = train_time > 0 ? (double)((t->step - start_step) * B) / train_time : 0;
 
     res->final_val_loss = res->final_val_accuracy = res->test_loss = res->test_accuracy = NAN;
@@ -330,9 +340,11 @@ static pt_status run(trainer *t, pt_train_result *res)
     if (c->ckpt_dir[0]) PT_TRY(save_checkpoint(t, res->checkpoint));
     pt_metrics_write(&t->metrics, "end",
                      "\"step\": %lld, \"epoch\": %.4f, \"train_seconds\": %.3f, "
-                     "\"samples_per_s\": %.1f, \"test_accuracy\": %.6f",
+                     "\"samples_per_s\": %.1f, \"test_accuracy\": %.6f, \"data_s\": %.3f, "
+                     "\"compute_s\": %.3f, \"allreduce_s\": %.3f, \"update_s\": %.3f",
                      (long long)t->step, (double)t->step / (double)t->steps_per_epoch,
-                     res->train_seconds, res->samples_per_s, t->have_test ? res->test_accuracy : NAN);
+                     res->train_seconds, res->samples_per_s, t->have_test ? res->test_accuracy : NAN,
+                     ph[0], ph[1], ph[2], ph[3]);
     return PT_OK;
 }
 
