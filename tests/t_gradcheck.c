@@ -125,11 +125,28 @@ static void check_dropout(const pt_backend *be)
     be->dropout(b1 + 2 * C, R - 2, C, 13, p, 7, 3);
     CHECK(!memcmp(a, b1, sizeof a), "dropout mask depends on how rows are split");
 
+    /* The documented contract, computed directly: element j of row r is kept iff word (g % 4) of
+     * Philox(seed, stream, g / 4) is >= p * 2^32, where g = (row_offset + r) * cols + j. */
+    {
+        float z[N];
+        for (int i = 0; i < N; i++) z[i] = 1.0f;
+        be->dropout(z, R, C, 11, p, 7, 3);
+        int wrong = 0;
+        for (int i = 0; i < N; i++) {
+            uint64_t gi = (uint64_t)(11 * C + i);
+            uint32_t w[4];
+            pt_rng_block(7, 3, gi / 4, w);
+            int keep = w[gi % 4] >= (uint32_t)((double)p * 4294967296.0);
+            wrong += keep != (z[i] != 0.0f);
+        }
+        CHECK(wrong == 0, "dropout mask differs from its definition in %d of %d elements", wrong, N);
+    }
+
     /* Keep rate over many elements is 1 - p, and kept values are scaled by 1 / (1 - p). */
     enum { M = 200000 };
     float *big = malloc(sizeof(float) * M);
     for (int i = 0; i < M; i++) big[i] = 1.0f;
-    be->dropout(big, 1000, 200, 0, p, 1, 1);
+    be->dropout(big, 1000, 200, 12345, p, 1, 1); /* a row offset, as on a rank > 0 */
     int kept = 0, badscale = 0;
     for (int i = 0; i < M; i++) {
         kept += big[i] != 0.0f;

@@ -53,3 +53,12 @@ for np in 1 3; do
         fail "eval at np=$np gives $got, training reported $want"
 done
 pass "eval reproduces test accuracy $want"
+
+# early stopping end to end: with lr 0 the validation accuracy never improves after the first
+# evaluation (step 5), so patience 2 stops training at the evaluation of step 15.
+mpirun_t 2 60 "$PARATRAIN" train --data "$DATA" --model mlp:784-16-10 --batch 64 --optimizer sgd \
+    --lr 0 --max-steps 100 --eval-every 5 --early-stop 2 --quiet true --metrics "$WORK/es.jsonl" \
+    >"$WORK/es.out" 2>&1 || { cat "$WORK/es.out"; fail "early-stop run"; }
+grep '"event": "end"' "$WORK/es.jsonl" | grep -q '"step": 15,' ||
+    fail "early stopping ended at: $(grep '"event": "end"' "$WORK/es.jsonl")"
+pass "early stopping stops after 2 evaluations without improvement"

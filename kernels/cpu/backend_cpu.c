@@ -8,6 +8,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <xmmintrin.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -272,6 +273,14 @@ const pt_backend *pt_backend_cpu(void)
     static int threads_set = 0;
     if (!threads_set) {
         threads_set = 1;
+        /* Flush denormals to zero (FTZ) and read them as zero (DAZ) on every thread of the pool.
+         * Optimizer state of parameters whose gradient is always zero (e.g. weights of blank
+         * border pixels) decays geometrically into the denormal range after a few hundred steps,
+         * and x86 computes on denormals through microcode assists: without this, AdamW on
+         * Fashion-MNIST slowed from 13k to 4.4k samples/s after ~800 steps. Values below 1.2e-38
+         * are irrelevant to training; the fixture tests are unaffected. */
+#pragma omp parallel
+        _mm_setcsr(_mm_getcsr() | 0x8040);
         const int nt = omp_get_max_threads();
         openblas_set_num_threads(nt);
         /* openblas_get_parallel(): 0 sequential, 1 pthreads, 2 OpenMP. */
