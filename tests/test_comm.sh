@@ -1,7 +1,26 @@
 #!/bin/sh
-# The collective interface against MPI_Allreduce at process counts 1, 2, 3, 4 and 5.
+# Every allreduce algorithm against MPI_Allreduce at process counts 1, 2, 3, 4, 5, 7 and 8
+# (oversubscribed beyond 2), and the collective watchdog.
 . "${srcdir:-.}/tests/lib.sh"
-for np in 1 2 3 4 5; do
-    mpirun_t $np 120 "$top_builddir/tests/t_comm" || fail "t_comm at np=$np"
+for np in 1 2 3 4 5 7 8; do
+    mpirun_t $np 300 "$top_builddir/tests/t_comm" >"$WORK/np$np.out" 2>&1 || { cat "$WORK/np$np.out"; fail "t_comm at np=$np"; }
+    tail -1 "$WORK/np$np.out"
 done
-pass "t_comm at np 1..5"
+pass "allreduce algorithms at np 1..8"
+
+# Watchdog: rank 2 of 3 never joins; ranks 0 and 1 must report the timeout, naming what they wait
+# for, within a few seconds of PT_COLL_TIMEOUT=2 (not hang until the test's own timeout).
+for algo in ring recursive_doubling rabenseifner binomial; do
+    start=$(date +%s)
+    set +e
+    PT_COLL_TIMEOUT=2 ALGO=$algo mpirun_t 3 60 -x PT_COLL_TIMEOUT -x ALGO "$top_builddir/tests/t_comm" --watchdog \
+        >"$WORK/wd-$algo.out" 2>&1
+    rc=$?
+    set -e
+    took=$(( $(date +%s) - start ))
+    [ $rc -ne 0 ] && [ $rc -ne 124 ] || { cat "$WORK/wd-$algo.out"; fail "watchdog $algo: exit $rc"; }
+    grep -q "collective '$algo' timed out after 2 s" "$WORK/wd-$algo.out" || { cat "$WORK/wd-$algo.out"; fail "watchdog $algo: no timeout message"; }
+    grep -q "waiting on transfers .*2" "$WORK/wd-$algo.out" || { cat "$WORK/wd-$algo.out"; fail "watchdog $algo: the missing peer 2 is not named"; }
+    [ "$took" -lt 30 ] || fail "watchdog $algo took $took s"
+    pass "watchdog $algo: $(grep -m1 'timed out' "$WORK/wd-$algo.out" | sed 's/.*error: //' | cut -c1-140)"
+done

@@ -1,10 +1,16 @@
-/* The project's collective interface. Training code calls pt_allreduce(); which algorithm runs is
- * chosen at run time by name (--allreduce, PT_ALLREDUCE). This layer depends on MPI alone.
+/* The project's collective interface. Training code calls pt_allreduce() or, to overlap it with
+ * computation, pt_iallreduce() and then pt_coll_test() between other work. Which algorithm runs
+ * is chosen at run time by name (--allreduce, PT_ALLREDUCE). This layer depends on MPI alone.
  *
- * Algorithms present: "mpi" (MPI_Allreduce, the baseline every other algorithm is checked and
- * benchmarked against) and "auto" (chooses among the present algorithms). The point-to-point
- * algorithms of design.md (ring, recursive doubling, Rabenseifner, hierarchical) are added here as
- * one file each by the [collectives] issue. */
+ * Algorithms (one file each in src/comm/, each stating its alpha-beta-gamma cost):
+ *   ring                 reduce-scatter + allgather around a ring     large vectors
+ *   recursive_doubling   log p whole-vector exchanges                  short vectors
+ *   rabenseifner         recursive halving + recursive doubling        medium/large vectors
+ *   binomial             binomial reduce to 0 + binomial broadcast     baseline
+ *   mpi                  MPI_Allreduce / MPI_Iallreduce               the reference
+ *   auto                 chosen by process count and message size
+ * All are built on MPI point-to-point as schedules (src/comm/schedule.h) and work for any process
+ * count and any element count, 0 included. */
 #ifndef PARATRAIN_COMM_H
 #define PARATRAIN_COMM_H
 
@@ -20,17 +26,29 @@ extern "C" {
 
 typedef enum { PT_SUM = 0, PT_MAX, PT_MIN, PT_AVG } pt_reduce_op;
 
-typedef enum { PT_ALLREDUCE_AUTO = 0, PT_ALLREDUCE_MPI } pt_allreduce_algo;
+typedef enum {
+    PT_ALLREDUCE_AUTO = 0,
+    PT_ALLREDUCE_MPI,
+    PT_ALLREDUCE_RING,
+    PT_ALLREDUCE_RECURSIVE_DOUBLING,
+    PT_ALLREDUCE_RABENSEIFNER,
+    PT_ALLREDUCE_BINOMIAL,
+    PT_ALLREDUCE_NALGOS
+} pt_allreduce_algo;
 
 typedef struct {
-    MPI_Comm comm;
+    MPI_Comm comm; /* the caller's communicator */
+    MPI_Comm coll; /* a duplicate that carries paratrain's collective traffic */
     int rank, size;
     pt_allreduce_algo algo;
+    uint64_t seq; /* collectives started on this communicator: tags concurrent ones apart */
 } pt_comm;
 
-/* Wraps `comm` (not duplicated; the caller keeps it alive) and sets MPI_ERRORS_RETURN on it, so
- * failures come back as codes through PT_MPI_CHECK instead of aborting inside MPI. */
+/* Collective over comm: duplicates it for collective traffic (so it never matches the caller's
+ * own messages) and sets MPI_ERRORS_RETURN on both, so failures come back as codes through
+ * PT_MPI_CHECK instead of aborting inside MPI. */
 pt_status pt_comm_init(pt_comm *c, MPI_Comm comm);
+void pt_comm_free(pt_comm *c);
 pt_status pt_allreduce_algo_parse(const char *name, pt_allreduce_algo *algo);
 const char *pt_allreduce_algo_name(pt_allreduce_algo algo);
 
@@ -38,8 +56,20 @@ const char *pt_allreduce_algo_name(pt_allreduce_algo algo);
 
 /* recv = op over ranks of send (send == PT_IN_PLACE: recv is both). PT_AVG divides the sum by
  * the number of ranks (floating types only). */
-pt_status pt_allreduce(const pt_comm *c, const void *send, void *recv, int64_t count,
-                       pt_dtype dtype, pt_reduce_op op);
+pt_status pt_allreduce(pt_comm *c, const void *send, void *recv, int64_t count, pt_dtype dtype,
+                       pt_reduce_op op);
+
+/* Nonblocking allreduce: starts it and returns a request that the caller progresses with
+ * pt_coll_test (between pieces of computation) or completes with pt_coll_wait. Both free the
+ * request when it completes and set *req to NULL. recv must stay untouched until then. */
+typedef struct pt_coll_request pt_coll_request;
+pt_status pt_iallreduce(pt_comm *c, const void *send, void *recv, int64_t count, pt_dtype dtype,
+                        pt_reduce_op op, pt_coll_request **req);
+pt_status pt_coll_test(pt_coll_request **req, int *done);
+pt_status pt_coll_wait(pt_coll_request **req);
+
+/* The algorithm "auto" picks for a message of `bytes` on `size` processes. */
+pt_allreduce_algo pt_allreduce_auto_choice(int size, size_t bytes);
 
 #ifdef __cplusplus
 }

@@ -415,6 +415,7 @@ pt_status pt_train(const pt_train_config *c, MPI_Comm comm, pt_train_result *res
                     (long long)t->val.count, (long long)t->test.count, (long long)t->total_steps);
     st = run(t, res);
 out:
+    pt_comm_free(&t->pc);
     pt_metrics_close(&t->metrics);
     pt_sampler_free(&t->sampler);
     free(t->x), free(t->y), free(t->idx);

@@ -1,0 +1,196 @@
+/* The schedule engine: building rounds, and running them blocking or by polling. */
+#include "schedule.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "paratrain/log.h"
+
+static MPI_Datatype wire_type(pt_dtype t)
+{
+    switch (t) {
+    case PT_F32: return MPI_FLOAT;
+    case PT_F64: return MPI_DOUBLE;
+    case PT_I32: return MPI_INT32_T;
+    case PT_I64: return MPI_INT64_T;
+    case PT_F16: case PT_BF16: return MPI_UINT16_T;
+    case PT_U8: return MPI_UINT8_T;
+    }
+    return MPI_BYTE;
+}
+
+pt_status pt_sched_init(pt_sched *s, pt_comm *c, pt_dtype t, pt_reduce_op op,
+                        const char *algo_name)
+{
+    memset(s, 0, sizeof *s);
+    s->comm = c, s->dtype = t, s->op = op, s->esize = pt_dtype_size(t);
+    s->algo_name = algo_name;
+    /* Every rank runs collectives on a communicator in the same order, so a per-communicator
+     * sequence number gives each collective its own tag: concurrent nonblocking collectives
+     * (several gradient buckets in flight) never match each other's messages. */
+    s->tag = (int)(c->seq++ % 30000) + 100;
+    return PT_OK;
+}
+
+void pt_sched_free(pt_sched *s)
+{
+    free(s->ops), free(s->round_end), free(s->reqs), free(s->scratch);
+    memset(s, 0, sizeof *s);
+}
+
+void *pt_sched_scratch(pt_sched *s, size_t bytes)
+{
+    free(s->scratch);
+    s->scratch = bytes ? malloc(bytes) : NULL;
+    return s->scratch;
+}
+
+static pt_status add(pt_sched *s, pt_sop_kind k, int peer, void *dst, const void *src, int64_t n)
+{
+    if (n <= 0) return PT_OK;
+    if ((k == PT_SOP_SEND || k == PT_SOP_RECV) && n > INT_MAX)
+        return PT_ERR(PT_ERR_ARG, "split the buffer", "a message of %lld elements exceeds MPI's int count",
+                      (long long)n);
+    if (s->nops == s->ops_cap) {
+        int cap = s->ops_cap ? 2 * s->ops_cap : 16;
+        pt_sop *o = realloc(s->ops, sizeof *o * (size_t)cap);
+        if (!o) return PT_ERR(PT_ERR_NOMEM, NULL, "cannot grow a collective schedule");
+        s->ops = o, s->ops_cap = cap;
+    }
+    s->ops[s->nops++] = (pt_sop){.kind = k, .peer = peer, .dst = dst, .src = src, .count = n};
+    return PT_OK;
+}
+
+pt_status pt_sched_send(pt_sched *s, int peer, const void *src, int64_t n)
+{
+    return add(s, PT_SOP_SEND, peer, NULL, src, n);
+}
+pt_status pt_sched_recv(pt_sched *s, int peer, void *dst, int64_t n)
+{
+    return add(s, PT_SOP_RECV, peer, dst, NULL, n);
+}
+pt_status pt_sched_reduce(pt_sched *s, void *dst, const void *src, int64_t n)
+{
+    return add(s, PT_SOP_REDUCE, -1, dst, src, n);
+}
+pt_status pt_sched_copy(pt_sched *s, void *dst, const void *src, int64_t n)
+{
+    if (dst == src) return PT_OK;
+    return add(s, PT_SOP_COPY, -1, dst, src, n);
+}
+
+pt_status pt_sched_end_round(pt_sched *s)
+{
+    int start = s->nrounds ? s->round_end[s->nrounds - 1] : 0;
+    if (s->nops == start) return PT_OK; /* empty round */
+    if (s->nrounds == s->rounds_cap) {
+        int cap = s->rounds_cap ? 2 * s->rounds_cap : 16;
+        int *r = realloc(s->round_end, sizeof *r * (size_t)cap);
+        if (!r) return PT_ERR(PT_ERR_NOMEM, NULL, "cannot grow a collective schedule");
+        s->round_end = r, s->rounds_cap = cap;
+    }
+    s->round_end[s->nrounds++] = s->nops;
+    return PT_OK;
+}
+
+static int round_begin(const pt_sched *s, int k) { return k ? s->round_end[k - 1] : 0; }
+
+/* Posts the transfers of the current round. */
+static pt_status post_round(pt_sched *s)
+{
+    s->nreqs = 0;
+    const int b = round_begin(s, s->round), e = s->round_end[s->round];
+    if (s->reqs_cap < e - b) {
+        MPI_Request *r = realloc(s->reqs, sizeof *r * (size_t)(e - b));
+        if (!r) return PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate MPI requests");
+        s->reqs = r, s->reqs_cap = e - b;
+    }
+    const MPI_Datatype t = wire_type(s->dtype);
+    /* Receives first, so a matching send finds its buffer posted. */
+    for (int i = b; i < e; i++) {
+        const pt_sop *o = &s->ops[i];
+        if (o->kind == PT_SOP_RECV)
+            PT_MPI_CHECK(MPI_Irecv(o->dst, (int)o->count, t, o->peer, s->tag, s->comm->coll,
+                                   &s->reqs[s->nreqs++]));
+    }
+    for (int i = b; i < e; i++) {
+        const pt_sop *o = &s->ops[i];
+        if (o->kind == PT_SOP_SEND)
+            PT_MPI_CHECK(MPI_Isend(o->src, (int)o->count, t, o->peer, s->tag, s->comm->coll,
+                                   &s->reqs[s->nreqs++]));
+    }
+    s->posted = 1;
+    return PT_OK;
+}
+
+static void local_ops(pt_sched *s)
+{
+    const int b = round_begin(s, s->round), e = s->round_end[s->round];
+    for (int i = b; i < e; i++) {
+        const pt_sop *o = &s->ops[i];
+        if (o->kind == PT_SOP_REDUCE) pt_reduce_local(o->dst, o->src, o->count, s->dtype, s->op);
+        else if (o->kind == PT_SOP_COPY) memcpy(o->dst, o->src, s->esize * (size_t)o->count);
+    }
+}
+
+pt_status pt_sched_start(pt_sched *s)
+{
+    s->round = 0, s->posted = 0;
+    s->started = MPI_Wtime();
+    if (s->nrounds == 0) return PT_OK;
+    return post_round(s);
+}
+
+/* Watchdog: with PT_COLL_TIMEOUT=SECONDS, a collective that has waited longer reports where it is
+ * stuck (algorithm, round, peers) instead of hanging. */
+static pt_status check_watchdog(pt_sched *s)
+{
+    const char *env = getenv("PT_COLL_TIMEOUT");
+    double limit = env ? atof(env) : 0.0;
+    if (limit <= 0.0 || MPI_Wtime() - s->started < limit) return PT_OK;
+    char peers[256] = "";
+    size_t off = 0;
+    const int b = round_begin(s, s->round), e = s->round_end[s->round];
+    for (int i = b; i < e && off < sizeof peers - 16; i++)
+        if (s->ops[i].kind == PT_SOP_RECV || s->ops[i].kind == PT_SOP_SEND)
+            off += (size_t)snprintf(peers + off, sizeof peers - off, "%s%s %d", off ? ", " : "",
+                                    s->ops[i].kind == PT_SOP_RECV ? "from" : "to", s->ops[i].peer);
+    return PT_ERR(PT_ERR_MPI, "a peer rank is dead, stuck, or never called this collective",
+                  "collective '%s' timed out after %.0f s (PT_COLL_TIMEOUT) on rank %d in round "
+                  "%d of %d, waiting on transfers %s",
+                  s->algo_name, limit, s->comm->rank, s->round + 1, s->nrounds, peers);
+}
+
+pt_status pt_sched_test(pt_sched *s, int *done)
+{
+    *done = 0;
+    while (s->round < s->nrounds) {
+        int flag = 1;
+        if (s->nreqs) PT_MPI_CHECK(MPI_Testall(s->nreqs, s->reqs, &flag, MPI_STATUSES_IGNORE));
+        if (!flag) return check_watchdog(s);
+        local_ops(s);
+        s->round++;
+        if (s->round < s->nrounds) PT_TRY(post_round(s));
+    }
+    *done = 1;
+    return PT_OK;
+}
+
+pt_status pt_sched_wait(pt_sched *s)
+{
+    const char *env = getenv("PT_COLL_TIMEOUT");
+    if (env && atof(env) > 0) { /* poll, so the watchdog can fire */
+        int done = 0;
+        while (!done) PT_TRY(pt_sched_test(s, &done));
+        return PT_OK;
+    }
+    while (s->round < s->nrounds) {
+        if (s->nreqs) PT_MPI_CHECK(MPI_Waitall(s->nreqs, s->reqs, MPI_STATUSES_IGNORE));
+        local_ops(s);
+        s->round++;
+        if (s->round < s->nrounds) PT_TRY(post_round(s));
+    }
+    return PT_OK;
+}

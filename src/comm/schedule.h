@@ -1,0 +1,85 @@
+/* The schedule engine (internal to src/comm). A collective is a list of rounds; a round is a set
+ * of sends and receives, all posted at once, followed by local operations (reductions, copies)
+ * that run once the round's transfers are complete. The same schedule runs blocking
+ * (pt_sched_wait) or progressed by the caller (pt_sched_test, e.g. between backward layers), as
+ * Open MPI's libnbc does; no communication thread is needed.
+ *
+ * Every algorithm file builds a schedule for any process count and element count, including 0 and
+ * counts below the number of processes: zero-length transfers are left out on both sides. */
+#ifndef PT_COMM_SCHEDULE_H
+#define PT_COMM_SCHEDULE_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#include "paratrain/comm.h"
+
+typedef enum { PT_SOP_SEND, PT_SOP_RECV, PT_SOP_REDUCE, PT_SOP_COPY } pt_sop_kind;
+
+typedef struct {
+    pt_sop_kind kind;
+    int peer;        /* SEND, RECV */
+    void *dst;       /* RECV: where data lands; REDUCE: dst = dst op src; COPY: dst = src */
+    const void *src; /* SEND: what is sent */
+    int64_t count;   /* elements */
+} pt_sop;
+
+typedef struct pt_sched {
+    const pt_comm *comm;
+    pt_dtype dtype;
+    pt_reduce_op op;
+    size_t esize;
+    int tag;
+    pt_sop *ops;
+    int nops, ops_cap;
+    int *round_end; /* ops of round k are [round_end[k-1], round_end[k]) */
+    int nrounds, rounds_cap;
+    void *scratch; /* owned temporary buffer, freed with the schedule */
+    /* progress */
+    int round;
+    int posted;
+    MPI_Request *reqs;
+    int nreqs, reqs_cap;
+    const char *algo_name;
+    double started; /* for the watchdog */
+} pt_sched;
+
+pt_status pt_sched_init(pt_sched *s, pt_comm *c, pt_dtype t, pt_reduce_op op,
+                        const char *algo_name);
+void pt_sched_free(pt_sched *s);
+/* Scratch of `bytes`, owned by the schedule. */
+void *pt_sched_scratch(pt_sched *s, size_t bytes);
+/* Appending operations to the current round; count == 0 adds nothing. */
+pt_status pt_sched_send(pt_sched *s, int peer, const void *src, int64_t count);
+pt_status pt_sched_recv(pt_sched *s, int peer, void *dst, int64_t count);
+pt_status pt_sched_reduce(pt_sched *s, void *dst, const void *src, int64_t count);
+pt_status pt_sched_copy(pt_sched *s, void *dst, const void *src, int64_t count);
+/* Closes the current round (an empty round is dropped). */
+pt_status pt_sched_end_round(pt_sched *s);
+
+/* Posts the first round. */
+pt_status pt_sched_start(pt_sched *s);
+/* Progresses without blocking; *done = 1 when the whole schedule has completed. */
+pt_status pt_sched_test(pt_sched *s, int *done);
+/* Runs the schedule to completion. */
+pt_status pt_sched_wait(pt_sched *s);
+
+/* dst[i] = dst[i] op src[i] for n elements of type t (16-bit floats computed in fp32). */
+void pt_reduce_local(void *dst, const void *src, int64_t n, pt_dtype t, pt_reduce_op op);
+
+/* Element ranges: block b of p over n elements (balanced, first n % p blocks one longer). */
+static inline void pt_block_range(int64_t n, int p, int b, int64_t *off, int64_t *len)
+{
+    int64_t base = n / p, extra = n % p;
+    *len = base + (b < extra ? 1 : 0);
+    *off = b * base + (b < extra ? b : extra);
+}
+
+/* Builders: one per algorithm file. `buf` holds the input (already copied from send) and
+ * receives the result. */
+pt_status pt_allreduce_ring_build(pt_sched *s, void *buf, int64_t n);
+pt_status pt_allreduce_recursive_doubling_build(pt_sched *s, void *buf, int64_t n);
+pt_status pt_allreduce_rabenseifner_build(pt_sched *s, void *buf, int64_t n);
+pt_status pt_allreduce_binomial_build(pt_sched *s, void *buf, int64_t n);
+
+#endif
