@@ -7,6 +7,9 @@
  * Inputs are small integers (|x| <= 15), so every partial sum is exact in every type, fp16 and
  * bf16 included, whatever the summation order: results must match the reference exactly.
  *
+ * With PT_FAKE_NODE_SIZE=k the ranks form "nodes" of k, so the hierarchical algorithm's
+ * cross-node part runs too (and must refuse nodes of different sizes).
+ *
  * `t_comm --watchdog` instead checks PT_COLL_TIMEOUT: the last rank never joins, and the others
  * must report a timeout naming the peer they wait for. */
 #include <mpi.h>
@@ -106,6 +109,12 @@ static void run_case(pt_comm *c, pt_dtype t, pt_reduce_op op, int64_t n, int in_
     for (int64_t i = 0; i < n; i++) set(send, t, i, value(i, rank));
     double *want = reference(n, op);
     pt_status st;
+    if (c->algo == PT_ALLREDUCE_HIERARCHICAL && !c->uniform && n > 0 && size > 1) {
+        st = pt_allreduce(c, send, recv, n, t, op);
+        CHECK(st == PT_ERR_ARG, "hierarchical accepted nodes of different sizes");
+        free(send), free(recv), free(want);
+        return;
+    }
     if (in_place) {
         memcpy(recv, send, es * (size_t)n);
         st = pt_allreduce(c, PT_IN_PLACE, recv, n, t, op);
@@ -129,6 +138,7 @@ static void run_case(pt_comm *c, pt_dtype t, pt_reduce_op op, int64_t n, int in_
 /* Two nonblocking allreduces in flight at once, progressed between slices of computation. */
 static void run_nonblocking(pt_comm *c)
 {
+    if (c->algo == PT_ALLREDUCE_HIERARCHICAL && !c->uniform) return;
     const int64_t n1 = 100003, n2 = 777;
     float *a = malloc(sizeof(float) * n1), *b = malloc(sizeof(float) * n2);
     for (int64_t i = 0; i < n1; i++) a[i] = (float)value(i, rank);

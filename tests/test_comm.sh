@@ -7,10 +7,17 @@ for np in 1 2 3 4 5 7 8; do
     tail -1 "$WORK/np$np.out"
 done
 pass "allreduce algorithms at np 1..8"
+# Emulated nodes: 2 nodes x 2 ranks, 3 x 2, and 2 + 2 + 1 (not uniform: hierarchical must refuse).
+for np in 4 6 5; do
+    PT_FAKE_NODE_SIZE=2 mpirun_t $np 300 -x PT_FAKE_NODE_SIZE "$top_builddir/tests/t_comm" \
+        >"$WORK/nodes$np.out" 2>&1 || { cat "$WORK/nodes$np.out"; fail "t_comm at np=$np with nodes of 2"; }
+    echo "nodes of 2: $(tail -1 "$WORK/nodes$np.out")"
+done
+pass "allreduce algorithms on emulated multi-node layouts"
 
 # Watchdog: rank 2 of 3 never joins; ranks 0 and 1 must report the timeout, naming what they wait
 # for, within a few seconds of PT_COLL_TIMEOUT=2 (not hang until the test's own timeout).
-for algo in ring recursive_doubling rabenseifner binomial; do
+for algo in ring recursive_doubling rabenseifner binomial hierarchical; do
     start=$(date +%s)
     set +e
     PT_COLL_TIMEOUT=2 ALGO=$algo mpirun_t 3 60 -x PT_COLL_TIMEOUT -x ALGO "$top_builddir/tests/t_comm" --watchdog \
@@ -20,7 +27,7 @@ for algo in ring recursive_doubling rabenseifner binomial; do
     took=$(( $(date +%s) - start ))
     [ $rc -ne 0 ] && [ $rc -ne 124 ] || { cat "$WORK/wd-$algo.out"; fail "watchdog $algo: exit $rc"; }
     grep -q "collective '$algo' timed out after 2 s" "$WORK/wd-$algo.out" || { cat "$WORK/wd-$algo.out"; fail "watchdog $algo: no timeout message"; }
-    grep -q "waiting on transfers .*2" "$WORK/wd-$algo.out" || { cat "$WORK/wd-$algo.out"; fail "watchdog $algo: the missing peer 2 is not named"; }
+    grep -q "waiting on transfers .*\(2\|a node barrier\)" "$WORK/wd-$algo.out" || { cat "$WORK/wd-$algo.out"; fail "watchdog $algo: the missing peer 2 is not named"; }
     [ "$took" -lt 30 ] || fail "watchdog $algo took $took s"
     pass "watchdog $algo: $(grep -m1 'timed out' "$WORK/wd-$algo.out" | sed 's/.*error: //' | cut -c1-140)"
 done

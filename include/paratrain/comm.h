@@ -7,6 +7,7 @@
  *   recursive_doubling   log p whole-vector exchanges                  short vectors
  *   rabenseifner         recursive halving + recursive doubling        medium/large vectors
  *   binomial             binomial reduce to 0 + binomial broadcast     baseline
+ *   hierarchical         node-aware: shared-memory reduction in a node, ring across nodes
  *   mpi                  MPI_Allreduce / MPI_Iallreduce               the reference
  *   auto                 chosen by process count and message size
  * All are built on MPI point-to-point as schedules (src/comm/schedule.h) and work for any process
@@ -33,6 +34,7 @@ typedef enum {
     PT_ALLREDUCE_RECURSIVE_DOUBLING,
     PT_ALLREDUCE_RABENSEIFNER,
     PT_ALLREDUCE_BINOMIAL,
+    PT_ALLREDUCE_HIERARCHICAL,
     PT_ALLREDUCE_NALGOS
 } pt_allreduce_algo;
 
@@ -42,6 +44,21 @@ typedef struct {
     int rank, size;
     pt_allreduce_algo algo;
     uint64_t seq; /* collectives started on this communicator: tags concurrent ones apart */
+    /* node-aware layout (MPI_Comm_split_type SHARED) */
+    MPI_Comm node;  /* the ranks of this node */
+    MPI_Comm node_region[2]; /* duplicates of node, one per window region: nonblocking barriers
+                                are matched by call order, so concurrent collectives need their
+                                own communicators */
+    MPI_Comm cross; /* one rank per node: those with this rank's node rank */
+    int node_rank, node_size, nnodes;
+    int uniform; /* every node has the same number of ranks (hierarchical needs it) */
+    /* the hierarchical algorithm's MPI-3 shared-memory window: 2 regions per rank, used by
+     * alternate hierarchical collectives, so two may be in flight at once */
+    MPI_Win win;
+    size_t region_bytes;
+    char **slots; /* node_size pointers to each rank's window memory */
+    uint64_t hier_started;
+    int region_busy[2];
 } pt_comm;
 
 /* Collective over comm: duplicates it for collective traffic (so it never matches the caller's
@@ -67,6 +84,9 @@ pt_status pt_iallreduce(pt_comm *c, const void *send, void *recv, int64_t count,
                         pt_reduce_op op, pt_coll_request **req);
 pt_status pt_coll_test(pt_coll_request **req, int *done);
 pt_status pt_coll_wait(pt_coll_request **req);
+
+/* Makes every rank's window region at least `bytes` (collective over the node). */
+pt_status pt_comm_shm_reserve(pt_comm *c, size_t bytes);
 
 /* The algorithm "auto" picks for a message of `bytes` on `size` processes. */
 pt_allreduce_algo pt_allreduce_auto_choice(int size, size_t bytes);

@@ -10,7 +10,7 @@
 
 pt_status pt_allreduce_binomial_build(pt_sched *s, void *buf, int64_t n)
 {
-    const int p = s->comm->size, r = s->comm->rank;
+    const int p = s->group.size, r = s->group.rank;
     if (p == 1 || n == 0) return PT_OK;
     void *tmp = pt_sched_scratch(s, s->esize * (size_t)n);
     if (!tmp) return PT_ERR(PT_ERR_NOMEM, NULL, "no scratch for the binomial tree");

@@ -11,7 +11,7 @@
 
 pt_status pt_allreduce_rabenseifner_build(pt_sched *s, void *buf, int64_t n)
 {
-    if (s->comm->size == 1 || n == 0) return PT_OK;
+    if (s->group.size == 1 || n == 0) return PT_OK;
     const size_t es = s->esize;
     char *b = buf;
     char *tmp = pt_sched_scratch(s, es * (size_t)n);

@@ -9,7 +9,7 @@
 
 pt_status pt_allreduce_recursive_doubling_build(pt_sched *s, void *buf, int64_t n)
 {
-    if (s->comm->size == 1 || n == 0) return PT_OK;
+    if (s->group.size == 1 || n == 0) return PT_OK;
     void *tmp = pt_sched_scratch(s, s->esize * (size_t)n);
     if (!tmp) return PT_ERR(PT_ERR_NOMEM, NULL, "no scratch for recursive doubling");
     pt_fold f;

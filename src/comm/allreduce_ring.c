@@ -14,7 +14,7 @@
 
 pt_status pt_allreduce_ring_build(pt_sched *s, void *buf, int64_t n)
 {
-    const int p = s->comm->size, r = s->comm->rank;
+    const int p = s->group.size, r = s->group.rank;
     if (p == 1 || n == 0) return PT_OK;
     const int right = (r + 1) % p, left = (r - 1 + p) % p;
     const size_t es = s->esize;

@@ -7,7 +7,7 @@
 #include "schedule.h"
 
 static const char *algo_names[PT_ALLREDUCE_NALGOS] = {
-    "auto", "mpi", "ring", "recursive_doubling", "rabenseifner", "binomial"};
+    "auto", "mpi", "ring", "recursive_doubling", "rabenseifner", "binomial", "hierarchical"};
 
 pt_status pt_comm_init(pt_comm *c, MPI_Comm comm)
 {
@@ -20,13 +20,75 @@ pt_status pt_comm_init(pt_comm *c, MPI_Comm comm)
     PT_MPI_CHECK(MPI_Comm_dup(comm, &c->coll));
     PT_MPI_CHECK(MPI_Comm_set_errhandler(c->coll, MPI_ERRORS_RETURN));
     c->algo = PT_ALLREDUCE_AUTO;
+    c->node = c->cross = c->node_region[0] = c->node_region[1] = MPI_COMM_NULL;
+    c->win = MPI_WIN_NULL;
+    /* PT_FAKE_NODE_SIZE=k groups consecutive ranks into "nodes" of k (all really on one machine),
+     * so tests and benchmarks exercise the cross-node part of node-aware algorithms here. */
+    const char *fake = getenv("PT_FAKE_NODE_SIZE");
+    if (fake && atoi(fake) > 0)
+        PT_MPI_CHECK(MPI_Comm_split(c->coll, c->rank / atoi(fake), c->rank, &c->node));
+    else
+        PT_MPI_CHECK(MPI_Comm_split_type(c->coll, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL,
+                                         &c->node));
+    PT_MPI_CHECK(MPI_Comm_rank(c->node, &c->node_rank));
+    PT_MPI_CHECK(MPI_Comm_size(c->node, &c->node_size));
+    for (int i = 0; i < 2; i++) PT_MPI_CHECK(MPI_Comm_dup(c->node, &c->node_region[i]));
+    PT_MPI_CHECK(MPI_Comm_split(c->coll, c->node_rank, c->rank, &c->cross));
+    PT_MPI_CHECK(MPI_Comm_size(c->cross, &c->nnodes));
+    int mm[2] = {-c->node_size, c->node_size};
+    PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, mm, 2, MPI_INT, MPI_MAX, c->coll));
+    c->uniform = -mm[0] == mm[1];
+    /* Allocating the window is a blocking collective over the node: do a first one here, so small
+     * hierarchical collectives never block in it (and their watchdog can fire). */
+    return pt_comm_shm_reserve(c, 1 << 20);
+}
+
+static void shm_release(pt_comm *c)
+{
+    if (c->win != MPI_WIN_NULL) {
+        MPI_Win_unlock_all(c->win);
+        MPI_Win_free(&c->win);
+    }
+    free(c->slots);
+    c->slots = NULL, c->region_bytes = 0, c->win = MPI_WIN_NULL;
+}
+
+pt_status pt_comm_shm_reserve(pt_comm *c, size_t bytes)
+{
+    if (bytes <= c->region_bytes) return PT_OK;
+    size_t cap = c->region_bytes ? 2 * c->region_bytes : 1 << 20;
+    while (cap < bytes) cap *= 2;
+    shm_release(c);
+    MPI_Info info;
+    MPI_Info_create(&info);
+    MPI_Info_set(info, "alloc_shared_noncontig", "true"); /* each rank's part on its own NUMA node */
+    char *base = NULL;
+    int rc = MPI_Win_allocate_shared((MPI_Aint)(2 * cap), 1, info, c->node, &base, &c->win);
+    MPI_Info_free(&info);
+    if (rc != MPI_SUCCESS)
+        return PT_ERR(PT_ERR_NOMEM, "use another --allreduce algorithm or a smaller bucket",
+                      "cannot allocate a %zu-byte shared-memory window", 2 * cap);
+    c->slots = malloc(sizeof(char *) * (size_t)c->node_size);
+    if (!c->slots) return PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate window pointers");
+    for (int j = 0; j < c->node_size; j++) {
+        MPI_Aint sz;
+        int du;
+        PT_MPI_CHECK(MPI_Win_shared_query(c->win, j, &sz, &du, &c->slots[j]));
+    }
+    PT_MPI_CHECK(MPI_Win_lock_all(MPI_MODE_NOCHECK, c->win));
+    c->region_bytes = cap;
     return PT_OK;
 }
 
 void pt_comm_free(pt_comm *c)
 {
+    shm_release(c);
+    for (int i = 0; i < 2; i++)
+        if (c->node_region[i] != MPI_COMM_NULL) MPI_Comm_free(&c->node_region[i]);
+    if (c->node != MPI_COMM_NULL) MPI_Comm_free(&c->node);
+    if (c->cross != MPI_COMM_NULL) MPI_Comm_free(&c->cross);
     if (c->coll != MPI_COMM_NULL) MPI_Comm_free(&c->coll);
-    c->coll = MPI_COMM_NULL;
+    c->coll = c->node = c->cross = MPI_COMM_NULL;
 }
 
 pt_status pt_allreduce_algo_parse(const char *name, pt_allreduce_algo *algo)
@@ -73,6 +135,7 @@ struct pt_coll_request {
     pt_sched sched; /* point-to-point algorithms */
     MPI_Request mpi; /* "mpi" */
     int is_mpi;
+    pt_comm *comm;
     void *recv;
     int64_t count;
     pt_dtype dtype;
@@ -95,6 +158,7 @@ static void finish_avg(struct pt_coll_request *r)
 static void free_request(pt_coll_request **req)
 {
     if (!*req) return;
+    if ((*req)->sched.shm_region >= 0) (*req)->comm->region_busy[(*req)->sched.shm_region] = 0;
     pt_sched_free(&(*req)->sched);
     free(*req);
     *req = NULL;
@@ -110,6 +174,7 @@ pt_status pt_iallreduce(pt_comm *c, const void *send, void *recv, int64_t count,
     struct pt_coll_request *r = calloc(1, sizeof *r);
     if (!r) return PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate a collective request");
     r->recv = recv, r->count = count, r->dtype = dtype, r->op = op, r->size = c->size;
+    r->comm = c;
     const size_t es = pt_dtype_size(dtype);
     pt_allreduce_algo algo = c->algo;
     if (algo == PT_ALLREDUCE_AUTO) algo = pt_allreduce_auto_choice(c->size, es * (size_t)count);
@@ -139,6 +204,9 @@ pt_status pt_iallreduce(pt_comm *c, const void *send, void *recv, int64_t count,
                 st = pt_allreduce_rabenseifner_build(&r->sched, recv, count);
                 break;
             case PT_ALLREDUCE_BINOMIAL: st = pt_allreduce_binomial_build(&r->sched, recv, count); break;
+            case PT_ALLREDUCE_HIERARCHICAL:
+                st = pt_allreduce_hierarchical_build(&r->sched, recv, count);
+                break;
             default: st = PT_ERR(PT_ERR_INTERNAL, NULL, "no builder for algorithm %d", algo);
             }
         if (st == PT_OK) st = pt_sched_start(&r->sched);

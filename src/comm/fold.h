@@ -23,7 +23,7 @@ static inline int pt_fold_real_rank(const pt_fold *f, int newrank)
 /* Adds the fold-in round (needs n elements of scratch at tmp). */
 static inline pt_status pt_fold_in(pt_sched *s, pt_fold *f, void *buf, void *tmp, int64_t n)
 {
-    const int p = s->comm->size, r = s->comm->rank;
+    const int p = s->group.size, r = s->group.rank;
     f->pof2 = 1;
     while (2 * f->pof2 <= p) f->pof2 *= 2;
     f->rem = p - f->pof2;
@@ -44,7 +44,7 @@ static inline pt_status pt_fold_in(pt_sched *s, pt_fold *f, void *buf, void *tmp
 
 static inline pt_status pt_fold_out(pt_sched *s, const pt_fold *f, void *buf, int64_t n)
 {
-    const int r = s->comm->rank;
+    const int r = s->group.rank;
     if (r < 2 * f->rem) {
         if (r % 2 == 0) PT_TRY(pt_sched_recv(s, r + 1, buf, n));
         else PT_TRY(pt_sched_send(s, r - 1, buf, n));

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "paratrain/log.h"
 
 static MPI_Datatype wire_type(pt_dtype t)
 {
@@ -26,30 +25,34 @@ pt_status pt_sched_init(pt_sched *s, pt_comm *c, pt_dtype t, pt_reduce_op op,
 {
     memset(s, 0, sizeof *s);
     s->comm = c, s->dtype = t, s->op = op, s->esize = pt_dtype_size(t);
+    s->group = (pt_group){.comm = c->coll, .rank = c->rank, .size = c->size};
     s->algo_name = algo_name;
     /* Every rank runs collectives on a communicator in the same order, so a per-communicator
      * sequence number gives each collective its own tag: concurrent nonblocking collectives
      * (several gradient buckets in flight) never match each other's messages. */
     s->tag = (int)(c->seq++ % 30000) + 100;
+    s->shm_region = -1;
     return PT_OK;
 }
 
 void pt_sched_free(pt_sched *s)
 {
-    free(s->ops), free(s->round_end), free(s->reqs), free(s->scratch);
+    free(s->ops), free(s->round_end), free(s->reqs);
+    for (int i = 0; i < s->nscratch; i++) free(s->scratch[i]);
     memset(s, 0, sizeof *s);
 }
 
 void *pt_sched_scratch(pt_sched *s, size_t bytes)
 {
-    free(s->scratch);
-    s->scratch = bytes ? malloc(bytes) : NULL;
-    return s->scratch;
+    if (bytes == 0 || s->nscratch == 4) return NULL;
+    void *p = malloc(bytes);
+    if (p) s->scratch[s->nscratch++] = p;
+    return p;
 }
 
 static pt_status add(pt_sched *s, pt_sop_kind k, int peer, void *dst, const void *src, int64_t n)
 {
-    if (n <= 0) return PT_OK;
+    if (n <= 0 && k != PT_SOP_BARRIER) return PT_OK;
     if ((k == PT_SOP_SEND || k == PT_SOP_RECV) && n > INT_MAX)
         return PT_ERR(PT_ERR_ARG, "split the buffer", "a message of %lld elements exceeds MPI's int count",
                       (long long)n);
@@ -59,7 +62,8 @@ static pt_status add(pt_sched *s, pt_sop_kind k, int peer, void *dst, const void
         if (!o) return PT_ERR(PT_ERR_NOMEM, NULL, "cannot grow a collective schedule");
         s->ops = o, s->ops_cap = cap;
     }
-    s->ops[s->nops++] = (pt_sop){.kind = k, .peer = peer, .dst = dst, .src = src, .count = n};
+    s->ops[s->nops++] =
+        (pt_sop){.kind = k, .comm = s->group.comm, .peer = peer, .dst = dst, .src = src, .count = n};
     return PT_OK;
 }
 
@@ -80,6 +84,8 @@ pt_status pt_sched_copy(pt_sched *s, void *dst, const void *src, int64_t n)
     if (dst == src) return PT_OK;
     return add(s, PT_SOP_COPY, -1, dst, src, n);
 }
+
+pt_status pt_sched_barrier(pt_sched *s) { return add(s, PT_SOP_BARRIER, -1, NULL, NULL, 0); }
 
 pt_status pt_sched_end_round(pt_sched *s)
 {
@@ -112,14 +118,20 @@ static pt_status post_round(pt_sched *s)
     for (int i = b; i < e; i++) {
         const pt_sop *o = &s->ops[i];
         if (o->kind == PT_SOP_RECV)
-            PT_MPI_CHECK(MPI_Irecv(o->dst, (int)o->count, t, o->peer, s->tag, s->comm->coll,
+            PT_MPI_CHECK(MPI_Irecv(o->dst, (int)o->count, t, o->peer, s->tag, o->comm,
                                    &s->reqs[s->nreqs++]));
     }
     for (int i = b; i < e; i++) {
         const pt_sop *o = &s->ops[i];
         if (o->kind == PT_SOP_SEND)
-            PT_MPI_CHECK(MPI_Isend(o->src, (int)o->count, t, o->peer, s->tag, s->comm->coll,
+            PT_MPI_CHECK(MPI_Isend(o->src, (int)o->count, t, o->peer, s->tag, o->comm,
                                    &s->reqs[s->nreqs++]));
+        else if (o->kind == PT_SOP_BARRIER) {
+            /* Shared-memory writes before the barrier must be visible after it on the other
+             * ranks of the node (x86 is TSO; the fence also stops compiler reordering). */
+            __atomic_thread_fence(__ATOMIC_SEQ_CST);
+            PT_MPI_CHECK(MPI_Ibarrier(o->comm, &s->reqs[s->nreqs++]));
+        }
     }
     s->posted = 1;
     return PT_OK;
@@ -128,6 +140,7 @@ static pt_status post_round(pt_sched *s)
 static void local_ops(pt_sched *s)
 {
     const int b = round_begin(s, s->round), e = s->round_end[s->round];
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
     for (int i = b; i < e; i++) {
         const pt_sop *o = &s->ops[i];
         if (o->kind == PT_SOP_REDUCE) pt_reduce_local(o->dst, o->src, o->count, s->dtype, s->op);
@@ -157,6 +170,9 @@ static pt_status check_watchdog(pt_sched *s)
         if (s->ops[i].kind == PT_SOP_RECV || s->ops[i].kind == PT_SOP_SEND)
             off += (size_t)snprintf(peers + off, sizeof peers - off, "%s%s %d", off ? ", " : "",
                                     s->ops[i].kind == PT_SOP_RECV ? "from" : "to", s->ops[i].peer);
+        else if (s->ops[i].kind == PT_SOP_BARRIER)
+            off += (size_t)snprintf(peers + off, sizeof peers - off, "%sa node barrier",
+                                    off ? ", " : "");
     return PT_ERR(PT_ERR_MPI, "a peer rank is dead, stuck, or never called this collective",
                   "collective '%s' timed out after %.0f s (PT_COLL_TIMEOUT) on rank %d in round "
                   "%d of %d, waiting on transfers %s",

@@ -14,18 +14,26 @@
 
 #include "paratrain/comm.h"
 
-typedef enum { PT_SOP_SEND, PT_SOP_RECV, PT_SOP_REDUCE, PT_SOP_COPY } pt_sop_kind;
+typedef enum { PT_SOP_SEND, PT_SOP_RECV, PT_SOP_BARRIER, PT_SOP_REDUCE, PT_SOP_COPY } pt_sop_kind;
+
+/* The ranks an algorithm runs among: all of them, the ranks of one node, or one rank per node. */
+typedef struct {
+    MPI_Comm comm;
+    int rank, size;
+} pt_group;
 
 typedef struct {
     pt_sop_kind kind;
-    int peer;        /* SEND, RECV */
+    MPI_Comm comm;   /* SEND, RECV, BARRIER */
+    int peer;        /* SEND, RECV: rank in comm */
     void *dst;       /* RECV: where data lands; REDUCE: dst = dst op src; COPY: dst = src */
     const void *src; /* SEND: what is sent */
     int64_t count;   /* elements */
 } pt_sop;
 
 typedef struct pt_sched {
-    const pt_comm *comm;
+    pt_comm *comm;
+    pt_group group; /* where pt_sched_send/recv/barrier go; builders read rank and size here */
     pt_dtype dtype;
     pt_reduce_op op;
     size_t esize;
@@ -34,7 +42,9 @@ typedef struct pt_sched {
     int nops, ops_cap;
     int *round_end; /* ops of round k are [round_end[k-1], round_end[k]) */
     int nrounds, rounds_cap;
-    void *scratch; /* owned temporary buffer, freed with the schedule */
+    void *scratch[4]; /* owned temporary buffers, freed with the schedule */
+    int nscratch;
+    int shm_region;   /* hierarchical: the window region in use, -1 if none */
     /* progress */
     int round;
     int posted;
@@ -47,13 +57,16 @@ typedef struct pt_sched {
 pt_status pt_sched_init(pt_sched *s, pt_comm *c, pt_dtype t, pt_reduce_op op,
                         const char *algo_name);
 void pt_sched_free(pt_sched *s);
-/* Scratch of `bytes`, owned by the schedule. */
+/* A new scratch buffer of `bytes`, owned by the schedule (at most 4 per schedule). */
 void *pt_sched_scratch(pt_sched *s, size_t bytes);
 /* Appending operations to the current round; count == 0 adds nothing. */
 pt_status pt_sched_send(pt_sched *s, int peer, const void *src, int64_t count);
 pt_status pt_sched_recv(pt_sched *s, int peer, void *dst, int64_t count);
 pt_status pt_sched_reduce(pt_sched *s, void *dst, const void *src, int64_t count);
 pt_status pt_sched_copy(pt_sched *s, void *dst, const void *src, int64_t count);
+/* A barrier among s->group (MPI_Ibarrier), with memory fences around it: the rounds of the
+ * shared-memory algorithm synchronize through it. */
+pt_status pt_sched_barrier(pt_sched *s);
 /* Closes the current round (an empty round is dropped). */
 pt_status pt_sched_end_round(pt_sched *s);
 
@@ -81,5 +94,6 @@ pt_status pt_allreduce_ring_build(pt_sched *s, void *buf, int64_t n);
 pt_status pt_allreduce_recursive_doubling_build(pt_sched *s, void *buf, int64_t n);
 pt_status pt_allreduce_rabenseifner_build(pt_sched *s, void *buf, int64_t n);
 pt_status pt_allreduce_binomial_build(pt_sched *s, void *buf, int64_t n);
+pt_status pt_allreduce_hierarchical_build(pt_sched *s, void *buf, int64_t n);
 
 #endif

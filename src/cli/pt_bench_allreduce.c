@@ -1,0 +1,157 @@
+/* pt-bench-allreduce: allreduce latency and bandwidth of every algorithm next to MPI_Allreduce.
+ *
+ * Measurement follows OSU's osu_allreduce: for each size, warm-up iterations, then timed
+ * iterations between barriers; each rank's mean latency is reduced to avg/min/max over ranks.
+ * Bandwidth follows nccl-tests: algbw = bytes / time, busbw = algbw * 2(p-1)/p (what each link
+ * carries in a bandwidth-optimal algorithm, comparable across p). Algorithms of one size are
+ * measured back to back, so their comparison shares the machine's state.
+ *
+ *   mpirun -np 2 pt-bench-allreduce [--algos ring,mpi,...] [--min-bytes B] [--max-bytes B]
+ *                                  [--csv FILE] [--tune FILE] [--check]
+ */
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "paratrain/comm.h"
+#include "paratrain/log.h"
+
+static long long parse_bytes(const char *s)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (*end == 'K' || *end == 'k') v *= 1024;
+    else if (*end == 'M' || *end == 'm') v *= 1024 * 1024;
+    else if (*end == 'G' || *end == 'g') v *= 1024.0 * 1024 * 1024;
+    return (long long)v;
+}
+
+static int iterations(size_t bytes)
+{
+    return bytes <= 65536 ? 1000 : bytes <= (4u << 20) ? 100 : bytes <= (32u << 20) ? 20 : 8;
+}
+
+int main(int argc, char **argv)
+{
+    int provided, rank, size;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    pt_log_set_rank(rank, size);
+    long long min_bytes = 4, max_bytes = 256LL << 20;
+    const char *csv = NULL, *tune = NULL, *algos = "mpi,ring,recursive_doubling,rabenseifner,binomial";
+    int check = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help")) {
+            if (rank == 0)
+                puts("usage: mpirun -np P pt-bench-allreduce [--algos LIST] [--min-bytes B]\n"
+                     "         [--max-bytes B] [--csv FILE] [--tune FILE] [--check]\n"
+                     "  sizes double from min to max (suffixes K, M, G); default 4 B to 256 MiB\n"
+                     "  --tune FILE writes the fastest algorithm per size, the table PT_ALLREDUCE_TUNING reads\n"
+                     "  --check verifies every result against MPI_Allreduce");
+            MPI_Finalize();
+            return 0;
+        } else if (!strcmp(a, "--check")) {
+            check = 1;
+        } else if (v && !strcmp(a, "--algos")) algos = v, i++;
+        else if (v && !strcmp(a, "--min-bytes")) min_bytes = parse_bytes(v), i++;
+        else if (v && !strcmp(a, "--max-bytes")) max_bytes = parse_bytes(v), i++;
+        else if (v && !strcmp(a, "--csv")) csv = v, i++;
+        else if (v && !strcmp(a, "--tune")) tune = v, i++;
+        else {
+            if (rank == 0) fprintf(stderr, "pt-bench-allreduce: error: bad argument '%s' (see --help)\n", a);
+            MPI_Finalize();
+            return 2;
+        }
+    }
+    if (min_bytes < 4 || max_bytes < min_bytes) {
+        if (rank == 0) fprintf(stderr, "pt-bench-allreduce: error: need 4 <= --min-bytes <= --max-bytes\n");
+        MPI_Finalize();
+        return 2;
+    }
+    pt_allreduce_algo list[PT_ALLREDUCE_NALGOS];
+    int nalgo = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", algos);
+    for (char *tok = strtok(buf, ","); tok && nalgo < PT_ALLREDUCE_NALGOS; tok = strtok(NULL, ",")) {
+        if (pt_allreduce_algo_parse(tok, &list[nalgo]) != PT_OK) {
+            if (rank == 0) fprintf(stderr, "pt-bench-allreduce: error: %s\n", pt_error_message());
+            MPI_Finalize();
+            return 2;
+        }
+        nalgo++;
+    }
+    pt_comm c;
+    if (pt_comm_init(&c, MPI_COMM_WORLD) != PT_OK) MPI_Abort(MPI_COMM_WORLD, 1);
+    float *send = malloc((size_t)max_bytes), *recv = malloc((size_t)max_bytes),
+          *ref = check ? malloc((size_t)max_bytes) : NULL;
+    if (!send || !recv || (check && !ref)) {
+        fprintf(stderr, "pt-bench-allreduce: error: cannot allocate 2 x %lld bytes\n", max_bytes);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    for (long long i = 0; i < max_bytes / 4; i++) send[i] = (float)((i + rank) % 7);
+    FILE *fcsv = rank == 0 && csv ? fopen(csv, "w") : NULL;
+    FILE *ftune = rank == 0 && tune ? fopen(tune, "w") : NULL;
+    if (fcsv) fprintf(fcsv, "np,bytes,algorithm,iterations,avg_us,min_us,max_us,algbw_GBps,busbw_GBps\n");
+    if (ftune) fprintf(ftune, "# pt-bench-allreduce --tune: np max_bytes algorithm (fastest avg latency)\n");
+    if (rank == 0) {
+        printf("# pt-bench-allreduce, np=%d, float32 sum, out of place; latency avg over ranks in us, busbw in GB/s\n", size);
+        printf("%12s", "bytes");
+        for (int a = 0; a < nalgo; a++) printf(" %18s", pt_allreduce_algo_name(list[a]));
+        printf("\n%12s", "");
+        for (int a = 0; a < nalgo; a++) printf(" %9s %8s", "avg_us", "busbw");
+        printf("\n");
+    }
+    const double bus = size > 1 ? 2.0 * (size - 1) / size : 1.0;
+    int failures = 0;
+    for (long long bytes = min_bytes; bytes <= max_bytes; bytes *= 2) {
+        const int64_t n = bytes / 4;
+        const int iters = iterations((size_t)bytes), warm = iters / 10 > 2 ? iters / 10 : 2;
+        double best = 1e30;
+        int best_a = 0;
+        if (rank == 0) printf("%12lld", bytes);
+        if (check) MPI_Allreduce(send, ref, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        for (int a = 0; a < nalgo; a++) {
+            c.algo = list[a];
+            pt_status st = PT_OK;
+            for (int i = 0; i < warm && st == PT_OK; i++) st = pt_allreduce(&c, send, recv, n, PT_F32, PT_SUM);
+            MPI_Barrier(MPI_COMM_WORLD);
+            double t0 = MPI_Wtime();
+            for (int i = 0; i < iters && st == PT_OK; i++) st = pt_allreduce(&c, send, recv, n, PT_F32, PT_SUM);
+            double lat = (MPI_Wtime() - t0) / iters * 1e6, mn, mx, sum;
+            if (st != PT_OK) {
+                fprintf(stderr, "pt-bench-allreduce: error: %s\n", pt_error_message());
+                MPI_Abort(MPI_COMM_WORLD, 1);
+            }
+            if (check)
+                for (int64_t i = 0; i < n; i++) failures += recv[i] != ref[i];
+            MPI_Reduce(&lat, &mn, 1, MPI_DOUBLE, MPI_MIN, 0, MPI_COMM_WORLD);
+            MPI_Reduce(&lat, &mx, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+            MPI_Reduce(&lat, &sum, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+            if (rank == 0) {
+                double avg = sum / size, algbw = (double)bytes / (avg * 1e-6) / 1e9;
+                printf(" %9.1f %8.2f", avg, algbw * bus);
+                if (fcsv)
+                    fprintf(fcsv, "%d,%lld,%s,%d,%.3f,%.3f,%.3f,%.4f,%.4f\n", size, bytes,
+                            pt_allreduce_algo_name(list[a]), iters, avg, mn, mx, algbw, algbw * bus);
+                if (avg < best) best = avg, best_a = a;
+            }
+        }
+        if (rank == 0) {
+            printf("\n");
+            fflush(stdout);
+            if (ftune) fprintf(ftune, "%d %lld %s\n", size, bytes, pt_allreduce_algo_name(list[best_a]));
+        }
+    }
+    int total;
+    MPI_Reduce(&failures, &total, 1, MPI_INT, MPI_SUM, 0, MPI_COMM_WORLD);
+    if (rank == 0 && check) printf("# check: %d wrong elements\n", total);
+    if (fcsv) fclose(fcsv);
+    if (ftune) fclose(ftune);
+    free(send), free(recv), free(ref);
+    pt_comm_free(&c);
+    MPI_Finalize();
+    return rank == 0 && check && total ? 1 : 0;
+}

@@ -1,0 +1,79 @@
+/* Hierarchical (node-aware) allreduce through an MPI-3 shared-memory window (in the spirit of
+ * Li, Hoefler and Snir, "NUMA-aware shared-memory collective communication for MPI", HPDC 2013,
+ * and the two-level allreduce of Horovod and NCCL):
+ *
+ *   1. each rank copies its vector into its own region of a window shared by the ranks of its node;
+ *   2. node barrier; rank i of the L ranks on a node adds up block i of all L regions in place;
+ *   3. across nodes, the ranks holding block i on each node allreduce it with the ring algorithm;
+ *   4. node barrier; every rank copies all L finished blocks out of the window;
+ *   5. node barrier, so the window region can be reused.
+ *
+ * No message crosses the node: the intra-node part is plain loads and stores, and each block is
+ * summed by exactly one rank, so all ranks end with bitwise the same result.
+ * Cost with N nodes of L ranks: intra-node 3 barriers (alpha_shm each) + n (copy in) +
+ * (L-1)/L n gamma + n (copy out) bytes of memory traffic per rank; inter-node the ring on n/L
+ * elements: 2(N-1) alpha + 2 (N-1)/N (n/L) beta + (N-1)/N (n/L) gamma, with all L ranks of a node
+ * driving the network at once. Needs the same L on every node (checked; otherwise use ring).
+ * Two window regions alternate between consecutive hierarchical collectives, so two may be in
+ * flight (e.g. gradient buckets); a third must wait for the first. Each region has its own node
+ * communicator for the barriers, because MPI matches nonblocking barriers by call order, and two
+ * schedules progressed alternately may post theirs in different orders on different ranks. */
+#include "schedule.h"
+
+pt_status pt_allreduce_hierarchical_build(pt_sched *s, void *buf, int64_t n)
+{
+    pt_comm *c = s->comm;
+    if (c->size == 1 || n == 0) return PT_OK;
+    if (!c->uniform)
+        return PT_ERR(PT_ERR_ARG, "use --allreduce ring or rabenseifner",
+                      "the hierarchical allreduce needs the same number of ranks on every node");
+    const size_t es = s->esize;
+    PT_TRY(pt_comm_shm_reserve(c, es * (size_t)n));
+    const int region = (int)(c->hier_started++ % 2);
+    if (c->region_busy[region])
+        return PT_ERR(PT_ERR_ARG, "complete an earlier hierarchical allreduce first",
+                      "more than two hierarchical allreduces in flight on one communicator");
+    c->region_busy[region] = 1;
+    s->shm_region = region;
+
+    const int L = c->node_size, me = c->node_rank;
+    char *mine = c->slots[me] + (size_t)region * c->region_bytes;
+    char *b = buf;
+    const pt_group world = s->group;
+    int cross_rank;
+    PT_MPI_CHECK(MPI_Comm_rank(c->cross, &cross_rank));
+
+    PT_TRY(pt_sched_copy(s, mine, buf, n)); /* 1 */
+    PT_TRY(pt_sched_end_round(s));
+
+    const pt_group node = {.comm = c->node_region[region], .rank = me, .size = L};
+    s->group = node; /* 2 */
+    PT_TRY(pt_sched_barrier(s));
+    int64_t off, len;
+    pt_block_range(n, L, me, &off, &len);
+    for (int j = 1; j < L; j++) {
+        char *other = c->slots[(me + j) % L] + (size_t)region * c->region_bytes;
+        PT_TRY(pt_sched_reduce(s, mine + es * (size_t)off, other + es * (size_t)off, len));
+    }
+    PT_TRY(pt_sched_end_round(s));
+
+    if (c->nnodes > 1) { /* 3 */
+        s->group = (pt_group){.comm = c->cross, .rank = cross_rank, .size = c->nnodes};
+        PT_TRY(pt_allreduce_ring_build(s, mine + es * (size_t)off, len));
+        s->group = node;
+    }
+
+    PT_TRY(pt_sched_barrier(s)); /* 4 */
+    for (int j = 0; j < L; j++) {
+        int64_t o, l;
+        pt_block_range(n, L, j, &o, &l);
+        char *src = c->slots[j] + (size_t)region * c->region_bytes + es * (size_t)o;
+        PT_TRY(pt_sched_copy(s, b + es * (size_t)o, src, l));
+    }
+    PT_TRY(pt_sched_end_round(s));
+
+    PT_TRY(pt_sched_barrier(s)); /* 5 */
+    PT_TRY(pt_sched_end_round(s));
+    s->group = world;
+    return PT_OK;
+}
