@@ -167,6 +167,34 @@ static void run_nonblocking(pt_comm *c)
     free(a), free(b), free(wa), free(wb);
 }
 
+/* The hierarchical algorithm's zero-copy path: in place on a buffer from pt_comm_buffer_alloc,
+ * at several offsets and counts; and a buffer outside it (the copying path) in the same run. */
+static void run_zero_copy(void)
+{
+    pt_comm c;
+    REQUIRE_OK(pt_comm_init(&c, MPI_COMM_WORLD));
+    c.algo = PT_ALLREDUCE_HIERARCHICAL;
+    if (!c.uniform) {
+        pt_comm_free(&c);
+        return;
+    }
+    const int64_t cap = 300000;
+    float *shm;
+    REQUIRE_OK(pt_comm_buffer_alloc(&c, sizeof(float) * cap, (void **)&shm));
+    const int64_t cases[][2] = {{0, 1}, {0, 5}, {3, size + 1}, {17, 1009}, {1000, 250001}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        const int64_t off = cases[k][0], n = cases[k][1];
+        for (int64_t i = 0; i < n; i++) shm[off + i] = (float)value(i, rank);
+        double *want = reference(n, PT_SUM);
+        pt_status st = pt_allreduce(&c, PT_IN_PLACE, shm + off, n, PT_F32, PT_SUM);
+        CHECK(st == PT_OK, "zero-copy n=%lld: %s", (long long)n, pt_error_message());
+        CHECK(mismatches(shm + off, PT_F32, want, n) == 0, "zero-copy n=%lld off=%lld wrong",
+              (long long)n, (long long)off);
+        free(want);
+    }
+    pt_comm_free(&c);
+}
+
 static int watchdog(void)
 {
     pt_comm c;
@@ -227,6 +255,7 @@ int main(int argc, char **argv)
         run_case(&c, PT_F32, PT_SUM, (1 << 22) + 7, 1); /* ~4M elements, odd */
         run_nonblocking(&c);
     }
+    run_zero_copy();
     pt_allreduce_algo dummy;
     CHECK(pt_allreduce_algo_parse("bogus", &dummy) == PT_ERR_ARG, "unknown algorithm accepted");
 

@@ -59,6 +59,10 @@ typedef struct {
     char **slots; /* node_size pointers to each rank's window memory */
     uint64_t hier_started;
     int region_busy[2];
+    /* buffers placed in shared memory by pt_comm_buffer_alloc (zero-copy allreduce) */
+    MPI_Win user_win;
+    char **user_slots;
+    size_t user_bytes, user_used;
 } pt_comm;
 
 /* Collective over comm: duplicates it for collective traffic (so it never matches the caller's
@@ -84,6 +88,13 @@ pt_status pt_iallreduce(pt_comm *c, const void *send, void *recv, int64_t count,
                         pt_reduce_op op, pt_coll_request **req);
 pt_status pt_coll_test(pt_coll_request **req, int *done);
 pt_status pt_coll_wait(pt_coll_request **req);
+
+/* Allocates `bytes` for this rank inside a shared-memory window of the node (collective over
+ * comm; every rank asks for the same size, and gets the same offset in its own part). An in-place
+ * allreduce with the hierarchical algorithm on such a buffer (recv == the buffer, send ==
+ * PT_IN_PLACE, the same offset on every rank) reads and writes the peers' buffers directly: no
+ * copy in or out of the window. Freed with pt_comm_free. One such allocation per communicator. */
+pt_status pt_comm_buffer_alloc(pt_comm *c, size_t bytes, void **ptr);
 
 /* Makes every rank's window region at least `bytes` (collective over the node). */
 pt_status pt_comm_shm_reserve(pt_comm *c, size_t bytes);

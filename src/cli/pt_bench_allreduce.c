@@ -41,7 +41,7 @@ int main(int argc, char **argv)
     pt_log_set_rank(rank, size);
     long long min_bytes = 4, max_bytes = 256LL << 20;
     const char *csv = NULL, *tune = NULL, *algos = "mpi,ring,recursive_doubling,rabenseifner,binomial";
-    int check = 0;
+    int check = 0, shared = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help")) {
@@ -50,11 +50,15 @@ int main(int argc, char **argv)
                      "         [--max-bytes B] [--csv FILE] [--tune FILE] [--check]\n"
                      "  sizes double from min to max (suffixes K, M, G); default 4 B to 256 MiB\n"
                      "  --tune FILE writes the fastest algorithm per size, the table PT_ALLREDUCE_TUNING reads\n"
-                     "  --check verifies every result against MPI_Allreduce");
+                     "  --check verifies every result against MPI_Allreduce\n"
+                     "  --shared runs in place on a buffer from pt_comm_buffer_alloc (the zero-copy\n"
+                     "           path of the hierarchical algorithm), as a training run's gradients would");
             MPI_Finalize();
             return 0;
         } else if (!strcmp(a, "--check")) {
             check = 1;
+        } else if (!strcmp(a, "--shared")) {
+            shared = 1;
         } else if (v && !strcmp(a, "--algos")) algos = v, i++;
         else if (v && !strcmp(a, "--min-bytes")) min_bytes = parse_bytes(v), i++;
         else if (v && !strcmp(a, "--max-bytes")) max_bytes = parse_bytes(v), i++;
@@ -85,8 +89,16 @@ int main(int argc, char **argv)
     }
     pt_comm c;
     if (pt_comm_init(&c, MPI_COMM_WORLD) != PT_OK) MPI_Abort(MPI_COMM_WORLD, 1);
-    float *send = malloc((size_t)max_bytes), *recv = malloc((size_t)max_bytes),
+    float *send = malloc((size_t)max_bytes), *recv = NULL,
           *ref = check ? malloc((size_t)max_bytes) : NULL;
+    if (shared) {
+        if (pt_comm_buffer_alloc(&c, (size_t)max_bytes, (void **)&recv) != PT_OK) {
+            fprintf(stderr, "pt-bench-allreduce: error: %s\n", pt_error_message());
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+    } else {
+        recv = malloc((size_t)max_bytes);
+    }
     if (!send || !recv || (check && !ref)) {
         fprintf(stderr, "pt-bench-allreduce: error: cannot allocate 2 x %lld bytes\n", max_bytes);
         MPI_Abort(MPI_COMM_WORLD, 1);
@@ -97,7 +109,8 @@ int main(int argc, char **argv)
     if (fcsv) fprintf(fcsv, "np,bytes,algorithm,iterations,avg_us,min_us,max_us,algbw_GBps,busbw_GBps\n");
     if (ftune) fprintf(ftune, "# pt-bench-allreduce --tune: np max_bytes algorithm (fastest avg latency)\n");
     if (rank == 0) {
-        printf("# pt-bench-allreduce, np=%d, float32 sum, out of place; latency avg over ranks in us, busbw in GB/s\n", size);
+        printf("# pt-bench-allreduce, np=%d, float32 sum, %s; latency avg over ranks in us, busbw in GB/s\n",
+               size, shared ? "in place on a shared-memory buffer" : "out of place");
         printf("%12s", "bytes");
         for (int a = 0; a < nalgo; a++) printf(" %18s", pt_allreduce_algo_name(list[a]));
         printf("\n%12s", "");
@@ -116,11 +129,18 @@ int main(int argc, char **argv)
         for (int a = 0; a < nalgo; a++) {
             c.algo = list[a];
             pt_status st = PT_OK;
-            for (int i = 0; i < warm && st == PT_OK; i++) st = pt_allreduce(&c, send, recv, n, PT_F32, PT_SUM);
+            /* --shared: in place on zeros (sums stay zero: no overflow, no denormals) */
+            const void *src = shared ? PT_IN_PLACE : (const void *)send;
+            if (shared) memset(recv, 0, (size_t)bytes);
+            for (int i = 0; i < warm && st == PT_OK; i++) st = pt_allreduce(&c, src, recv, n, PT_F32, PT_SUM);
             MPI_Barrier(MPI_COMM_WORLD);
             double t0 = MPI_Wtime();
-            for (int i = 0; i < iters && st == PT_OK; i++) st = pt_allreduce(&c, send, recv, n, PT_F32, PT_SUM);
+            for (int i = 0; i < iters && st == PT_OK; i++) st = pt_allreduce(&c, src, recv, n, PT_F32, PT_SUM);
             double lat = (MPI_Wtime() - t0) / iters * 1e6, mn, mx, sum;
+            if (check && shared) { /* one more, in place from the real input */
+                memcpy(recv, send, (size_t)bytes);
+                if (st == PT_OK) st = pt_allreduce(&c, PT_IN_PLACE, recv, n, PT_F32, PT_SUM);
+            }
             if (st != PT_OK) {
                 fprintf(stderr, "pt-bench-allreduce: error: %s\n", pt_error_message());
                 MPI_Abort(MPI_COMM_WORLD, 1);
@@ -150,7 +170,8 @@ int main(int argc, char **argv)
     if (rank == 0 && check) printf("# check: %d wrong elements\n", total);
     if (fcsv) fclose(fcsv);
     if (ftune) fclose(ftune);
-    free(send), free(recv), free(ref);
+    free(send), free(ref);
+    if (!shared) free(recv);
     pt_comm_free(&c);
     MPI_Finalize();
     return rank == 0 && check && total ? 1 : 0;

@@ -15,7 +15,12 @@
  * elements: 2(N-1) alpha + 2 (N-1)/N (n/L) beta + (N-1)/N (n/L) gamma, with all L ranks of a node
  * driving the network at once. Needs the same L on every node (checked; otherwise use ring).
  * Two window regions alternate between consecutive hierarchical collectives, so two may be in
- * flight (e.g. gradient buckets); a third must wait for the first. Each region has its own node
+ * flight (e.g. gradient buckets); a third must wait for the first.
+ *
+ * Zero-copy path: when every rank's buffer lies at the same offset of the shared buffer from
+ * pt_comm_buffer_alloc, steps 1 and 4 disappear: after a barrier, rank i sums block i of all L
+ * buffers and writes the sum into all of them in one pass (cache-sized chunks), then a barrier.
+ * Memory traffic per rank drops from about 8n bytes (copies, write-allocate counted) to about 3n. Each region has its own node
  * communicator for the barriers, because MPI matches nonblocking barriers by call order, and two
  * schedules progressed alternately may post theirs in different orders on different ranks. */
 #include "schedule.h"
@@ -28,7 +33,6 @@ pt_status pt_allreduce_hierarchical_build(pt_sched *s, void *buf, int64_t n)
         return PT_ERR(PT_ERR_ARG, "use --allreduce ring or rabenseifner",
                       "the hierarchical allreduce needs the same number of ranks on every node");
     const size_t es = s->esize;
-    PT_TRY(pt_comm_shm_reserve(c, es * (size_t)n));
     const int region = (int)(c->hier_started++ % 2);
     if (c->region_busy[region])
         return PT_ERR(PT_ERR_ARG, "complete an earlier hierarchical allreduce first",
@@ -37,16 +41,51 @@ pt_status pt_allreduce_hierarchical_build(pt_sched *s, void *buf, int64_t n)
     s->shm_region = region;
 
     const int L = c->node_size, me = c->node_rank;
-    char *mine = c->slots[me] + (size_t)region * c->region_bytes;
     char *b = buf;
     const pt_group world = s->group;
     int cross_rank;
     PT_MPI_CHECK(MPI_Comm_rank(c->cross, &cross_rank));
+    const pt_group node = {.comm = c->node_region[region], .rank = me, .size = L};
+
+    /* Zero copy if every rank of the node passes the same offset of its shared buffer (decided
+     * together, so no two ranks take different paths). */
+    long long off_in_user = -1;
+    if (c->user_win != MPI_WIN_NULL && b >= c->user_slots[me] &&
+        b + es * (size_t)n <= c->user_slots[me] + c->user_bytes)
+        off_in_user = (long long)(b - c->user_slots[me]);
+    long long mm[2] = {-off_in_user, off_in_user};
+    PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, mm, 2, MPI_LONG_LONG, MPI_MAX, c->node));
+    if (-mm[0] == mm[1] && mm[1] >= 0) {
+        int64_t off, len;
+        pt_block_range(n, L, me, &off, &len);
+        void *blocks[L];
+        for (int j = 0; j < L; j++) blocks[j] = c->user_slots[(me + j) % L] + off_in_user + es * (size_t)off;
+        s->group = node;
+        PT_TRY(pt_sched_barrier(s));
+        if (c->nnodes == 1) {
+            PT_TRY(pt_sched_reduce_all(s, blocks, L, len));
+            PT_TRY(pt_sched_end_round(s));
+        } else {
+            for (int j = 1; j < L; j++) PT_TRY(pt_sched_reduce(s, blocks[0], blocks[j], len));
+            PT_TRY(pt_sched_end_round(s));
+            s->group = (pt_group){.comm = c->cross, .rank = cross_rank, .size = c->nnodes};
+            PT_TRY(pt_allreduce_ring_build(s, blocks[0], len));
+            s->group = node;
+            for (int j = 1; j < L; j++) PT_TRY(pt_sched_copy(s, blocks[j], blocks[0], len));
+            PT_TRY(pt_sched_end_round(s));
+        }
+        PT_TRY(pt_sched_barrier(s));
+        PT_TRY(pt_sched_end_round(s));
+        s->group = world;
+        return PT_OK;
+    }
+
+    PT_TRY(pt_comm_shm_reserve(c, es * (size_t)n));
+    char *mine = c->slots[me] + (size_t)region * c->region_bytes;
 
     PT_TRY(pt_sched_copy(s, mine, buf, n)); /* 1 */
     PT_TRY(pt_sched_end_round(s));
 
-    const pt_group node = {.comm = c->node_region[region], .rank = me, .size = L};
     s->group = node; /* 2 */
     PT_TRY(pt_sched_barrier(s));
     int64_t off, len;

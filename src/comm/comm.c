@@ -21,7 +21,7 @@ pt_status pt_comm_init(pt_comm *c, MPI_Comm comm)
     PT_MPI_CHECK(MPI_Comm_set_errhandler(c->coll, MPI_ERRORS_RETURN));
     c->algo = PT_ALLREDUCE_AUTO;
     c->node = c->cross = c->node_region[0] = c->node_region[1] = MPI_COMM_NULL;
-    c->win = MPI_WIN_NULL;
+    c->win = c->user_win = MPI_WIN_NULL;
     /* PT_FAKE_NODE_SIZE=k groups consecutive ranks into "nodes" of k (all really on one machine),
      * so tests and benchmarks exercise the cross-node part of node-aware algorithms here. */
     const char *fake = getenv("PT_FAKE_NODE_SIZE");
@@ -80,8 +80,41 @@ pt_status pt_comm_shm_reserve(pt_comm *c, size_t bytes)
     return PT_OK;
 }
 
+pt_status pt_comm_buffer_alloc(pt_comm *c, size_t bytes, void **ptr)
+{
+    *ptr = NULL;
+    if (c->user_win != MPI_WIN_NULL)
+        return PT_ERR(PT_ERR_ARG, NULL, "pt_comm_buffer_alloc: one shared buffer per communicator");
+    char *base = NULL;
+    MPI_Info info;
+    MPI_Info_create(&info);
+    MPI_Info_set(info, "alloc_shared_noncontig", "true");
+    int rc = MPI_Win_allocate_shared((MPI_Aint)(bytes ? bytes : 64), 1, info, c->node, &base,
+                                     &c->user_win);
+    MPI_Info_free(&info);
+    if (rc != MPI_SUCCESS)
+        return PT_ERR(PT_ERR_NOMEM, "check /dev/shm's size", "cannot allocate %zu bytes of shared memory", bytes);
+    c->user_slots = malloc(sizeof(char *) * (size_t)c->node_size);
+    if (!c->user_slots) return PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate window pointers");
+    for (int j = 0; j < c->node_size; j++) {
+        MPI_Aint sz;
+        int du;
+        PT_MPI_CHECK(MPI_Win_shared_query(c->user_win, j, &sz, &du, &c->user_slots[j]));
+    }
+    PT_MPI_CHECK(MPI_Win_lock_all(MPI_MODE_NOCHECK, c->user_win));
+    c->user_bytes = bytes;
+    *ptr = c->user_slots[c->node_rank];
+    return PT_OK;
+}
+
 void pt_comm_free(pt_comm *c)
 {
+    if (c->user_win != MPI_WIN_NULL) {
+        MPI_Win_unlock_all(c->user_win);
+        MPI_Win_free(&c->user_win);
+    }
+    free(c->user_slots);
+    c->user_slots = NULL, c->user_win = MPI_WIN_NULL;
     shm_release(c);
     for (int i = 0; i < 2; i++)
         if (c->node_region[i] != MPI_COMM_NULL) MPI_Comm_free(&c->node_region[i]);

@@ -44,7 +44,7 @@ void pt_sched_free(pt_sched *s)
 
 void *pt_sched_scratch(pt_sched *s, size_t bytes)
 {
-    if (bytes == 0 || s->nscratch == 4) return NULL;
+    if (bytes == 0 || s->nscratch == 8) return NULL;
     void *p = malloc(bytes);
     if (p) s->scratch[s->nscratch++] = p;
     return p;
@@ -83,6 +83,18 @@ pt_status pt_sched_copy(pt_sched *s, void *dst, const void *src, int64_t n)
 {
     if (dst == src) return PT_OK;
     return add(s, PT_SOP_COPY, -1, dst, src, n);
+}
+
+pt_status pt_sched_reduce_all(pt_sched *s, void **blocks, int k, int64_t count)
+{
+    if (count <= 0) return PT_OK;
+    void **copy = pt_sched_scratch(s, sizeof(void *) * (size_t)k);
+    if (!copy) return PT_ERR(PT_ERR_NOMEM, NULL, "no scratch for a shared-memory reduction");
+    memcpy(copy, blocks, sizeof(void *) * (size_t)k);
+    PT_TRY(add(s, PT_SOP_REDUCE_ALL, -1, NULL, NULL, count));
+    s->ops[s->nops - 1].blocks = copy;
+    s->ops[s->nops - 1].nblocks = k;
+    return PT_OK;
 }
 
 pt_status pt_sched_barrier(pt_sched *s) { return add(s, PT_SOP_BARRIER, -1, NULL, NULL, 0); }
@@ -137,6 +149,20 @@ static pt_status post_round(pt_sched *s)
     return PT_OK;
 }
 
+/* One pass over k blocks in cache-sized chunks: the first block accumulates the others, then the
+ * result is copied into the rest while the chunk is still in cache. */
+static void reduce_all(pt_sched *s, const pt_sop *o)
+{
+    const int64_t chunk = 4096;
+    char **b = (char **)o->blocks;
+    for (int64_t c0 = 0; c0 < o->count; c0 += chunk) {
+        const int64_t len = o->count - c0 < chunk ? o->count - c0 : chunk;
+        const size_t off = s->esize * (size_t)c0;
+        for (int j = 1; j < o->nblocks; j++) pt_reduce_local(b[0] + off, b[j] + off, len, s->dtype, s->op);
+        for (int j = 1; j < o->nblocks; j++) memcpy(b[j] + off, b[0] + off, s->esize * (size_t)len);
+    }
+}
+
 static void local_ops(pt_sched *s)
 {
     const int b = round_begin(s, s->round), e = s->round_end[s->round];
@@ -145,6 +171,7 @@ static void local_ops(pt_sched *s)
         const pt_sop *o = &s->ops[i];
         if (o->kind == PT_SOP_REDUCE) pt_reduce_local(o->dst, o->src, o->count, s->dtype, s->op);
         else if (o->kind == PT_SOP_COPY) memcpy(o->dst, o->src, s->esize * (size_t)o->count);
+        else if (o->kind == PT_SOP_REDUCE_ALL) reduce_all(s, o);
     }
 }
 

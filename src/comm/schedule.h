@@ -14,7 +14,14 @@
 
 #include "paratrain/comm.h"
 
-typedef enum { PT_SOP_SEND, PT_SOP_RECV, PT_SOP_BARRIER, PT_SOP_REDUCE, PT_SOP_COPY } pt_sop_kind;
+typedef enum {
+    PT_SOP_SEND,
+    PT_SOP_RECV,
+    PT_SOP_BARRIER,
+    PT_SOP_REDUCE,
+    PT_SOP_COPY,
+    PT_SOP_REDUCE_ALL /* shared memory: blocks[0..k) all := op over all of them (one pass) */
+} pt_sop_kind;
 
 /* The ranks an algorithm runs among: all of them, the ranks of one node, or one rank per node. */
 typedef struct {
@@ -29,6 +36,8 @@ typedef struct {
     void *dst;       /* RECV: where data lands; REDUCE: dst = dst op src; COPY: dst = src */
     const void *src; /* SEND: what is sent */
     int64_t count;   /* elements */
+    void **blocks;   /* REDUCE_ALL: k pointers (owned by the schedule's scratch) */
+    int nblocks;
 } pt_sop;
 
 typedef struct pt_sched {
@@ -42,7 +51,7 @@ typedef struct pt_sched {
     int nops, ops_cap;
     int *round_end; /* ops of round k are [round_end[k-1], round_end[k]) */
     int nrounds, rounds_cap;
-    void *scratch[4]; /* owned temporary buffers, freed with the schedule */
+    void *scratch[8]; /* owned temporary buffers, freed with the schedule */
     int nscratch;
     int shm_region;   /* hierarchical: the window region in use, -1 if none */
     /* progress */
@@ -57,13 +66,15 @@ typedef struct pt_sched {
 pt_status pt_sched_init(pt_sched *s, pt_comm *c, pt_dtype t, pt_reduce_op op,
                         const char *algo_name);
 void pt_sched_free(pt_sched *s);
-/* A new scratch buffer of `bytes`, owned by the schedule (at most 4 per schedule). */
+/* A new scratch buffer of `bytes`, owned by the schedule (at most 8 per schedule). */
 void *pt_sched_scratch(pt_sched *s, size_t bytes);
 /* Appending operations to the current round; count == 0 adds nothing. */
 pt_status pt_sched_send(pt_sched *s, int peer, const void *src, int64_t count);
 pt_status pt_sched_recv(pt_sched *s, int peer, void *dst, int64_t count);
 pt_status pt_sched_reduce(pt_sched *s, void *dst, const void *src, int64_t count);
 pt_status pt_sched_copy(pt_sched *s, void *dst, const void *src, int64_t count);
+/* blocks[0..k) := op over all of them, element by element, in one pass (blocks is copied). */
+pt_status pt_sched_reduce_all(pt_sched *s, void **blocks, int k, int64_t count);
 /* A barrier among s->group (MPI_Ibarrier), with memory fences around it: the rounds of the
  * shared-memory algorithm synchronize through it. */
 pt_status pt_sched_barrier(pt_sched *s);
