@@ -49,12 +49,15 @@ pt_status pt_allreduce_hierarchical_build(pt_sched *s, void *buf, int64_t n)
 
     /* Zero copy if every rank of the node passes the same offset of its shared buffer (decided
      * together, so no two ranks take different paths). */
-    long long off_in_user = -1;
-    if (c->user_win != MPI_WIN_NULL && b >= c->user_slots[me] &&
-        b + es * (size_t)n <= c->user_slots[me] + c->user_bytes)
-        off_in_user = (long long)(b - c->user_slots[me]);
-    long long mm[2] = {-off_in_user, off_in_user};
-    PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, mm, 2, MPI_LONG_LONG, MPI_MAX, c->node));
+    long long off_in_user = -1, mm[2] = {1, -1};
+    if (c->user_win != MPI_WIN_NULL) { /* registered on every rank, or on none */
+        if (b >= c->user_slots[me] && b + es * (size_t)n <= c->user_slots[me] + c->user_bytes)
+            off_in_user = (long long)(b - c->user_slots[me]);
+        mm[0] = -off_in_user, mm[1] = off_in_user;
+        MPI_Request req;
+        PT_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, mm, 2, MPI_LONG_LONG, MPI_MAX, c->node, &req));
+        PT_TRY(pt_sched_wait_request(s, &req));
+    }
     if (-mm[0] == mm[1] && mm[1] >= 0) {
         int64_t off, len;
         pt_block_range(n, L, me, &off, &len);

@@ -206,6 +206,25 @@ static pt_status check_watchdog(pt_sched *s)
                   s->algo_name, limit, s->comm->rank, s->round + 1, s->nrounds, peers);
 }
 
+pt_status pt_sched_wait_request(pt_sched *s, MPI_Request *req)
+{
+    int flag = 0;
+    s->started = MPI_Wtime();
+    while (!flag) {
+        PT_MPI_CHECK(MPI_Test(req, &flag, MPI_STATUS_IGNORE));
+        if (!flag) {
+            const char *env = getenv("PT_COLL_TIMEOUT");
+            double limit = env ? atof(env) : 0.0;
+            if (limit > 0.0 && MPI_Wtime() - s->started >= limit)
+                return PT_ERR(PT_ERR_MPI, "a peer rank is dead, stuck, or never called this collective",
+                              "collective '%s' timed out after %.0f s (PT_COLL_TIMEOUT) on rank %d "
+                              "while the ranks of its node agreed on its path",
+                              s->algo_name, limit, s->comm->rank);
+        }
+    }
+    return PT_OK;
+}
+
 pt_status pt_sched_test(pt_sched *s, int *done)
 {
     *done = 0;

@@ -85,6 +85,8 @@ pt_status pt_sched_end_round(pt_sched *s);
 pt_status pt_sched_start(pt_sched *s);
 /* Progresses without blocking; *done = 1 when the whole schedule has completed. */
 pt_status pt_sched_test(pt_sched *s, int *done);
+/* Waits for one request while building a schedule, under the PT_COLL_TIMEOUT watchdog. */
+pt_status pt_sched_wait_request(pt_sched *s, MPI_Request *req);
 /* Runs the schedule to completion. */
 pt_status pt_sched_wait(pt_sched *s);
 
