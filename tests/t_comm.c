@@ -232,10 +232,7 @@ int main(int argc, char **argv)
         for (size_t ti = 0; ti < 6; ti++) {
             const pt_dtype t = types[ti];
             const int p2p_only = t == PT_F16 || t == PT_BF16;
-            const int mpi_path = c.algo == PT_ALLREDUCE_MPI ||
-                                 (c.algo == PT_ALLREDUCE_AUTO &&
-                                  pt_allreduce_auto_choice(size, 4) == PT_ALLREDUCE_MPI);
-            if (p2p_only && mpi_path) {
+            if (p2p_only && c.algo == PT_ALLREDUCE_MPI) {
                 uint16_t x[4] = {0};
                 CHECK(pt_allreduce(&c, PT_IN_PLACE, x, 4, t, PT_SUM) == PT_ERR_ARG,
                       "MPI_Allreduce accepted %s", pt_dtype_name(t));

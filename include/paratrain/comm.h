@@ -99,8 +99,10 @@ pt_status pt_comm_buffer_alloc(pt_comm *c, size_t bytes, void **ptr);
 /* Makes every rank's window region at least `bytes` (collective over the node). */
 pt_status pt_comm_shm_reserve(pt_comm *c, size_t bytes);
 
-/* The algorithm "auto" picks for a message of `bytes` on `size` processes. */
+/* The algorithm "auto" picks for a message of `bytes` on `size` processes (the measured table,
+ * or PT_ALLREDUCE_TUNING=FILE), and on communicator c (hierarchical when c has a shared buffer). */
 pt_allreduce_algo pt_allreduce_auto_choice(int size, size_t bytes);
+pt_allreduce_algo pt_allreduce_auto_choice_comm(const pt_comm *c, size_t bytes);
 
 #ifdef __cplusplus
 }

@@ -46,6 +46,7 @@ typedef struct pt_model {
     int64_t numel; /* total parameter count */
     float *w;      /* flat parameters (backend memory) */
     float *g;      /* flat gradients, same layout */
+    int g_external; /* g is owned by someone else (pt_model_use_grad_buffer) */
 
     /* activations for up to max_batch rows, one block: pre-activations z_i and outputs h_i */
     int max_batch;
@@ -60,6 +61,9 @@ typedef struct pt_model {
 pt_status pt_model_create(pt_model *m, const char *spec, const pt_model_options *opt,
                           const pt_backend *be, int max_batch);
 void pt_model_destroy(pt_model *m);
+/* Makes g (numel floats of backend memory, owned by the caller, e.g. a shared-memory buffer
+ * from pt_comm_buffer_alloc) the model's gradient buffer. */
+void pt_model_use_grad_buffer(pt_model *m, float *g);
 
 /* Deterministic initialization from (seed, tensor index, element index): PyTorch's nn.Linear
  * default distribution (Kaiming-uniform weights, uniform bias, bound 1/sqrt(fan_in)). */

@@ -7,7 +7,7 @@
  * measured back to back, so their comparison shares the machine's state.
  *
  *   mpirun -np 2 pt-bench-allreduce [--algos ring,mpi,...] [--min-bytes B] [--max-bytes B]
- *                                  [--csv FILE] [--tune FILE] [--check]
+ *                                  [--csv FILE] [--write-table FILE] [--check]
  */
 #include <mpi.h>
 #include <stdio.h>
@@ -47,9 +47,9 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--help")) {
             if (rank == 0)
                 puts("usage: mpirun -np P pt-bench-allreduce [--algos LIST] [--min-bytes B]\n"
-                     "         [--max-bytes B] [--csv FILE] [--tune FILE] [--check]\n"
+                     "         [--max-bytes B] [--csv FILE] [--write-table FILE] [--check]\n"
                      "  sizes double from min to max (suffixes K, M, G); default 4 B to 256 MiB\n"
-                     "  --tune FILE writes the fastest algorithm per size, the table PT_ALLREDUCE_TUNING reads\n"
+                     "  --write-table FILE writes the fastest algorithm per size, the table PT_ALLREDUCE_TUNING reads\n"
                      "  --check verifies every result against MPI_Allreduce\n"
                      "  --shared runs in place on a buffer from pt_comm_buffer_alloc (the zero-copy\n"
                      "           path of the hierarchical algorithm), as a training run's gradients would");
@@ -63,7 +63,7 @@ int main(int argc, char **argv)
         else if (v && !strcmp(a, "--min-bytes")) min_bytes = parse_bytes(v), i++;
         else if (v && !strcmp(a, "--max-bytes")) max_bytes = parse_bytes(v), i++;
         else if (v && !strcmp(a, "--csv")) csv = v, i++;
-        else if (v && !strcmp(a, "--tune")) tune = v, i++;
+        else if (v && !strcmp(a, "--write-table")) tune = v, i++;
         else {
             if (rank == 0) fprintf(stderr, "pt-bench-allreduce: error: bad argument '%s' (see --help)\n", a);
             MPI_Finalize();
@@ -107,7 +107,7 @@ int main(int argc, char **argv)
     FILE *fcsv = rank == 0 && csv ? fopen(csv, "w") : NULL;
     FILE *ftune = rank == 0 && tune ? fopen(tune, "w") : NULL;
     if (fcsv) fprintf(fcsv, "np,bytes,algorithm,iterations,avg_us,min_us,max_us,algbw_GBps,busbw_GBps\n");
-    if (ftune) fprintf(ftune, "# pt-bench-allreduce --tune: np max_bytes algorithm (fastest avg latency)\n");
+    if (ftune) fprintf(ftune, "# pt-bench-allreduce --write-table: np max_bytes algorithm (fastest avg latency)\n");
     if (rank == 0) {
         printf("# pt-bench-allreduce, np=%d, float32 sum, %s; latency avg over ranks in us, busbw in GB/s\n",
                size, shared ? "in place on a shared-memory buffer" : "out of place");

@@ -141,14 +141,6 @@ const char *pt_allreduce_algo_name(pt_allreduce_algo algo)
     return (unsigned)algo < PT_ALLREDUCE_NALGOS ? algo_names[algo] : "?";
 }
 
-pt_allreduce_algo pt_allreduce_auto_choice(int size, size_t bytes)
-{
-    (void)size, (void)bytes;
-    /* Until pt-bench-allreduce --tune has measured a table on this code, "auto" is the MPI
-     * library's own choice. */
-    return PT_ALLREDUCE_MPI;
-}
-
 static pt_status mpi_types(pt_dtype dtype, pt_reduce_op op, MPI_Datatype *t, MPI_Op *o)
 {
     switch (dtype) {
@@ -210,7 +202,9 @@ pt_status pt_iallreduce(pt_comm *c, const void *send, void *recv, int64_t count,
     r->comm = c;
     const size_t es = pt_dtype_size(dtype);
     pt_allreduce_algo algo = c->algo;
-    if (algo == PT_ALLREDUCE_AUTO) algo = pt_allreduce_auto_choice(c->size, es * (size_t)count);
+    if (algo == PT_ALLREDUCE_AUTO) algo = pt_allreduce_auto_choice_comm(c, es * (size_t)count);
+    if (algo == PT_ALLREDUCE_MPI && (dtype == PT_F16 || dtype == PT_BF16))
+        algo = c->algo == PT_ALLREDUCE_AUTO ? PT_ALLREDUCE_RING : algo; /* MPI has no 16-bit floats */
     pt_status st = PT_OK;
     if (algo == PT_ALLREDUCE_MPI) {
         MPI_Datatype t = MPI_DATATYPE_NULL;

@@ -101,9 +101,17 @@ void pt_model_destroy(pt_model *m)
 {
     if (!m->be) return;
     m->be->free(m->w);
-    m->be->free(m->g);
+    if (!m->g_external) m->be->free(m->g);
     m->be->free(m->act_block);
     memset(m, 0, sizeof *m);
+}
+
+void pt_model_use_grad_buffer(pt_model *m, float *g)
+{
+    if (!m->g_external) m->be->free(m->g);
+    m->g = g;
+    m->g_external = 1;
+    m->be->zero(m->g, sizeof(float) * (size_t)m->numel);
 }
 
 void pt_model_init(pt_model *m, uint64_t seed)

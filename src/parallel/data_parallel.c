@@ -394,6 +394,15 @@ pt_status pt_train(const pt_train_config *c, MPI_Comm comm, pt_train_result *res
     st = build_model(&t->model, c, &t->train, (int)max_rows);
     PT_TRY_GOTO(st, pt_agree(comm, st, NULL), out);
     pt_model_init(&t->model, c->seed);
+    /* With the node-aware allreduce, gradients live in node shared memory: the allreduce then
+     * reads and writes the peers' gradient buffers directly (zero copy). */
+    if (t->size > 1 && !strcmp(t->model.be->name, "cpu") && t->pc.uniform &&
+        (t->pc.algo == PT_ALLREDUCE_AUTO || t->pc.algo == PT_ALLREDUCE_HIERARCHICAL)) {
+        void *g = NULL;
+        st = pt_comm_buffer_alloc(&t->pc, sizeof(float) * (size_t)t->model.numel, &g);
+        PT_TRY_GOTO(st, pt_agree(comm, st, NULL), out);
+        pt_model_use_grad_buffer(&t->model, g);
+    }
     st = make_optimizer(t);
     PT_TRY_GOTO(st, pt_agree(comm, st, NULL), out);
     pt_early_stop_init(&t->es, (int)c->early_stop, true);
