@@ -108,7 +108,16 @@ int main(int argc, char **argv)
     FILE *ftune = rank == 0 && tune ? fopen(tune, "w") : NULL;
     if (fcsv) fprintf(fcsv, "np,bytes,algorithm,iterations,avg_us,min_us,max_us,algbw_GBps,busbw_GBps\n");
     if (ftune) fprintf(ftune, "# pt-bench-allreduce --write-table: np max_bytes algorithm (fastest avg latency)\n");
+    /* The memory-bandwidth bound, for context: one thread copying the largest buffer. */
+    double membw = 0.0;
     if (rank == 0) {
+        memcpy(recv, send, (size_t)max_bytes);
+        double t0 = MPI_Wtime();
+        for (int i = 0; i < 3; i++) memcpy(recv, send, (size_t)max_bytes);
+        membw = 3.0 * (double)max_bytes / (MPI_Wtime() - t0) / 1e9;
+    }
+    if (rank == 0) {
+        printf("# memcpy of %lld bytes on one thread: %.1f GB/s (while the other ranks wait)\n", max_bytes, membw);
         printf("# pt-bench-allreduce, np=%d, float32 sum, %s; latency avg over ranks in us, busbw in GB/s\n",
                size, shared ? "in place on a shared-memory buffer" : "out of place");
         printf("%12s", "bytes");
