@@ -7,6 +7,11 @@ for np in 1 2 3 4 5 7 8; do
     tail -1 "$WORK/np$np.out"
 done
 pass "allreduce algorithms at np 1..8"
+for np in 1 2 3 4 5 7 8; do
+    mpirun_t $np 120 "$top_builddir/tests/t_collectives" >"$WORK/coll$np.out" 2>&1 || { cat "$WORK/coll$np.out"; fail "t_collectives at np=$np"; }
+    tail -1 "$WORK/coll$np.out"
+done
+pass "reduce-scatter, allgather, broadcast, all-to-all(v) at np 1..8"
 # Emulated nodes: 2 nodes x 2 ranks, 3 x 2, and 2 + 2 + 1 (not uniform: hierarchical must refuse).
 for np in 4 6 5; do
     PT_FAKE_NODE_SIZE=2 mpirun_t $np 300 -x PT_FAKE_NODE_SIZE "$top_builddir/tests/t_comm" \

@@ -99,6 +99,34 @@ pt_status pt_comm_buffer_alloc(pt_comm *c, size_t bytes, void **ptr);
 /* Makes every rank's window region at least `bytes` (collective over the node). */
 pt_status pt_comm_shm_reserve(pt_comm *c, size_t bytes);
 
+/* The other collectives, from the same schedule engine (one algorithm each for now; counts and
+ * displacements in elements, one entry per rank). Each has a nonblocking form completed with
+ * pt_coll_test / pt_coll_wait; buffers must stay untouched until then.
+ *
+ * reduce-scatter (ring): recv (counts[rank] elements) = op over ranks of block `rank` of send,
+ *   where send holds every rank's block in rank order. PT_AVG divides by the number of ranks.
+ * allgather (ring): recv = the concatenation, in rank order, of counts[r] elements from each r.
+ * broadcast (binomial tree): buf of root to every rank.
+ * all-to-all(v) (pairwise exchange): block r of send (scounts[r] at sdispls[r]) goes to rank r,
+ *   and the block from rank r lands at rdispls[r]. */
+pt_status pt_ireduce_scatter(pt_comm *c, const void *send, void *recv, const int64_t *counts,
+                             pt_dtype dtype, pt_reduce_op op, pt_coll_request **req);
+pt_status pt_reduce_scatter(pt_comm *c, const void *send, void *recv, const int64_t *counts,
+                            pt_dtype dtype, pt_reduce_op op);
+pt_status pt_iallgather(pt_comm *c, const void *send, void *recv, const int64_t *counts,
+                        pt_dtype dtype, pt_coll_request **req);
+pt_status pt_allgather(pt_comm *c, const void *send, void *recv, const int64_t *counts,
+                       pt_dtype dtype);
+pt_status pt_ibcast(pt_comm *c, void *buf, int64_t count, pt_dtype dtype, int root,
+                    pt_coll_request **req);
+pt_status pt_bcast(pt_comm *c, void *buf, int64_t count, pt_dtype dtype, int root);
+pt_status pt_ialltoallv(pt_comm *c, const void *send, const int64_t *scounts,
+                        const int64_t *sdispls, void *recv, const int64_t *rcounts,
+                        const int64_t *rdispls, pt_dtype dtype, pt_coll_request **req);
+pt_status pt_alltoallv(pt_comm *c, const void *send, const int64_t *scounts,
+                       const int64_t *sdispls, void *recv, const int64_t *rcounts,
+                       const int64_t *rdispls, pt_dtype dtype);
+
 /* The algorithm "auto" picks for a message of `bytes` on `size` processes (the measured table,
  * or PT_ALLREDUCE_TUNING=FILE), and on communicator c (hierarchical when c has a shared buffer). */
 pt_allreduce_algo pt_allreduce_auto_choice(int size, size_t bytes);

@@ -286,3 +286,110 @@ pt_status pt_allreduce(pt_comm *c, const void *send, void *recv, int64_t count, 
     PT_TRY(pt_iallreduce(c, send, recv, count, dtype, op, &req));
     return pt_coll_wait(&req);
 }
+
+/* ------------------------------------------------------------ the other collectives */
+
+typedef enum { K_REDUCE_SCATTER, K_ALLGATHER, K_BCAST, K_ALLTOALLV } coll_kind;
+
+typedef struct {
+    coll_kind kind;
+    const void *send;
+    void *recv;
+    const int64_t *counts, *sdispls, *rcounts, *rdispls;
+    int64_t count;
+    int root;
+} coll_args;
+
+static pt_status start_coll(pt_comm *c, const coll_args *a, pt_dtype dtype, pt_reduce_op op,
+                            pt_coll_request **req)
+{
+    static const char *names[] = {"reduce_scatter_ring", "allgather_ring", "bcast_binomial",
+                                  "alltoallv_pairwise"};
+    *req = NULL;
+    if (op == PT_AVG && dtype != PT_F32 && dtype != PT_F64)
+        return PT_ERR(PT_ERR_ARG, NULL, "average is defined for float32 and float64 only");
+    const int64_t *lists[] = {a->counts, a->rcounts};
+    for (int l = 0; l < 2; l++)
+        for (int i = 0; lists[l] && i < c->size; i++)
+            if (lists[l][i] < 0) return PT_ERR(PT_ERR_ARG, NULL, "negative count for rank %d", i);
+    if (a->kind == K_BCAST && (a->root < 0 || a->root >= c->size))
+        return PT_ERR(PT_ERR_ARG, NULL, "broadcast root %d outside [0, %d)", a->root, c->size);
+    struct pt_coll_request *r = calloc(1, sizeof *r);
+    if (!r) return PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate a collective request");
+    r->comm = c, r->dtype = dtype, r->op = op, r->size = c->size, r->recv = a->recv;
+    r->count = a->kind == K_REDUCE_SCATTER ? a->counts[c->rank] : 0;
+    pt_status st = pt_sched_init(&r->sched, c, dtype, op, names[a->kind]);
+    if (st == PT_OK) switch (a->kind) {
+        case K_REDUCE_SCATTER: st = pt_reduce_scatter_ring_build(&r->sched, a->send, a->recv, a->counts); break;
+        case K_ALLGATHER: st = pt_allgather_ring_build(&r->sched, a->send, a->recv, a->counts); break;
+        case K_BCAST: st = pt_bcast_binomial_build(&r->sched, a->recv, a->count, a->root); break;
+        case K_ALLTOALLV:
+            st = pt_alltoallv_pairwise_build(&r->sched, a->send, a->counts, a->sdispls, a->recv,
+                                             a->rcounts, a->rdispls);
+            break;
+        }
+    if (st == PT_OK) st = pt_sched_start(&r->sched);
+    if (st != PT_OK) {
+        free_request(&r);
+        return st;
+    }
+    *req = r;
+    return PT_OK;
+}
+
+static pt_status finish(pt_status st, pt_coll_request **req)
+{
+    return st == PT_OK ? pt_coll_wait(req) : st;
+}
+
+pt_status pt_ireduce_scatter(pt_comm *c, const void *send, void *recv, const int64_t *counts,
+                             pt_dtype dtype, pt_reduce_op op, pt_coll_request **req)
+{
+    coll_args a = {.kind = K_REDUCE_SCATTER, .send = send, .recv = recv, .counts = counts};
+    return start_coll(c, &a, dtype, op, req);
+}
+pt_status pt_reduce_scatter(pt_comm *c, const void *send, void *recv, const int64_t *counts,
+                            pt_dtype dtype, pt_reduce_op op)
+{
+    pt_coll_request *r;
+    return finish(pt_ireduce_scatter(c, send, recv, counts, dtype, op, &r), &r);
+}
+pt_status pt_iallgather(pt_comm *c, const void *send, void *recv, const int64_t *counts,
+                        pt_dtype dtype, pt_coll_request **req)
+{
+    coll_args a = {.kind = K_ALLGATHER, .send = send, .recv = recv, .counts = counts};
+    return start_coll(c, &a, dtype, PT_SUM, req);
+}
+pt_status pt_allgather(pt_comm *c, const void *send, void *recv, const int64_t *counts,
+                       pt_dtype dtype)
+{
+    pt_coll_request *r;
+    return finish(pt_iallgather(c, send, recv, counts, dtype, &r), &r);
+}
+pt_status pt_ibcast(pt_comm *c, void *buf, int64_t count, pt_dtype dtype, int root,
+                    pt_coll_request **req)
+{
+    if (count < 0) return PT_ERR(PT_ERR_ARG, NULL, "negative broadcast count");
+    coll_args a = {.kind = K_BCAST, .recv = buf, .count = count, .root = root};
+    return start_coll(c, &a, dtype, PT_SUM, req);
+}
+pt_status pt_bcast(pt_comm *c, void *buf, int64_t count, pt_dtype dtype, int root)
+{
+    pt_coll_request *r;
+    return finish(pt_ibcast(c, buf, count, dtype, root, &r), &r);
+}
+pt_status pt_ialltoallv(pt_comm *c, const void *send, const int64_t *scounts,
+                        const int64_t *sdispls, void *recv, const int64_t *rcounts,
+                        const int64_t *rdispls, pt_dtype dtype, pt_coll_request **req)
+{
+    coll_args a = {.kind = K_ALLTOALLV, .send = send, .recv = recv, .counts = scounts,
+                   .sdispls = sdispls, .rcounts = rcounts, .rdispls = rdispls};
+    return start_coll(c, &a, dtype, PT_SUM, req);
+}
+pt_status pt_alltoallv(pt_comm *c, const void *send, const int64_t *scounts,
+                       const int64_t *sdispls, void *recv, const int64_t *rcounts,
+                       const int64_t *rdispls, pt_dtype dtype)
+{
+    pt_coll_request *r;
+    return finish(pt_ialltoallv(c, send, scounts, sdispls, recv, rcounts, rdispls, dtype, &r), &r);
+}

@@ -108,5 +108,12 @@ pt_status pt_allreduce_recursive_doubling_build(pt_sched *s, void *buf, int64_t 
 pt_status pt_allreduce_rabenseifner_build(pt_sched *s, void *buf, int64_t n);
 pt_status pt_allreduce_binomial_build(pt_sched *s, void *buf, int64_t n);
 pt_status pt_allreduce_hierarchical_build(pt_sched *s, void *buf, int64_t n);
+pt_status pt_reduce_scatter_ring_build(pt_sched *s, const void *send, void *recv,
+                                       const int64_t *counts);
+pt_status pt_allgather_ring_build(pt_sched *s, const void *send, void *recv, const int64_t *counts);
+pt_status pt_bcast_binomial_build(pt_sched *s, void *buf, int64_t n, int root);
+pt_status pt_alltoallv_pairwise_build(pt_sched *s, const void *send, const int64_t *scounts,
+                                      const int64_t *sdispls, void *recv, const int64_t *rcounts,
+                                      const int64_t *rdispls);
 
 #endif
