@@ -54,7 +54,8 @@ static const opt_row rows[] = {
     ROW("ckpt-dir", OPT_STR, ckpt_dir, "checkpoint directory (empty: no checkpoints)"),
     ROW("resume", OPT_STR, resume, "resume from 'latest' (in --ckpt-dir), a directory or a file"),
     ROW("metrics", OPT_STR, metrics, "JSON-lines metrics file (empty: none)"),
-    ROW("allreduce", OPT_STR, allreduce, "gradient allreduce algorithm: auto or mpi"),
+    ROW("allreduce", OPT_STR, allreduce, "gradient allreduce: auto, mpi, ring, recursive_doubling, "
+                                         "rabenseifner, binomial or hierarchical"),
     ROW("backend", OPT_STR, backend, "compute backend: cpu (cuda when built --with-cuda)"),
     ROW("eval-batch", OPT_I64, eval_batch, "samples per rank per evaluation batch"),
     ROW("validate-data", OPT_BOOL, validate_data, "scan the data for bad labels/NaN at start"),
