@@ -7,6 +7,12 @@ for np in 1 2 3 4 5 7 8; do
     tail -1 "$WORK/np$np.out"
 done
 pass "allreduce algorithms at np 1..8"
+# The pipelined ring, forced on small vectors: 64-byte segments from 0 bytes up.
+for np in 2 3 5; do
+    PT_RING_SEGMENT=64 PT_RING_PIPELINE_MIN=0 mpirun_t $np 300 -x PT_RING_SEGMENT -x PT_RING_PIPELINE_MIN \
+        "$top_builddir/tests/t_comm" >"$WORK/seg$np.out" 2>&1 || { cat "$WORK/seg$np.out"; fail "segmented ring at np=$np"; }
+    echo "segmented ring: $(tail -1 "$WORK/seg$np.out")"
+done
 for np in 1 2 3 4 5 7 8; do
     mpirun_t $np 120 "$top_builddir/tests/t_collectives" >"$WORK/coll$np.out" 2>&1 || { cat "$WORK/coll$np.out"; fail "t_collectives at np=$np"; }
     tail -1 "$WORK/coll$np.out"

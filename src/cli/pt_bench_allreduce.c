@@ -41,16 +41,18 @@ int main(int argc, char **argv)
     pt_log_set_rank(rank, size);
     long long min_bytes = 4, max_bytes = 256LL << 20;
     const char *csv = NULL, *tune = NULL, *algos = "mpi,ring,recursive_doubling,rabenseifner,binomial";
-    int check = 0, shared = 0;
+    int check = 0, shared = 0, repeat = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help")) {
             if (rank == 0)
                 puts("usage: mpirun -np P pt-bench-allreduce [--algos LIST] [--min-bytes B]\n"
-                     "         [--max-bytes B] [--csv FILE] [--write-table FILE] [--check]\n"
+                     "         [--max-bytes B] [--csv FILE] [--write-table FILE] [--check] [--shared]\n"
+                     "         [--repeat R]\n"
                      "  sizes double from min to max (suffixes K, M, G); default 4 B to 256 MiB\n"
                      "  --write-table FILE writes the fastest algorithm per size, the table PT_ALLREDUCE_TUNING reads\n"
                      "  --check verifies every result against MPI_Allreduce\n"
+                     "  --repeat R times each timed loop R times and keeps the median (steadier tables)\n"
                      "  --shared runs in place on a buffer from pt_comm_buffer_alloc (the zero-copy\n"
                      "           path of the hierarchical algorithm), as a training run's gradients would");
             MPI_Finalize();
@@ -63,6 +65,7 @@ int main(int argc, char **argv)
         else if (v && !strcmp(a, "--min-bytes")) min_bytes = parse_bytes(v), i++;
         else if (v && !strcmp(a, "--max-bytes")) max_bytes = parse_bytes(v), i++;
         else if (v && !strcmp(a, "--csv")) csv = v, i++;
+        else if (v && !strcmp(a, "--repeat")) repeat = atoi(v) > 0 ? atoi(v) : 1, i++;
         else if (v && !strcmp(a, "--write-table")) tune = v, i++;
         else {
             if (rank == 0) fprintf(stderr, "pt-bench-allreduce: error: bad argument '%s' (see --help)\n", a);
@@ -142,10 +145,21 @@ int main(int argc, char **argv)
             const void *src = shared ? PT_IN_PLACE : (const void *)send;
             if (shared) memset(recv, 0, (size_t)bytes);
             for (int i = 0; i < warm && st == PT_OK; i++) st = pt_allreduce(&c, src, recv, n, PT_F32, PT_SUM);
-            MPI_Barrier(MPI_COMM_WORLD);
-            double t0 = MPI_Wtime();
-            for (int i = 0; i < iters && st == PT_OK; i++) st = pt_allreduce(&c, src, recv, n, PT_F32, PT_SUM);
-            double lat = (MPI_Wtime() - t0) / iters * 1e6, mn, mx, sum;
+            double lats[16], lat, mn, mx, sum;
+            const int reps = repeat < 16 ? repeat : 16;
+            for (int rep = 0; rep < reps; rep++) {
+                MPI_Barrier(MPI_COMM_WORLD);
+                double t0 = MPI_Wtime();
+                for (int i = 0; i < iters && st == PT_OK; i++)
+                    st = pt_allreduce(&c, src, recv, n, PT_F32, PT_SUM);
+                lats[rep] = (MPI_Wtime() - t0) / iters * 1e6;
+            }
+            for (int x = 1; x < reps; x++) /* insertion sort; the median */
+                for (int y = x; y > 0 && lats[y] < lats[y - 1]; y--) {
+                    double tmpv = lats[y];
+                    lats[y] = lats[y - 1], lats[y - 1] = tmpv;
+                }
+            lat = lats[reps / 2];
             if (check && shared) { /* one more, in place from the real input */
                 memcpy(recv, send, (size_t)bytes);
                 if (st == PT_OK) st = pt_allreduce(&c, PT_IN_PLACE, recv, n, PT_F32, PT_SUM);
