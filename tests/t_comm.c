@@ -1,8 +1,8 @@
 /* Every allreduce algorithm against MPI_Allreduce: all types and operations, element counts
- * {0, 1, p-1, p, p+1, p'-1 (below the largest power of two), 1009, ~4M}, in place and out of
- * place, blocking and nonblocking (two collectives in flight, progressed between pieces of
- * computation); plus pt_agree. Run under mpirun at process counts 1, 2, 3, 4, 5, 7, 8
- * (tests/test_comm.sh).
+ * {0, 1, p-1, p, p+1, p'-1 (below the largest power of two), 1009}, plus 1000003 (prime) and
+ * 4194311 for some type/operation pairs, in place and out of place, blocking and nonblocking
+ * (two collectives in flight, progressed between pieces of computation); plus pt_agree.
+ * Run under mpirun at process counts 1, 2, 3, 4, 5, 7, 8 (tests/test_comm.sh).
  *
  * Inputs are small integers (|x| <= 15), so every partial sum is exact in every type, fp16 and
  * bf16 included, whatever the summation order: results must match the reference exactly.
@@ -250,6 +250,8 @@ int main(int argc, char **argv)
             }
         }
         run_case(&c, PT_F32, PT_SUM, (1 << 22) + 7, 1); /* ~4M elements, odd */
+        run_case(&c, PT_F32, PT_SUM, 1000003, 0);       /* a large prime */
+        run_case(&c, PT_I64, PT_MAX, 1000003, 1);
         run_nonblocking(&c);
     }
     run_zero_copy();

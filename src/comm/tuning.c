@@ -3,8 +3,9 @@
  * communicator's size apply, and the first with max_bytes >= the message (the last one beyond).
  *
  * The shipped table (tuning_default.h) was measured on this code on the project's machine with
- *   mpirun -np 2 pt-bench-allreduce --max-bytes 64M --write-table table_np2.txt
- *   mpirun -np 4 pt-bench-allreduce --max-bytes 64M --write-table table_np4.txt   (oversubscribed)
+ *   mpirun -np 2 pt-bench-allreduce --algos mpi,ring,recursive_doubling,rabenseifner,binomial \
+ *       --max-bytes 256M --repeat 3 --write-table table_np2.txt
+ *   mpirun -np 4 (same, --max-bytes 64M, oversubscribed on 2 cores) --write-table table_np4.txt
  * and concatenated; PT_ALLREDUCE_TUNING=FILE replaces it with a table measured elsewhere.
  *
  * When the buffer may be a shared-memory one (pt_comm_buffer_alloc was called: a property every
