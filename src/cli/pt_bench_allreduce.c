@@ -110,7 +110,7 @@ int main(int argc, char **argv)
     FILE *fcsv = rank == 0 && csv ? fopen(csv, "w") : NULL;
     FILE *ftune = rank == 0 && tune ? fopen(tune, "w") : NULL;
     if (fcsv) fprintf(fcsv, "np,bytes,algorithm,iterations,avg_us,min_us,max_us,algbw_GBps,busbw_GBps\n");
-    if (ftune) fprintf(ftune, "# pt-bench-allreduce --write-table: np max_bytes algorithm (fastest avg latency)\n");
+    if (ftune) fprintf(ftune, "# pt-bench-allreduce --write-table: np max_bytes algorithm (fastest avg latency; MPI unless another is >= 5%% faster)\n");
     /* The memory-bandwidth bound, for context: one thread copying the largest buffer. */
     double membw = 0.0;
     if (rank == 0) {
@@ -134,7 +134,7 @@ int main(int argc, char **argv)
     for (long long bytes = min_bytes; bytes <= max_bytes; bytes *= 2) {
         const int64_t n = bytes / 4;
         const int iters = iterations((size_t)bytes), warm = iters / 10 > 2 ? iters / 10 : 2;
-        double best = 1e30;
+        double best = 1e30, mpi_lat = -1;
         int best_a = 0;
         if (rank == 0) printf("%12lld", bytes);
         if (check) MPI_Allreduce(send, ref, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
@@ -180,12 +180,18 @@ int main(int argc, char **argv)
                     fprintf(fcsv, "%d,%lld,%s,%d,%.3f,%.3f,%.3f,%.4f,%.4f\n", size, bytes,
                             pt_allreduce_algo_name(list[a]), iters, avg, mn, mx, algbw, algbw * bus);
                 if (avg < best) best = avg, best_a = a;
+                if (list[a] == PT_ALLREDUCE_MPI) mpi_lat = avg;
             }
         }
         if (rank == 0) {
             printf("\n");
             fflush(stdout);
-            if (ftune) fprintf(ftune, "%d %lld %s\n", size, bytes, pt_allreduce_algo_name(list[best_a]));
+            /* Hysteresis: a point-to-point algorithm replaces MPI_Allreduce only where it was at
+             * least 5% faster; near-ties go to MPI, so run-to-run noise cannot make "auto" pick a
+             * loser at sizes where all algorithms are equal. */
+            pt_allreduce_algo pick = list[best_a];
+            if (mpi_lat > 0 && best > 0.95 * mpi_lat) pick = PT_ALLREDUCE_MPI;
+            if (ftune) fprintf(ftune, "%d %lld %s\n", size, bytes, pt_allreduce_algo_name(pick));
         }
     }
     int total;

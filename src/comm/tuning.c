@@ -4,7 +4,7 @@
  *
  * The shipped table (tuning_default.h) was measured on this code on the project's machine with
  *   mpirun -np 2 pt-bench-allreduce --algos mpi,ring,recursive_doubling,rabenseifner,binomial \
- *       --max-bytes 256M --repeat 3 --write-table table_np2.txt
+ *       --max-bytes 256M --repeat 3 --write-table table_np2.txt   (MPI unless >= 5% faster)
  *   mpirun -np 4 (same, --max-bytes 64M, oversubscribed on 2 cores) --write-table table_np4.txt
  * and concatenated; PT_ALLREDUCE_TUNING=FILE replaces it with a table measured elsewhere.
  *
