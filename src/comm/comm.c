@@ -43,14 +43,38 @@ pt_status pt_comm_init(pt_comm *c, MPI_Comm comm)
     return pt_comm_shm_reserve(c, 1 << 20);
 }
 
-static void shm_release(pt_comm *c)
+/* A shared-memory window of `bytes` per rank of the node, with every rank's base pointer and a
+ * passive-target epoch open for its lifetime (collective over the node). */
+static pt_status window_alloc(pt_comm *c, size_t bytes, MPI_Win *win, char ***slots)
 {
-    if (c->win != MPI_WIN_NULL) {
-        MPI_Win_unlock_all(c->win);
-        MPI_Win_free(&c->win);
+    MPI_Info info;
+    MPI_Info_create(&info);
+    MPI_Info_set(info, "alloc_shared_noncontig", "true"); /* each rank's part on its own NUMA node */
+    char *base = NULL;
+    int rc = MPI_Win_allocate_shared((MPI_Aint)(bytes ? bytes : 64), 1, info, c->node, &base, win);
+    MPI_Info_free(&info);
+    if (rc != MPI_SUCCESS)
+        return PT_ERR(PT_ERR_NOMEM, "check the size of /dev/shm, or use another --allreduce algorithm",
+                      "cannot allocate a %zu-byte shared-memory window", bytes);
+    *slots = malloc(sizeof(char *) * (size_t)c->node_size);
+    if (!*slots) return PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate window pointers");
+    for (int j = 0; j < c->node_size; j++) {
+        MPI_Aint sz;
+        int du;
+        PT_MPI_CHECK(MPI_Win_shared_query(*win, j, &sz, &du, &(*slots)[j]));
     }
-    free(c->slots);
-    c->slots = NULL, c->region_bytes = 0, c->win = MPI_WIN_NULL;
+    PT_MPI_CHECK(MPI_Win_lock_all(MPI_MODE_NOCHECK, *win));
+    return PT_OK;
+}
+
+static void window_free(MPI_Win *win, char ***slots)
+{
+    if (*win != MPI_WIN_NULL) {
+        MPI_Win_unlock_all(*win);
+        MPI_Win_free(win);
+    }
+    free(*slots);
+    *slots = NULL, *win = MPI_WIN_NULL;
 }
 
 pt_status pt_comm_shm_reserve(pt_comm *c, size_t bytes)
@@ -58,24 +82,9 @@ pt_status pt_comm_shm_reserve(pt_comm *c, size_t bytes)
     if (bytes <= c->region_bytes) return PT_OK;
     size_t cap = c->region_bytes ? 2 * c->region_bytes : 1 << 20;
     while (cap < bytes) cap *= 2;
-    shm_release(c);
-    MPI_Info info;
-    MPI_Info_create(&info);
-    MPI_Info_set(info, "alloc_shared_noncontig", "true"); /* each rank's part on its own NUMA node */
-    char *base = NULL;
-    int rc = MPI_Win_allocate_shared((MPI_Aint)(2 * cap), 1, info, c->node, &base, &c->win);
-    MPI_Info_free(&info);
-    if (rc != MPI_SUCCESS)
-        return PT_ERR(PT_ERR_NOMEM, "use another --allreduce algorithm or a smaller bucket",
-                      "cannot allocate a %zu-byte shared-memory window", 2 * cap);
-    c->slots = malloc(sizeof(char *) * (size_t)c->node_size);
-    if (!c->slots) return PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate window pointers");
-    for (int j = 0; j < c->node_size; j++) {
-        MPI_Aint sz;
-        int du;
-        PT_MPI_CHECK(MPI_Win_shared_query(c->win, j, &sz, &du, &c->slots[j]));
-    }
-    PT_MPI_CHECK(MPI_Win_lock_all(MPI_MODE_NOCHECK, c->win));
+    window_free(&c->win, &c->slots);
+    c->region_bytes = 0;
+    PT_TRY(window_alloc(c, 2 * cap, &c->win, &c->slots)); /* two regions per rank */
     c->region_bytes = cap;
     return PT_OK;
 }
@@ -85,23 +94,7 @@ pt_status pt_comm_buffer_alloc(pt_comm *c, size_t bytes, void **ptr)
     *ptr = NULL;
     if (c->user_win != MPI_WIN_NULL)
         return PT_ERR(PT_ERR_ARG, NULL, "pt_comm_buffer_alloc: one shared buffer per communicator");
-    char *base = NULL;
-    MPI_Info info;
-    MPI_Info_create(&info);
-    MPI_Info_set(info, "alloc_shared_noncontig", "true");
-    int rc = MPI_Win_allocate_shared((MPI_Aint)(bytes ? bytes : 64), 1, info, c->node, &base,
-                                     &c->user_win);
-    MPI_Info_free(&info);
-    if (rc != MPI_SUCCESS)
-        return PT_ERR(PT_ERR_NOMEM, "check /dev/shm's size", "cannot allocate %zu bytes of shared memory", bytes);
-    c->user_slots = malloc(sizeof(char *) * (size_t)c->node_size);
-    if (!c->user_slots) return PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate window pointers");
-    for (int j = 0; j < c->node_size; j++) {
-        MPI_Aint sz;
-        int du;
-        PT_MPI_CHECK(MPI_Win_shared_query(c->user_win, j, &sz, &du, &c->user_slots[j]));
-    }
-    PT_MPI_CHECK(MPI_Win_lock_all(MPI_MODE_NOCHECK, c->user_win));
+    PT_TRY(window_alloc(c, bytes, &c->user_win, &c->user_slots));
     c->user_bytes = bytes;
     *ptr = c->user_slots[c->node_rank];
     return PT_OK;
@@ -109,13 +102,9 @@ pt_status pt_comm_buffer_alloc(pt_comm *c, size_t bytes, void **ptr)
 
 void pt_comm_free(pt_comm *c)
 {
-    if (c->user_win != MPI_WIN_NULL) {
-        MPI_Win_unlock_all(c->user_win);
-        MPI_Win_free(&c->user_win);
-    }
-    free(c->user_slots);
-    c->user_slots = NULL, c->user_win = MPI_WIN_NULL;
-    shm_release(c);
+    window_free(&c->user_win, &c->user_slots);
+    window_free(&c->win, &c->slots);
+    c->region_bytes = 0;
     for (int i = 0; i < 2; i++)
         if (c->node_region[i] != MPI_COMM_NULL) MPI_Comm_free(&c->node_region[i]);
     if (c->node != MPI_COMM_NULL) MPI_Comm_free(&c->node);
