@@ -45,6 +45,10 @@ typedef struct {
 pt_status pt_ckpt_save(MPI_Comm comm, const char *dir, const pt_model *m, const pt_optimizer *opt,
                        const pt_ckpt_meta *meta, char *written_path);
 
+/* Steps of the complete checkpoints (step_NNNNNNNN.h5) in dir, newest first; *steps is malloc'd
+ * (free it). A missing directory gives n = 0. */
+pt_status pt_ckpt_list(const char *dir, int64_t **steps, int *n);
+
 /* Resolves "DIR" (a checkpoint directory: its `latest`), "DIR/latest", or a file path. */
 pt_status pt_ckpt_resolve(const char *arg, char *path, size_t len);
 

@@ -64,7 +64,12 @@ typedef struct {
     double phase_seconds[4]; /* rank 0's time in: data reading, forward+backward, allreduce
                                 (waiting included), clipping+update */
     char checkpoint[PT_PATH_MAX];
+    int preempted; /* stopped by SIGTERM/SIGUSR1 after checkpointing: exit with PT_EXIT_PREEMPTED */
 } pt_train_result;
+
+/* Exit code of a run stopped by SIGTERM or SIGUSR1 after writing its checkpoint (EX_TEMPFAIL:
+ * "temporary failure, try again"): a job script requeues on it and resumes with --resume auto. */
+#define PT_EXIT_PREEMPTED 75
 
 /* Trains as configured; collective over comm; every rank returns the same status. */
 pt_status pt_train(const pt_train_config *cfg, MPI_Comm comm, pt_train_result *res);

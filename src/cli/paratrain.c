@@ -3,8 +3,9 @@
  *   mpirun -np 2 paratrain train --data data/fashion-mnist --epochs 10 --ckpt-dir runs/mlp
  *   paratrain eval --ckpt runs/mlp
  *
- * Exit codes: 0 success; 1 an error (message on stderr from one rank); 2 a usage error. Every rank
- * exits with the same code. */
+ * Exit codes: 0 success; 1 an error (message on stderr from one rank); 2 a usage error;
+ * 75 preempted: SIGTERM or SIGUSR1 arrived, every rank finished its step and the checkpoint was
+ * written (resume with --resume auto). Every rank exits with the same code. */
 #include "config.h"
 
 #include <mpi.h>
@@ -30,6 +31,8 @@ static void usage(FILE *fp)
     pt_train_config_help(fp);
     fputs("\neval options: --ckpt (a checkpoint file, or a checkpoint directory for its latest),\n"
           "  --split, and --data / --eval-batch / --backend / --validate-data as above.\n"
+          "\nSignals: SIGTERM or SIGUSR1 make every rank finish its step, write a checkpoint (with\n"
+          "--ckpt-dir) and exit with code 75; --resume auto then continues from it.\n"
           "\nEnvironment: OMP_NUM_THREADS (threads per rank), PT_ALLREDUCE (overrides --allreduce).\n"
           "Run with one OpenMP thread per core: e.g. 2 ranks x 1 thread on 2 cores, and\n"
           "mpirun --bind-to none when a rank has several threads.\n",
@@ -145,6 +148,12 @@ int main(int argc, char **argv)
     pt_train_result res;
     st = pt_train(&cfg, MPI_COMM_WORLD, &res);
     if (st != PT_OK) goto fail;
+    if (res.preempted) {
+        pt_log_info("stopped at step %lld by a signal; exit code %d (resume with --resume auto)",
+                    (long long)res.steps, PT_EXIT_PREEMPTED);
+        code = PT_EXIT_PREEMPTED;
+        goto done;
+    }
     pt_log_info("done: %lld steps in %.1f s (%.0f samples/s; data %.1f s, compute %.1f s, "
                 "allreduce %.1f s, update %.1f s)",
                 (long long)res.steps, res.train_seconds, res.samples_per_s, res.phase_seconds[0],

@@ -1,5 +1,6 @@
 /* Checkpoint save and load. Parameters are replicated under pure data parallelism, so rank 0
  * writes the file and broadcasts the outcome; sharded writes arrive with ZeRO ([data-parallel]). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
@@ -170,6 +171,41 @@ pt_status pt_ckpt_save(MPI_Comm comm, const char *dir, const pt_model *m, const 
         snprintf(written_path, PT_PATH_MAX, "%s", path);
     }
     return st;
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x < y) - (x > y);
+}
+
+pt_status pt_ckpt_list(const char *dir, int64_t **steps, int *n)
+{
+    *steps = NULL, *n = 0;
+    DIR *d = opendir(dir);
+    if (!d) return PT_OK;
+    int cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long long step;
+        char tail[8];
+        /* temporaries are ".step_...h5.tmp": the leading dot keeps them out */
+        if (sscanf(e->d_name, "step_%lld.h5%7s", &step, tail) != 1) continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            int64_t *s = realloc(*steps, sizeof *s * (size_t)cap);
+            if (!s) {
+                closedir(d);
+                free(*steps), *steps = NULL, *n = 0;
+                return PT_ERR(PT_ERR_NOMEM, NULL, "cannot list checkpoints");
+            }
+            *steps = s;
+        }
+        (*steps)[(*n)++] = step;
+    }
+    closedir(d);
+    if (*n) qsort(*steps, (size_t)*n, sizeof **steps, cmp_desc);
+    return PT_OK;
 }
 
 pt_status pt_ckpt_resolve(const char *arg, char *path, size_t len)

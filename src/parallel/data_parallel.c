@@ -5,6 +5,7 @@
  * loss and an error flag travel in one small allreduce, so a rank that fails mid-run (an I/O error
  * on its share) stops every rank at the same step instead of leaving them in a collective. */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,20 +167,12 @@ static pt_status save_checkpoint(trainer *t, char *path)
     return PT_OK;
 }
 
-static pt_status resume(trainer *t)
+/* Loads a checkpoint into the model and optimizer and checks that it fits this run (local). */
+static pt_status load_checked(trainer *t, const char *path, pt_ckpt_meta *meta_out)
 {
     const pt_train_config *c = t->cfg;
-    char path[PT_PATH_MAX];
-    pt_status st;
-    if (!strcmp(c->resume, "latest")) {
-        if (!c->ckpt_dir[0])
-            return PT_ERR(PT_ERR_ARG, "give --ckpt-dir DIR", "--resume latest needs --ckpt-dir");
-        st = pt_ckpt_resolve(c->ckpt_dir, path, sizeof path);
-    } else {
-        st = pt_ckpt_resolve(c->resume, path, sizeof path);
-    }
     pt_ckpt_meta meta;
-    if (st == PT_OK) st = pt_ckpt_load(path, &t->model, &t->opt, &meta);
+    pt_status st = pt_ckpt_load(path, &t->model, &t->opt, &meta);
     if (st == PT_OK && meta.seed != c->seed)
         st = PT_ERR(PT_ERR_MISMATCH, "resume with the same --seed",
                     "checkpoint '%s' was trained with seed %llu, this run has seed %llu", path,
@@ -189,6 +182,63 @@ static pt_status resume(trainer *t)
                     "checkpoint '%s' stopped at step %lld of epoch %lld, which does not fit %lld "
                     "steps per epoch",
                     path, (long long)meta.step, (long long)meta.epoch, (long long)t->steps_per_epoch);
+    *meta_out = meta;
+    return st;
+}
+
+/* --resume auto: rank 0 tries the checkpoints of --ckpt-dir newest first and skips (with a
+ * warning) any that fails its checks; every rank then loads the one chosen. None: start fresh. */
+static pt_status choose_auto(trainer *t, char *path)
+{
+    const pt_train_config *c = t->cfg;
+    path[0] = '\0';
+    pt_status st = PT_OK;
+    if (t->rank == 0) {
+        int64_t *steps;
+        int n;
+        st = pt_ckpt_list(c->ckpt_dir, &steps, &n);
+        for (int i = 0; st == PT_OK && i < n && !path[0]; i++) {
+            char cand[PT_PATH_MAX + 32];
+            snprintf(cand, sizeof cand, "%s/step_%08lld.h5", c->ckpt_dir, (long long)steps[i]);
+            pt_ckpt_meta meta;
+            if (strlen(cand) < PT_PATH_MAX && load_checked(t, cand, &meta) == PT_OK)
+                memcpy(path, cand, strlen(cand) + 1);
+            else
+                pt_log_warn("--resume auto: skipping %s: %s", cand, pt_error_message());
+        }
+        if (st == PT_OK && n > 0 && !path[0]) { /* a failed load may have left partial state */
+            pt_model_init(&t->model, c->seed);
+            for (int s = 0; s < t->opt.nstates; s++)
+                t->model.be->zero(t->opt.state[s], sizeof(float) * (size_t)t->opt.n);
+            t->opt.t = 0;
+        }
+        free(steps);
+    }
+    PT_TRY(pt_agree(t->comm, st, NULL));
+    PT_MPI_CHECK(MPI_Bcast(path, PT_PATH_MAX, MPI_CHAR, 0, t->comm));
+    return PT_OK;
+}
+
+static pt_status resume(trainer *t)
+{
+    const pt_train_config *c = t->cfg;
+    char path[PT_PATH_MAX];
+    pt_status st = PT_OK;
+    if ((!strcmp(c->resume, "latest") || !strcmp(c->resume, "auto")) && !c->ckpt_dir[0])
+        return PT_ERR(PT_ERR_ARG, "give --ckpt-dir DIR", "--resume %s needs --ckpt-dir", c->resume);
+    if (!strcmp(c->resume, "auto")) {
+        PT_TRY(choose_auto(t, path));
+        if (!path[0]) {
+            if (!c->quiet) pt_log_info("--resume auto: no usable checkpoint in %s; starting at step 0", c->ckpt_dir);
+            return PT_OK;
+        }
+    } else if (!strcmp(c->resume, "latest")) {
+        st = pt_ckpt_resolve(c->ckpt_dir, path, sizeof path);
+    } else {
+        st = pt_ckpt_resolve(c->resume, path, sizeof path);
+    }
+    pt_ckpt_meta meta;
+    if (st == PT_OK) st = load_checked(t, path, &meta);
     PT_TRY(pt_agree(t->comm, st, NULL));
     t->step = meta.step;
     t->es.best = meta.es_best, t->es.best_step = meta.es_best_step;
@@ -220,6 +270,11 @@ static pt_status validate(trainer *t, bool *stop, double *loss_out, double *acc_
                     t->es.patience, t->es.best, (long long)t->es.best_step);
     return PT_OK;
 }
+
+/* Preemption: the handler only records the signal; the training loop checks it every step, in
+ * the same allreduce that carries the loss, so every rank stops after the same step. */
+static volatile sig_atomic_t preempt_signal = 0;
+static void on_preempt(int sig) { preempt_signal = sig; }
 
 static pt_status run(trainer *t, pt_train_result *res)
 {
@@ -255,7 +310,7 @@ static pt_status run(trainer *t, pt_train_result *res)
         pt_status local = pt_dataset_read(&t->train, t->idx, (int)my_rows, t->x, t->y);
         double t1 = pt_now();
         pt_fwd_ctx ctx = {.train = 1, .seed = c->seed, .step = t->step, .row_offset = my_off};
-        double lstat[2] = {0.0, local != PT_OK ? 1.0 : 0.0};
+        double lstat[3] = {0.0, local != PT_OK ? 1.0 : 0.0, preempt_signal ? 1.0 : 0.0};
         if (local == PT_OK && my_rows > 0) {
             pt_model_forward(&t->model, t->x, (int)my_rows, &ctx);
             lstat[0] = pt_model_loss_backward(&t->model, t->y, (int)my_rows, &ctx,
@@ -266,7 +321,7 @@ static pt_status run(trainer *t, pt_train_result *res)
         double t2 = pt_now();
         if (t->size > 1)
             PT_TRY(pt_allreduce(&t->pc, PT_IN_PLACE, t->model.g, t->model.numel, PT_F32, PT_SUM));
-        PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, lstat, 2, MPI_DOUBLE, MPI_SUM, t->comm));
+        PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, lstat, 3, MPI_DOUBLE, MPI_SUM, t->comm));
         double t3 = pt_now();
         if (lstat[1] > 0) return pt_agree(t->comm, local, NULL);
         const double loss = lstat[0] / (double)B;
@@ -314,6 +369,15 @@ static pt_status run(trainer *t, pt_train_result *res)
         }
         if (c->ckpt_dir[0] && c->ckpt_every > 0 && t->step % c->ckpt_every == 0 && !last) {
             PT_TRY(save_checkpoint(t, NULL));
+        }
+        if (lstat[2] > 0 && !last) { /* a rank was signalled: checkpoint and stop, all together */
+            pt_log_info("preempted (signal received) after step %lld: %s", (long long)t->step,
+                        c->ckpt_dir[0] ? "writing a checkpoint" : "no --ckpt-dir, nothing saved");
+            if (c->ckpt_dir[0]) PT_TRY(save_checkpoint(t, res->checkpoint));
+            res->preempted = 1;
+            res->steps = t->step;
+            res->train_seconds = train_time;
+            return PT_OK;
         }
     }
     res->steps = t->step;
@@ -422,7 +486,15 @@ pt_status pt_train(const pt_train_config *c, MPI_Comm comm, pt_train_result *res
                     t->size, t->size > 1 ? "s" : "", c->model, (long long)t->model.numel,
                     pt_optim_name(&t->opt.cfg), (long long)c->batch, (long long)t->train.count,
                     (long long)t->val.count, (long long)t->test.count, (long long)t->total_steps);
+    struct sigaction sa = {0}, old_term, old_usr1;
+    sa.sa_handler = on_preempt;
+    sigemptyset(&sa.sa_mask);
+    preempt_signal = 0;
+    sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGUSR1, &sa, &old_usr1);
     st = run(t, res);
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGUSR1, &old_usr1, NULL);
 out:
     pt_comm_free(&t->pc);
     pt_metrics_close(&t->metrics);

@@ -52,7 +52,9 @@ static const opt_row rows[] = {
     ROW("early-stop", OPT_I64, early_stop, "stop after this many validations without a better "
                                            "accuracy (0: off)"),
     ROW("ckpt-dir", OPT_STR, ckpt_dir, "checkpoint directory (empty: no checkpoints)"),
-    ROW("resume", OPT_STR, resume, "resume from 'latest' (in --ckpt-dir), a directory or a file"),
+    ROW("resume", OPT_STR, resume, "resume from 'latest' or 'auto' (the newest checkpoint in "
+                                   "--ckpt-dir that passes its checks; none: start fresh), a "
+                                   "directory or a file"),
     ROW("metrics", OPT_STR, metrics, "JSON-lines metrics file (empty: none)"),
     ROW("allreduce", OPT_STR, allreduce, "gradient allreduce: auto, mpi, ring, recursive_doubling, "
                                          "rabenseifner, binomial or hierarchical"),
