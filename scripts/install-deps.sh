@@ -1,11 +1,13 @@
 #!/bin/sh
-# Installs the Debian 12 packages paratrain needs to build, test and run its main job.
+# Installs the Debian 12 packages paratrain needs to build, test and run its main job (Slurm and
+# munge are there for the job-template test, which starts a private Slurm).
 # Idempotent and quiet: installs only what is missing. Run as root (or through sudo).
 #   scripts/install-deps.sh          build + test + data
 #   scripts/install-deps.sh --bench  also what the benchmarks compare against (PyTorch, gnuplot)
 set -eu
 pkgs="autoconf automake libtool pkg-config make gcc openmpi-bin libopenmpi-dev libopenblas-dev libopenblas-openmp-dev
-      libhdf5-openmpi-dev hdf5-tools zlib1g-dev dataset-fashion-mnist util-linux"
+      libhdf5-openmpi-dev hdf5-tools zlib1g-dev dataset-fashion-mnist util-linux
+      slurm-wlm munge slurm-wlm-torque"
 [ "${1:-}" = "--bench" ] && pkgs="$pkgs python3-torch python3-h5py python3-numpy gnuplot-nox"
 missing=""
 for p in $pkgs; do
