@@ -33,13 +33,21 @@ done
 scancel --signal=USR1 --batch "$job" || fail "scancel --signal"
 # wait for the requeued job to finish. Slurm defers a requeued job's start (BeginTime, measured
 # ~3 minutes here); once it is pending again, an administrator's StartTime=now releases it.
+# (while requeueing, Slurm can show FAILED for a moment before PENDING: only a state that stays
+# terminal for 15 s counts)
 n=0
 released=0
+bad=0
 until [ "$(state)" = COMPLETED ]; do
     if [ $released = 0 ] && [ "$(state)" = PENDING ] && grep -q "requeueing" "$ABS_WORK/job.out" 2>/dev/null; then
         scontrol update JobId="$job" StartTime=now && released=1
     fi
-    case "$(state)" in FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY) cat "$ABS_WORK/job.out"; fail "job $job ended $(state)";; esac
+    case "$(state)" in
+    FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY)
+        bad=$((bad + 1))
+        [ $bad -lt 15 ] || { cat "$ABS_WORK/job.out"; scontrol show job "$job"; fail "job $job ended $(state)"; } ;;
+    *) bad=0 ;;
+    esac
     sleep 1; n=$((n + 1))
     [ $n -lt 240 ] || { cat "$ABS_WORK/job.out"; fail "job $job did not complete (state $(state))"; }
 done
