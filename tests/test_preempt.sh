@@ -10,6 +10,8 @@
 need_data
 args="--data $DATA --model mlp:784-128-10 --batch 64 --max-steps 100000 --seed 5 --quiet true --eval-every 100000 --log-every 20"
 
+count_train() { c=$(grep -c '"event": "train"' "$1" 2>/dev/null) || true; echo "${c:-0}"; }
+
 preempt() { # signal dir
     sig=$1 dir=$2
     set +e
@@ -17,7 +19,7 @@ preempt() { # signal dir
     pid=$!
     # wait until training is under way (a few train records), then signal the ranks, not mpirun
     n=0
-    while [ "$(grep -c '"event": "train"' "$dir.jsonl" 2>/dev/null || echo 0)" -lt 5 ] && [ $n -lt 600 ]; do
+    while [ "$(count_train "$dir.jsonl")" -lt 5 ] && [ $n -lt 600 ]; do
         sleep 0.1; n=$((n + 1))
     done
     pkill -"$sig" -f "^[^ ]*paratrain train.*--ckpt-dir $dir( |\$)"

@@ -26,21 +26,26 @@ job=$(sbatch --parsable --chdir="$ABS_WORK" --output="$ABS_WORK/job.out" \
 state() { scontrol show job "$job" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p'; }
 # wait until it trains, then preempt it
 n=0
-while [ "$(grep -c '"event": "train"' "$ABS_WORK/m.jsonl" 2>/dev/null || echo 0)" -lt 5 ]; do
+count_train() { c=$(grep -c '"event": "train"' "$1" 2>/dev/null) || true; echo "${c:-0}"; }
+while [ "$(count_train "$ABS_WORK/m.jsonl")" -lt 5 ]; do
     sleep 0.2; n=$((n + 1))
     [ $n -lt 600 ] || { cat "$ABS_WORK/job.out" 2>/dev/null; fail "job $job did not start training (state $(state))"; }
 done
 scancel --signal=USR1 --batch "$job" || fail "scancel --signal"
 # wait for the requeued job to finish. Slurm defers a requeued job's start (BeginTime, measured
-# ~3 minutes here); once it is pending again, an administrator's StartTime=now releases it.
+# ~3 minutes here); once it has been pending for 5 s, an administrator's StartTime=now releases
+# it. (Released at once, slurmd may still remember the killed first run and refuse the launch:
+# "Job 1 already killed, do not launch batch job" -- the race Slurm's own delay avoids.)
 # (while requeueing, Slurm can show FAILED for a moment before PENDING: only a state that stays
 # terminal for 15 s counts)
 n=0
 released=0
+pending=0
 bad=0
 until [ "$(state)" = COMPLETED ]; do
     if [ $released = 0 ] && [ "$(state)" = PENDING ] && grep -q "requeueing" "$ABS_WORK/job.out" 2>/dev/null; then
-        scontrol update JobId="$job" StartTime=now && released=1
+        pending=$((pending + 1))
+        [ $pending -ge 5 ] && scontrol update JobId="$job" StartTime=now && released=1
     fi
     case "$(state)" in
     FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY)

@@ -425,8 +425,20 @@ static pt_status open_split(trainer *t, pt_dataset *d, const char *split, bool *
 pt_status pt_train(const pt_train_config *c, MPI_Comm comm, pt_train_result *res)
 {
     memset(res, 0, sizeof *res);
+    /* From the start, so a signal during set-up (data validation, model build) still ends in a
+     * clean preemption at the first step instead of killing the rank. */
+    struct sigaction sa = {0}, old_term, old_usr1;
+    sa.sa_handler = on_preempt;
+    sigemptyset(&sa.sa_mask);
+    preempt_signal = 0;
+    sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGUSR1, &sa, &old_usr1);
     trainer *t = calloc(1, sizeof *t);
-    PT_ALLOC_CHECK(t, sizeof *t);
+    if (!t) {
+        sigaction(SIGTERM, &old_term, NULL);
+        sigaction(SIGUSR1, &old_usr1, NULL);
+        return PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate the trainer");
+    }
     t->cfg = c, t->comm = comm;
     pt_status st = PT_OK;
     PT_TRY_GOTO(st, pt_comm_init(&t->pc, comm), out);
@@ -486,16 +498,10 @@ pt_status pt_train(const pt_train_config *c, MPI_Comm comm, pt_train_result *res
                     t->size, t->size > 1 ? "s" : "", c->model, (long long)t->model.numel,
                     pt_optim_name(&t->opt.cfg), (long long)c->batch, (long long)t->train.count,
                     (long long)t->val.count, (long long)t->test.count, (long long)t->total_steps);
-    struct sigaction sa = {0}, old_term, old_usr1;
-    sa.sa_handler = on_preempt;
-    sigemptyset(&sa.sa_mask);
-    preempt_signal = 0;
-    sigaction(SIGTERM, &sa, &old_term);
-    sigaction(SIGUSR1, &sa, &old_usr1);
     st = run(t, res);
+out:
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGUSR1, &old_usr1, NULL);
-out:
     pt_comm_free(&t->pc);
     pt_metrics_close(&t->metrics);
     pt_sampler_free(&t->sampler);
