@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,11 +78,16 @@ static pt_status write_file(const char *path, const pt_model *m, const pt_optimi
         snprintf(name, sizeof name, "params/%s", m->params[i].name);
         st = write_tensor(f, name, &m->params[i], host);
     }
-    /* Fault injection for the "a failed save never damages the previous checkpoint" test. */
+    /* Fault injection for the tests: "ckpt-save" fails the save half-way (an I/O error);
+     * "ckpt-crash" kills the process half-way, as a node failure would (tests/test_fault.sh). */
     const char *fault = getenv("PT_FAULT_INJECT");
     if (st == PT_OK && fault && !strcmp(fault, "ckpt-save"))
         st = PT_ERR(PT_ERR_IO, "this failure was injected by PT_FAULT_INJECT=ckpt-save",
                     "checkpoint write to '%s' failed half-way", path);
+    if (st == PT_OK && fault && !strcmp(fault, "ckpt-crash")) {
+        H5Fflush(f, H5F_SCOPE_GLOBAL);
+        raise(SIGKILL);
+    }
     for (int s = 0; opt && s < opt->nstates && st == PT_OK; s++) {
         m->be->to_host(host, opt->state[s], bytes);
         for (int i = 0; i < m->nparams && st == PT_OK; i++) {
