@@ -14,31 +14,14 @@ STEPS=${STEPS:-400}
 OUT=benchmarks/out
 mkdir -p "$OUT"
 CSV=$OUT/mlp_throughput.csv
-DATA=${DATA:-data/fashion-mnist}
-[ -f "$DATA/index.h5" ] || ./pt-prep fashion-mnist --out "$DATA" >/dev/null
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-PY=/usr/bin/python3
-args="--data $DATA --model mlp:784-1024-1024-10 --batch 128 --optimizer momentum --lr 0.05
-      --max-steps $STEPS --eval-every 100000 --log-every 100000 --quiet true --validate-data false"
-
-pt_run() { # ranks threads
-    m=$(mktemp)
-    OMP_NUM_THREADS=$2 mpirun -np "$1" --bind-to none -x OMP_NUM_THREADS ./paratrain train $args \
-        --metrics "$m" >/dev/null 2>&1
-    sed -n 's/.*"event": "end".*"samples_per_s": \([0-9.]*\).*/\1/p' "$m"
-    rm -f "$m"
-}
-torch_run() { # wait-policy
-    OMP_WAIT_POLICY=$1 $PY benchmarks/torch_mlp.py --threads 2 --batch 128 --steps "$STEPS" |
-        sed -n 's/samples_per_s=//p'
-}
+. benchmarks/common.sh
 
 echo "config,repeat,samples_per_s" >"$CSV"
 for r in $(seq 1 "$REPEATS"); do
-    echo "paratrain_1rank_2threads,$r,$(pt_run 1 2)" >>"$CSV"
-    echo "paratrain_2ranks_1thread,$r,$(pt_run 2 1)" >>"$CSV"
-    echo "pytorch_2threads_passive,$r,$(torch_run PASSIVE)" >>"$CSV"
-    echo "pytorch_2threads_active,$r,$(torch_run ACTIVE)" >>"$CSV"
+    echo "paratrain_1rank_2threads,$r,$(pt_samples_per_s 1 2 128)" >>"$CSV"
+    echo "paratrain_2ranks_1thread,$r,$(pt_samples_per_s 2 1 128)" >>"$CSV"
+    echo "pytorch_2threads_passive,$r,$(torch_samples_per_s 2 128 PASSIVE)" >>"$CSV"
+    echo "pytorch_2threads_active,$r,$(torch_samples_per_s 2 128 ACTIVE)" >>"$CSV"
 done
 
 $PY - "$CSV" <<'PYEOF'

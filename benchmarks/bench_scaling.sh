@@ -11,34 +11,21 @@ STEPS=${STEPS:-300}
 OUT=benchmarks/out
 mkdir -p "$OUT"
 CSV=$OUT/scaling.csv
-DATA=${DATA:-data/fashion-mnist}
-[ -f "$DATA/index.h5" ] || ./pt-prep fashion-mnist --out "$DATA" >/dev/null
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
-PY=/usr/bin/python3
+. benchmarks/common.sh
 
-pt() { # ranks threads batch
-    m=$(mktemp)
-    OMP_NUM_THREADS=$2 mpirun -np "$1" --oversubscribe --bind-to none -x OMP_NUM_THREADS ./paratrain train \
-        --data "$DATA" --model mlp:784-1024-1024-10 --batch "$3" --optimizer momentum --lr 0.05 \
-        --max-steps "$STEPS" --eval-every 100000 --log-every 100000 --quiet true \
-        --validate-data false --metrics "$m" >/dev/null 2>&1
-    sed -n 's/.*"event": "end".*"samples_per_s": \([0-9.]*\).*/\1/p' "$m"
-    rm -f "$m"
-}
 ddp() { OMP_WAIT_POLICY=PASSIVE $PY benchmarks/torch_ddp_mlp.py --procs "$1" --threads 1 --batch "$2" --steps "$STEPS" | sed -n 's/samples_per_s=//p'; }
-single() { OMP_WAIT_POLICY=PASSIVE $PY benchmarks/torch_mlp.py --threads 2 --batch "$1" --steps "$STEPS" | sed -n 's/samples_per_s=//p'; }
 
 echo "kind,config,ranks,global_batch,repeat,samples_per_s" >"$CSV"
 for r in $(seq 1 "$REPEATS"); do
-    echo "strong,paratrain 1x1,1,128,$r,$(pt 1 1 128)" >>"$CSV"
-    echo "strong,paratrain 1x2,1,128,$r,$(pt 1 2 128)" >>"$CSV"
-    echo "strong,paratrain 2x1,2,128,$r,$(pt 2 1 128)" >>"$CSV"
-    echo "strong,paratrain 4x1 (oversubscribed),4,128,$r,$(pt 4 1 128)" >>"$CSV"
-    echo "strong,pytorch 1x2,1,128,$r,$(single 128)" >>"$CSV"
+    echo "strong,paratrain 1x1,1,128,$r,$(pt_samples_per_s 1 1 128)" >>"$CSV"
+    echo "strong,paratrain 1x2,1,128,$r,$(pt_samples_per_s 1 2 128)" >>"$CSV"
+    echo "strong,paratrain 2x1,2,128,$r,$(pt_samples_per_s 2 1 128)" >>"$CSV"
+    echo "strong,paratrain 4x1 (oversubscribed),4,128,$r,$(pt_samples_per_s 4 1 128)" >>"$CSV"
+    echo "strong,pytorch 1x2,1,128,$r,$(torch_samples_per_s 2 128)" >>"$CSV"
     echo "strong,pytorch DDP gloo 2x1,2,128,$r,$(ddp 2 128)" >>"$CSV"
-    echo "weak,paratrain 1x1,1,64,$r,$(pt 1 1 64)" >>"$CSV"
-    echo "weak,paratrain 2x1,2,128,$r,$(pt 2 1 128)" >>"$CSV"
-    echo "weak,paratrain 4x1 (oversubscribed),4,256,$r,$(pt 4 1 256)" >>"$CSV"
+    echo "weak,paratrain 1x1,1,64,$r,$(pt_samples_per_s 1 1 64)" >>"$CSV"
+    echo "weak,paratrain 2x1,2,128,$r,$(pt_samples_per_s 2 1 128)" >>"$CSV"
+    echo "weak,paratrain 4x1 (oversubscribed),4,256,$r,$(pt_samples_per_s 4 1 256)" >>"$CSV"
     echo "weak,pytorch DDP gloo 2x1,2,128,$r,$(ddp 2 128)" >>"$CSV"
 done
 $PY - "$CSV" <<'PYEOF'

@@ -32,6 +32,8 @@ pt_status pt_sched_init(pt_sched *s, pt_comm *c, pt_dtype t, pt_reduce_op op,
      * (several gradient buckets in flight) never match each other's messages. */
     s->tag = (int)(c->seq++ % 30000) + 100;
     s->shm_region = -1;
+    const char *env = getenv("PT_COLL_TIMEOUT");
+    s->timeout = env && atof(env) > 0 ? atof(env) : 0.0;
     return PT_OK;
 }
 
@@ -187,8 +189,7 @@ pt_status pt_sched_start(pt_sched *s)
  * stuck (algorithm, round, peers) instead of hanging. */
 static pt_status check_watchdog(pt_sched *s)
 {
-    const char *env = getenv("PT_COLL_TIMEOUT");
-    double limit = env ? atof(env) : 0.0;
+    const double limit = s->timeout;
     if (limit <= 0.0 || MPI_Wtime() - s->started < limit) return PT_OK;
     char peers[256] = "";
     size_t off = 0;
@@ -213,8 +214,7 @@ pt_status pt_sched_wait_request(pt_sched *s, MPI_Request *req)
     while (!flag) {
         PT_MPI_CHECK(MPI_Test(req, &flag, MPI_STATUS_IGNORE));
         if (!flag) {
-            const char *env = getenv("PT_COLL_TIMEOUT");
-            double limit = env ? atof(env) : 0.0;
+            const double limit = s->timeout;
             if (limit > 0.0 && MPI_Wtime() - s->started >= limit)
                 return PT_ERR(PT_ERR_MPI, "a peer rank is dead, stuck, or never called this collective",
                               "collective '%s' timed out after %.0f s (PT_COLL_TIMEOUT) on rank %d "
@@ -242,8 +242,7 @@ pt_status pt_sched_test(pt_sched *s, int *done)
 
 pt_status pt_sched_wait(pt_sched *s)
 {
-    const char *env = getenv("PT_COLL_TIMEOUT");
-    if (env && atof(env) > 0) { /* poll, so the watchdog can fire */
+    if (s->timeout > 0) { /* poll, so the watchdog can fire */
         int done = 0;
         while (!done) PT_TRY(pt_sched_test(s, &done));
         return PT_OK;

@@ -61,6 +61,7 @@ typedef struct pt_sched {
     int nreqs, reqs_cap;
     const char *algo_name;
     double started; /* for the watchdog */
+    double timeout; /* PT_COLL_TIMEOUT in seconds, read once at init; 0: no watchdog */
 } pt_sched;
 
 pt_status pt_sched_init(pt_sched *s, pt_comm *c, pt_dtype t, pt_reduce_op op,

@@ -1,0 +1,24 @@
+# Shared by the benchmark scripts (sourced from the repository root).
+DATA=${DATA:-data/fashion-mnist}
+[ -f "$DATA/index.h5" ] || ./pt-prep fashion-mnist --out "$DATA" >/dev/null
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
+PY=/usr/bin/python3
+
+# pt_samples_per_s RANKS THREADS GLOBAL_BATCH: trains MLP 784-1024-1024-10 (SGD momentum) for
+# $STEPS steps and prints the `end` record's samples/s (step time only: read, compute, allreduce,
+# update).
+pt_samples_per_s() {
+    m=$(mktemp)
+    OMP_NUM_THREADS=$2 mpirun -np "$1" --oversubscribe --bind-to none -x OMP_NUM_THREADS ./paratrain train \
+        --data "$DATA" --model mlp:784-1024-1024-10 --batch "$3" --optimizer momentum --lr 0.05 \
+        --max-steps "$STEPS" --eval-every 100000 --log-every 100000 --quiet true \
+        --validate-data false --metrics "$m" >/dev/null 2>&1
+    sed -n 's/.*"event": "end".*"samples_per_s": \([0-9.]*\).*/\1/p' "$m"
+    rm -f "$m"
+}
+
+# torch_samples_per_s THREADS GLOBAL_BATCH [WAIT_POLICY]: the same model in one PyTorch process.
+torch_samples_per_s() {
+    OMP_WAIT_POLICY=${3:-PASSIVE} $PY benchmarks/torch_mlp.py --threads "$1" --batch "$2" --steps "$STEPS" |
+        sed -n 's/samples_per_s=//p'
+}
