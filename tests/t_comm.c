@@ -61,6 +61,7 @@ static double get(const void *b, pt_dtype t, int64_t i)
     case PT_I64: return (double)((const int64_t *)b)[i];
     case PT_BF16: return bf16_to_float(((const uint16_t *)b)[i]);
     case PT_F16: return f16_to_float(((const uint16_t *)b)[i]);
+    case PT_I128: return (double)((const __int128 *)b)[i];
     default: return 0;
     }
 }
@@ -73,6 +74,7 @@ static void set(void *b, pt_dtype t, int64_t i, double v)
     case PT_I64: ((int64_t *)b)[i] = (int64_t)v; break;
     case PT_BF16: ((uint16_t *)b)[i] = float_to_bf16((float)v); break;
     case PT_F16: ((uint16_t *)b)[i] = float_to_f16((float)v); break;
+    case PT_I128: ((__int128 *)b)[i] = (__int128)v; break;
     default: break;
     }
 }
@@ -100,6 +102,23 @@ static int mismatches(const void *got, pt_dtype t, const double *want, int64_t n
         bad += fabs(g - w) > tol;
     }
     return bad;
+}
+
+/* 128-bit sums that overflow 64 bits, against a serial sum of every rank's values. */
+static void run_i128_wide(pt_comm *c)
+{
+    const int64_t n = 2003;
+    __int128 *x = malloc(sizeof(__int128) * n), *want = calloc(n, sizeof(__int128));
+    for (int r = 0; r < size; r++)
+        for (int64_t i = 0; i < n; i++) {
+            __int128 v = ((__int128)((i * 7 + r * 13) % 101 - 50) << 90) + (i * 31 + r) % 1000;
+            if (r == rank) x[i] = v;
+            want[i] += v;
+        }
+    pt_status st = pt_allreduce(c, PT_IN_PLACE, x, n, PT_I128, PT_SUM);
+    CHECK(st == PT_OK && !memcmp(x, want, sizeof(__int128) * n), "np=%d %s i128 wide sums wrong",
+          size, pt_allreduce_algo_name(c->algo));
+    free(x), free(want);
 }
 
 static void run_case(pt_comm *c, pt_dtype t, pt_reduce_op op, int64_t n, int in_place)
@@ -225,15 +244,15 @@ int main(int argc, char **argv)
     int pof2 = 1;
     while (2 * pof2 <= size) pof2 *= 2;
     const int64_t counts[] = {0, 1, size - 1, size, size + 1, pof2 - 1, 1009};
-    const pt_dtype types[] = {PT_F32, PT_F64, PT_I32, PT_I64, PT_F16, PT_BF16};
+    const pt_dtype types[] = {PT_F32, PT_F64, PT_I32, PT_I64, PT_F16, PT_BF16, PT_I128};
     const pt_reduce_op ops[] = {PT_SUM, PT_MAX, PT_MIN, PT_AVG};
     for (int a = 0; a < PT_ALLREDUCE_NALGOS; a++) {
         c.algo = (pt_allreduce_algo)a;
-        for (size_t ti = 0; ti < 6; ti++) {
+        for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
             const pt_dtype t = types[ti];
-            const int p2p_only = t == PT_F16 || t == PT_BF16;
+            const int p2p_only = t == PT_F16 || t == PT_BF16 || t == PT_I128;
             if (p2p_only && c.algo == PT_ALLREDUCE_MPI) {
-                uint16_t x[4] = {0};
+                char x[64] = {0};
                 CHECK(pt_allreduce(&c, PT_IN_PLACE, x, 4, t, PT_SUM) == PT_ERR_ARG,
                       "MPI_Allreduce accepted %s", pt_dtype_name(t));
                 continue;
@@ -253,6 +272,7 @@ int main(int argc, char **argv)
         run_case(&c, PT_F32, PT_SUM, 1000003, 0);       /* a large prime */
         run_case(&c, PT_I64, PT_MAX, 1000003, 1);
         run_nonblocking(&c);
+        if (c.algo != PT_ALLREDUCE_MPI) run_i128_wide(&c);
     }
     run_zero_copy();
     pt_allreduce_algo dummy;

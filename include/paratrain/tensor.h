@@ -10,7 +10,9 @@
 extern "C" {
 #endif
 
-typedef enum { PT_F32 = 0, PT_F64, PT_F16, PT_BF16, PT_I32, PT_I64, PT_U8 } pt_dtype;
+/* PT_I128: 128-bit two's-complement integers (two little-endian 64-bit words), the exact
+ * fixed-point accumulator of --reproducible (integer sums do not depend on their order). */
+typedef enum { PT_F32 = 0, PT_F64, PT_F16, PT_BF16, PT_I32, PT_I64, PT_U8, PT_I128 } pt_dtype;
 
 #define PT_MAX_DIMS 4
 

@@ -172,11 +172,29 @@ static double cpu_softmax_xent(const float *logits, const int32_t *labels, int r
     return loss;
 }
 
+/* Fixed 4096-element blocks, each summed in order, and the block sums added in block order: the
+ * result does not depend on the thread count (--reproducible relies on it). */
+#define SUMSQ_BLOCK 4096
 static double cpu_sum_squares(const float *x, int64_t n)
 {
+    const int64_t nb = (n + SUMSQ_BLOCK - 1) / SUMSQ_BLOCK;
+    double small[64], *part = nb <= 64 ? small : malloc(sizeof(double) * (size_t)nb);
+    if (!part) { /* no memory for the partial sums: one ordered pass */
+        double s = 0.0;
+        for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+        return s;
+    }
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t lo = b * SUMSQ_BLOCK, hi = lo + SUMSQ_BLOCK < n ? lo + SUMSQ_BLOCK : n;
+        double s = 0.0;
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = lo; i < hi; i++) s += (double)x[i] * x[i];
+        part[b] = s;
+    }
     double s = 0.0;
-#pragma omp parallel for simd schedule(static) reduction(+ : s) if (n >= PAR_MIN)
-    for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    for (int64_t b = 0; b < nb; b++) s += part[b];
+    if (part != small) free(part);
     return s;
 }
 

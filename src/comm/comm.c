@@ -192,8 +192,8 @@ pt_status pt_iallreduce(pt_comm *c, const void *send, void *recv, int64_t count,
     const size_t es = pt_dtype_size(dtype);
     pt_allreduce_algo algo = c->algo;
     if (algo == PT_ALLREDUCE_AUTO) algo = pt_allreduce_auto_choice_comm(c, es * (size_t)count);
-    if (algo == PT_ALLREDUCE_MPI && (dtype == PT_F16 || dtype == PT_BF16))
-        algo = c->algo == PT_ALLREDUCE_AUTO ? PT_ALLREDUCE_RING : algo; /* MPI has no 16-bit floats */
+    if (algo == PT_ALLREDUCE_MPI && (dtype == PT_F16 || dtype == PT_BF16 || dtype == PT_I128))
+        algo = c->algo == PT_ALLREDUCE_AUTO ? PT_ALLREDUCE_RING : algo; /* types MPI lacks */
     pt_status st = PT_OK;
     if (algo == PT_ALLREDUCE_MPI) {
         MPI_Datatype t = MPI_DATATYPE_NULL;

@@ -71,6 +71,7 @@ void pt_reduce_local(void *dst, const void *src, int64_t n, pt_dtype t, pt_reduc
     case PT_I32: REDUCE_TYPED(int32_t); break;
     case PT_I64: REDUCE_TYPED(int64_t); break;
     case PT_U8: REDUCE_TYPED(uint8_t); break;
+    case PT_I128: REDUCE_TYPED(__int128); break;
     case PT_BF16: REDUCE_HALF(bf16_to_f32, f32_to_bf16); break;
     case PT_F16: REDUCE_HALF(f16_to_f32, f32_to_f16); break;
     }

@@ -16,6 +16,14 @@ static MPI_Datatype wire_type(pt_dtype t)
     case PT_I64: return MPI_INT64_T;
     case PT_F16: case PT_BF16: return MPI_UINT16_T;
     case PT_U8: return MPI_UINT8_T;
+    case PT_I128: { /* no MPI type: a contiguous pair of 64-bit words, created once */
+        static MPI_Datatype i128 = MPI_DATATYPE_NULL;
+        if (i128 == MPI_DATATYPE_NULL) {
+            MPI_Type_contiguous(2, MPI_INT64_T, &i128);
+            MPI_Type_commit(&i128);
+        }
+        return i128;
+    }
     }
     return MPI_BYTE;
 }

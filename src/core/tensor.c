@@ -9,13 +9,14 @@ size_t pt_dtype_size(pt_dtype t)
     case PT_F64: case PT_I64: return 8;
     case PT_F16: case PT_BF16: return 2;
     case PT_U8: return 1;
+    case PT_I128: return 16;
     }
     return 0;
 }
 
 const char *pt_dtype_name(pt_dtype t)
 {
-    static const char *names[] = {"f32", "f64", "f16", "bf16", "i32", "i64", "u8"};
+    static const char *names[] = {"f32", "f64", "f16", "bf16", "i32", "i64", "u8", "i128"};
     return (unsigned)t < sizeof names / sizeof *names ? names[t] : "?";
 }
 
