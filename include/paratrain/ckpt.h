@@ -40,7 +40,9 @@ typedef struct {
     char config[8192]; /* the resolved configuration, as "key = value" lines */
 } pt_ckpt_meta;
 
-/* Rank 0 writes; every rank returns the same status (collective over comm). `opt` may be NULL.
+/* Collective over comm, with parallel HDF5: rank r writes slice r (pt_shard_range) of the flat
+ * parameters and of every optimizer state, which under ZeRO-1 is its own shard (opt->offset,
+ * opt->n must cover that slice). Every rank returns the same status. `opt` may be NULL.
  * On success *written_path (when non-NULL, PT_PATH_MAX bytes) holds the file written. */
 pt_status pt_ckpt_save(MPI_Comm comm, const char *dir, const pt_model *m, const pt_optimizer *opt,
                        const pt_ckpt_meta *meta, char *written_path);
@@ -57,8 +59,20 @@ pt_status pt_ckpt_read_meta(const char *path, pt_ckpt_meta *meta, char *spec, si
                             char *optname, size_t opt_len);
 
 /* Loads parameters into m (and optimizer state into opt when non-NULL), checking the model spec,
- * every shape and every checksum. Every rank reads the file itself. */
-pt_status pt_ckpt_load(const char *path, pt_model *m, pt_optimizer *opt, pt_ckpt_meta *meta);
+ * every shape and every checksum. Every rank reads the parameters whole and its own slice
+ * [opt->offset, opt->offset + opt->n) of the optimizer state, whatever the number of ranks that
+ * wrote the file: loading reshards. Collective over comm when that slice is partial (ZeRO-1: the
+ * slices' checksums are combined); otherwise local, and comm may be MPI_COMM_NULL. */
+pt_status pt_ckpt_load(MPI_Comm comm, const char *path, pt_model *m, pt_optimizer *opt,
+                       pt_ckpt_meta *meta);
+
+/* Reads the metadata and every dataset of a checkpoint and checks every checksum, without a
+ * model (what --resume auto uses to choose). Local. */
+pt_status pt_ckpt_verify(const char *path, pt_ckpt_meta *meta);
+
+/* The flat-buffer slice of part `part` of `parts`: balanced, starting on 16-element boundaries.
+ * ZeRO-1 shards and checkpoint writes use it. */
+void pt_shard_range(int64_t n, int parts, int part, int64_t *off, int64_t *count);
 
 /* CRC-32 (IEEE) of a buffer: the checksum stored with every dataset. */
 uint32_t pt_crc32(const void *data, size_t bytes);

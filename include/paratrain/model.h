@@ -55,6 +55,12 @@ typedef struct pt_model {
     float *h[PT_MAX_LAYERS + 1];
     float *scratch; /* max_batch x max(dims): gradient w.r.t. a hidden output */
     const float *x; /* input of the last forward (not owned), for the first layer's dW */
+
+    /* Called during the backward pass as soon as a layer's parameter gradients are final, with
+     * the range of the flat gradient buffer they fill (ranges arrive from the end of the buffer
+     * towards its start). Data parallelism starts gradient buckets from it. NULL: none. */
+    void (*grad_ready)(void *arg, int64_t offset, int64_t count);
+    void *grad_ready_arg;
 } pt_model;
 
 /* Parses a spec and allocates parameters, gradients and activations for max_batch rows. */

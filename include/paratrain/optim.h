@@ -28,6 +28,8 @@ typedef struct {
     pt_optim_config cfg;
     const pt_backend *be;
     int64_t n;
+    int64_t offset; /* the state covers elements [offset, offset + n) of the flat parameters:
+                       0 and all of them, unless sharded (ZeRO-1) */
     int nstates;
     const char *state_names[PT_OPTIM_MAX_STATES]; /* "momentum", "sum_sq", "exp_avg", ... */
     float *state[PT_OPTIM_MAX_STATES];

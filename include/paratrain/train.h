@@ -39,6 +39,10 @@ typedef struct {
     char resume[PT_PATH_MAX];
     char metrics[PT_PATH_MAX];
     char allreduce[32];
+    int64_t zero;        /* ZeRO stage: 0 (replicated optimizer state) or 1 (sharded) */
+    double bucket_mb;    /* gradient bucket size in MiB (0: one allreduce after backward) */
+    bool reproducible;   /* bitwise-identical results for any rank count (exact reduction) */
+    int64_t repro_chunk; /* --reproducible: samples per gradient chunk */
     char backend[16];
     int64_t eval_batch;
     bool validate_data;
@@ -55,6 +59,7 @@ void pt_train_config_dump(const pt_train_config *c, char *buf, size_t len);
 /* Prints the option table (name, value, meaning) for --help. */
 void pt_train_config_help(FILE *fp);
 bool pt_train_config_has(const char *key);
+bool pt_train_config_is_bool(const char *key);
 
 typedef struct {
     double final_val_loss, final_val_accuracy;

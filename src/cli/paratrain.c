@@ -68,8 +68,13 @@ static pt_status parse_args(int argc, char **argv, pt_train_config *c, char *ckp
             val = eq + 1;
         } else {
             snprintf(key, sizeof key, "%s", a + 2);
-            if (i + 1 >= argc) return PT_ERR(PT_ERR_ARG, NULL, "--%s needs a value", key);
-            val = argv[++i];
+            if (pt_train_config_is_bool(key) &&
+                (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2))) {
+                val = "true"; /* a bare boolean flag: --reproducible */
+            } else {
+                if (i + 1 >= argc) return PT_ERR(PT_ERR_ARG, NULL, "--%s needs a value", key);
+                val = argv[++i];
+            }
         }
         if (!strcmp(key, "config")) continue;
         if (allow_eval_flags && !strcmp(key, "ckpt")) {
@@ -155,7 +160,7 @@ int main(int argc, char **argv)
         goto done;
     }
     pt_log_info("done: %lld steps in %.1f s (%.0f samples/s; data %.1f s, compute %.1f s, "
-                "allreduce %.1f s, update %.1f s)",
+                "communication %.1f s, update %.1f s)",
                 (long long)res.steps, res.train_seconds, res.samples_per_s, res.phase_seconds[0],
                 res.phase_seconds[1], res.phase_seconds[2], res.phase_seconds[3]);
     pt_log_info("test accuracy %.4f  (test loss %.4f)", res.test_accuracy, res.test_loss);

@@ -12,20 +12,13 @@
 #include <string.h>
 
 #include "paratrain/ckpt.h"
+#include "../io/h5util.h"
 
 typedef struct {
     char names[256][160];
     int n;
 } name_list;
 
-/* H5Ovisit changed signature in HDF5 1.12; both are supported. */
-#if H5_VERSION_GE(1, 12, 0)
-typedef H5O_info2_t pt_oinfo;
-#define PT_OVISIT(f, cb, data) H5Ovisit3((f), H5_INDEX_NAME, H5_ITER_INC, (cb), (data), H5O_INFO_BASIC)
-#else
-typedef H5O_info_t pt_oinfo;
-#define PT_OVISIT(f, cb, data) H5Ovisit2((f), H5_INDEX_NAME, H5_ITER_INC, (cb), (data), H5O_INFO_BASIC)
-#endif
 
 static herr_t collect(hid_t obj, const char *name, const pt_oinfo *info, void *op)
 {

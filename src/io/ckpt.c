@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <hdf5.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,64 +40,124 @@ static pt_status fsync_path(const char *path)
     return PT_OK;
 }
 
-static pt_status write_tensor(hid_t f, const char *path, const pt_param *p, const float *host)
+void pt_shard_range(int64_t n, int parts, int part, int64_t *off, int64_t *count)
 {
-    PT_TRY(pt_h5_make_parents(f, path));
-    hsize_t dims[PT_MAX_DIMS];
-    for (int i = 0; i < p->ndim; i++) dims[i] = (hsize_t)p->shape[i];
-    hid_t sp = H5Screate_simple(p->ndim, dims, NULL);
-    hid_t ds = H5Dcreate2(f, path, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    H5Sclose(sp);
-    if (ds < 0) return PT_ERR(PT_ERR_IO, "check free disk space", "cannot create dataset '%s'", path);
-    pt_status st = PT_OK;
-    if (H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host + p->offset) < 0)
-        st = PT_ERR(PT_ERR_IO, "check free disk space", "cannot write dataset '%s'", path);
-    if (st == PT_OK)
-        st = pt_h5_attr_write_i64(ds, "crc32",
-                                  pt_crc32(host + p->offset, sizeof(float) * (size_t)p->numel));
-    H5Dclose(ds);
-    return st;
+    int64_t per = (n + parts - 1) / (parts > 0 ? parts : 1);
+    per = (per + 15) / 16 * 16; /* shards start on 64-byte boundaries */
+    int64_t lo = per * part < n ? per * part : n, hi = lo + per < n ? lo + per : n;
+    *off = lo, *count = hi - lo;
 }
 
-/* Writes the whole file at `path` (rank 0 only). */
-static pt_status write_file(const char *path, const pt_model *m, const pt_optimizer *opt,
-                            const pt_ckpt_meta *meta)
+/* CRC-32 of a float dataset written in pieces: every rank's (crc, elements) in rank order,
+ * combined (zlib's crc32_combine). */
+static pt_status combine_crc(MPI_Comm comm, uint32_t crc, int64_t elems, uint32_t *out)
 {
-    size_t bytes = sizeof(float) * (size_t)m->numel;
+    const int64_t len = elems * (int64_t)sizeof(float);
+    int size;
+    MPI_Comm_size(comm, &size);
+    uint64_t mine[2] = {crc, (uint64_t)len}, *all = malloc(sizeof(uint64_t) * 2 * (size_t)size);
+    PT_ALLOC_CHECK(all, sizeof(uint64_t) * 2 * (size_t)size);
+    int rc = MPI_Allgather(mine, 2, MPI_UINT64_T, all, 2, MPI_UINT64_T, comm);
+    uLong c = crc32(0L, Z_NULL, 0);
+    for (int r = 0; r < size; r++) c = crc32_combine(c, (uLong)all[2 * r], (z_off_t)all[2 * r + 1]);
+    free(all);
+    if (rc != MPI_SUCCESS) return PT_ERR(PT_ERR_MPI, NULL, "MPI_Allgather of checksums failed");
+    *out = (uint32_t)c;
+    return PT_OK;
+}
+
+/* Collective: creates dataset `path` with p's real shape; each rank writes the part of it that
+ * lies in its slice [lo, hi) of the flat buffer (`slice` holds those hi - lo elements), and all
+ * store the CRC-32 of the whole dataset. */
+static pt_status write_tensor(MPI_Comm comm, hid_t f, hid_t dxpl, const char *path,
+                              const pt_param *p, const float *slice, int64_t lo, int64_t hi)
+{
+    pt_status st = pt_h5_make_parents(f, path);
+    hsize_t dims[PT_MAX_DIMS];
+    for (int i = 0; i < p->ndim; i++) dims[i] = (hsize_t)p->shape[i];
+    hid_t fsp = H5Screate_simple(p->ndim, dims, NULL);
+    hid_t ds = st == PT_OK ? H5Dcreate2(f, path, H5T_IEEE_F32LE, fsp, H5P_DEFAULT, H5P_DEFAULT,
+                                         H5P_DEFAULT) : -1;
+    if (st == PT_OK && ds < 0)
+        st = PT_ERR(PT_ERR_IO, "check free disk space", "cannot create dataset '%s'", path);
+    int64_t a = lo > p->offset ? lo : p->offset;
+    int64_t b = hi < p->offset + p->numel ? hi : p->offset + p->numel;
+    if (b < a) b = a;
+    if (st == PT_OK) st = pt_h5_select_linear(fsp, (hsize_t)(a - p->offset), (hsize_t)(b - p->offset));
+    hsize_t mn = (hsize_t)(b > a ? b - a : 1);
+    hid_t msp = H5Screate_simple(1, &mn, NULL);
+    if (b == a) H5Sselect_none(msp);
+    /* every rank takes part in the collective write, with an empty selection if need be */
+    if (ds >= 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, msp, fsp, dxpl, slice + (a - lo)) < 0 && st == PT_OK)
+        st = PT_ERR(PT_ERR_IO, "check free disk space", "cannot write dataset '%s'", path);
+    H5Sclose(msp), H5Sclose(fsp);
+    st = pt_agree(comm, st, NULL);
+    uint32_t crc = 0;
+    if (st == PT_OK)
+        st = combine_crc(comm, pt_crc32(slice + (a - lo), sizeof(float) * (size_t)(b - a)), b - a, &crc);
+    if (st == PT_OK) st = pt_h5_attr_write_i64(ds, "crc32", crc);
+    if (ds >= 0) H5Dclose(ds);
+    return pt_agree(comm, st, NULL);
+}
+
+/* Writes the whole file at `path`, collectively: rank r writes slice r of pt_shard_range of the
+ * flat parameters and of every optimizer state (its own shard under ZeRO-1). */
+static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
+                            const pt_optimizer *opt, const pt_ckpt_meta *meta)
+{
+    int rank, size;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    int64_t lo, cnt;
+    pt_shard_range(m->numel, size, rank, &lo, &cnt);
+    const int64_t hi = lo + cnt;
+    size_t bytes = sizeof(float) * (size_t)(cnt ? cnt : 1);
     float *host = malloc(bytes);
-    PT_ALLOC_CHECK(host, bytes);
-    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0) {
-        free(host);
-        return PT_ERR(PT_ERR_IO, "check that the checkpoint directory is writable",
-                      "cannot create checkpoint '%s'", path);
+    pt_status st = host ? PT_OK : PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate %zu bytes", bytes);
+    if (st == PT_OK && opt && (lo < opt->offset || hi > opt->offset + opt->n))
+        st = PT_ERR(PT_ERR_INTERNAL, NULL, "optimizer shard [%lld, %lld) does not cover [%lld, %lld)",
+                    (long long)opt->offset, (long long)(opt->offset + opt->n), (long long)lo,
+                    (long long)hi);
+    PT_TRY(pt_agree(comm, st, NULL));
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), dxpl = H5Pcreate(H5P_DATASET_XFER);
+    H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+    H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (f < 0)
+        st = PT_ERR(PT_ERR_IO, "check that the checkpoint directory is writable",
+                    "cannot create checkpoint '%s'", path);
+    st = pt_agree(comm, st, NULL);
+    if (st != PT_OK) {
+        free(host), H5Pclose(dxpl);
+        return st;
     }
-    pt_status st = PT_OK;
     char name[PT_NAME_LEN + 64];
-    m->be->to_host(host, m->w, bytes);
+    m->be->to_host(host, m->w + lo, sizeof(float) * (size_t)cnt);
     for (int i = 0; i < m->nparams && st == PT_OK; i++) {
         snprintf(name, sizeof name, "params/%s", m->params[i].name);
-        st = write_tensor(f, name, &m->params[i], host);
+        st = write_tensor(comm, f, dxpl, name, &m->params[i], host, lo, hi);
     }
     /* Fault injection for the tests: "ckpt-save" fails the save half-way (an I/O error);
-     * "ckpt-crash" kills the process half-way, as a node failure would (tests/test_fault.sh). */
+     * "ckpt-crash" kills rank 0 half-way, as a node failure would (tests/test_fault.sh). */
     const char *fault = getenv("PT_FAULT_INJECT");
     if (st == PT_OK && fault && !strcmp(fault, "ckpt-save"))
         st = PT_ERR(PT_ERR_IO, "this failure was injected by PT_FAULT_INJECT=ckpt-save",
                     "checkpoint write to '%s' failed half-way", path);
     if (st == PT_OK && fault && !strcmp(fault, "ckpt-crash")) {
         H5Fflush(f, H5F_SCOPE_GLOBAL);
-        raise(SIGKILL);
+        if (rank == 0) raise(SIGKILL);
     }
     for (int s = 0; opt && s < opt->nstates && st == PT_OK; s++) {
-        m->be->to_host(host, opt->state[s], bytes);
+        m->be->to_host(host, opt->state[s] + (lo - opt->offset), sizeof(float) * (size_t)cnt);
         for (int i = 0; i < m->nparams && st == PT_OK; i++) {
             snprintf(name, sizeof name, "optim/%s/%s", opt->state_names[s], m->params[i].name);
-            st = write_tensor(f, name, &m->params[i], host);
+            st = write_tensor(comm, f, dxpl, name, &m->params[i], host, lo, hi);
         }
     }
     free(host);
-    if (st == PT_OK) {
+    H5Pclose(dxpl);
+    if (st == PT_OK) { /* attributes: collective, the same values on every rank */
         char grid[64];
         snprintf(grid, sizeof grid, "dp=%d tp=1 pp=1", meta->dp_size);
         pt_status a[] = {
@@ -111,6 +172,8 @@ static pt_status write_file(const char *path, const pt_model *m, const pt_optimi
             pt_h5_attr_write_i64(f, "optimizer_steps", opt ? opt->t : 0),
             pt_h5_attr_write_i64(f, "num_params", m->numel),
             pt_h5_attr_write_str(f, "process_grid", grid),
+            pt_h5_attr_write_i64(f, "writers", size),
+            pt_h5_attr_write_i64(f, "optimizer_sharded", opt && opt->n < m->numel),
             pt_h5_attr_write_f64(f, "early_stop_best", meta->es_best),
             pt_h5_attr_write_i64(f, "early_stop_best_step", meta->es_best_step),
             pt_h5_attr_write_i64(f, "early_stop_bad_evals", meta->es_bad_evals),
@@ -120,8 +183,8 @@ static pt_status write_file(const char *path, const pt_model *m, const pt_optimi
     }
     if (H5Fclose(f) < 0 && st == PT_OK)
         st = PT_ERR(PT_ERR_IO, "check free disk space", "cannot close checkpoint '%s'", path);
-    if (st == PT_OK) st = fsync_path(path);
-    return st;
+    if (st == PT_OK && rank == 0) st = fsync_path(path);
+    return pt_agree(comm, st, NULL);
 }
 
 /* Writes `text` to dir/name atomically: temporary file, fsync, rename, fsync of the directory. */
@@ -142,21 +205,12 @@ static pt_status replace_small_file(const char *dir, const char *name, const cha
     return fsync_path(dir);
 }
 
-static pt_status save_rank0(const char *dir, const pt_model *m, const pt_optimizer *opt,
-                            const pt_ckpt_meta *meta, char *final_path)
+/* Rank 0 puts the finished temporary file in place, then `latest`. */
+static pt_status publish(const char *dir, const char *tmp, const char *final_path,
+                         const char *base)
 {
-    PT_TRY(pt_mkdir_p(dir));
-    char base[64], tmp[PT_PATH_MAX + 96];
-    snprintf(base, sizeof base, "step_%08lld.h5", (long long)meta->step);
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, base);
-    snprintf(final_path, PT_PATH_MAX, "%s/%s", dir, base);
-    pt_status st = write_file(tmp, m, opt, meta);
-    if (st == PT_OK && rename(tmp, final_path) != 0)
-        st = PT_ERR(PT_ERR_IO, NULL, "cannot rename '%s': %s", tmp, strerror(errno));
-    if (st != PT_OK) {
-        unlink(tmp);
-        return st;
-    }
+    if (rename(tmp, final_path) != 0)
+        return PT_ERR(PT_ERR_IO, NULL, "cannot rename '%s': %s", tmp, strerror(errno));
     PT_TRY(fsync_path(dir));
     char line[96];
     snprintf(line, sizeof line, "%s\n", base);
@@ -169,14 +223,21 @@ pt_status pt_ckpt_save(MPI_Comm comm, const char *dir, const pt_model *m, const 
     pt_h5_quiet();
     int rank;
     PT_MPI_CHECK(MPI_Comm_rank(comm, &rank));
-    char path[PT_PATH_MAX];
-    pt_status st = rank == 0 ? save_rank0(dir, m, opt, meta, path) : PT_OK;
-    st = pt_agree(comm, st, NULL);
-    if (st == PT_OK && written_path) {
-        snprintf(path, sizeof path, "%s/step_%08lld.h5", dir, (long long)meta->step);
-        snprintf(written_path, PT_PATH_MAX, "%s", path);
+    char base[64], tmp[PT_PATH_MAX + 96], path[PT_PATH_MAX + 96];
+    snprintf(base, sizeof base, "step_%08lld.h5", (long long)meta->step);
+    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, base);
+    snprintf(path, sizeof path, "%s/%s", dir, base);
+    if (strlen(path) >= PT_PATH_MAX)
+        return PT_ERR(PT_ERR_ARG, "use a shorter --ckpt-dir", "checkpoint path '%s' is too long", path);
+    PT_TRY(pt_agree(comm, rank == 0 ? pt_mkdir_p(dir) : PT_OK, NULL));
+    pt_status st = write_file(comm, tmp, m, opt, meta);
+    if (rank == 0) {
+        if (st == PT_OK) st = publish(dir, tmp, path, base);
+        if (st != PT_OK) unlink(tmp);
     }
-    return st;
+    PT_TRY(pt_agree(comm, st, NULL));
+    if (written_path) snprintf(written_path, PT_PATH_MAX, "%s", path);
+    return PT_OK;
 }
 
 static int cmp_desc(const void *a, const void *b)
@@ -299,8 +360,12 @@ pt_status pt_ckpt_read_meta(const char *path, pt_ckpt_meta *meta, char *spec, si
     return st;
 }
 
+/* Reads the part of dataset `name` (shape-checked against p) that lies in the flat slice
+ * [lo, hi) into dst (which holds flat elements lo..hi-1). *piece is the CRC-32 of what was read
+ * (*len elements) and *stored the dataset's crc32 attribute. */
 static pt_status read_tensor(hid_t f, const char *file, const char *name, const pt_param *p,
-                             float *host)
+                             float *dst, int64_t lo, int64_t hi, uint32_t *piece, int64_t *len,
+                             uint32_t *stored)
 {
     if (H5Lexists(f, name, H5P_DEFAULT) <= 0)
         return PT_ERR(PT_ERR_MISMATCH, "the checkpoint belongs to another model",
@@ -314,31 +379,48 @@ static pt_status read_tensor(hid_t f, const char *file, const char *name, const 
     int ok = nd == p->ndim;
     if (ok) H5Sget_simple_extent_dims(sp, dims, NULL);
     for (int i = 0; ok && i < nd; i++) ok = (int64_t)dims[i] == p->shape[i];
-    H5Sclose(sp);
+    int64_t a = lo > p->offset ? lo : p->offset;
+    int64_t b = hi < p->offset + p->numel ? hi : p->offset + p->numel;
+    if (b < a) b = a;
     int64_t crc = -1;
     if (!ok) {
         char want[64];
         st = PT_ERR(PT_ERR_MISMATCH, "the checkpoint belongs to another model",
                     "'%s' in '%s' does not have the model's shape %s", name, file,
                     pt_shape_str(p->ndim, p->shape, want, sizeof want));
-    } else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host + p->offset) < 0) {
-        st = PT_ERR(PT_ERR_FORMAT, "the checkpoint file is damaged", "cannot read '%s' from '%s'",
-                    name, file);
-    } else if ((st = pt_h5_attr_read_i64(ds, "crc32", &crc, file)) == PT_OK &&
-               (uint32_t)crc != pt_crc32(host + p->offset, sizeof(float) * (size_t)p->numel)) {
-        st = PT_ERR(PT_ERR_FORMAT, "the checkpoint file is damaged; use an earlier one",
-                    "checksum mismatch for '%s' in '%s'", name, file);
+    } else if ((st = pt_h5_attr_read_i64(ds, "crc32", &crc, file)) == PT_OK && b > a) {
+        hsize_t mn = (hsize_t)(b - a);
+        hid_t msp = H5Screate_simple(1, &mn, NULL);
+        st = pt_h5_select_linear(sp, (hsize_t)(a - p->offset), (hsize_t)(b - p->offset));
+        if (st == PT_OK && H5Dread(ds, H5T_NATIVE_FLOAT, msp, sp, H5P_DEFAULT, dst + (a - lo)) < 0)
+            st = PT_ERR(PT_ERR_FORMAT, "the checkpoint file is damaged",
+                        "cannot read '%s' from '%s'", name, file);
+        H5Sclose(msp);
     }
+    H5Sclose(sp);
     H5Dclose(ds);
+    *piece = st == PT_OK ? pt_crc32(dst + (a - lo), sizeof(float) * (size_t)(b - a)) : 0;
+    *len = b - a;
+    *stored = (uint32_t)crc;
     return st;
 }
 
-pt_status pt_ckpt_load(const char *path, pt_model *m, pt_optimizer *opt, pt_ckpt_meta *meta)
+static pt_status checksum_error(const char *name, const char *file)
+{
+    return PT_ERR(PT_ERR_FORMAT, "the checkpoint file is damaged; use an earlier one",
+                  "checksum mismatch for '%s' in '%s'", name, file);
+}
+
+pt_status pt_ckpt_load(MPI_Comm comm, const char *path, pt_model *m, pt_optimizer *opt,
+                       pt_ckpt_meta *meta)
 {
     hid_t f;
-    PT_TRY(open_ckpt(path, &f));
+    const bool sharded = opt && opt->n < m->numel;
+    pt_status st = open_ckpt(path, &f);
+    if (sharded) PT_TRY(pt_agree(comm, st, NULL));
+    else if (st != PT_OK) return st;
     char spec[256], optname[32];
-    pt_status st = read_meta(f, path, meta, spec, sizeof spec, optname, sizeof optname);
+    st = read_meta(f, path, meta, spec, sizeof spec, optname, sizeof optname);
     if (st == PT_OK && strcmp(spec, m->spec) != 0)
         st = PT_ERR(PT_ERR_MISMATCH, "pass the --model the checkpoint was trained with",
                     "checkpoint '%s' holds model '%s', this run builds '%s'", path, spec, m->spec);
@@ -350,17 +432,31 @@ pt_status pt_ckpt_load(const char *path, pt_model *m, pt_optimizer *opt, pt_ckpt
     float *host = st == PT_OK ? malloc(bytes) : NULL;
     if (st == PT_OK && !host) st = PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate %zu bytes", bytes);
     char name[PT_NAME_LEN + 64];
+    uint32_t piece, stored;
+    int64_t len;
+    /* parameters: every rank reads them whole and checks them itself */
     for (int i = 0; st == PT_OK && i < m->nparams; i++) {
         snprintf(name, sizeof name, "params/%s", m->params[i].name);
-        st = read_tensor(f, path, name, &m->params[i], host);
+        st = read_tensor(f, path, name, &m->params[i], host, 0, m->numel, &piece, &len, &stored);
+        if (st == PT_OK && piece != stored) st = checksum_error(name, path);
     }
     if (st == PT_OK) m->be->to_device(m->w, host, bytes);
-    for (int s = 0; st == PT_OK && opt && s < opt->nstates; s++) {
-        for (int i = 0; st == PT_OK && i < m->nparams; i++) {
+    /* optimizer state: this rank's slice [offset, offset + n): the checkpoint reshards to any
+     * number of ranks. A partial slice is checked by combining every rank's piece checksums. */
+    const int ns = opt ? opt->nstates : 0, np = m->nparams;
+    uint32_t *pieces = calloc((size_t)(ns * np + 1), 2 * sizeof(uint32_t));
+    int64_t *lens = calloc((size_t)(ns * np + 1), sizeof(int64_t));
+    if (st == PT_OK && (!pieces || !lens)) st = PT_ERR(PT_ERR_NOMEM, NULL, "no memory for checksums");
+    for (int s = 0; st == PT_OK && s < ns; s++) {
+        for (int i = 0; st == PT_OK && i < np; i++) {
             snprintf(name, sizeof name, "optim/%s/%s", opt->state_names[s], m->params[i].name);
-            st = read_tensor(f, path, name, &m->params[i], host);
+            const int k = s * np + i;
+            st = read_tensor(f, path, name, &m->params[i], host, opt->offset,
+                             opt->offset + opt->n, &pieces[2 * k], &lens[k], &pieces[2 * k + 1]);
+            if (st == PT_OK && !sharded && pieces[2 * k] != pieces[2 * k + 1])
+                st = checksum_error(name, path);
         }
-        if (st == PT_OK) m->be->to_device(opt->state[s], host, bytes);
+        if (st == PT_OK) m->be->to_device(opt->state[s], host, sizeof(float) * (size_t)opt->n);
     }
     if (st == PT_OK && opt) {
         int64_t t;
@@ -369,5 +465,55 @@ pt_status pt_ckpt_load(const char *path, pt_model *m, pt_optimizer *opt, pt_ckpt
     }
     free(host);
     H5Fclose(f);
+    if (sharded) {
+        st = pt_agree(comm, st, NULL);
+        for (int k = 0; st == PT_OK && k < ns * np; k++) {
+            uint32_t whole;
+            st = combine_crc(comm, pieces[2 * k], lens[k], &whole);
+            if (st == PT_OK && whole != pieces[2 * k + 1]) {
+                snprintf(name, sizeof name, "optim/%s/%s", opt->state_names[k / np],
+                         m->params[k % np].name);
+                st = checksum_error(name, path);
+            }
+        }
+    }
+    free(pieces), free(lens);
     return st;
+}
+
+typedef struct {
+    const char *path;
+    pt_status st;
+} verify_ctx;
+
+static herr_t verify_one(hid_t obj, const char *name, const pt_oinfo *info, void *op)
+{
+    verify_ctx *v = op;
+    if (info->type != H5O_TYPE_DATASET || v->st != PT_OK) return 0;
+    hid_t ds = H5Dopen2(obj, name, H5P_DEFAULT);
+    hid_t sp = ds >= 0 ? H5Dget_space(ds) : -1;
+    hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    float *buf = n >= 0 ? malloc(sizeof(float) * (size_t)(n + 1)) : NULL;
+    int64_t crc = -1;
+    if (!buf || H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+        v->st = PT_ERR(PT_ERR_FORMAT, "the checkpoint file is damaged; use an earlier one",
+                       "cannot read '%s' in '%s'", name, v->path);
+    else if ((v->st = pt_h5_attr_read_i64(ds, "crc32", &crc, v->path)) == PT_OK &&
+             (uint32_t)crc != pt_crc32(buf, sizeof(float) * (size_t)n))
+        v->st = checksum_error(name, v->path);
+    free(buf);
+    if (sp >= 0) H5Sclose(sp);
+    if (ds >= 0) H5Dclose(ds);
+    return 0;
+}
+
+pt_status pt_ckpt_verify(const char *path, pt_ckpt_meta *meta)
+{
+    hid_t f;
+    PT_TRY(open_ckpt(path, &f));
+    verify_ctx v = {path, read_meta(f, path, meta, NULL, 0, NULL, 0)};
+    if (v.st == PT_OK && PT_OVISIT(f, verify_one, &v) < 0 && v.st == PT_OK)
+        v.st = PT_ERR(PT_ERR_FORMAT, "the checkpoint file is damaged", "cannot walk '%s'", path);
+    H5Fclose(f);
+    return v.st;
 }

@@ -130,3 +130,47 @@ pt_status pt_mkdir_p(const char *path)
     }
     return PT_OK;
 }
+
+/* Adds elements [lo, hi) of the sub-array that starts at prefix start[0..d-1] (dims d.. free). */
+static herr_t select_range(hid_t space, int d, int nd, const hsize_t *dims, hsize_t *start,
+                           hsize_t lo, hsize_t hi)
+{
+    hsize_t inner = 1, count[H5S_MAX_RANK];
+    for (int k = d + 1; k < nd; k++) inner *= dims[k];
+    hsize_t r0 = lo / inner, r1 = hi / inner;
+    if (r0 == r1) { /* inside one row of dimension d */
+        start[d] = r0;
+        return select_range(space, d + 1, nd, dims, start, lo % inner, hi % inner);
+    }
+    herr_t rc = 0;
+    if (lo % inner) { /* the partial first row */
+        start[d] = r0;
+        rc |= select_range(space, d + 1, nd, dims, start, lo % inner, inner);
+        r0++;
+    }
+    if (r1 > r0) { /* whole rows r0..r1-1 */
+        for (int k = 0; k < nd; k++) count[k] = k < d ? 1 : k == d ? r1 - r0 : dims[k];
+        start[d] = r0;
+        for (int k = d + 1; k < nd; k++) start[k] = 0;
+        rc |= H5Sselect_hyperslab(space, H5S_SELECT_OR, start, NULL, count, NULL) < 0;
+    }
+    if (hi % inner) { /* the partial last row */
+        start[d] = r1;
+        rc |= select_range(space, d + 1, nd, dims, start, 0, hi % inner);
+    }
+    return rc;
+}
+
+pt_status pt_h5_select_linear(hid_t space, hsize_t lo, hsize_t hi)
+{
+    hsize_t dims[H5S_MAX_RANK], start[H5S_MAX_RANK] = {0};
+    int nd = H5Sget_simple_extent_ndims(space);
+    if (nd < 1 || H5Sget_simple_extent_dims(space, dims, NULL) < 0 || H5Sselect_none(space) < 0)
+        return PT_ERR(PT_ERR_INTERNAL, NULL, "bad dataspace for a linear selection");
+    if (lo >= hi) return PT_OK;
+    /* r0 == r1 recursion ends at the last dimension, where inner == 1 and rows are elements */
+    if (select_range(space, 0, nd, dims, start, lo, hi) != 0)
+        return PT_ERR(PT_ERR_INTERNAL, NULL, "H5Sselect_hyperslab failed for [%llu, %llu)",
+                      (unsigned long long)lo, (unsigned long long)hi);
+    return PT_OK;
+}

@@ -182,6 +182,7 @@ double pt_model_loss_backward(pt_model *m, const int32_t *labels, int rows, cons
         be->gemm(true, false, dout, din, rows, 1.0f, dz, dout, in, din, 0.0f, m->g + W->offset,
                  din);
         be->bias_backward(m->g + b->offset, dz, rows, dout);
+        if (m->grad_ready) m->grad_ready(m->grad_ready_arg, W->offset, W->numel + b->numel);
         if (i == 1) break;
         float *dh = m->scratch;
         be->gemm(false, false, rows, din, dout, 1.0f, dz, dout, m->w + W->offset, din, 0.0f, dh,

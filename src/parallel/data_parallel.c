@@ -1,9 +1,11 @@
 /* Data-parallel training loop, evaluation, and checkpoint evaluation.
  *
  * One step: read this rank's share of the global batch -> forward -> backward (gradient scaled by
- * 1/global batch) -> pt_allreduce(sum) of the flat gradient -> clip -> optimizer update. The step's
- * loss and an error flag travel in one small allreduce, so a rank that fails mid-run (an I/O error
- * on its share) stops every rank at the same step instead of leaving them in a collective. */
+ * 1/global batch; gradient buckets are reduced while backward runs) -> clip -> optimizer update
+ * (of this rank's shard and an allgather under ZeRO-1). Gradient synchronization lives in
+ * grad_sync.c. The step's loss and an error flag travel in one small allreduce, so a rank that
+ * fails mid-run (an I/O error on its share) stops every rank at the same step instead of leaving
+ * them in a collective. */
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +19,7 @@
 #include "paratrain/metrics.h"
 #include "paratrain/optim.h"
 #include "paratrain/train.h"
+#include "grad_sync.h"
 
 static pt_status parse_act(const char *s, pt_act *a)
 {
@@ -111,6 +114,7 @@ typedef struct {
     pt_sampler sampler;
     pt_early_stop es;
     pt_metrics metrics;
+    pt_grad_sync gs;
     int64_t step, steps_per_epoch, total_steps;
     float *x;
     int32_t *y;
@@ -128,7 +132,9 @@ static pt_status make_optimizer(trainer *t)
     if (c->beta1 >= 0) oc.beta1 = (float)c->beta1;
     if (c->beta2 >= 0) oc.beta2 = (float)c->beta2;
     if (c->eps >= 0) oc.eps = (float)c->eps;
-    PT_TRY(pt_optim_create(&t->opt, &oc, t->model.be, t->model.numel));
+    /* ZeRO-1: the state of this rank's shard only */
+    PT_TRY(pt_optim_create(&t->opt, &oc, t->model.be, t->gs.shard_count));
+    t->opt.offset = t->gs.shard_off;
     memset(&t->sched, 0, sizeof t->sched);
     PT_TRY(pt_schedule_parse(&t->sched, c->schedule));
     t->sched.base_lr = oc.lr;
@@ -140,6 +146,26 @@ static pt_status make_optimizer(trainer *t)
     if (t->sched.kind == PT_SCHED_STEP && c->step_size <= 0)
         return PT_ERR(PT_ERR_ARG, "give --step-size N", "the step schedule needs --step-size > 0");
     return PT_OK;
+}
+
+/* Memory per rank of the model's flat buffers, on the log and in the metrics' start record. */
+static void report_memory(trainer *t)
+{
+    const double mib = 1048576.0;
+    const double p = 4.0 * (double)t->model.numel, g = p + (t->gs.gshard ? 4.0 * (double)t->gs.shard_count : 0);
+    const double o = 4.0 * (double)t->opt.n * t->opt.nstates;
+    const double x = t->gs.acc ? 16.0 * (double)t->model.numel : 0.0;
+    pt_metrics_write(&t->metrics, "memory",
+                     "\"param_bytes\": %.0f, \"grad_bytes\": %.0f, \"optim_bytes\": %.0f, "
+                     "\"exact_acc_bytes\": %.0f, \"zero\": %lld",
+                     p, g, o, x, (long long)t->cfg->zero);
+    if (!t->cfg->quiet)
+        pt_log_info("memory per rank: parameters %.1f MiB, gradients %.1f MiB, optimizer state "
+                    "%.1f MiB (%s)%s",
+                    p / mib, g / mib, o / mib,
+                    t->cfg->zero ? "ZeRO-1: this rank's shard" : "replicated",
+                    t->gs.acc ? ", exact accumulator" : "");
+    if (!t->cfg->quiet && t->gs.acc) pt_log_info("  exact accumulator %.1f MiB", x / mib);
 }
 
 static void fill_meta(const trainer *t, pt_ckpt_meta *meta)
@@ -167,13 +193,13 @@ static pt_status save_checkpoint(trainer *t, char *path)
     return PT_OK;
 }
 
-/* Loads a checkpoint into the model and optimizer and checks that it fits this run (local). */
-static pt_status load_checked(trainer *t, const char *path, pt_ckpt_meta *meta_out)
+/* Checks that a checkpoint's metadata fits this run (local). */
+static pt_status check_meta(trainer *t, const char *path, const pt_ckpt_meta *m)
 {
     const pt_train_config *c = t->cfg;
-    pt_ckpt_meta meta;
-    pt_status st = pt_ckpt_load(path, &t->model, &t->opt, &meta);
-    if (st == PT_OK && meta.seed != c->seed)
+    const pt_ckpt_meta meta = *m;
+    pt_status st = PT_OK;
+    if (meta.seed != c->seed)
         st = PT_ERR(PT_ERR_MISMATCH, "resume with the same --seed",
                     "checkpoint '%s' was trained with seed %llu, this run has seed %llu", path,
                     (unsigned long long)meta.seed, (unsigned long long)c->seed);
@@ -182,12 +208,21 @@ static pt_status load_checked(trainer *t, const char *path, pt_ckpt_meta *meta_o
                     "checkpoint '%s' stopped at step %lld of epoch %lld, which does not fit %lld "
                     "steps per epoch",
                     path, (long long)meta.step, (long long)meta.epoch, (long long)t->steps_per_epoch);
-    *meta_out = meta;
     return st;
 }
 
-/* --resume auto: rank 0 tries the checkpoints of --ckpt-dir newest first and skips (with a
- * warning) any that fails its checks; every rank then loads the one chosen. None: start fresh. */
+/* Loads a checkpoint on every rank (resharding the optimizer state to this run's ranks) and
+ * checks that it fits this run. Collective. */
+static pt_status load_checked(trainer *t, const char *path, pt_ckpt_meta *meta)
+{
+    pt_status st = pt_ckpt_load(t->comm, path, &t->model, &t->opt, meta);
+    if (st == PT_OK) st = check_meta(t, path, meta);
+    return pt_agree(t->comm, st, NULL);
+}
+
+/* --resume auto: rank 0 verifies the checkpoints of --ckpt-dir newest first (every checksum,
+ * and the metadata against this run) and skips, with a warning, any that fails; every rank then
+ * loads the one chosen. None: start fresh. */
 static pt_status choose_auto(trainer *t, char *path)
 {
     const pt_train_config *c = t->cfg;
@@ -201,16 +236,11 @@ static pt_status choose_auto(trainer *t, char *path)
             char cand[PT_PATH_MAX + 32];
             snprintf(cand, sizeof cand, "%s/step_%08lld.h5", c->ckpt_dir, (long long)steps[i]);
             pt_ckpt_meta meta;
-            if (strlen(cand) < PT_PATH_MAX && load_checked(t, cand, &meta) == PT_OK)
+            if (strlen(cand) < PT_PATH_MAX && pt_ckpt_verify(cand, &meta) == PT_OK &&
+                check_meta(t, cand, &meta) == PT_OK)
                 memcpy(path, cand, strlen(cand) + 1);
             else
                 pt_log_warn("--resume auto: skipping %s: %s", cand, pt_error_message());
-        }
-        if (st == PT_OK && n > 0 && !path[0]) { /* a failed load may have left partial state */
-            pt_model_init(&t->model, c->seed);
-            for (int s = 0; s < t->opt.nstates; s++)
-                t->model.be->zero(t->opt.state[s], sizeof(float) * (size_t)t->opt.n);
-            t->opt.t = 0;
         }
         free(steps);
     }
@@ -238,12 +268,14 @@ static pt_status resume(trainer *t)
         st = pt_ckpt_resolve(c->resume, path, sizeof path);
     }
     pt_ckpt_meta meta;
-    if (st == PT_OK) st = load_checked(t, path, &meta);
     PT_TRY(pt_agree(t->comm, st, NULL));
+    PT_TRY(load_checked(t, path, &meta));
     t->step = meta.step;
     t->es.best = meta.es_best, t->es.best_step = meta.es_best_step;
     t->es.bad_evals = meta.es_bad_evals;
-    if (!c->quiet) pt_log_info("resumed from %s at step %lld", path, (long long)t->step);
+    if (!c->quiet)
+        pt_log_info("resumed from %s at step %lld (written by %d rank%s, read by %d)", path,
+                    (long long)t->step, meta.dp_size, meta.dp_size == 1 ? "" : "s", t->size);
     return PT_OK;
 }
 
@@ -276,6 +308,15 @@ static pt_status validate(trainer *t, bool *stop, double *loss_out, double *acc_
 static volatile sig_atomic_t preempt_signal = 0;
 static void on_preempt(int sig) { preempt_signal = sig; }
 
+/* Share of the gradient communication that backward hid: 1 - exposed / span (0 without buckets,
+ * where the whole allreduce is waited for). */
+static double hidden_fraction(double span, double exposed)
+{
+    if (!(span > 0)) return 0.0;
+    double h = 1.0 - exposed / span;
+    return h < 0 ? 0.0 : h;
+}
+
 static pt_status run(trainer *t, pt_train_result *res)
 {
     const pt_train_config *c = t->cfg;
@@ -295,7 +336,8 @@ static pt_status run(trainer *t, pt_train_result *res)
     /* Throughput counts step time only (read, compute, allreduce, update): evaluation, logging and
      * checkpoints are left out of samples/s. */
     double t_start = pt_now(), int_time = 0.0, train_time = 0.0, grad_norm = NAN;
-    double ph[4] = {0, 0, 0, 0}; /* seconds in: data, compute, allreduce, update */
+    double ph[4] = {0, 0, 0, 0}; /* seconds in: data, compute, communication, update */
+    double comm_span = 0, comm_exposed = 0, int_span = 0, int_exposed = 0; /* gradient buckets */
     int64_t int_steps = 0, start_step = t->step;
     double int_loss = 0.0;
     bool stop = false;
@@ -310,33 +352,66 @@ static pt_status run(trainer *t, pt_train_result *res)
         pt_status local = pt_dataset_read(&t->train, t->idx, (int)my_rows, t->x, t->y);
         double t1 = pt_now();
         pt_fwd_ctx ctx = {.train = 1, .seed = c->seed, .step = t->step, .row_offset = my_off};
-        double lstat[3] = {0.0, local != PT_OK ? 1.0 : 0.0, preempt_signal ? 1.0 : 0.0};
-        if (local == PT_OK && my_rows > 0) {
+        /* loss sum, read failure, preemption, exact-accumulator overflow */
+        double lstat[4] = {0.0, local != PT_OK ? 1.0 : 0.0, preempt_signal ? 1.0 : 0.0, 0.0};
+        pt_grad_sync_begin(&t->gs);
+        if (local == PT_OK && my_rows > 0 && c->reproducible) {
+            /* fixed chunks of the global batch, each its own forward/backward: a chunk's gradient
+             * is then the same bits whichever rank computes it */
+            const int64_t ch = c->repro_chunk;
+            for (int64_t r0 = 0; r0 < my_rows; r0 += ch) {
+                ctx.row_offset = my_off + r0;
+                pt_model_forward(&t->model, t->x + r0 * S, (int)ch, &ctx);
+                lstat[0] += pt_model_loss_backward(&t->model, t->y + r0, (int)ch, &ctx,
+                                                   1.0f / (float)B, NULL);
+                pt_grad_sync_exact_add(&t->gs, r0 == 0);
+            }
+            lstat[3] = (double)t->gs.exact_overflow;
+        } else if (local == PT_OK && my_rows > 0) {
             pt_model_forward(&t->model, t->x, (int)my_rows, &ctx);
             lstat[0] = pt_model_loss_backward(&t->model, t->y, (int)my_rows, &ctx,
                                               1.0f / (float)B, NULL);
         } else {
             be->zero(t->model.g, sizeof(float) * (size_t)t->model.numel);
+            if (c->reproducible) pt_grad_sync_exact_add(&t->gs, true);
         }
-        double t2 = pt_now();
-        if (t->size > 1)
-            PT_TRY(pt_allreduce(&t->pc, PT_IN_PLACE, t->model.g, t->model.numel, PT_F32, PT_SUM));
-        PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, lstat, 3, MPI_DOUBLE, MPI_SUM, t->comm));
+        double t2 = pt_now(), wait_s = 0.0;
+        PT_TRY(pt_grad_sync_finish(&t->gs, &wait_s));
+        if (c->reproducible) PT_TRY(pt_grad_sync_exact_reduce(&t->gs));
+        PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, lstat, 4, MPI_DOUBLE, MPI_SUM, t->comm));
         double t3 = pt_now();
         if (lstat[1] > 0) return pt_agree(t->comm, local, NULL);
         const double loss = lstat[0] / (double)B;
-        if (!isfinite(loss))
+        if (!isfinite(loss) || lstat[3] > 0)
             return PT_ERR(PT_ERR_DATA, "lower --lr, add --clip-norm, or check the data",
-                          "training diverged: loss is %g at step %lld", loss, (long long)t->step);
+                          "training diverged: loss is %g at step %lld%s", loss, (long long)t->step,
+                          lstat[3] > 0 ? " (gradients beyond the exact accumulator's 2^24)" : "");
         /* The norm is a full pass over the gradient: only when clipping or logging needs it. */
         const bool log_now = (t->step + 1) % log_every == 0 || t->step + 1 == end;
-        if (c->clip_norm > 0 || log_now)
-            grad_norm = pt_clip_grad_norm(be, t->model.g, t->model.numel, c->clip_norm);
+        if (c->clip_norm > 0 || log_now) {
+            double ss;
+            PT_TRY(pt_grad_sync_sum_squares(&t->gs, &ss));
+            grad_norm = sqrt(ss);
+            int64_t goff, gn;
+            float *g = pt_grad_sync_grad(&t->gs, &goff, &gn);
+            /* as torch.nn.utils.clip_grad_norm_ */
+            if (c->clip_norm > 0 && c->clip_norm / (grad_norm + 1e-6) < 1.0)
+                be->scale(g, gn, (float)(c->clip_norm / (grad_norm + 1e-6)));
+        }
         const float lr = pt_schedule_lr(&t->sched, t->step);
-        pt_optim_step(&t->opt, t->model.w, t->model.g, lr);
+        double t3u = pt_now();
+        PT_TRY(pt_grad_sync_update(&t->gs, &t->opt, lr));
         t->step++;
         double t4 = pt_now();
-        ph[0] += t1 - t0, ph[1] += t2 - t1, ph[2] += t3 - t2, ph[3] += t4 - t3;
+        /* compute excludes the collective calls made from backward; comm is what the step
+         * waited for communication (exposed); span is first bucket start to last completion */
+        const double calls = t->gs.t_calls, exposed = calls + wait_s;
+        const double span = t->size > 1 ? t->gs.t_last_done - t->gs.t_first : 0.0;
+        ph[0] += t1 - t0, ph[1] += t2 - t1 - calls, ph[2] += exposed + (t3 - t2 - wait_s);
+        ph[3] += t4 - t3;
+        comm_span += span, comm_exposed += exposed;
+        int_span += span, int_exposed += exposed;
+        (void)t3u;
         const double dt_step = t4 - t0;
         train_time += dt_step, int_time += dt_step;
         int_steps++, int_loss += loss;
@@ -351,9 +426,12 @@ static pt_status run(trainer *t, pt_train_result *res)
             fmt_duration(per_step * (double)(t->total_steps - t->step), eta, sizeof eta);
             pt_metrics_write(&t->metrics, "train",
                              "\"step\": %lld, \"epoch\": %.4f, \"loss\": %.6f, \"lr\": %.6g, "
-                             "\"grad_norm\": %.6g, \"samples_per_s\": %.1f, \"time_s\": %.3f",
+                             "\"grad_norm\": %.6g, \"samples_per_s\": %.1f, \"time_s\": %.3f, "
+                             "\"grad_comm_s\": %.6f, \"grad_comm_exposed_s\": %.6f, "
+                             "\"grad_comm_hidden\": %.4f",
                              (long long)t->step, ep, int_loss / (double)int_steps, lr, grad_norm,
-                             sps, now - t_start);
+                             sps, now - t_start, int_span / (double)int_steps,
+                             int_exposed / (double)int_steps, hidden_fraction(int_span, int_exposed));
             if (!c->quiet)
                 pt_log_info("epoch %lld/%lld  step %lld/%lld  loss %.4f  lr %.4g  %.0f samples/s  "
                             "ETA %s",
@@ -362,7 +440,7 @@ static pt_status run(trainer *t, pt_train_result *res)
                                         t->steps_per_epoch),
                             (long long)t->step, (long long)t->total_steps,
                             int_loss / (double)int_steps, lr, sps, eta);
-            int_time = 0.0, int_steps = 0, int_loss = 0.0;
+            int_time = 0.0, int_steps = 0, int_loss = 0.0, int_span = 0.0, int_exposed = 0.0;
         }
         if (t->step % eval_every == 0 && !last) {
             PT_TRY(validate(t, &stop, NULL, NULL));
@@ -405,10 +483,13 @@ static pt_status run(trainer *t, pt_train_result *res)
     pt_metrics_write(&t->metrics, "end",
                      "\"step\": %lld, \"epoch\": %.4f, \"train_seconds\": %.3f, "
                      "\"samples_per_s\": %.1f, \"test_accuracy\": %.6f, \"data_s\": %.3f, "
-                     "\"compute_s\": %.3f, \"allreduce_s\": %.3f, \"update_s\": %.3f",
+                     "\"compute_s\": %.3f, \"comm_s\": %.3f, \"update_s\": %.3f, "
+                     "\"grad_comm_span_s\": %.3f, \"grad_comm_exposed_s\": %.3f, "
+                     "\"grad_comm_hidden\": %.4f",
                      (long long)t->step, (double)t->step / (double)t->steps_per_epoch,
                      res->train_seconds, res->samples_per_s, t->have_test ? res->test_accuracy : NAN,
-                     ph[0], ph[1], ph[2], ph[3]);
+                     ph[0], ph[1], ph[2], ph[3], comm_span, comm_exposed,
+                     hidden_fraction(comm_span, comm_exposed));
     return PT_OK;
 }
 
@@ -464,6 +545,33 @@ pt_status pt_train(const pt_train_config *c, MPI_Comm comm, pt_train_result *res
         st = PT_ERR(PT_ERR_ARG, NULL, "nothing to train: --epochs and --max-steps are both 0");
         goto out;
     }
+    if (c->zero != 0 && c->zero != 1) {
+        st = PT_ERR(PT_ERR_ARG, "ZeRO stage 1 shards the optimizer state; 0 turns it off",
+                    "--zero %lld is not supported (0 or 1)", (long long)c->zero);
+        goto out;
+    }
+    if (!(c->bucket_mb >= 0) || c->bucket_mb > 65536) {
+        st = PT_ERR(PT_ERR_ARG, "give a size in MiB, 0 for no buckets", "--bucket-mb %g is out of range",
+                    c->bucket_mb);
+        goto out;
+    }
+    if (c->reproducible) {
+        const int64_t ch = c->repro_chunk;
+        if (ch <= 0 || c->batch % ((int64_t)t->size * ch) != 0) {
+            st = PT_ERR(PT_ERR_ARG, "choose --batch a multiple of ranks x --repro-chunk",
+                        "--reproducible splits the global batch %lld into chunks of %lld samples, "
+                        "an equal number per rank, but %d rank%s cannot share them evenly",
+                        (long long)c->batch, (long long)ch, t->size, t->size == 1 ? "" : "s");
+            goto out;
+        }
+        if (c->batch / ch > 128) {
+            st = PT_ERR(PT_ERR_ARG, "raise --repro-chunk",
+                        "--reproducible allows at most 128 chunks per step (the exact "
+                        "accumulator's headroom); --batch %lld / --repro-chunk %lld is %lld",
+                        (long long)c->batch, (long long)ch, (long long)(c->batch / ch));
+            goto out;
+        }
+    }
     int64_t my_off, my_rows;
     pt_batch_share(c->batch, t->rank, t->size, &my_off, &my_rows);
     int64_t max_rows = my_rows > c->eval_batch ? my_rows : c->eval_batch;
@@ -479,12 +587,15 @@ pt_status pt_train(const pt_train_config *c, MPI_Comm comm, pt_train_result *res
         PT_TRY_GOTO(st, pt_agree(comm, st, NULL), out);
         pt_model_use_grad_buffer(&t->model, g);
     }
+    st = pt_grad_sync_init(&t->gs, &t->pc, &t->model, c->zero == 1, c->reproducible, c->bucket_mb);
+    PT_TRY_GOTO(st, pt_agree(comm, st, NULL), out);
     st = make_optimizer(t);
     PT_TRY_GOTO(st, pt_agree(comm, st, NULL), out);
     pt_early_stop_init(&t->es, (int)c->early_stop, true);
     if (c->resume[0]) PT_TRY_GOTO(st, resume(t), out);
     st = pt_metrics_open(&t->metrics, c->metrics, c->resume[0] != 0, t->rank);
     PT_TRY_GOTO(st, pt_agree(comm, st, NULL), out);
+    report_memory(t);
     pt_metrics_write(&t->metrics, "start",
                      "\"step\": %lld, \"epoch\": %.4f, \"ranks\": %d, \"model\": \"%s\", "
                      "\"params\": %lld, \"optimizer\": \"%s\", \"batch\": %lld, "
@@ -506,6 +617,7 @@ out:
     pt_metrics_close(&t->metrics);
     pt_sampler_free(&t->sampler);
     free(t->x), free(t->y), free(t->idx);
+    pt_grad_sync_free(&t->gs);
     pt_optim_destroy(&t->opt);
     pt_model_destroy(&t->model);
     pt_dataset_close(&t->train), pt_dataset_close(&t->val), pt_dataset_close(&t->test);
@@ -543,7 +655,7 @@ pt_status pt_eval_checkpoint(const char *ckpt, const pt_train_config *ov, const 
     pt_model m;
     st = build_model(&m, &c, &d, (int)c.eval_batch);
     if (st == PT_OK) {
-        st = pt_ckpt_load(path, &m, NULL, &meta);
+        st = pt_ckpt_load(MPI_COMM_NULL, path, &m, NULL, &meta);
         if (st != PT_OK) pt_model_destroy(&m);
     }
     st = pt_agree(comm, st, NULL);

@@ -56,6 +56,14 @@ static const opt_row rows[] = {
                                    "--ckpt-dir that passes its checks; none: start fresh), a "
                                    "directory or a file"),
     ROW("metrics", OPT_STR, metrics, "JSON-lines metrics file (empty: none)"),
+    ROW("zero", OPT_I64, zero, "ZeRO stage: 0, or 1 to shard the optimizer state over the ranks "
+                              "(reduce-scatter, shard update, allgather)"),
+    ROW("bucket-mb", OPT_F64, bucket_mb, "gradient bucket size in MiB; buckets are reduced while "
+                                         "backward runs (0: one allreduce after backward)"),
+    ROW("reproducible", OPT_BOOL, reproducible, "bitwise-identical training for any number of "
+                                                "ranks (exact 128-bit gradient sums; slower)"),
+    ROW("repro-chunk", OPT_I64, repro_chunk, "--reproducible: samples per gradient chunk (must "
+                                             "divide the per-rank batch)"),
     ROW("allreduce", OPT_STR, allreduce, "gradient allreduce: auto, mpi, ring, recursive_doubling, "
                                          "rabenseifner, binomial or hierarchical"),
     ROW("backend", OPT_STR, backend, "compute backend: cpu (cuda when built --with-cuda)"),
@@ -78,6 +86,7 @@ void pt_train_config_defaults(pt_train_config *c)
     c->lr = c->momentum = c->weight_decay = c->beta1 = c->beta2 = c->eps = -1.0;
     c->gamma = 0.1, c->batch = 128, c->epochs = 1, c->seed = 1;
     c->log_every = 50, c->eval_batch = 1000, c->validate_data = true;
+    c->bucket_mb = 0.0, c->repro_chunk = 8;
 }
 
 static const opt_row *find(const char *key)
@@ -88,6 +97,12 @@ static const opt_row *find(const char *key)
 }
 
 bool pt_train_config_has(const char *key) { return find(key) != NULL; }
+
+bool pt_train_config_is_bool(const char *key)
+{
+    const opt_row *r = find(key);
+    return r && r->type == OPT_BOOL;
+}
 
 pt_status pt_train_config_set(pt_train_config *c, const char *key, const char *value)
 {

@@ -1,0 +1,224 @@
+/* Gradient synchronization: buckets overlapped with backward, ZeRO-1, and the exact
+ * (rank-count independent) reduction of --reproducible. See grad_sync.h. */
+#include "grad_sync.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "paratrain/ckpt.h"
+#include "paratrain/log.h"
+
+static void on_grad_ready(void *arg, int64_t offset, int64_t count);
+
+/* Buckets at parameter boundaries, walking the parameters from the last (backward's first) */
+static pt_status make_buckets(pt_grad_sync *gs, double bucket_mib)
+{
+    const pt_model *m = gs->m;
+    const int64_t target = bucket_mib > 0 ? (int64_t)(bucket_mib * 1048576.0 / sizeof(float)) : 0;
+    gs->buckets = calloc((size_t)m->nparams + 1, sizeof *gs->buckets);
+    PT_ALLOC_CHECK(gs->buckets, sizeof *gs->buckets * ((size_t)m->nparams + 1));
+    if (target <= 0 || gs->exact) { /* one bucket, after backward */
+        gs->buckets[0] = (pt_bucket){.off = 0, .count = m->numel};
+        gs->nbuckets = 1;
+        return PT_OK;
+    }
+    int64_t hi = m->numel;
+    for (int i = m->nparams - 1; i >= 0; i--) {
+        const int64_t lo = m->params[i].offset;
+        if (hi - lo >= target || i == 0) {
+            gs->buckets[gs->nbuckets++] = (pt_bucket){.off = lo, .count = hi - lo};
+            hi = lo;
+        }
+    }
+    return PT_OK;
+}
+
+pt_status pt_grad_sync_init(pt_grad_sync *gs, pt_comm *pc, pt_model *m, bool zero, bool exact,
+                            double bucket_mib)
+{
+    memset(gs, 0, sizeof *gs);
+    gs->pc = pc, gs->m = m, gs->rank = pc->rank, gs->size = pc->size;
+    gs->zero = zero, gs->exact = exact;
+    gs->shard_offs = malloc(sizeof(int64_t) * (size_t)gs->size);
+    gs->shard_counts = malloc(sizeof(int64_t) * (size_t)gs->size);
+    if (!gs->shard_offs || !gs->shard_counts)
+        return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the shard table");
+    for (int r = 0; r < gs->size; r++)
+        pt_shard_range(m->numel, zero ? gs->size : 1, zero ? r : 0, &gs->shard_offs[r],
+                       &gs->shard_counts[r]);
+    gs->shard_off = gs->shard_offs[gs->rank], gs->shard_count = gs->shard_counts[gs->rank];
+    if (zero && gs->size > 1 && !exact) {
+        size_t bytes = sizeof(float) * (size_t)(gs->shard_count ? gs->shard_count : 1);
+        gs->gshard = m->be->alloc(bytes);
+        PT_ALLOC_CHECK(gs->gshard, bytes);
+    }
+    if (exact) {
+        size_t bytes = sizeof(__int128) * (size_t)(m->numel ? m->numel : 1);
+        gs->acc = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        PT_ALLOC_CHECK(gs->acc, bytes);
+    }
+    return make_buckets(gs, bucket_mib);
+}
+
+void pt_grad_sync_free(pt_grad_sync *gs)
+{
+    if (gs->m) {
+        if (gs->m->grad_ready == on_grad_ready) gs->m->grad_ready = NULL;
+        if (gs->gshard) gs->m->be->free(gs->gshard);
+    }
+    for (int b = 0; b < gs->nbuckets; b++)
+        if (gs->buckets[b].req) pt_coll_wait(&gs->buckets[b].req);
+    free(gs->buckets), free(gs->shard_offs), free(gs->shard_counts), free(gs->acc);
+    memset(gs, 0, sizeof *gs);
+}
+
+/* Starts bucket b: an in-place allreduce, or (ZeRO-1) a reduce-scatter whose blocks are the
+ * bucket's intersections with the ranks' shards, received straight into this rank's gshard. */
+static pt_status start_bucket(pt_grad_sync *gs, pt_bucket *b)
+{
+    float *g = gs->m->g + b->off;
+    b->started = 1;
+    if (!gs->zero) return pt_iallreduce(gs->pc, PT_IN_PLACE, g, b->count, PT_F32, PT_SUM, &b->req);
+    int64_t counts[gs->size];
+    for (int r = 0; r < gs->size; r++) {
+        int64_t lo = gs->shard_offs[r] > b->off ? gs->shard_offs[r] : b->off;
+        int64_t hi = gs->shard_offs[r] + gs->shard_counts[r];
+        if (hi > b->off + b->count) hi = b->off + b->count;
+        counts[r] = hi > lo ? hi - lo : 0;
+    }
+    int64_t mine = gs->shard_off > b->off ? gs->shard_off : b->off;
+    float *dst = gs->gshard + (counts[gs->rank] ? mine - gs->shard_off : 0);
+    return pt_ireduce_scatter(gs->pc, g, dst, counts, PT_F32, PT_SUM, &b->req);
+}
+
+static pt_status progress(pt_grad_sync *gs)
+{
+    for (int i = 0; i < gs->next; i++) {
+        pt_bucket *b = &gs->buckets[i];
+        if (b->done) continue;
+        PT_TRY(pt_coll_test(&b->req, &b->done));
+        if (b->done) gs->t_last_done = pt_now();
+    }
+    return PT_OK;
+}
+
+static void on_grad_ready(void *arg, int64_t offset, int64_t count)
+{
+    (void)count;
+    pt_grad_sync *gs = arg;
+    if (gs->err != PT_OK) return;
+    double t0 = pt_now();
+    if (offset < gs->ready_low) gs->ready_low = offset;
+    pt_status st = PT_OK;
+    while (st == PT_OK && gs->next < gs->nbuckets && gs->buckets[gs->next].off >= gs->ready_low) {
+        if (gs->next == 0) gs->t_first = t0;
+        st = start_bucket(gs, &gs->buckets[gs->next++]);
+    }
+    if (st == PT_OK) st = progress(gs);
+    gs->err = st;
+    gs->t_calls += pt_now() - t0;
+}
+
+void pt_grad_sync_begin(pt_grad_sync *gs)
+{
+    for (int b = 0; b < gs->nbuckets; b++) gs->buckets[b].started = gs->buckets[b].done = 0;
+    gs->next = 0;
+    gs->ready_low = gs->m->numel;
+    gs->err = PT_OK;
+    gs->t_calls = gs->t_first = gs->t_last_done = 0.0;
+    const bool overlap = gs->size > 1 && gs->nbuckets > 1 && !gs->exact;
+    gs->m->grad_ready = overlap ? on_grad_ready : NULL;
+    gs->m->grad_ready_arg = overlap ? gs : NULL;
+}
+
+pt_status pt_grad_sync_finish(pt_grad_sync *gs, double *wait_s)
+{
+    double t0 = pt_now();
+    *wait_s = 0.0;
+    gs->m->grad_ready = NULL;
+    pt_status st = gs->err;
+    if (gs->size == 1 || gs->exact) {
+        gs->t_first = gs->t_last_done = t0;
+        return st;
+    }
+    while (st == PT_OK && gs->next < gs->nbuckets) {
+        if (gs->next == 0) gs->t_first = t0;
+        st = start_bucket(gs, &gs->buckets[gs->next++]);
+    }
+    /* on a failure, still complete what was started: a request must not be left in flight */
+    for (int i = 0; i < gs->next; i++) {
+        pt_bucket *b = &gs->buckets[i];
+        if (b->done) continue;
+        pt_status w = pt_coll_wait(&b->req);
+        if (st == PT_OK) st = w;
+        b->done = 1;
+        gs->t_last_done = pt_now();
+    }
+    *wait_s = pt_now() - t0;
+    return st;
+}
+
+/* --- exact accumulation ------------------------------------------------------------------ */
+
+void pt_grad_sync_exact_add(pt_grad_sync *gs, bool first)
+{
+    const float *g = gs->m->g;
+    __int128 *acc = gs->acc;
+    const int64_t n = gs->m->numel;
+    /* |value| < 2^24 leaves 7 bits of headroom for up to 128 chunks (checked by the caller) */
+    const double scale = ldexp(1.0, PT_EXACT_FRAC_BITS), limit = ldexp(1.0, 24);
+    int64_t bad = 0;
+#pragma omp parallel for schedule(static) reduction(+ : bad)
+    for (int64_t i = 0; i < n; i++) {
+        double v = (double)g[i];
+        __int128 q = 0;
+        if (fabs(v) < limit) q = (__int128)(v * scale); /* exact for |v| >= 2^-73: see header */
+        else bad++;
+        acc[i] = first ? q : acc[i] + q;
+    }
+    gs->exact_overflow = first ? bad : gs->exact_overflow + bad;
+}
+
+pt_status pt_grad_sync_exact_reduce(pt_grad_sync *gs)
+{
+    const int64_t n = gs->m->numel;
+    if (gs->size > 1) PT_TRY(pt_allreduce(gs->pc, PT_IN_PLACE, gs->acc, n, PT_I128, PT_SUM));
+    float *g = gs->m->g;
+    const __int128 *acc = gs->acc;
+    const double inv = ldexp(1.0, -PT_EXACT_FRAC_BITS);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) g[i] = (float)((double)acc[i] * inv);
+    return PT_OK;
+}
+
+/* --- update -------------------------------------------------------------------------------- */
+
+float *pt_grad_sync_grad(pt_grad_sync *gs, int64_t *off, int64_t *n)
+{
+    *off = gs->shard_off, *n = gs->shard_count;
+    return gs->gshard ? gs->gshard : gs->m->g + gs->shard_off;
+}
+
+pt_status pt_grad_sync_sum_squares(pt_grad_sync *gs, double *ss)
+{
+    int64_t off, n;
+    float *g = pt_grad_sync_grad(gs, &off, &n);
+    if (!gs->zero || gs->exact || gs->size == 1) { /* the whole reduced gradient is here */
+        *ss = gs->m->be->sum_squares(gs->m->g, gs->m->numel);
+        return PT_OK;
+    }
+    *ss = gs->m->be->sum_squares(g, n);
+    PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, ss, 1, MPI_DOUBLE, MPI_SUM, gs->pc->comm));
+    return PT_OK;
+}
+
+pt_status pt_grad_sync_update(pt_grad_sync *gs, pt_optimizer *opt, float lr)
+{
+    int64_t off, n;
+    float *g = pt_grad_sync_grad(gs, &off, &n);
+    pt_optim_step(opt, gs->m->w + off, g, lr);
+    if (!gs->zero || gs->size == 1) return PT_OK;
+    /* in place: this rank's block already sits at its offset of w */
+    return pt_allgather(gs->pc, gs->m->w + off, gs->m->w, gs->shard_counts, PT_F32);
+}

@@ -1,0 +1,85 @@
+/* Gradient synchronization of data-parallel training (internal to src/parallel/).
+ *
+ * Three independent choices, all made at run time:
+ *   buckets   (--bucket-mb B > 0) the flat gradient is cut into buckets of about B MiB at
+ *             parameter boundaries, from the end of the buffer (the first gradients backward
+ *             produces); a bucket's collective starts from the model's grad_ready hook as soon
+ *             as backward has filled it, and every hook call progresses the ones in flight.
+ *             B = 0: one collective after backward.
+ *   ZeRO-1    (--zero 1) the optimizer state of rank r covers only its shard pt_shard_range(r)
+ *             of the flat buffers: each bucket is REDUCE-SCATTERED so that rank r receives the
+ *             reduced gradient of its shard, r updates its shard, and an allgather brings every
+ *             rank the new parameters. Same bytes on the wire as an allreduce (reduce-scatter +
+ *             allgather), 1/p of the optimizer state and of the update work per rank.
+ *   exact     (--reproducible) per-chunk gradients are accumulated in 128-bit fixed point and
+ *             summed over ranks as integers: the sum is independent of the order, so of the
+ *             rank count (docs/ARCHITECTURE.md, "Reproducible mode").
+ */
+#ifndef PT_PARALLEL_GRAD_SYNC_H
+#define PT_PARALLEL_GRAD_SYNC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "paratrain/comm.h"
+#include "paratrain/model.h"
+#include "paratrain/optim.h"
+
+typedef struct {
+    int64_t off, count; /* range of the flat gradient buffer */
+    int started, done;
+    pt_coll_request *req;
+} pt_bucket;
+
+typedef struct {
+    pt_comm *pc;
+    pt_model *m;
+    int rank, size;
+    bool zero, exact;
+    int64_t shard_off, shard_count; /* this rank's ZeRO-1 shard (the whole buffer without ZeRO) */
+    int64_t *shard_offs, *shard_counts; /* every rank's */
+    float *gshard; /* ZeRO-1: the reduced gradient of the shard (own buffer when size > 1) */
+    int nbuckets;
+    pt_bucket *buckets; /* buckets[0] ends the flat buffer: the first one backward fills */
+    int next;           /* next bucket to start */
+    int64_t ready_low;  /* backward has finished gradients [ready_low, numel) */
+    pt_status err;      /* first failure inside the hook, reported by pt_grad_sync_finish */
+    /* --reproducible: 128-bit fixed point (value * 2^PT_EXACT_FRAC_BITS), one per element */
+    __int128 *acc;
+    int64_t exact_overflow; /* elements out of the accumulator's range (or not finite) */
+    /* timing of the current step */
+    double t_calls;      /* seconds inside collective calls while backward runs */
+    double t_first, t_last_done; /* first bucket started, last bucket seen complete */
+} pt_grad_sync;
+
+/* Fraction bits of the exact accumulator: elements down to 2^-73 are converted exactly and
+ * gradients up to 2^(127-96) / chunks per step in magnitude fit. */
+#define PT_EXACT_FRAC_BITS 96
+
+pt_status pt_grad_sync_init(pt_grad_sync *gs, pt_comm *pc, pt_model *m, bool zero, bool exact,
+                            double bucket_mib);
+void pt_grad_sync_free(pt_grad_sync *gs);
+
+/* Before the backward pass of a step: arms the buckets (installs the model's hook). */
+void pt_grad_sync_begin(pt_grad_sync *gs);
+/* After backward: starts what is left, waits for every bucket. *wait_s: time spent waiting. */
+pt_status pt_grad_sync_finish(pt_grad_sync *gs, double *wait_s);
+
+/* --reproducible: adds the model's current gradient (one chunk) to the exact accumulator
+ * (first = start from zero); then pt_grad_sync_exact_reduce sums over ranks and writes the
+ * rounded result into the model's gradient buffer, on every rank. */
+void pt_grad_sync_exact_add(pt_grad_sync *gs, bool first);
+pt_status pt_grad_sync_exact_reduce(pt_grad_sync *gs);
+
+/* The reduced gradient this rank updates with, and its length and offset in the flat buffer:
+ * the shard under ZeRO-1, else the whole buffer. */
+float *pt_grad_sync_grad(pt_grad_sync *gs, int64_t *off, int64_t *n);
+
+/* Sum of squares of the reduced gradient over all ranks' shards (collective under ZeRO-1
+ * without --reproducible; local otherwise). */
+pt_status pt_grad_sync_sum_squares(pt_grad_sync *gs, double *ss);
+
+/* The optimizer update, then (ZeRO-1) the allgather of the updated parameters. */
+pt_status pt_grad_sync_update(pt_grad_sync *gs, pt_optimizer *opt, float lr);
+
+#endif
