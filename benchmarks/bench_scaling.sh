@@ -19,7 +19,11 @@ echo "kind,config,ranks,global_batch,repeat,samples_per_s" >"$CSV"
 for r in $(seq 1 "$REPEATS"); do
     echo "strong,paratrain 1x1,1,128,$r,$(pt_samples_per_s 1 1 128)" >>"$CSV"
     echo "strong,paratrain 1x2,1,128,$r,$(pt_samples_per_s 1 2 128)" >>"$CSV"
-    echo "strong,paratrain 2x1,2,128,$r,$(pt_samples_per_s 2 1 128)" >>"$CSV"
+    echo "strong,paratrain 2x1,2,128,$r,$(pt_samples_per_s 2 1 128 --bucket-mb 0)" >>"$CSV"
+    echo "strong,paratrain 2x1 buckets 1 MiB,2,128,$r,$(pt_samples_per_s 2 1 128 --bucket-mb 1)" >>"$CSV"
+    echo "strong,paratrain 2x1 ZeRO-1,2,128,$r,$(pt_samples_per_s 2 1 128 --zero 1)" >>"$CSV"
+    echo "strong,paratrain 2x1 reproducible,2,128,$r,$(pt_samples_per_s 2 1 128 --reproducible)" >>"$CSV"
+    echo "strong,paratrain 1x1 reproducible,1,128,$r,$(pt_samples_per_s 1 1 128 --reproducible)" >>"$CSV"
     echo "strong,paratrain 4x1 (oversubscribed),4,128,$r,$(pt_samples_per_s 4 1 128)" >>"$CSV"
     echo "strong,pytorch 1x2,1,128,$r,$(torch_samples_per_s 2 128)" >>"$CSV"
     echo "strong,pytorch DDP gloo 2x1,2,128,$r,$(ddp 2 128)" >>"$CSV"
@@ -36,7 +40,7 @@ for r in rows:
     med.setdefault((r["kind"], r["config"], int(r["ranks"]), int(r["global_batch"])), []).append(float(r["samples_per_s"]))
 for kind in ("strong", "weak"):
     base = statistics.median(med[(kind, "paratrain 1x1", 1, 128 if kind == "strong" else 64)])
-    print(f"\n{kind} scaling (samples/s, median of {len(rows) // 10}); efficiency = samples/s / (ranks x paratrain 1x1)")
+    print(f"\n{kind} scaling (samples/s, median of {len(next(iter(med.values())))}); efficiency = samples/s / (ranks x paratrain 1x1)")
     print("| configuration | ranks | global batch | median samples/s | min | max | efficiency |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for (k, c, p, b), v in med.items():

@@ -4,15 +4,19 @@ DATA=${DATA:-data/fashion-mnist}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
 PY=/usr/bin/python3
 
-# pt_samples_per_s RANKS THREADS GLOBAL_BATCH: trains MLP 784-1024-1024-10 (SGD momentum) for
-# $STEPS steps and prints the `end` record's samples/s (step time only: read, compute, allreduce,
-# update).
+# pt_samples_per_s RANKS THREADS GLOBAL_BATCH [EXTRA FLAGS...]: trains MLP 784-1024-1024-10 (SGD
+# momentum) for $STEPS steps and prints the `end` record's samples/s (step time only: read,
+# compute, communication, update). The whole `end` record is left in $PT_LAST_END.
+PT_LAST_END=$(mktemp)
 pt_samples_per_s() {
+    _r=$1 _t=$2 _b=$3
+    shift 3
     m=$(mktemp)
-    OMP_NUM_THREADS=$2 mpirun -np "$1" --oversubscribe --bind-to none -x OMP_NUM_THREADS ./paratrain train \
-        --data "$DATA" --model mlp:784-1024-1024-10 --batch "$3" --optimizer momentum --lr 0.05 \
+    OMP_NUM_THREADS=$_t mpirun -np "$_r" --oversubscribe --bind-to none -x OMP_NUM_THREADS ./paratrain train \
+        --data "$DATA" --model "${MODEL:-mlp:784-1024-1024-10}" --batch "$_b" --optimizer momentum --lr 0.05 \
         --max-steps "$STEPS" --eval-every 100000 --log-every 100000 --quiet true \
-        --validate-data false --metrics "$m" >/dev/null 2>&1
+        --validate-data false --metrics "$m" "$@" >/dev/null 2>&1
+    grep '"event": "end"' "$m" >"$PT_LAST_END" || true
     sed -n 's/.*"event": "end".*"samples_per_s": \([0-9.]*\).*/\1/p' "$m"
     rm -f "$m"
 }

@@ -47,6 +47,7 @@ typedef struct pt_model {
     float *w;      /* flat parameters (backend memory) */
     float *g;      /* flat gradients, same layout */
     int g_external; /* g is owned by someone else (pt_model_use_grad_buffer) */
+    int w_external; /* w is owned by someone else (pt_model_use_param_buffer) */
 
     /* activations for up to max_batch rows, one block: pre-activations z_i and outputs h_i */
     int max_batch;
@@ -70,6 +71,8 @@ void pt_model_destroy(pt_model *m);
 /* Makes g (numel floats of backend memory, owned by the caller, e.g. a shared-memory buffer
  * from pt_comm_buffer_alloc) the model's gradient buffer. */
 void pt_model_use_grad_buffer(pt_model *m, float *g);
+/* The same for the parameters; their current values are copied into w. */
+void pt_model_use_param_buffer(pt_model *m, float *w);
 
 /* Deterministic initialization from (seed, tensor index, element index): PyTorch's nn.Linear
  * default distribution (Kaiming-uniform weights, uniform bias, bound 1/sqrt(fan_in)). */

@@ -100,7 +100,7 @@ pt_status pt_model_create(pt_model *m, const char *spec, const pt_model_options 
 void pt_model_destroy(pt_model *m)
 {
     if (!m->be) return;
-    m->be->free(m->w);
+    if (!m->w_external) m->be->free(m->w);
     if (!m->g_external) m->be->free(m->g);
     m->be->free(m->act_block);
     memset(m, 0, sizeof *m);
@@ -112,6 +112,14 @@ void pt_model_use_grad_buffer(pt_model *m, float *g)
     m->g = g;
     m->g_external = 1;
     m->be->zero(m->g, sizeof(float) * (size_t)m->numel);
+}
+
+void pt_model_use_param_buffer(pt_model *m, float *w)
+{
+    memcpy(w, m->w, sizeof(float) * (size_t)m->numel); /* host memory: the CPU backend */
+    if (!m->w_external) m->be->free(m->w);
+    m->w = w;
+    m->w_external = 1;
 }
 
 void pt_model_init(pt_model *m, uint64_t seed)

@@ -580,12 +580,16 @@ pt_status pt_train(const pt_train_config *c, MPI_Comm comm, pt_train_result *res
     pt_model_init(&t->model, c->seed);
     /* With the node-aware allreduce, gradients live in node shared memory: the allreduce then
      * reads and writes the peers' gradient buffers directly (zero copy). */
+    /* Under ZeRO-1 on one node the parameters go there too: the shards are then reduced and
+     * gathered by reading the peers' buffers directly (grad_sync.c). */
     if (t->size > 1 && !strcmp(t->model.be->name, "cpu") && t->pc.uniform &&
         (t->pc.algo == PT_ALLREDUCE_AUTO || t->pc.algo == PT_ALLREDUCE_HIERARCHICAL)) {
         void *g = NULL;
-        st = pt_comm_buffer_alloc(&t->pc, sizeof(float) * (size_t)t->model.numel, &g);
+        const bool both = c->zero == 1 && t->pc.nnodes == 1 && !c->reproducible;
+        st = pt_comm_buffer_alloc(&t->pc, sizeof(float) * (size_t)t->model.numel * (both ? 2 : 1), &g);
         PT_TRY_GOTO(st, pt_agree(comm, st, NULL), out);
         pt_model_use_grad_buffer(&t->model, g);
+        if (both) pt_model_use_param_buffer(&t->model, (float *)g + t->model.numel);
     }
     st = pt_grad_sync_init(&t->gs, &t->pc, &t->model, c->zero == 1, c->reproducible, c->bucket_mb);
     PT_TRY_GOTO(st, pt_agree(comm, st, NULL), out);

@@ -53,6 +53,18 @@ pt_status pt_grad_sync_init(pt_grad_sync *gs, pt_comm *pc, pt_model *m, bool zer
         gs->gshard = m->be->alloc(bytes);
         PT_ALLOC_CHECK(gs->gshard, bytes);
     }
+    if (zero && !exact && gs->size > 1 && pc->nnodes == 1 && pc->user_slots &&
+        pc->node_rank == pc->rank && (char *)m->g == pc->user_slots[pc->rank] &&
+        m->w == m->g + m->numel) {
+        gs->peer_g = malloc(sizeof(float *) * (size_t)gs->size);
+        gs->peer_w = malloc(sizeof(float *) * (size_t)gs->size);
+        if (!gs->peer_g || !gs->peer_w) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for peers");
+        for (int q = 0; q < gs->size; q++) {
+            gs->peer_g[q] = (float *)pc->user_slots[q];
+            gs->peer_w[q] = gs->peer_g[q] + m->numel;
+        }
+        bucket_mib = 0;
+    }
     if (exact) {
         size_t bytes = sizeof(__int128) * (size_t)(m->numel ? m->numel : 1);
         gs->acc = aligned_alloc(64, (bytes + 63) / 64 * 64);
@@ -70,6 +82,7 @@ void pt_grad_sync_free(pt_grad_sync *gs)
     for (int b = 0; b < gs->nbuckets; b++)
         if (gs->buckets[b].req) pt_coll_wait(&gs->buckets[b].req);
     free(gs->buckets), free(gs->shard_offs), free(gs->shard_counts), free(gs->acc);
+    free(gs->peer_g), free(gs->peer_w);
     memset(gs, 0, sizeof *gs);
 }
 
@@ -140,6 +153,23 @@ pt_status pt_grad_sync_finish(pt_grad_sync *gs, double *wait_s)
     pt_status st = gs->err;
     if (gs->size == 1 || gs->exact) {
         gs->t_first = gs->t_last_done = t0;
+        return st;
+    }
+    if (gs->peer_g) { /* shared-memory reduce-scatter: my shard, summed over ranks in order */
+        gs->t_first = t0;
+        PT_MPI_CHECK(MPI_Barrier(gs->pc->node)); /* every rank's gradient is final */
+        const int64_t off = gs->shard_off, n = gs->shard_count;
+        float *dst = gs->gshard;
+        float *const *pg = gs->peer_g;
+        const int p = gs->size;
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n; i++) {
+            float s = pg[0][off + i];
+            for (int q = 1; q < p; q++) s += pg[q][off + i];
+            dst[i] = s;
+        }
+        gs->t_last_done = pt_now();
+        *wait_s = gs->t_last_done - t0;
         return st;
     }
     while (st == PT_OK && gs->next < gs->nbuckets) {
@@ -219,6 +249,16 @@ pt_status pt_grad_sync_update(pt_grad_sync *gs, pt_optimizer *opt, float lr)
     float *g = pt_grad_sync_grad(gs, &off, &n);
     pt_optim_step(opt, gs->m->w + off, g, lr);
     if (!gs->zero || gs->size == 1) return PT_OK;
+    if (gs->peer_w) { /* shared-memory allgather: copy the peers' updated shards */
+        PT_MPI_CHECK(MPI_Barrier(gs->pc->node)); /* every shard is updated */
+        for (int q = 0; q < gs->size; q++)
+            if (q != gs->rank && gs->shard_counts[q] > 0)
+                memcpy(gs->m->w + gs->shard_offs[q], gs->peer_w[q] + gs->shard_offs[q],
+                       sizeof(float) * (size_t)gs->shard_counts[q]);
+        /* no barrier after: a peer rewrites its shard only after the next step's first barrier,
+         * which this rank reaches once its copies are done */
+        return PT_OK;
+    }
     /* in place: this rank's block already sits at its offset of w */
     return pt_allgather(gs->pc, gs->m->w + off, gs->m->w, gs->shard_counts, PT_F32);
 }

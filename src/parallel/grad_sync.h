@@ -11,6 +11,9 @@
  *             reduced gradient of its shard, r updates its shard, and an allgather brings every
  *             rank the new parameters. Same bytes on the wire as an allreduce (reduce-scatter +
  *             allgather), 1/p of the optimizer state and of the update work per rank.
+ *             On one node, with gradients and parameters in the node's shared window (the
+ *             trainer puts them there), both collectives become direct reads of the peers'
+ *             buffers between two node barriers, and buckets are not used.
  *   exact     (--reproducible) per-chunk gradients are accumulated in 128-bit fixed point and
  *             summed over ranks as integers: the sum is independent of the order, so of the
  *             rank count (docs/ARCHITECTURE.md, "Reproducible mode").
@@ -39,6 +42,9 @@ typedef struct {
     int64_t shard_off, shard_count; /* this rank's ZeRO-1 shard (the whole buffer without ZeRO) */
     int64_t *shard_offs, *shard_counts; /* every rank's */
     float *gshard; /* ZeRO-1: the reduced gradient of the shard (own buffer when size > 1) */
+    /* ZeRO-1 on one node with gradients and parameters in the node's shared window: the peers'
+     * buffers, read directly (no messages) */
+    float **peer_g, **peer_w;
     int nbuckets;
     pt_bucket *buckets; /* buckets[0] ends the flat buffer: the first one backward fills */
     int next;           /* next bucket to start */
