@@ -4,7 +4,8 @@
 # loss within 1e-5 relative, final parameters within 1e-5 absolute (measured: 1.1e-6 and 2.4e-7
 # at np=2/3). Differences come only from float summation order (the GEMM over a rank's rows and
 # the allreduce), since sampling and dropout masks depend on the global position of a sample.
-# The bucket size (0.004 MiB) cuts this model's gradient into two buckets, so one is reduced
+# The bucket size (0.001 MiB) cuts this model's gradient into three buckets (more than the two
+# a communicator keeps in flight), so buckets are reduced
 # while backward still runs; ZeRO-1 shards the momentum over the ranks.
 . "${srcdir:-.}/tests/lib.sh"
 need_data
@@ -23,7 +24,7 @@ losses "$WORK/np1.jsonl" >"$WORK/l1"
 [ "$(wc -l <"$WORK/l1")" = 60 ] || fail "expected 60 train records, got $(wc -l <"$WORK/l1")"
 for k in 2 3 4; do
     for zero in 0 1; do
-        for bucket in 0 0.004; do
+        for bucket in 0 0.001; do
             name="np$k-zero$zero-bucket$bucket"
             run "$name" $k --zero $zero --bucket-mb $bucket
             losses "$WORK/$name.jsonl" >"$WORK/l-$name"
@@ -37,7 +38,13 @@ for k in 2 3 4; do
         done
     done
 done
+# ZeRO-1 over messages (ring reduce-scatter per bucket + ring allgather) rather than the
+# shared-memory path that --allreduce auto takes on one node
+run np3-zero1-ring 3 --zero 1 --bucket-mb 0.001 --allreduce ring
+"$PT_CKPT" diff "$WORK/np1" "$WORK/np3-zero1-ring" --tol 1e-5 >"$WORK/diff-ring" ||
+    { cat "$WORK/diff-ring"; fail "parameters np=1 vs np3-zero1-ring"; }
+echo "np3-zero1-ring: $(tail -1 "$WORK/diff-ring")"
 # buckets really overlapped: the two-bucket runs report their communication span
-grep -q '"grad_comm_s": [0-9.]*[1-9]' "$WORK/np2-zero0-bucket0.004.jsonl" ||
+grep -q '"grad_comm_s": [0-9.]*[1-9]' "$WORK/np2-zero0-bucket0.001.jsonl" ||
     fail "no gradient communication recorded with buckets"
 pass "np 1, 2, 3, 4 train alike, buckets and ZeRO-1 on and off"

@@ -88,9 +88,28 @@ void pt_grad_sync_free(pt_grad_sync *gs)
 
 /* Starts bucket b: an in-place allreduce, or (ZeRO-1) a reduce-scatter whose blocks are the
  * bucket's intersections with the ranks' shards, received straight into this rank's gshard. */
+/* At most two buckets in flight: the node-aware allreduce has two shared-memory regions per
+ * communicator, and on this machine more concurrency only splits the same memory bandwidth. */
+#define MAX_IN_FLIGHT 2
+static pt_status make_room(pt_grad_sync *gs)
+{
+    int in_flight = 0, oldest = -1;
+    for (int i = 0; i < gs->next; i++)
+        if (!gs->buckets[i].done) {
+            in_flight++;
+            if (oldest < 0) oldest = i;
+        }
+    if (in_flight < MAX_IN_FLIGHT) return PT_OK;
+    PT_TRY(pt_coll_wait(&gs->buckets[oldest].req));
+    gs->buckets[oldest].done = 1;
+    gs->t_last_done = pt_now();
+    return PT_OK;
+}
+
 static pt_status start_bucket(pt_grad_sync *gs, pt_bucket *b)
 {
     float *g = gs->m->g + b->off;
+    PT_TRY(make_room(gs));
     b->started = 1;
     if (!gs->zero) return pt_iallreduce(gs->pc, PT_IN_PLACE, g, b->count, PT_F32, PT_SUM, &b->req);
     int64_t counts[gs->size];
@@ -191,20 +210,34 @@ pt_status pt_grad_sync_finish(pt_grad_sync *gs, double *wait_s)
 
 /* --- exact accumulation ------------------------------------------------------------------ */
 
+/* float32 -> round-toward-zero(value * 2^96) as a 128-bit integer, from the float's bits: the
+ * 24-bit significand shifted by (exponent - 150 + 96). Exact for |value| >= 2^-73 (smaller
+ * values lose their low bits, the same way on every rank). Sets *bad for |value| >= 2^24 or a
+ * non-finite value: |value| < 2^24 leaves 7 bits of headroom for up to 128 chunks. */
+static inline __int128 to_fixed(float f, int64_t *bad)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    const int e = (int)((u >> 23) & 0xffu);
+    if (e >= 127 + 24) { /* also Inf and NaN (e = 255) */
+        (*bad)++;
+        return 0;
+    }
+    const uint32_t sig = e ? (u & 0x7fffffu) | 0x800000u : (u & 0x7fffffu); /* subnormal */
+    const int shift = (e ? e : 1) - 150 + PT_EXACT_FRAC_BITS;
+    __int128 q = shift >= 0 ? (__int128)sig << shift : shift > -32 ? (__int128)(sig >> -shift) : 0;
+    return (u >> 31) ? -q : q;
+}
+
 void pt_grad_sync_exact_add(pt_grad_sync *gs, bool first)
 {
     const float *g = gs->m->g;
     __int128 *acc = gs->acc;
     const int64_t n = gs->m->numel;
-    /* |value| < 2^24 leaves 7 bits of headroom for up to 128 chunks (checked by the caller) */
-    const double scale = ldexp(1.0, PT_EXACT_FRAC_BITS), limit = ldexp(1.0, 24);
     int64_t bad = 0;
 #pragma omp parallel for schedule(static) reduction(+ : bad)
     for (int64_t i = 0; i < n; i++) {
-        double v = (double)g[i];
-        __int128 q = 0;
-        if (fabs(v) < limit) q = (__int128)(v * scale); /* exact for |v| >= 2^-73: see header */
-        else bad++;
+        const __int128 q = to_fixed(g[i], &bad);
         acc[i] = first ? q : acc[i] + q;
     }
     gs->exact_overflow = first ? bad : gs->exact_overflow + bad;
