@@ -50,6 +50,9 @@ void pt_optim_step(pt_optimizer *o, float *w, const float *g, float lr);
 /* Global-norm clipping as torch.nn.utils.clip_grad_norm_: scales g by
  * min(1, max_norm / (norm + 1e-6)). Returns the norm before clipping. max_norm <= 0 disables. */
 double pt_clip_grad_norm(const pt_backend *be, float *g, int64_t n, double max_norm);
+/* Its scaling step alone, for a norm computed elsewhere (over ZeRO-1 shards, say): g (n elements,
+ * possibly one shard of the whole gradient) times min(1, max_norm / (norm + 1e-6)). */
+void pt_clip_grad_scale(const pt_backend *be, float *g, int64_t n, double norm, double max_norm);
 
 /* Learning-rate schedules, a pure function of the step (so resuming needs no schedule state). */
 typedef enum { PT_SCHED_CONSTANT = 0, PT_SCHED_STEP, PT_SCHED_COSINE } pt_sched_kind;

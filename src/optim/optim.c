@@ -95,12 +95,17 @@ void pt_optim_step(pt_optimizer *o, float *w, const float *g, float lr)
     }
 }
 
-double pt_clip_grad_norm(const pt_backend *be, float *g, int64_t n, double max_norm)
+void pt_clip_grad_scale(const pt_backend *be, float *g, int64_t n, double norm, double max_norm)
 {
-    double norm = sqrt(be->sum_squares(g, n));
     if (max_norm > 0.0) {
         double coef = max_norm / (norm + 1e-6);
         if (coef < 1.0) be->scale(g, n, (float)coef);
     }
+}
+
+double pt_clip_grad_norm(const pt_backend *be, float *g, int64_t n, double max_norm)
+{
+    double norm = sqrt(be->sum_squares(g, n));
+    pt_clip_grad_scale(be, g, n, norm, max_norm);
     return norm;
 }

@@ -396,12 +396,9 @@ static pt_status run(trainer *t, pt_train_result *res)
             grad_norm = sqrt(ss);
             int64_t goff, gn;
             float *g = pt_grad_sync_grad(&t->gs, &goff, &gn);
-            /* as torch.nn.utils.clip_grad_norm_ */
-            if (c->clip_norm > 0 && c->clip_norm / (grad_norm + 1e-6) < 1.0)
-                be->scale(g, gn, (float)(c->clip_norm / (grad_norm + 1e-6)));
+            pt_clip_grad_scale(be, g, gn, grad_norm, c->clip_norm);
         }
         const float lr = pt_schedule_lr(&t->sched, t->step);
-        double t3u = pt_now();
         PT_TRY(pt_grad_sync_update(&t->gs, &t->opt, lr));
         t->step++;
         double t4 = pt_now();
@@ -413,7 +410,6 @@ static pt_status run(trainer *t, pt_train_result *res)
         ph[3] += t4 - t3;
         comm_span += span, comm_exposed += exposed;
         int_span += span, int_exposed += exposed;
-        (void)t3u;
         const double dt_step = t4 - t0;
         train_time += dt_step, int_time += dt_step;
         int_steps++, int_loss += loss;

@@ -110,7 +110,6 @@ static pt_status start_bucket(pt_grad_sync *gs, pt_bucket *b)
 {
     float *g = gs->m->g + b->off;
     PT_TRY(make_room(gs));
-    b->started = 1;
     if (!gs->zero) return pt_iallreduce(gs->pc, PT_IN_PLACE, g, b->count, PT_F32, PT_SUM, &b->req);
     int64_t counts[gs->size];
     for (int r = 0; r < gs->size; r++) {
@@ -154,7 +153,7 @@ static void on_grad_ready(void *arg, int64_t offset, int64_t count)
 
 void pt_grad_sync_begin(pt_grad_sync *gs)
 {
-    for (int b = 0; b < gs->nbuckets; b++) gs->buckets[b].started = gs->buckets[b].done = 0;
+    for (int b = 0; b < gs->nbuckets; b++) gs->buckets[b].done = 0;
     gs->next = 0;
     gs->ready_low = gs->m->numel;
     gs->err = PT_OK;

@@ -30,7 +30,7 @@
 
 typedef struct {
     int64_t off, count; /* range of the flat gradient buffer */
-    int started, done;
+    int done;
     pt_coll_request *req;
 } pt_bucket;
 
