@@ -2,7 +2,8 @@
  * each parameter tensor is a view (name, shape, offset) into them, in a fixed order, so a
  * checkpoint, an allreduce or an optimizer step treats the whole model as one contiguous slice.
  *
- * A model is built from a spec string: "mlp:784-1024-1024-10" (later issues add cnn, gpt, ...). */
+ * A model is built from a spec string (docs/MODELS.md): "mlp:784-1024-1024-10", "cnn", "resnet",
+ * "textcnn", "gpt:layers=4,heads=4,d=256,ctx=128"; keys left out take their defaults. */
 #ifndef PARATRAIN_MODEL_H
 #define PARATRAIN_MODEL_H
 
@@ -16,8 +17,10 @@
 extern "C" {
 #endif
 
-#define PT_MAX_LAYERS 16
-#define PT_MAX_PARAMS (2 * PT_MAX_LAYERS)
+#define PT_MAX_PARAMS 160
+#define PT_MAX_NODES 160
+#define PT_MAX_SLOTS 164
+#define PT_MAX_BUFFERS 64
 #define PT_NAME_LEN 64
 
 typedef struct {
@@ -26,20 +29,52 @@ typedef struct {
     int64_t shape[PT_MAX_DIMS];
     int64_t offset; /* into the flat buffers, in elements */
     int64_t numel;
+    int init;       /* pt_init_kind (src/nn/graph.h) */
+    float init_arg; /* its bound, standard deviation or constant */
 } pt_param;
 
 typedef struct {
-    pt_act act;      /* hidden-layer activation */
-    float dropout;   /* dropout probability after each hidden activation */
+    pt_act act;      /* hidden-layer activation (mlp) */
+    float dropout;   /* dropout probability (mlp: after each hidden activation; cnn, textcnn:
+                        before the classifier) */
+    int sync_bn;     /* batch norm: statistics over the global batch (needs allreduce_sum) */
 } pt_model_options;
+
+/* A model is a list of nodes (one op each) over activation slots, run in order forward and in
+ * reverse order backward (src/nn/graph.h). Every slot holds `size` floats per sample. */
+typedef struct {
+    int64_t size;
+    float *a; /* activations, max_batch x size */
+    float *g; /* gradient w.r.t. a; NULL for the input slot */
+} pt_slot;
+
+struct pt_op;
+typedef struct {
+    const struct pt_op *op;
+    int in[2];         /* input slots (-1: none) */
+    int out;           /* output slot */
+    int p[8];          /* parameter indices (-1: none) */
+    int np;
+    int b[2];          /* buffer indices (batch norm running statistics) */
+    int ia[8];         /* op arguments: sizes, kernel, stride, ... (see each op) */
+    float fa[2];
+    pt_act act;
+    float dropout;
+    int id;            /* dropout stream and log name */
+    int64_t aux_row;   /* floats of saved state per sample */
+    int64_t aux_fixed; /* floats of saved state per batch */
+    float *aux;
+} pt_node;
 
 typedef struct pt_model {
     char spec[256];
     const pt_backend *be;
     pt_model_options opt;
 
-    int nlayers;                 /* dense layers */
-    int dims[PT_MAX_LAYERS + 1]; /* dims[0] = input features, dims[nlayers] = classes */
+    int input_size; /* floats per sample */
+    int classes;    /* outputs per target (vocabulary of a language model) */
+    int targets;    /* targets per sample: 1, or the context length of a language model, whose
+                       targets are its own input shifted by one token */
 
     int nparams;
     pt_param params[PT_MAX_PARAMS];
@@ -49,19 +84,31 @@ typedef struct pt_model {
     int g_external; /* g is owned by someone else (pt_model_use_grad_buffer) */
     int w_external; /* w is owned by someone else (pt_model_use_param_buffer) */
 
-    /* activations for up to max_batch rows, one block: pre-activations z_i and outputs h_i */
+    /* Non-trained state saved with the model (batch-norm running statistics): host memory. */
+    int nbuffers;
+    pt_param buffers[PT_MAX_BUFFERS];
+    int64_t nbuf;
+    float *buf;
+
+    int nnodes, nslots;
+    pt_node nodes[PT_MAX_NODES];
+    pt_slot slots[PT_MAX_SLOTS];
     int max_batch;
-    float *act_block;
-    float *z[PT_MAX_LAYERS + 1];
-    float *h[PT_MAX_LAYERS + 1];
-    float *scratch; /* max_batch x max(dims): gradient w.r.t. a hidden output */
-    const float *x; /* input of the last forward (not owned), for the first layer's dW */
+    float *act_block;    /* every slot's activations, gradients and every node's saved state */
+    float *scratch;      /* shared by the ops for one call at a time */
+    int64_t scratch_size;
+    int32_t *tgt;        /* language-model targets, max_batch x targets */
+    const float *x;      /* input of the last forward (not owned) */
+    unsigned char slot_written[PT_MAX_SLOTS], param_written[PT_MAX_PARAMS]; /* backward */
 
     /* Called during the backward pass as soon as a layer's parameter gradients are final, with
      * the range of the flat gradient buffer they fill (ranges arrive from the end of the buffer
      * towards its start). Data parallelism starts gradient buckets from it. NULL: none. */
     void (*grad_ready)(void *arg, int64_t offset, int64_t count);
     void *grad_ready_arg;
+    /* Sums n doubles over the data-parallel group in place (synchronized batch norm). */
+    int (*allreduce_sum)(void *arg, double *x, int n);
+    void *allreduce_arg;
 } pt_model;
 
 /* Parses a spec and allocates parameters, gradients and activations for max_batch rows. */
@@ -78,8 +125,8 @@ void pt_model_use_param_buffer(pt_model *m, float *w);
  * default distribution (Kaiming-uniform weights, uniform bias, bound 1/sqrt(fan_in)). */
 void pt_model_init(pt_model *m, uint64_t seed);
 
-/* Forward pass over `rows` samples x (rows x dims[0]); returns logits (rows x classes), owned by
- * the model. `train` enables dropout, keyed by (seed, step) and the sample's global position
+/* Forward pass over `rows` samples x (rows x input_size); returns logits (rows x targets x
+ * classes), owned by the model. `train` enables dropout, keyed by (seed, step) and the sample's global position
  * row_offset + r in the global batch. */
 typedef struct {
     int train;
@@ -90,12 +137,18 @@ typedef struct {
 
 const float *pt_model_forward(pt_model *m, const float *x, int rows, const pt_fwd_ctx *ctx);
 
-/* Loss of the last forward against labels; when dlogits_scale != 0, also backpropagates
- * (softmax - onehot) * dlogits_scale and OVERWRITES m->g. Returns the summed loss over rows. */
+/* Loss of the last forward against labels (a language model ignores them and predicts its input
+ * shifted by one); when dlogits_scale != 0, also backpropagates (softmax - onehot) * dlogits_scale
+ * and OVERWRITES m->g. Returns the summed per-sample loss over rows (a language model's
+ * per-sample loss is the mean over its targets); *correct counts correct targets. */
 double pt_model_loss_backward(pt_model *m, const int32_t *labels, int rows, const pt_fwd_ctx *ctx,
                               float dlogits_scale, int64_t *correct);
 
 int pt_model_classes(const pt_model *m);
+/* Targets per sample (1 for a classifier; the context length for a language model). */
+int pt_model_targets(const pt_model *m);
+/* True when the model has batch-norm layers (their batch statistics depend on the batch split). */
+int pt_model_has_batchnorm(const pt_model *m);
 int pt_model_input_size(const pt_model *m);
 const pt_param *pt_model_find_param(const pt_model *m, const char *name);
 

@@ -41,6 +41,7 @@ typedef struct {
     char allreduce[32];
     int64_t zero;        /* ZeRO stage: 0 (replicated optimizer state) or 1 (sharded) */
     double bucket_mb;    /* gradient bucket size in MiB (0: one allreduce after backward) */
+    bool sync_bn;        /* batch norm over the global batch (synchronized statistics) */
     bool reproducible;   /* bitwise-identical results for any rank count (exact reduction) */
     int64_t repro_chunk; /* --reproducible: samples per gradient chunk */
     char backend[16];

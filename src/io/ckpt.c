@@ -138,6 +138,14 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
         snprintf(name, sizeof name, "params/%s", m->params[i].name);
         st = write_tensor(comm, f, dxpl, name, &m->params[i], host, lo, hi);
     }
+    /* Buffers (batch-norm running statistics) are equal on every rank (the trainer averages them
+     * first); each rank writes its slice of them the same way. */
+    int64_t blo, bcnt;
+    pt_shard_range(m->nbuf, size, rank, &blo, &bcnt);
+    for (int i = 0; i < m->nbuffers && st == PT_OK; i++) {
+        snprintf(name, sizeof name, "buffers/%s", m->buffers[i].name);
+        st = write_tensor(comm, f, dxpl, name, &m->buffers[i], m->buf + blo, blo, blo + bcnt);
+    }
     /* Fault injection for the tests: "ckpt-save" fails the save half-way (an I/O error);
      * "ckpt-crash" kills rank 0 half-way, as a node failure would (tests/test_fault.sh). */
     const char *fault = getenv("PT_FAULT_INJECT");
@@ -441,6 +449,11 @@ pt_status pt_ckpt_load(MPI_Comm comm, const char *path, pt_model *m, pt_optimize
         if (st == PT_OK && piece != stored) st = checksum_error(name, path);
     }
     if (st == PT_OK) m->be->to_device(m->w, host, bytes);
+    for (int i = 0; st == PT_OK && i < m->nbuffers; i++) {
+        snprintf(name, sizeof name, "buffers/%s", m->buffers[i].name);
+        st = read_tensor(f, path, name, &m->buffers[i], m->buf, 0, m->nbuf, &piece, &len, &stored);
+        if (st == PT_OK && piece != stored) st = checksum_error(name, path);
+    }
     /* optimizer state: this rank's slice [offset, offset + n): the checkpoint reshards to any
      * number of ranks. A partial slice is checked by combining every rank's piece checksums. */
     const int ns = opt ? opt->nstates : 0, np = m->nparams;

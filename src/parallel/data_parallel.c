@@ -39,7 +39,7 @@ static pt_status build_model(pt_model *m, const pt_train_config *c, const pt_dat
                       strcmp(c->backend, "cuda") ? "choose cpu or cuda"
                                                  : "configure with --with-cuda on a GPU machine",
                       "backend '%s' is not available in this build", c->backend);
-    pt_model_options mo = {.dropout = (float)c->dropout};
+    pt_model_options mo = {.dropout = (float)c->dropout, .sync_bn = c->sync_bn};
     PT_TRY(parse_act(c->activation, &mo.act));
     PT_TRY(pt_model_create(m, c->model, &mo, be, max_batch));
     if (pt_model_input_size(m) != d->sample_size) {
@@ -61,12 +61,35 @@ static pt_status build_model(pt_model *m, const pt_train_config *c, const pt_dat
     return PT_OK;
 }
 
+/* Synchronized batch norm: sums the statistics over the data-parallel group. */
+static int sum_over_ranks(void *arg, double *x, int n)
+{
+    return MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_SUM, *(MPI_Comm *)arg);
+}
+
+/* Running statistics of per-rank batch norm differ between ranks; evaluation and checkpoints
+ * use their average, so every rank predicts alike and the checkpoint holds one model. */
+static pt_status average_buffers(pt_model *m, MPI_Comm comm)
+{
+    int size;
+    MPI_Comm_size(comm, &size);
+    if (!m->nbuf || size == 1) return PT_OK;
+    double *s = malloc(sizeof(double) * (size_t)m->nbuf);
+    if (!s) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for batch-norm statistics");
+    for (int64_t i = 0; i < m->nbuf; i++) s[i] = m->buf[i];
+    int rc = MPI_Allreduce(MPI_IN_PLACE, s, (int)m->nbuf, MPI_DOUBLE, MPI_SUM, comm);
+    for (int64_t i = 0; i < m->nbuf; i++) m->buf[i] = (float)(s[i] / size);
+    free(s);
+    return rc == MPI_SUCCESS ? PT_OK : PT_ERR(PT_ERR_MPI, NULL, "MPI_Allreduce of buffers failed");
+}
+
 pt_status pt_evaluate(pt_model *m, pt_dataset *d, MPI_Comm comm, int64_t batch, double *loss,
                       double *accuracy)
 {
     int rank, size;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
+    PT_TRY(average_buffers(m, comm));
     if (batch > m->max_batch) batch = m->max_batch;
     int64_t off, cnt;
     pt_batch_share(d->count, rank, size, &off, &cnt);
@@ -90,7 +113,7 @@ pt_status pt_evaluate(pt_model *m, pt_dataset *d, MPI_Comm comm, int64_t batch, 
     PT_TRY(pt_agree(comm, st, NULL));
     PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, acc, 3, MPI_DOUBLE, MPI_SUM, comm));
     *loss = acc[2] > 0 ? acc[0] / acc[2] : NAN;
-    *accuracy = acc[2] > 0 ? acc[1] / acc[2] : NAN;
+    *accuracy = acc[2] > 0 ? acc[1] / (acc[2] * pt_model_targets(m)) : NAN;
     return PT_OK;
 }
 
@@ -186,6 +209,7 @@ static pt_status save_checkpoint(trainer *t, char *path)
 {
     pt_ckpt_meta meta;
     fill_meta(t, &meta);
+    PT_TRY(average_buffers(&t->model, t->comm));
     PT_TRY(pt_ckpt_save(t->comm, t->cfg->ckpt_dir, &t->model, &t->opt, &meta, path));
     pt_metrics_write(&t->metrics, "checkpoint", "\"step\": %lld, \"epoch\": %.4f, \"path\": \"%s\"",
                      (long long)t->step, (double)t->step / (double)t->steps_per_epoch, path);
@@ -576,6 +600,14 @@ pt_status pt_train(const pt_train_config *c, MPI_Comm comm, pt_train_result *res
     st = build_model(&t->model, c, &t->train, (int)max_rows);
     PT_TRY_GOTO(st, pt_agree(comm, st, NULL), out);
     pt_model_init(&t->model, c->seed);
+    t->model.allreduce_sum = sum_over_ranks;
+    t->model.allreduce_arg = &t->comm;
+    if (c->reproducible && pt_model_has_batchnorm(&t->model)) {
+        st = PT_ERR(PT_ERR_ARG, "train batch-norm models without --reproducible",
+                    "--reproducible computes the batch in chunks, which would change what batch "
+                    "norm normalizes over; '%s' has batch norm", c->model);
+        PT_TRY_GOTO(st, pt_agree(comm, st, NULL), out);
+    }
     /* With the node-aware allreduce, gradients live in node shared memory: the allreduce then
      * reads and writes the peers' gradient buffers directly (zero copy). */
     /* Under ZeRO-1 on one node the parameters go there too: the shards are then reduced and

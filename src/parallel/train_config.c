@@ -64,6 +64,8 @@ static const opt_row rows[] = {
                                                 "ranks (exact 128-bit gradient sums; slower)"),
     ROW("repro-chunk", OPT_I64, repro_chunk, "--reproducible: samples per gradient chunk (must "
                                              "divide the per-rank batch)"),
+    ROW("sync-bn", OPT_BOOL, sync_bn, "batch norm: normalize with the statistics of the global "
+                                      "batch (summed over the ranks) instead of each rank's share"),
     ROW("allreduce", OPT_STR, allreduce, "gradient allreduce: auto, mpi, ring, recursive_doubling, "
                                          "rabenseifner, binomial or hierarchical"),
     ROW("backend", OPT_STR, backend, "compute backend: cpu (cuda when built --with-cuda)"),

@@ -1,0 +1,60 @@
+/* The model graph: ops, and the helpers the model builders (models.c) and the ops share.
+ *
+ * Activations are channels-last: an image sample is (H, W, C), a sequence sample (T, D). A node's
+ * forward reads its input slots and writes its output slot; its backward reads the output slot's
+ * gradient and writes its input slots' gradients and its parameters' gradients. A slot or a
+ * parameter read by several nodes (a residual stream, a tied embedding) collects the sum: the
+ * first writer in backward order overwrites, later ones accumulate (pt_in_beta, pt_param_beta),
+ * so nothing is zeroed that is about to be overwritten. */
+#ifndef PT_NN_GRAPH_H
+#define PT_NN_GRAPH_H
+
+#include "paratrain/model.h"
+
+typedef enum { PT_INIT_ZERO = 0, PT_INIT_CONST, PT_INIT_UNIFORM, PT_INIT_NORMAL } pt_init_kind;
+
+typedef struct pt_op {
+    const char *name;
+    /* floats of scratch the op needs for rows samples (0: none) */
+    int64_t (*scratch)(const pt_model *m, const pt_node *n, int rows);
+    void (*forward)(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx);
+    void (*backward)(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx);
+} pt_op;
+
+/* the ops (one file per family) */
+extern const pt_op pt_op_linear;    /* ops_dense.c */
+extern const pt_op pt_op_add;       /* ops_dense.c */
+extern const pt_op pt_op_conv2d;    /* ops_conv.c */
+extern const pt_op pt_op_maxpool2d; /* ops_conv.c */
+extern const pt_op pt_op_avgpool2d; /* ops_conv.c */
+extern const pt_op pt_op_conv1d_max; /* ops_conv.c */
+extern const pt_op pt_op_batchnorm; /* ops_norm.c */
+extern const pt_op pt_op_layernorm; /* ops_norm.c */
+extern const pt_op pt_op_embedding; /* ops_seq.c */
+extern const pt_op pt_op_attention; /* ops_seq.c */
+
+/* builder (model.c) */
+int pt_graph_param(pt_model *m, const char *name, int ndim, const int64_t *shape, pt_init_kind init,
+                   float init_arg);
+int pt_graph_buffer(pt_model *m, const char *name, int64_t n, float init);
+int pt_graph_slot(pt_model *m, int64_t size);
+pt_node *pt_graph_node(pt_model *m, const pt_op *op, int in0, int in1, int out);
+/* models.c: parses m->spec and adds the nodes */
+pt_status pt_graph_build(pt_model *m);
+
+/* for the ops */
+static inline float *pt_pw(pt_model *m, const pt_node *n, int k) { return m->w + m->params[n->p[k]].offset; }
+static inline float *pt_pg(pt_model *m, const pt_node *n, int k) { return m->g + m->params[n->p[k]].offset; }
+static inline pt_slot *pt_in(pt_model *m, const pt_node *n, int k) { return &m->slots[n->in[k]]; }
+static inline pt_slot *pt_out(pt_model *m, const pt_node *n) { return &m->slots[n->out]; }
+/* 0 when this is the first gradient written to input k in this backward pass, else 1; marks it
+ * written. Returns -1 when input k needs no gradient (the data). */
+int pt_in_beta(pt_model *m, const pt_node *n, int k);
+float pt_param_beta(pt_model *m, const pt_node *n, int k);
+/* dropout stream of node n at a step, and the fused-activation helpers */
+uint64_t pt_dropout_stream(int64_t step, int id);
+/* y = relu(y) when act is ReLU (act NONE: nothing); the backward uses the output as mask */
+void pt_relu_inplace(float *y, int64_t n);
+void pt_relu_backward_inplace(float *dy, const float *y, int64_t n);
+
+#endif

@@ -1,0 +1,294 @@
+/* The model: parameters in one flat buffer, gradients in another (design.md #1), and a list of
+ * nodes run forward in order and backward in reverse (graph.h). This file owns memory, the
+ * builder helpers, initialization, and the forward / loss / backward driver; the ops live in
+ * ops_*.c and the model specs in models.c. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph.h"
+#include "paratrain/rng.h"
+
+/* ------------------------------------------------------------------ builder */
+
+int pt_graph_param(pt_model *m, const char *name, int ndim, const int64_t *shape, pt_init_kind init,
+                   float init_arg)
+{
+    if (m->nparams >= PT_MAX_PARAMS) return -1;
+    pt_param *p = &m->params[m->nparams];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ndim = ndim;
+    p->numel = 1;
+    for (int d = 0; d < ndim; d++) p->shape[d] = shape[d], p->numel *= shape[d];
+    p->offset = m->numel;
+    p->init = init;
+    p->init_arg = init_arg;
+    m->numel += p->numel;
+    return m->nparams++;
+}
+
+int pt_graph_buffer(pt_model *m, const char *name, int64_t n, float init)
+{
+    if (m->nbuffers >= PT_MAX_BUFFERS) return -1;
+    pt_param *p = &m->buffers[m->nbuffers];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ndim = 1, p->shape[0] = n, p->numel = n, p->offset = m->nbuf;
+    p->init = PT_INIT_CONST, p->init_arg = init;
+    m->nbuf += n;
+    return m->nbuffers++;
+}
+
+int pt_graph_slot(pt_model *m, int64_t size)
+{
+    if (m->nslots >= PT_MAX_SLOTS) return -1;
+    m->slots[m->nslots].size = size;
+    return m->nslots++;
+}
+
+pt_node *pt_graph_node(pt_model *m, const pt_op *op, int in0, int in1, int out)
+{
+    if (m->nnodes >= PT_MAX_NODES) return NULL;
+    pt_node *n = &m->nodes[m->nnodes];
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->in[0] = in0, n->in[1] = in1, n->out = out;
+    for (int k = 0; k < 8; k++) n->p[k] = -1;
+    n->b[0] = n->b[1] = -1;
+    n->id = ++m->nnodes;
+    return n;
+}
+
+/* ------------------------------------------------------------------ helpers for the ops */
+
+int pt_in_beta(pt_model *m, const pt_node *n, int k)
+{
+    const int s = n->in[k];
+    if (s < 0 || !m->slots[s].g) return -1;
+    int written = m->slot_written[s];
+    m->slot_written[s] = 1;
+    return written;
+}
+
+float pt_param_beta(pt_model *m, const pt_node *n, int k)
+{
+    int written = m->param_written[n->p[k]];
+    m->param_written[n->p[k]] = 1;
+    return written ? 1.0f : 0.0f;
+}
+
+uint64_t pt_dropout_stream(int64_t step, int id)
+{
+    return ((uint64_t)PT_STREAM_DROPOUT << 56) ^ ((uint64_t)step << 8) ^ (uint64_t)id;
+}
+
+void pt_relu_inplace(float *y, int64_t n)
+{
+#pragma omp parallel for simd schedule(static) if (n >= 16384)
+    for (int64_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+}
+
+void pt_relu_backward_inplace(float *dy, const float *y, int64_t n)
+{
+#pragma omp parallel for simd schedule(static) if (n >= 16384)
+    for (int64_t i = 0; i < n; i++) dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+/* ------------------------------------------------------------------ create / destroy */
+
+pt_status pt_model_create(pt_model *m, const char *spec, const pt_model_options *opt,
+                          const pt_backend *be, int max_batch)
+{
+    memset(m, 0, sizeof *m);
+    if (strlen(spec) >= sizeof m->spec)
+        return PT_ERR(PT_ERR_ARG, NULL, "model spec is too long");
+    snprintf(m->spec, sizeof m->spec, "%s", spec);
+    m->be = be;
+    m->opt = *opt;
+    if (opt->dropout < 0.0f || opt->dropout >= 1.0f)
+        return PT_ERR(PT_ERR_ARG, "use a probability in [0, 1)", "bad dropout %g", opt->dropout);
+    if (max_batch < 1) return PT_ERR(PT_ERR_ARG, NULL, "max_batch must be positive");
+    m->max_batch = max_batch;
+    m->targets = 1;
+    pt_graph_slot(m, 0); /* slot 0: the input; its size is set by the builder */
+    PT_TRY(pt_graph_build(m));
+    m->slots[0].size = m->input_size;
+
+    size_t pbytes = sizeof(float) * (size_t)m->numel;
+    m->w = be->alloc(pbytes);
+    m->g = be->alloc(pbytes);
+    m->buf = m->nbuf ? calloc((size_t)m->nbuf, sizeof(float)) : NULL;
+    if (!m->w || !m->g || (m->nbuf && !m->buf)) {
+        pt_model_destroy(m);
+        return PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate %zu bytes of parameters", 2 * pbytes);
+    }
+    be->zero(m->w, pbytes);
+    be->zero(m->g, pbytes);
+
+    /* One block: every slot's activations and gradients (the input slot has neither: it points
+     * at the caller's data), then every node's saved state. */
+    int64_t total = 0, scratch = 0;
+    for (int s = 1; s < m->nslots; s++) total += 2 * (int64_t)max_batch * m->slots[s].size;
+    for (int i = 0; i < m->nnodes; i++) {
+        pt_node *n = &m->nodes[i];
+        total += (int64_t)max_batch * n->aux_row + n->aux_fixed;
+        if (n->op->scratch) {
+            int64_t need = n->op->scratch(m, n, max_batch);
+            scratch = need > scratch ? need : scratch;
+        }
+    }
+    total += scratch;
+    size_t abytes = sizeof(float) * (size_t)total;
+    m->act_block = be->alloc(abytes ? abytes : 64);
+    m->tgt = malloc(sizeof(int32_t) * (size_t)max_batch * (size_t)m->targets);
+    if (!m->act_block || !m->tgt) {
+        pt_model_destroy(m);
+        return PT_ERR(PT_ERR_NOMEM, "lower --batch", "cannot allocate %zu bytes of activations",
+                      abytes);
+    }
+    float *p = m->act_block;
+    for (int s = 1; s < m->nslots; s++) {
+        m->slots[s].a = p, p += (int64_t)max_batch * m->slots[s].size;
+        m->slots[s].g = p, p += (int64_t)max_batch * m->slots[s].size;
+    }
+    for (int i = 0; i < m->nnodes; i++) {
+        pt_node *n = &m->nodes[i];
+        n->aux = p, p += (int64_t)max_batch * n->aux_row + n->aux_fixed;
+    }
+    m->scratch = p;
+    m->scratch_size = scratch;
+    return PT_OK;
+}
+
+void pt_model_destroy(pt_model *m)
+{
+    if (!m->be) return;
+    if (!m->w_external) m->be->free(m->w);
+    if (!m->g_external) m->be->free(m->g);
+    m->be->free(m->act_block);
+    free(m->buf);
+    free(m->tgt);
+    memset(m, 0, sizeof *m);
+}
+
+void pt_model_use_grad_buffer(pt_model *m, float *g)
+{
+    if (!m->g_external) m->be->free(m->g);
+    m->g = g;
+    m->g_external = 1;
+    m->be->zero(m->g, sizeof(float) * (size_t)m->numel);
+}
+
+void pt_model_use_param_buffer(pt_model *m, float *w)
+{
+    memcpy(w, m->w, sizeof(float) * (size_t)m->numel); /* host memory: the CPU backend */
+    if (!m->w_external) m->be->free(m->w);
+    m->w = w;
+    m->w_external = 1;
+}
+
+/* Each tensor draws from its own Philox stream (tensor index), element by element, so the values
+ * do not depend on the rank count or on any other tensor. */
+void pt_model_init(pt_model *m, uint64_t seed)
+{
+    float *host = malloc(sizeof(float) * (size_t)m->numel);
+    if (!host) return; /* numel was allocated once already; cannot realistically fail here */
+    for (int t = 0; t < m->nparams; t++) {
+        const pt_param *pp = &m->params[t];
+        const uint64_t stream = PT_STREAM_INIT + (uint64_t)t;
+        float *dst = host + pp->offset;
+        for (int64_t i = 0; i < pp->numel; i++) {
+            switch ((pt_init_kind)pp->init) {
+            case PT_INIT_ZERO: dst[i] = 0.0f; break;
+            case PT_INIT_CONST: dst[i] = pp->init_arg; break;
+            case PT_INIT_UNIFORM:
+                dst[i] = (2.0f * pt_rng_uniform(seed, stream, (uint64_t)i) - 1.0f) * pp->init_arg;
+                break;
+            case PT_INIT_NORMAL:
+                dst[i] = pt_rng_normal(seed, stream, (uint64_t)i) * pp->init_arg;
+                break;
+            }
+        }
+    }
+    m->be->to_device(m->w, host, sizeof(float) * (size_t)m->numel);
+    free(host);
+    for (int b = 0; b < m->nbuffers; b++)
+        for (int64_t i = 0; i < m->buffers[b].numel; i++)
+            m->buf[m->buffers[b].offset + i] = m->buffers[b].init_arg;
+}
+
+/* ------------------------------------------------------------------ forward / backward */
+
+const float *pt_model_forward(pt_model *m, const float *x, int rows, const pt_fwd_ctx *ctx)
+{
+    m->x = x;
+    m->slots[0].a = (float *)x; /* read only: no op writes its input */
+    for (int i = 0; i < m->nnodes; i++) m->nodes[i].op->forward(m, &m->nodes[i], rows, ctx);
+    return m->slots[m->nodes[m->nnodes - 1].out].a;
+}
+
+/* Lowest flat offset of the parameters a node owns, p[0..np) (numel when none). A node may also
+ * use parameters it does not own, after p[np - 1] (a tied output layer uses the embedding). */
+static int64_t node_low(const pt_model *m, const pt_node *n)
+{
+    int64_t lo = m->numel;
+    for (int k = 0; k < n->np; k++)
+        if (n->p[k] >= 0 && m->params[n->p[k]].offset < lo) lo = m->params[n->p[k]].offset;
+    return lo;
+}
+
+double pt_model_loss_backward(pt_model *m, const int32_t *labels, int rows, const pt_fwd_ctx *ctx,
+                              float dlogits_scale, int64_t *correct)
+{
+    const pt_backend *be = m->be;
+    pt_slot *out = &m->slots[m->nodes[m->nnodes - 1].out];
+    const int T = m->targets;
+    const int32_t *y = labels;
+    if (T > 1) { /* language model: predict token t + 1 from tokens <= t */
+        for (int r = 0; r < rows; r++)
+            for (int t = 0; t < T; t++)
+                m->tgt[(int64_t)r * T + t] = (int32_t)m->x[(int64_t)r * m->input_size + t + 1];
+        y = m->tgt;
+    }
+    if (dlogits_scale == 0.0f)
+        return be->softmax_xent(out->a, y, rows * T, m->classes, 0.0f, NULL, correct) / T;
+
+    double loss = be->softmax_xent(out->a, y, rows * T, m->classes, dlogits_scale / (float)T,
+                                   out->g, correct) / T;
+    memset(m->slot_written, 0, sizeof m->slot_written);
+    memset(m->param_written, 0, sizeof m->param_written);
+    m->slot_written[m->nodes[m->nnodes - 1].out] = 1;
+    /* Parameters are laid out in node order, so when node i is done every parameter from its
+     * lowest offset to the end is final (a tied embedding sits at offset 0 and is final last). */
+    int64_t ready = m->numel;
+    for (int i = m->nnodes - 1; i >= 0; i--) {
+        pt_node *n = &m->nodes[i];
+        n->op->backward(m, n, rows, ctx);
+        int64_t lo = node_low(m, n);
+        if (lo < ready) {
+            if (m->grad_ready) m->grad_ready(m->grad_ready_arg, lo, ready - lo);
+            ready = lo;
+        }
+    }
+    return loss;
+}
+
+int pt_model_classes(const pt_model *m) { return m->classes; }
+int pt_model_input_size(const pt_model *m) { return m->input_size; }
+int pt_model_targets(const pt_model *m) { return m->targets; }
+
+int pt_model_has_batchnorm(const pt_model *m)
+{
+    for (int i = 0; i < m->nnodes; i++)
+        if (m->nodes[i].op == &pt_op_batchnorm) return 1;
+    return 0;
+}
+
+const pt_param *pt_model_find_param(const pt_model *m, const char *name)
+{
+    for (int i = 0; i < m->nparams; i++)
+        if (!strcmp(m->params[i].name, name)) return &m->params[i];
+    return NULL;
+}

@@ -1,0 +1,420 @@
+/* Model specs (docs/MODELS.md): each builder adds the nodes of one architecture.
+ *
+ *   mlp:IN-H1-...-CLASSES                    dense layers, --activation and --dropout between
+ *   cnn:c1=32,c2=64,hidden=512,classes=10    two 5x5 conv + ReLU + 2x2 max-pool blocks, two dense
+ *   resnet:width=16,blocks=2,classes=10      3x3 stem, three stages of basic blocks (batch norm),
+ *                                            global average pool, dense
+ *   textcnn:len=128,emb=64,filters=100,widths=3/4/5,classes=6
+ *   gpt:layers=4,heads=4,d=256,ctx=128       pre-norm decoder, causal attention, GELU MLP, tied
+ *                                            output; byte vocabulary (vocab=256)
+ * Images are 28x28x1 (size=28). Unknown keys and values out of range are errors. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph.h"
+
+#define CHECK_BUILD(cond)                                                                          \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            return PT_ERR(PT_ERR_ARG, "use a smaller model", "model '%s' is too large: more than " \
+                          "%d nodes, %d parameter tensors or %d slots", m->spec, PT_MAX_NODES,     \
+                          PT_MAX_PARAMS, PT_MAX_SLOTS);                                            \
+    } while (0)
+
+/* ------------------------------------------------------------------ key=value specs */
+
+typedef struct {
+    const char *key;
+    int val, lo, hi;
+    int list[4], nlist; /* a '/'-separated list (textcnn widths) */
+    int is_list;
+} spec_key;
+
+static pt_status parse_keys(const pt_model *m, const char *args, spec_key *keys, int nkeys,
+                            const char *example)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", args);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        char *eq = strchr(tok, '=');
+        if (!eq)
+            return PT_ERR(PT_ERR_ARG, example, "bad model spec '%s': '%s' is not key=value",
+                          m->spec, tok);
+        *eq = '\0';
+        spec_key *k = NULL;
+        for (int i = 0; i < nkeys; i++)
+            if (!strcmp(keys[i].key, tok)) k = &keys[i];
+        if (!k) return PT_ERR(PT_ERR_ARG, example, "bad model spec '%s': unknown key '%s'", m->spec, tok);
+        char *p = eq + 1, *end;
+        k->nlist = 0;
+        do {
+            long v = strtol(p, &end, 10);
+            if (end == p || v < k->lo || v > k->hi || (*end && *end != '/') ||
+                (*end == '/' && !k->is_list) || k->nlist == 4)
+                return PT_ERR(PT_ERR_ARG, example,
+                              "bad model spec '%s': %s=%s (want %s%d..%d)", m->spec, tok, eq + 1,
+                              k->is_list ? "up to 4 values like 3/4/5, each " : "", k->lo, k->hi);
+            k->val = (int)v;
+            if (k->is_list) k->list[k->nlist++] = (int)v;
+            p = *end == '/' ? end + 1 : end;
+        } while (*end == '/');
+    }
+    return PT_OK;
+}
+
+#define KEY(k, def, lo_, hi_) {.key = k, .val = def, .lo = lo_, .hi = hi_}
+
+/* ------------------------------------------------------------------ layer helpers */
+
+static int add_linear(pt_model *m, const char *name, int in, int P, int din, int dout, pt_act act,
+                      float dropout, int bias, pt_init_kind init, float w_arg)
+{
+    char pn[PT_NAME_LEN];
+    int out = pt_graph_slot(m, (int64_t)P * dout);
+    pt_node *n = out < 0 ? NULL : pt_graph_node(m, &pt_op_linear, in, -1, out);
+    if (!n) return -1;
+    n->ia[0] = P, n->ia[1] = din, n->ia[2] = dout;
+    n->act = act, n->dropout = dropout;
+    snprintf(pn, sizeof pn, "%s/weight", name);
+    n->p[0] = pt_graph_param(m, pn, 2, (int64_t[]){dout, din}, init, w_arg);
+    n->np = 1;
+    if (bias) {
+        snprintf(pn, sizeof pn, "%s/bias", name);
+        /* nn.Linear's bias bound is 1/sqrt(fan_in); other inits start biases at zero */
+        n->p[1] = pt_graph_param(m, pn, 1, (int64_t[]){dout}, init == PT_INIT_UNIFORM ? init : PT_INIT_ZERO,
+                                 1.0f / sqrtf((float)din));
+        n->np = 2;
+    }
+    if (n->p[0] < 0 || (bias && n->p[1] < 0)) return -1;
+    if (act != PT_ACT_NONE && act != PT_ACT_RELU) n->aux_row = (int64_t)P * dout; /* pre-activation */
+    return out;
+}
+
+static int add_conv(pt_model *m, const char *name, int in, int H, int cin, int cout, int k, int s,
+                    int pad, int bias, pt_act act, pt_init_kind init, int *Ho)
+{
+    char pn[PT_NAME_LEN];
+    *Ho = (H + 2 * pad - k) / s + 1;
+    int out = pt_graph_slot(m, (int64_t)*Ho * *Ho * cout);
+    pt_node *n = out < 0 ? NULL : pt_graph_node(m, &pt_op_conv2d, in, -1, out);
+    if (!n) return -1;
+    const int fan_in = k * k * cin, fan_out = k * k * cout;
+    n->ia[0] = H, n->ia[1] = cin, n->ia[2] = cout, n->ia[3] = k, n->ia[4] = s, n->ia[5] = pad,
+    n->ia[6] = *Ho;
+    n->act = act;
+    snprintf(pn, sizeof pn, "%s/weight", name);
+    /* PyTorch's Conv2d default (bound 1/sqrt(fan_in)), or He-normal for ReLU nets (fan_out, as
+     * torchvision's ResNet) */
+    n->p[0] = pt_graph_param(m, pn, 4, (int64_t[]){cout, k, k, cin}, init,
+                             init == PT_INIT_UNIFORM ? 1.0f / sqrtf((float)fan_in)
+                                                     : sqrtf(2.0f / (float)fan_out));
+    n->np = 1;
+    if (bias) {
+        snprintf(pn, sizeof pn, "%s/bias", name);
+        n->p[1] = pt_graph_param(m, pn, 1, (int64_t[]){cout}, PT_INIT_UNIFORM,
+                                 1.0f / sqrtf((float)fan_in));
+        n->np = 2;
+    }
+    return n->p[0] < 0 || (bias && n->p[1] < 0) ? -1 : out;
+}
+
+static int add_bn(pt_model *m, const char *name, int in, int HW, int C, pt_act act)
+{
+    char pn[PT_NAME_LEN];
+    int out = pt_graph_slot(m, (int64_t)HW * C);
+    pt_node *n = out < 0 ? NULL : pt_graph_node(m, &pt_op_batchnorm, in, -1, out);
+    if (!n) return -1;
+    n->ia[0] = HW, n->ia[1] = C;
+    n->fa[0] = 0.1f, n->fa[1] = 1e-5f;
+    n->act = act;
+    n->aux_fixed = 2 * (int64_t)C;
+    snprintf(pn, sizeof pn, "%s/weight", name);
+    n->p[0] = pt_graph_param(m, pn, 1, (int64_t[]){C}, PT_INIT_CONST, 1.0f);
+    snprintf(pn, sizeof pn, "%s/bias", name);
+    n->p[1] = pt_graph_param(m, pn, 1, (int64_t[]){C}, PT_INIT_ZERO, 0.0f);
+    n->np = 2;
+    snprintf(pn, sizeof pn, "%s/running_mean", name);
+    n->b[0] = pt_graph_buffer(m, pn, C, 0.0f);
+    snprintf(pn, sizeof pn, "%s/running_var", name);
+    n->b[1] = pt_graph_buffer(m, pn, C, 1.0f);
+    return n->p[0] < 0 || n->p[1] < 0 || n->b[0] < 0 || n->b[1] < 0 ? -1 : out;
+}
+
+static int add_ln(pt_model *m, const char *name, int in, int P, int D)
+{
+    char pn[PT_NAME_LEN];
+    int out = pt_graph_slot(m, (int64_t)P * D);
+    pt_node *n = out < 0 ? NULL : pt_graph_node(m, &pt_op_layernorm, in, -1, out);
+    if (!n) return -1;
+    n->ia[0] = P, n->ia[1] = D;
+    n->fa[1] = 1e-5f;
+    n->aux_row = 2 * (int64_t)P;
+    snprintf(pn, sizeof pn, "%s/weight", name);
+    n->p[0] = pt_graph_param(m, pn, 1, (int64_t[]){D}, PT_INIT_CONST, 1.0f);
+    snprintf(pn, sizeof pn, "%s/bias", name);
+    n->p[1] = pt_graph_param(m, pn, 1, (int64_t[]){D}, PT_INIT_ZERO, 0.0f);
+    n->np = 2;
+    return n->p[0] < 0 || n->p[1] < 0 ? -1 : out;
+}
+
+static int add_pool(pt_model *m, const pt_op *op, int in, int H, int C, int k, int s, int *Ho)
+{
+    *Ho = (H - k) / s + 1;
+    int out = pt_graph_slot(m, (int64_t)*Ho * *Ho * C);
+    pt_node *n = out < 0 ? NULL : pt_graph_node(m, op, in, -1, out);
+    if (!n) return -1;
+    n->ia[0] = H, n->ia[1] = C, n->ia[2] = k, n->ia[3] = s, n->ia[4] = *Ho;
+    if (op == &pt_op_maxpool2d) n->aux_row = (int64_t)*Ho * *Ho * C;
+    return out;
+}
+
+static int add_add(pt_model *m, int a, int b, pt_act act)
+{
+    int out = pt_graph_slot(m, m->slots[a].size);
+    pt_node *n = out < 0 ? NULL : pt_graph_node(m, &pt_op_add, a, b, out);
+    if (!n) return -1;
+    n->act = act;
+    return out;
+}
+
+/* ------------------------------------------------------------------ the models */
+
+static pt_status build_mlp(pt_model *m, const char *dims_str)
+{
+    int dims[65], n = 0;
+    const char *p = dims_str;
+    while (*p) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v <= 0 || v > (1 << 24))
+            return PT_ERR(PT_ERR_ARG, "write it as mlp:IN-HIDDEN-...-CLASSES, e.g. mlp:784-1024-1024-10",
+                          "bad model spec 'mlp:%s': '%s' is not a positive layer width", dims_str, p);
+        if (n > 64)
+            return PT_ERR(PT_ERR_ARG, NULL, "bad model spec 'mlp:%s': more than 64 layers", dims_str);
+        dims[n++] = (int)v;
+        if (*end == '-') end++;
+        else if (*end != '\0')
+            return PT_ERR(PT_ERR_ARG, "separate widths with '-', e.g. mlp:784-1024-10",
+                          "bad model spec 'mlp:%s': unexpected '%c'", dims_str, *end);
+        p = end;
+    }
+    if (n < 2)
+        return PT_ERR(PT_ERR_ARG, "an MLP needs at least an input and an output width",
+                      "bad model spec 'mlp:%s'", dims_str);
+    m->input_size = dims[0];
+    m->classes = dims[n - 1];
+    int x = 0;
+    for (int i = 1; i < n; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "fc%d", i);
+        const int last = i == n - 1;
+        x = add_linear(m, name, x, 1, dims[i - 1], dims[i], last ? PT_ACT_NONE : m->opt.act,
+                       last ? 0.0f : m->opt.dropout, 1, PT_INIT_UNIFORM,
+                       1.0f / sqrtf((float)dims[i - 1]));
+        CHECK_BUILD(x >= 0);
+    }
+    return PT_OK;
+}
+
+static pt_status build_cnn(pt_model *m, const char *args)
+{
+    spec_key k[] = {KEY("c1", 32, 1, 4096), KEY("c2", 64, 1, 4096), KEY("hidden", 512, 1, 1 << 16),
+                    KEY("classes", 10, 2, 1 << 16), KEY("size", 28, 4, 1024)};
+    PT_TRY(parse_keys(m, args, k, 5, "e.g. cnn:c1=32,c2=64,hidden=512"));
+    const int c1 = k[0].val, c2 = k[1].val, hid = k[2].val, S = k[4].val;
+    m->input_size = S * S;
+    m->classes = k[3].val;
+    int H, x;
+    x = add_conv(m, "conv1", 0, S, 1, c1, 5, 1, 2, 1, PT_ACT_RELU, PT_INIT_UNIFORM, &H);
+    CHECK_BUILD(x >= 0);
+    x = add_pool(m, &pt_op_maxpool2d, x, H, c1, 2, 2, &H);
+    CHECK_BUILD(x >= 0);
+    x = add_conv(m, "conv2", x, H, c1, c2, 5, 1, 2, 1, PT_ACT_RELU, PT_INIT_UNIFORM, &H);
+    CHECK_BUILD(x >= 0);
+    x = add_pool(m, &pt_op_maxpool2d, x, H, c2, 2, 2, &H);
+    CHECK_BUILD(x >= 0);
+    const int flat = H * H * c2;
+    x = add_linear(m, "fc1", x, 1, flat, hid, PT_ACT_RELU, m->opt.dropout, 1, PT_INIT_UNIFORM,
+                   1.0f / sqrtf((float)flat));
+    CHECK_BUILD(x >= 0);
+    x = add_linear(m, "fc2", x, 1, hid, m->classes, PT_ACT_NONE, 0.0f, 1, PT_INIT_UNIFORM,
+                   1.0f / sqrtf((float)hid));
+    CHECK_BUILD(x >= 0);
+    return PT_OK;
+}
+
+static pt_status build_resnet(pt_model *m, const char *args)
+{
+    spec_key k[] = {KEY("width", 16, 1, 1024), KEY("blocks", 2, 1, 8), KEY("classes", 10, 2, 1 << 16),
+                    KEY("size", 28, 8, 1024)};
+    PT_TRY(parse_keys(m, args, k, 4, "e.g. resnet:width=16,blocks=2"));
+    const int w = k[0].val, nb = k[1].val, S = k[3].val;
+    m->input_size = S * S;
+    m->classes = k[2].val;
+    int H, C = w, x;
+    x = add_conv(m, "stem/conv", 0, S, 1, w, 3, 1, 1, 0, PT_ACT_NONE, PT_INIT_NORMAL, &H);
+    CHECK_BUILD(x >= 0);
+    x = add_bn(m, "stem/bn", x, H * H, w, PT_ACT_RELU);
+    CHECK_BUILD(x >= 0);
+    for (int s = 0; s < 3; s++)
+        for (int b = 0; b < nb; b++) {
+            const int cout = w << s, stride = s > 0 && b == 0 ? 2 : 1;
+            char g[48];
+            int Ho, a, sc = x, H2;
+            snprintf(g, sizeof g, "stage%d.%d/conv1", s + 1, b);
+            a = add_conv(m, g, x, H, C, cout, 3, stride, 1, 0, PT_ACT_NONE, PT_INIT_NORMAL, &Ho);
+            CHECK_BUILD(a >= 0);
+            snprintf(g, sizeof g, "stage%d.%d/bn1", s + 1, b);
+            a = add_bn(m, g, a, Ho * Ho, cout, PT_ACT_RELU);
+            CHECK_BUILD(a >= 0);
+            snprintf(g, sizeof g, "stage%d.%d/conv2", s + 1, b);
+            a = add_conv(m, g, a, Ho, cout, cout, 3, 1, 1, 0, PT_ACT_NONE, PT_INIT_NORMAL, &H2);
+            CHECK_BUILD(a >= 0);
+            snprintf(g, sizeof g, "stage%d.%d/bn2", s + 1, b);
+            a = add_bn(m, g, a, Ho * Ho, cout, PT_ACT_NONE);
+            CHECK_BUILD(a >= 0);
+            if (stride != 1 || C != cout) { /* projection shortcut: 1x1 conv + batch norm */
+                snprintf(g, sizeof g, "stage%d.%d/down", s + 1, b);
+                sc = add_conv(m, g, x, H, C, cout, 1, stride, 0, 0, PT_ACT_NONE, PT_INIT_NORMAL, &H2);
+                CHECK_BUILD(sc >= 0);
+                snprintf(g, sizeof g, "stage%d.%d/down_bn", s + 1, b);
+                sc = add_bn(m, g, sc, Ho * Ho, cout, PT_ACT_NONE);
+                CHECK_BUILD(sc >= 0);
+            }
+            x = add_add(m, a, sc, PT_ACT_RELU);
+            CHECK_BUILD(x >= 0);
+            H = Ho, C = cout;
+        }
+    x = add_pool(m, &pt_op_avgpool2d, x, H, C, H, H, &H);
+    CHECK_BUILD(x >= 0);
+    x = add_linear(m, "fc", x, 1, C, m->classes, PT_ACT_NONE, 0.0f, 1, PT_INIT_UNIFORM,
+                   1.0f / sqrtf((float)C));
+    CHECK_BUILD(x >= 0);
+    return PT_OK;
+}
+
+static int add_embedding(pt_model *m, int T, int D, int V, int pos, int stride)
+{
+    int out = pt_graph_slot(m, (int64_t)T * D);
+    pt_node *n = out < 0 ? NULL : pt_graph_node(m, &pt_op_embedding, 0, -1, out);
+    if (!n) return -1;
+    n->ia[0] = T, n->ia[1] = D, n->ia[2] = V, n->ia[4] = stride;
+    /* GPT-2's N(0, 0.02); nn.Embedding's N(0, 1) for TextCNN */
+    n->p[0] = pt_graph_param(m, "wte/weight", 2, (int64_t[]){V, D}, PT_INIT_NORMAL,
+                             pos ? 0.02f : 1.0f);
+    n->np = 1;
+    if (pos) {
+        n->p[1] = pt_graph_param(m, "wpe/weight", 2, (int64_t[]){T, D}, PT_INIT_NORMAL, 0.02f);
+        n->np = 2;
+    }
+    return n->p[0] < 0 || (pos && n->p[1] < 0) ? -1 : out;
+}
+
+static pt_status build_textcnn(pt_model *m, const char *args)
+{
+    spec_key k[] = {KEY("len", 128, 8, 1 << 16), KEY("emb", 64, 1, 4096), KEY("filters", 100, 1, 4096),
+                    {.key = "widths", .val = 5, .lo = 1, .hi = 16, .list = {3, 4, 5}, .nlist = 3, .is_list = 1}, KEY("classes", 6, 2, 1 << 16),
+                    KEY("vocab", 256, 2, 1 << 20)};
+    PT_TRY(parse_keys(m, args, k, 6, "e.g. textcnn:len=128,emb=64,filters=100,widths=3/4/5"));
+    const int L = k[0].val, E = k[1].val, F = k[2].val, nw = k[3].nlist;
+    for (int i = 0; i < nw; i++)
+        if (k[3].list[i] > L)
+            return PT_ERR(PT_ERR_ARG, NULL, "bad model spec '%s': width %d > len %d", m->spec,
+                          k[3].list[i], L);
+    m->input_size = L;
+    m->classes = k[4].val;
+    int x = add_embedding(m, L, E, k[5].val, 0, L);
+    CHECK_BUILD(x >= 0);
+    int out = pt_graph_slot(m, (int64_t)nw * F);
+    pt_node *n = out < 0 ? NULL : pt_graph_node(m, &pt_op_conv1d_max, x, -1, out);
+    CHECK_BUILD(n);
+    n->ia[0] = L, n->ia[1] = E, n->ia[2] = F, n->ia[3] = nw;
+    n->dropout = m->opt.dropout;
+    n->aux_row = (int64_t)nw * F;
+    for (int i = 0; i < nw; i++) {
+        const int kw = k[3].list[i];
+        char pn[PT_NAME_LEN];
+        n->ia[4 + i] = kw;
+        snprintf(pn, sizeof pn, "conv%d/weight", kw);
+        n->p[2 * i] = pt_graph_param(m, pn, 3, (int64_t[]){F, kw, E}, PT_INIT_UNIFORM,
+                                     1.0f / sqrtf((float)(kw * E)));
+        snprintf(pn, sizeof pn, "conv%d/bias", kw);
+        n->p[2 * i + 1] = pt_graph_param(m, pn, 1, (int64_t[]){F}, PT_INIT_UNIFORM,
+                                         1.0f / sqrtf((float)(kw * E)));
+        CHECK_BUILD(n->p[2 * i] >= 0 && n->p[2 * i + 1] >= 0);
+    }
+    n->np = 2 * nw;
+    x = add_linear(m, "fc", out, 1, nw * F, m->classes, PT_ACT_NONE, 0.0f, 1, PT_INIT_UNIFORM,
+                   1.0f / sqrtf((float)(nw * F)));
+    CHECK_BUILD(x >= 0);
+    return PT_OK;
+}
+
+static pt_status build_gpt(pt_model *m, const char *args)
+{
+    spec_key k[] = {KEY("layers", 4, 1, 64), KEY("heads", 4, 1, 256), KEY("d", 256, 8, 1 << 14),
+                    KEY("ctx", 128, 2, 4096), KEY("vocab", 256, 2, 1 << 20)};
+    PT_TRY(parse_keys(m, args, k, 5, "e.g. gpt:layers=4,heads=4,d=256,ctx=128"));
+    const int L = k[0].val, Hh = k[1].val, D = k[2].val, T = k[3].val, V = k[4].val;
+    if (D % Hh)
+        return PT_ERR(PT_ERR_ARG, "choose d divisible by heads", "bad model spec '%s': d=%d, heads=%d",
+                      m->spec, D, Hh);
+    m->input_size = T + 1; /* T inputs and, shifted by one, T targets */
+    m->targets = T;
+    m->classes = V;
+    const float std = 0.02f, proj_std = 0.02f / sqrtf(2.0f * (float)L); /* GPT-2 */
+    int x = add_embedding(m, T, D, V, 1, T + 1);
+    CHECK_BUILD(x >= 0);
+    for (int l = 0; l < L; l++) {
+        char g[48];
+        int h, a;
+        snprintf(g, sizeof g, "h%d/ln1", l);
+        CHECK_BUILD((h = add_ln(m, g, x, T, D)) >= 0);
+        snprintf(g, sizeof g, "h%d/attn_qkv", l);
+        CHECK_BUILD((a = add_linear(m, g, h, T, D, 3 * D, PT_ACT_NONE, 0, 1, PT_INIT_NORMAL, std)) >= 0);
+        int o = pt_graph_slot(m, (int64_t)T * D);
+        pt_node *n = o < 0 ? NULL : pt_graph_node(m, &pt_op_attention, a, -1, o);
+        CHECK_BUILD(n);
+        n->ia[0] = T, n->ia[1] = D, n->ia[2] = Hh;
+        n->aux_row = (int64_t)Hh * T;
+        snprintf(g, sizeof g, "h%d/attn_proj", l);
+        CHECK_BUILD((a = add_linear(m, g, o, T, D, D, PT_ACT_NONE, 0, 1, PT_INIT_NORMAL, proj_std)) >= 0);
+        CHECK_BUILD((x = add_add(m, x, a, PT_ACT_NONE)) >= 0);
+        snprintf(g, sizeof g, "h%d/ln2", l);
+        CHECK_BUILD((h = add_ln(m, g, x, T, D)) >= 0);
+        snprintf(g, sizeof g, "h%d/mlp_fc", l);
+        CHECK_BUILD((a = add_linear(m, g, h, T, D, 4 * D, PT_ACT_GELU, 0, 1, PT_INIT_NORMAL, std)) >= 0);
+        snprintf(g, sizeof g, "h%d/mlp_proj", l);
+        CHECK_BUILD((a = add_linear(m, g, a, T, 4 * D, D, PT_ACT_NONE, 0, 1, PT_INIT_NORMAL, proj_std)) >= 0);
+        CHECK_BUILD((x = add_add(m, x, a, PT_ACT_NONE)) >= 0);
+    }
+    CHECK_BUILD((x = add_ln(m, "ln_f", x, T, D)) >= 0);
+    /* the output layer borrows the token embedding (weight tying): owns no parameter */
+    int out = pt_graph_slot(m, (int64_t)T * V);
+    pt_node *n = out < 0 ? NULL : pt_graph_node(m, &pt_op_linear, x, -1, out);
+    CHECK_BUILD(n);
+    n->ia[0] = T, n->ia[1] = D, n->ia[2] = V;
+    n->p[0] = m->nodes[0].p[0];
+    n->np = 0;
+    return PT_OK;
+}
+
+pt_status pt_graph_build(pt_model *m)
+{
+    const char *s = m->spec;
+    static const struct {
+        const char *name;
+        pt_status (*build)(pt_model *, const char *);
+    } models[] = {{"mlp", build_mlp}, {"cnn", build_cnn}, {"resnet", build_resnet},
+                  {"textcnn", build_textcnn}, {"gpt", build_gpt}};
+    for (size_t i = 0; i < sizeof models / sizeof *models; i++) {
+        size_t len = strlen(models[i].name);
+        if (!strncmp(s, models[i].name, len) && (s[len] == ':' || s[len] == '\0'))
+            return models[i].build(m, s[len] ? s + len + 1 : "");
+    }
+    return PT_ERR(PT_ERR_ARG,
+                  "known models: mlp:IN-HIDDEN-...-CLASSES, cnn, resnet, textcnn, gpt (docs/MODELS.md)",
+                  "unknown model spec '%s'", s);
+}

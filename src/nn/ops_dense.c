@@ -1,0 +1,90 @@
+/* Dense ops: the linear layer (applied to every position of a sample) with a fused bias,
+ * activation and dropout, and the residual add.
+ *
+ *   linear   ia = {P positions, Din, Dout}; p = {W (Dout x Din, as nn.Linear), b or -1}
+ *     forward   y = dropout(act(x W^T + b))           over the rows*P positions
+ *     backward  dz = act'(.) * dropout(dy);  dW += dz^T x;  db = colsum dz;  dx (+)= dz W
+ *   ReLU needs no saved state (its output is the mask); GELU and tanh keep their pre-activation.
+ *
+ *   add      out = act(in0 + in1), act NONE or ReLU (a residual block's closing ReLU). */
+#include <string.h>
+
+#include "graph.h"
+
+static void linear_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
+{
+    const pt_backend *be = m->be;
+    const int P = n->ia[0], din = n->ia[1], dout = n->ia[2], M = rows * P;
+    float *y = pt_out(m, n)->a;
+    be->gemm(false, true, M, dout, din, 1.0f, pt_in(m, n, 0)->a, din, pt_pw(m, n, 0), din, 0.0f, y,
+             dout);
+    if (n->p[1] >= 0)
+        be->bias_act_forward(y, n->aux_row ? n->aux : NULL, pt_pw(m, n, 1), M, dout,
+                             n->act);
+    else if (n->act == PT_ACT_RELU)
+        pt_relu_inplace(y, (int64_t)M * dout);
+    if (ctx->train && n->dropout > 0.0f)
+        be->dropout(y, rows, P * dout, ctx->row_offset, n->dropout, ctx->seed,
+                    pt_dropout_stream(ctx->step, n->id));
+}
+
+static void linear_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
+{
+    const pt_backend *be = m->be;
+    const int P = n->ia[0], din = n->ia[1], dout = n->ia[2], M = rows * P;
+    pt_slot *out = pt_out(m, n), *in = pt_in(m, n, 0);
+    float *dz = out->g; /* only this node reads it: overwritten in place */
+    if (ctx->train && n->dropout > 0.0f)
+        be->dropout(dz, rows, P * dout, ctx->row_offset, n->dropout, ctx->seed,
+                    pt_dropout_stream(ctx->step, n->id));
+    if (n->act == PT_ACT_RELU) pt_relu_backward_inplace(dz, out->a, (int64_t)M * dout);
+    else if (n->act != PT_ACT_NONE) be->act_backward(dz, dz, n->aux, (int64_t)M * dout, n->act);
+    be->gemm(true, false, dout, din, M, 1.0f, dz, dout, in->a, din, pt_param_beta(m, n, 0),
+             pt_pg(m, n, 0), din);
+    if (n->p[1] >= 0) {
+        pt_param_beta(m, n, 1); /* a bias is never shared */
+        be->bias_backward(pt_pg(m, n, 1), dz, M, dout);
+    }
+    int beta = pt_in_beta(m, n, 0);
+    if (beta >= 0)
+        be->gemm(false, false, M, din, dout, 1.0f, dz, dout, pt_pw(m, n, 0), din, (float)beta,
+                 in->g, din);
+}
+
+static int64_t linear_scratch(const pt_model *m, const pt_node *n, int rows) { return 0; }
+
+const pt_op pt_op_linear = {"linear", linear_scratch, linear_forward, linear_backward};
+
+static void add_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
+{
+    const int64_t N = (int64_t)rows * pt_out(m, n)->size;
+    const float *a = pt_in(m, n, 0)->a, *b = pt_in(m, n, 1)->a;
+    float *y = pt_out(m, n)->a;
+    const int relu = n->act == PT_ACT_RELU;
+#pragma omp parallel for simd schedule(static) if (N >= 16384)
+    for (int64_t i = 0; i < N; i++) {
+        float v = a[i] + b[i];
+        y[i] = relu && v < 0.0f ? 0.0f : v;
+    }
+}
+
+static void add_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
+{
+    const int64_t N = (int64_t)rows * pt_out(m, n)->size;
+    pt_slot *out = pt_out(m, n);
+    if (n->act == PT_ACT_RELU) pt_relu_backward_inplace(out->g, out->a, N);
+    for (int k = 0; k < 2; k++) {
+        int beta = pt_in_beta(m, n, k);
+        float *dx = pt_in(m, n, k)->g;
+        const float *dy = out->g;
+        if (beta < 0) continue;
+        if (beta == 0) {
+            memcpy(dx, dy, sizeof(float) * (size_t)N);
+            continue;
+        }
+#pragma omp parallel for simd schedule(static) if (N >= 16384)
+        for (int64_t i = 0; i < N; i++) dx[i] += dy[i];
+    }
+}
+
+const pt_op pt_op_add = {"add", NULL, add_forward, add_backward};
