@@ -40,6 +40,7 @@ typedef struct {
     int64_t sample_size; /* channels * height * width */
     int num_classes;
     pt_dtype image_dtype; /* PT_U8 (scaled to [0, 1] on read) or PT_F32 (read as is) */
+    bool tokens;          /* uint8 samples are byte tokens: read as their values, unscaled */
     char source[64];
     /* staging for one read, grown on demand */
     void *stage;
@@ -93,6 +94,13 @@ typedef struct {
 } pt_prep_options;
 
 pt_status pt_prep_fashion_mnist(const pt_prep_options *opt);
+
+/* pt-prep kjv-lm / kjv-books: the King James Bible as `bible -f 'Gen1:1-Rev22:21'` prints it, one
+ * verse per line led by its reference ("Ge1:1 In the beginning ..."), read from src_dir (a file).
+ *   kjv-lm: byte tokens; windows of ctx + 1 bytes (stride ctx) of the verses' text, split by book.
+ *   kjv-books: one verse per sample (its first `ctx` bytes, zero-padded), labelled with its book
+ *   group; test and validation verses come from held-out chapters. */
+pt_status pt_prep_kjv(const pt_prep_options *opt, bool books, int ctx);
 
 #ifdef __cplusplus
 }

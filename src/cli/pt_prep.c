@@ -16,7 +16,18 @@ static void usage(FILE *fp)
           "  --val N      validation examples held out of the training set [6000]\n"
           "  --limit N    keep only the first N training and test examples (small test data)\n"
           "  --seed N     seed of the validation split [1]\n"
-          "  --float32    store images as float32 in [0,1] instead of uint8\n",
+          "  --float32    store images as float32 in [0,1] instead of uint8\n"
+          "\n"
+          "       pt-prep kjv-lm    [--src FILE] --out DIR [--ctx N] [--shards N]\n"
+          "       pt-prep kjv-books [--src FILE] --out DIR [--ctx N] [--shards N] [--seed N]\n"
+          "\n"
+          "  The King James Bible, one verse per line as `bible -f 'Gen1:1-Rev22:21'` prints it\n"
+          "  (Debian packages bible-kjv and bible-kjv-text).\n"
+          "  kjv-lm: byte tokens in windows of N+1 bytes, split by book (language modelling).\n"
+          "  kjv-books: one verse per sample (first N bytes), labelled with its book group;\n"
+          "  test and validation verses come from held-out chapters. docs/DATA_FORMAT.md.\n"
+          "  --src FILE   the text [run `bible` into DIR/kjv.txt]\n"
+          "  --ctx N      tokens per sample: context length / verse length [128]\n",
           fp);
 }
 
@@ -38,12 +49,15 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    if (strcmp(argv[1], "fashion-mnist") != 0) {
-        fprintf(stderr, "pt-prep: error: unknown dataset '%s' (known: fashion-mnist)\n", argv[1]);
+    const bool kjv_lm = !strcmp(argv[1], "kjv-lm"), kjv_books = !strcmp(argv[1], "kjv-books");
+    if (strcmp(argv[1], "fashion-mnist") != 0 && !kjv_lm && !kjv_books) {
+        fprintf(stderr, "pt-prep: error: unknown dataset '%s' (known: fashion-mnist, kjv-lm, "
+                        "kjv-books)\n", argv[1]);
         return 2;
     }
-    pt_prep_options o = {.src_dir = "/usr/share/datasets/fashion-mnist",
+    pt_prep_options o = {.src_dir = kjv_lm || kjv_books ? NULL : "/usr/share/datasets/fashion-mnist",
                          .shards = 4, .val_count = 6000, .seed = 1};
+    long long ctx = 128;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -65,6 +79,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--shards")) { if (!parse_i64(a, v, 1, &x)) return 2; o.shards = (int)x; }
         else if (!strcmp(a, "--val")) { if (!parse_i64(a, v, 0, &x)) return 2; o.val_count = x; }
         else if (!strcmp(a, "--limit")) { if (!parse_i64(a, v, 1, &x)) return 2; o.limit = x; }
+        else if (!strcmp(a, "--ctx") && (kjv_lm || kjv_books)) { if (!parse_i64(a, v, 2, &ctx)) return 2; }
         else if (!strcmp(a, "--seed")) { if (!parse_i64(a, v, 0, &x)) return 2; o.seed = (uint64_t)x; }
         else {
             fprintf(stderr, "pt-prep: error: unknown option '%s' (see --help)\n", a);
@@ -75,7 +90,24 @@ int main(int argc, char **argv)
         fprintf(stderr, "pt-prep: error: --out DIR is required (see --help)\n");
         return 2;
     }
-    pt_status st = pt_prep_fashion_mnist(&o);
+    pt_status st;
+    if (kjv_lm || kjv_books) {
+        char src[PT_PATH_MAX + 16];
+        if (!o.src_dir) { /* decode the Debian package's text with its own reader */
+            snprintf(src, sizeof src, "mkdir -p '%s' && bible -f 'Gen1:1-Rev22:21' > '%s/kjv.txt'",
+                     o.out_dir, o.out_dir);
+            if (system(src) != 0) {
+                fprintf(stderr, "pt-prep: error: `bible -f` failed (hint: apt-get install "
+                                "bible-kjv bible-kjv-text, or pass --src FILE)\n");
+                return 1;
+            }
+            snprintf(src, sizeof src, "%s/kjv.txt", o.out_dir);
+            o.src_dir = src;
+        }
+        st = pt_prep_kjv(&o, kjv_books, (int)ctx);
+    } else {
+        st = pt_prep_fashion_mnist(&o);
+    }
     if (st != PT_OK) {
         fprintf(stderr, "pt-prep: error: %s\n", pt_error_message());
         return 1;

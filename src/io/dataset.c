@@ -43,6 +43,12 @@ static pt_status read_index(pt_dataset *d, char (**files)[256])
     PT_TRY_GOTO(st, pt_h5_attr_read_i64(f, "width", &v, what), out);
     d->width = (int)v;
     PT_TRY_GOTO(st, pt_h5_attr_read_str(f, "source", d->source, sizeof d->source, what), out);
+    /* optional (older indexes lack it): samples are byte tokens, read as their values */
+    d->tokens = false;
+    if (H5Aexists(f, "tokens") > 0) {
+        PT_TRY_GOTO(st, pt_h5_attr_read_i64(f, "tokens", &v, what), out);
+        d->tokens = v != 0;
+    }
     d->sample_size = (int64_t)d->channels * d->height * d->width;
     if (d->num_classes <= 0 || d->sample_size <= 0) {
         st = PT_ERR(PT_ERR_FORMAT, HINT_PREP, "%s: bad shape attributes", path);
@@ -293,7 +299,8 @@ pt_status pt_dataset_read(pt_dataset *d, const int64_t *idx, int n, float *x, in
         float *xi = x + (int64_t)i * S;
         if (d->image_dtype == PT_U8) {
             const uint8_t *src = (const uint8_t *)d->stage + (int64_t)r * S;
-            for (int64_t k = 0; k < S; k++) xi[k] = (float)src[k] * (1.0f / 255.0f);
+            const float scale = d->tokens ? 1.0f : 1.0f / 255.0f;
+            for (int64_t k = 0; k < S; k++) xi[k] = (float)src[k] * scale;
         } else {
             memcpy(xi, (const float *)d->stage + (int64_t)r * S, sizeof(float) * (size_t)S);
         }

@@ -16,6 +16,7 @@
 #include "h5util.h"
 #include "paratrain/data.h"
 #include "paratrain/rng.h"
+#include "prep.h"
 
 typedef struct {
     uint8_t *data;
@@ -93,10 +94,11 @@ out:
 }
 
 static pt_status write_shard(const char *path, const char *split, const pt_prep_options *o,
-                             const uint8_t *images, const uint8_t *labels, const int64_t *rows,
-                             int64_t n, int64_t first, int h, int w)
+                             const pt_prep_meta *meta, const uint8_t *images,
+                             const uint8_t *labels, const int64_t *rows, int64_t n, int64_t first)
 {
     pt_status st = PT_OK;
+    const int h = meta->h, w = meta->w;
     const int64_t S = (int64_t)h * w;
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0) return PT_ERR(PT_ERR_IO, "check that the output directory is writable",
@@ -126,7 +128,7 @@ static pt_status write_shard(const char *path, const char *split, const pt_prep_
     PT_H5_CHECK_GOTO(st, H5Dwrite(dl, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, lab),
                      "check free disk space", out);
     PT_TRY_GOTO(st, pt_h5_attr_write_i64(f, "format_version", PT_DATA_FORMAT_VERSION), out);
-    PT_TRY_GOTO(st, pt_h5_attr_write_str(f, "source", "fashion-mnist"), out);
+    PT_TRY_GOTO(st, pt_h5_attr_write_str(f, "source", meta->source), out);
     PT_TRY_GOTO(st, pt_h5_attr_write_str(f, "split", split), out);
     PT_TRY_GOTO(st, pt_h5_attr_write_i64(f, "count", n), out);
     PT_TRY_GOTO(st, pt_h5_attr_write_i64(f, "first_index", first), out);
@@ -141,9 +143,9 @@ out:
 }
 
 /* Writes one split as min(shards, n) files; fills names and counts for the index. */
-static pt_status write_split(const pt_prep_options *o, const char *split, const uint8_t *images,
-                             const uint8_t *labels, const int64_t *rows, int64_t n, int h, int w,
-                             hid_t index)
+static pt_status write_split(const pt_prep_options *o, const pt_prep_meta *meta, const char *split,
+                             const uint8_t *images, const uint8_t *labels, const int64_t *rows,
+                             int64_t n, hid_t index)
 {
     char dir[PT_PATH_MAX + 32];
     snprintf(dir, sizeof dir, "%s/%s", o->out_dir, split);
@@ -164,7 +166,7 @@ static pt_status write_split(const pt_prep_options *o, const char *split, const 
         char path[PT_PATH_MAX + 300];
         snprintf(path, sizeof path, "%s/%s", o->out_dir, names[s]);
         counts[s] = cnt;
-        st = write_shard(path, split, o, images, labels, rows + off, cnt, off, h, w);
+        st = write_shard(path, split, o, meta, images, labels, rows + off, cnt, off);
     }
     if (st == PT_OK) {
         hid_t g = H5Gcreate2(index, split, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
@@ -186,6 +188,55 @@ static pt_status write_split(const pt_prep_options *o, const char *split, const 
     return st;
 }
 
+/* Writes the three splits and, last, the index (docs/DATA_FORMAT.md). Shared by every pt-prep
+ * dataset. */
+pt_status pt_prep_write(const pt_prep_options *o, const pt_prep_split sp[3], const pt_prep_meta *meta)
+{
+    pt_h5_quiet();
+    if (o->shards < 1) return PT_ERR(PT_ERR_ARG, NULL, "--shards must be at least 1");
+    pt_status st = PT_OK;
+    hid_t index = -1;
+    if (mkdir(o->out_dir, 0755) != 0 && errno != EEXIST) {
+        st = PT_ERR(PT_ERR_IO, NULL, "cannot create '%s': %s", o->out_dir, strerror(errno));
+        goto out;
+    }
+    /* The index is written last under a temporary name: a prep that dies half-way leaves no index,
+     * so the reader refuses the directory instead of reading half of it. */
+    char ipath[PT_PATH_MAX + 32], itmp[PT_PATH_MAX + 40];
+    snprintf(ipath, sizeof ipath, "%s/index.h5", o->out_dir);
+    snprintf(itmp, sizeof itmp, "%s/.index.h5.tmp", o->out_dir);
+    unlink(ipath);
+    index = H5Fcreate(itmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (index < 0) {
+        st = PT_ERR(PT_ERR_IO, "check that the output directory is writable", "cannot create '%s'",
+                    itmp);
+        goto out;
+    }
+    PT_TRY_GOTO(st, write_split(o, meta, "train", sp[0].data, sp[0].labels, sp[0].rows, sp[0].n, index), out);
+    PT_TRY_GOTO(st, write_split(o, meta, "val", sp[1].data, sp[1].labels, sp[1].rows, sp[1].n, index), out);
+    PT_TRY_GOTO(st, write_split(o, meta, "test", sp[2].data, sp[2].labels, sp[2].rows, sp[2].n, index), out);
+    PT_TRY_GOTO(st, pt_h5_attr_write_i64(index, "format_version", PT_DATA_FORMAT_VERSION), out);
+    PT_TRY_GOTO(st, pt_h5_attr_write_str(index, "source", meta->source), out);
+    PT_TRY_GOTO(st, pt_h5_attr_write_i64(index, "num_classes", meta->num_classes), out);
+    PT_TRY_GOTO(st, pt_h5_attr_write_i64(index, "channels", 1), out);
+    PT_TRY_GOTO(st, pt_h5_attr_write_i64(index, "height", meta->h), out);
+    PT_TRY_GOTO(st, pt_h5_attr_write_i64(index, "width", meta->w), out);
+    PT_TRY_GOTO(st, pt_h5_attr_write_u64(index, "split_seed", o->seed), out);
+    PT_TRY_GOTO(st, pt_h5_attr_write_str(index, "class_names", meta->class_names), out);
+    PT_TRY_GOTO(st, pt_h5_attr_write_i64(index, "tokens", meta->tokens), out);
+    if (H5Fclose(index) < 0) {
+        index = -1;
+        st = PT_ERR(PT_ERR_IO, "check free disk space", "cannot close '%s'", itmp);
+        goto out;
+    }
+    index = -1;
+    if (rename(itmp, ipath) != 0)
+        st = PT_ERR(PT_ERR_IO, NULL, "cannot rename '%s' to '%s': %s", itmp, ipath, strerror(errno));
+out:
+    if (index >= 0) H5Fclose(index);
+    return st;
+}
+
 pt_status pt_prep_fashion_mnist(const pt_prep_options *o)
 {
     pt_h5_quiet();
@@ -197,7 +248,6 @@ pt_status pt_prep_fashion_mnist(const pt_prep_options *o)
     idx_file tri = {0}, trl = {0}, tei = {0}, tel = {0};
     pt_status st = PT_OK;
     int64_t *rows = NULL;
-    hid_t index = -1;
     PT_TRY_GOTO(st, read_idx(p[0], 0x00000803, &tri), out);
     PT_TRY_GOTO(st, read_idx(p[1], 0x00000801, &trl), out);
     PT_TRY_GOTO(st, read_idx(p[2], 0x00000803, &tei), out);
@@ -266,46 +316,16 @@ pt_status pt_prep_fashion_mnist(const pt_prep_options *o)
     int64_t *testrows = rows + ntrain_all;
     for (int64_t i = 0; i < ntest; i++) testrows[i] = i;
 
-    if (mkdir(o->out_dir, 0755) != 0 && errno != EEXIST) {
-        st = PT_ERR(PT_ERR_IO, NULL, "cannot create '%s': %s", o->out_dir, strerror(errno));
-        goto out;
+    {
+        const pt_prep_meta meta = {.source = "fashion-mnist", .num_classes = 10, .h = h, .w = w,
+                                   .class_names = "T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,"
+                                                  "Shirt,Sneaker,Bag,Ankle boot"};
+        const pt_prep_split sp[3] = {{tri.data, trl.data, trainrows, ntrain_all - nval},
+                                     {tri.data, trl.data, valrows, nval},
+                                     {tei.data, tel.data, testrows, ntest}};
+        st = pt_prep_write(o, sp, &meta);
     }
-    /* The index is written last under a temporary name: a prep that dies half-way leaves no index,
-     * so the reader refuses the directory instead of reading half of it. */
-    char ipath[PT_PATH_MAX + 32], itmp[PT_PATH_MAX + 40];
-    snprintf(ipath, sizeof ipath, "%s/index.h5", o->out_dir);
-    snprintf(itmp, sizeof itmp, "%s/.index.h5.tmp", o->out_dir);
-    unlink(ipath);
-    index = H5Fcreate(itmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (index < 0) {
-        st = PT_ERR(PT_ERR_IO, "check that the output directory is writable", "cannot create '%s'",
-                    itmp);
-        goto out;
-    }
-    PT_TRY_GOTO(st, write_split(o, "train", tri.data, trl.data, trainrows, ntrain_all - nval, h, w, index), out);
-    PT_TRY_GOTO(st, write_split(o, "val", tri.data, trl.data, valrows, nval, h, w, index), out);
-    PT_TRY_GOTO(st, write_split(o, "test", tei.data, tel.data, testrows, ntest, h, w, index), out);
-    PT_TRY_GOTO(st, pt_h5_attr_write_i64(index, "format_version", PT_DATA_FORMAT_VERSION), out);
-    PT_TRY_GOTO(st, pt_h5_attr_write_str(index, "source", "fashion-mnist"), out);
-    PT_TRY_GOTO(st, pt_h5_attr_write_i64(index, "num_classes", 10), out);
-    PT_TRY_GOTO(st, pt_h5_attr_write_i64(index, "channels", 1), out);
-    PT_TRY_GOTO(st, pt_h5_attr_write_i64(index, "height", h), out);
-    PT_TRY_GOTO(st, pt_h5_attr_write_i64(index, "width", w), out);
-    PT_TRY_GOTO(st, pt_h5_attr_write_u64(index, "split_seed", o->seed), out);
-    PT_TRY_GOTO(st, pt_h5_attr_write_str(index, "class_names",
-                                         "T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,"
-                                         "Sneaker,Bag,Ankle boot"),
-                out);
-    if (H5Fclose(index) < 0) {
-        index = -1;
-        st = PT_ERR(PT_ERR_IO, "check free disk space", "cannot close '%s'", itmp);
-        goto out;
-    }
-    index = -1;
-    if (rename(itmp, ipath) != 0)
-        st = PT_ERR(PT_ERR_IO, NULL, "cannot rename '%s' to '%s': %s", itmp, ipath, strerror(errno));
 out:
-    if (index >= 0) H5Fclose(index);
     free(rows);
     free(tri.data), free(trl.data), free(tei.data), free(tel.data);
     return st;
