@@ -47,3 +47,21 @@ copy_data() {
     rm -rf "$1"
     cp -r "$DATA" "$1"
 }
+
+# The King James text (`bible -f`, packages bible-kjv and bible-kjv-text) and two small token
+# data sets made from it once for all tests: kjv-lm with 16-byte contexts, kjv-books with 32-byte
+# verses. Sets KJV_TEXT, KJV_LM, KJV_BOOKS.
+need_kjv() {
+    command -v bible >/dev/null || { echo "SKIP: bible (package bible-kjv) not installed"; exit 77; }
+    KJV_TEXT="$top_builddir/tests/work/kjv.txt"
+    KJV_LM="$top_builddir/tests/work/kjv-lm16"
+    KJV_BOOKS="$top_builddir/tests/work/kjv-books32"
+    mkdir -p "$top_builddir/tests/work"
+    (
+        flock 9
+        [ -s "$KJV_TEXT" ] || { bible -f 'Gen1:1-Rev22:21' >"$KJV_TEXT.tmp" && mv "$KJV_TEXT.tmp" "$KJV_TEXT"; }
+        [ -f "$KJV_LM/index.h5" ] || "$PT_PREP" kjv-lm --src "$KJV_TEXT" --out "$KJV_LM" --ctx 16 --shards 2 >/dev/null
+        [ -f "$KJV_BOOKS/index.h5" ] || "$PT_PREP" kjv-books --src "$KJV_TEXT" --out "$KJV_BOOKS" --ctx 32 --shards 2 >/dev/null
+    ) 9>"$top_builddir/tests/work/.kjv.lock"
+    [ -f "$KJV_LM/index.h5" ] && [ -f "$KJV_BOOKS/index.h5" ] || fail "could not prepare the KJV test data"
+}

@@ -113,6 +113,8 @@ static pt_status parse(const char *path, char **buf_out, verse **vs_out, int64_t
             if (*c == '\0') ok = 0;
         if (!ok) {
             int shown = (int)(end - p < 40 ? end - p : 40);
+            for (int c = 0; c < shown; c++) /* quote it printable */
+                if ((unsigned char)p[c] < 32 || (unsigned char)p[c] > 126) p[c] = '?';
             st = PT_ERR(PT_ERR_FORMAT,
                         "each line must be '<book><chapter>:<verse> <text>' as `bible -f` prints it",
                         "'%s' line %lld is not a verse: '%.*s'%s", path, (long long)line, shown, p,
