@@ -6,7 +6,7 @@
 #   scripts/install-deps.sh --bench  also what the benchmarks compare against (PyTorch, gnuplot)
 set -eu
 pkgs="autoconf automake libtool pkg-config make gcc openmpi-bin libopenmpi-dev libopenblas-dev libopenblas-openmp-dev
-      libhdf5-openmpi-dev hdf5-tools zlib1g-dev dataset-fashion-mnist util-linux
+      libhdf5-openmpi-dev hdf5-tools zlib1g-dev dataset-fashion-mnist bible-kjv bible-kjv-text util-linux
       slurm-wlm munge slurm-wlm-torque"
 [ "${1:-}" = "--bench" ] && pkgs="$pkgs python3-torch python3-h5py python3-numpy gnuplot-nox"
 missing=""

@@ -152,6 +152,11 @@ int pt_model_has_batchnorm(const pt_model *m);
 int pt_model_input_size(const pt_model *m);
 const pt_param *pt_model_find_param(const pt_model *m, const char *name);
 
+/* Samples ntokens bytes from a language model (gpt) after `prompt` into out: temperature 0 is
+ * greedy; top_k > 0 keeps the k likeliest tokens; draws are Philox(seed, ., i). */
+pt_status pt_generate(pt_model *m, const char *prompt, int ntokens, float temperature, int top_k,
+                      uint64_t seed, unsigned char *out);
+
 #ifdef __cplusplus
 }
 #endif

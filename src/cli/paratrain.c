@@ -14,12 +14,88 @@
 #include <string.h>
 
 #include "paratrain/agree.h"
+#include "paratrain/ckpt.h"
+#include "paratrain/data.h"
+#include "paratrain/model.h"
 #include "paratrain/log.h"
 #include "paratrain/train.h"
+
+/* paratrain generate: every rank loads the model; rank 0 samples and prints. */
+static int generate(int argc, char **argv, int rank)
+{
+    const char *ckpt = NULL, *prompt = "";
+    long ntok = 200, top_k = 40, seed = 1;
+    double temp = 0.8;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
+        if (!strcmp(a, "--help")) {
+            if (rank == 0)
+                printf("usage: paratrain generate --ckpt CKPT [--prompt TEXT] [--tokens N]\n"
+                       "                          [--temperature T] [--top-k K] [--seed N]\n"
+                       "Samples bytes from a trained gpt checkpoint (file, directory or 'latest').\n"
+                       "  --tokens N        bytes to generate [200]\n"
+                       "  --temperature T   softmax temperature; 0 is greedy [0.8]\n"
+                       "  --top-k K         sample among the K likeliest bytes; 0: all [40]\n"
+                       "  --seed N          seed of the draws [1]\n");
+            return 0;
+        }
+        if (!v) {
+            if (rank == 0) fprintf(stderr, "paratrain: error: %s needs a value (see generate --help)\n", a);
+            return 2;
+        }
+        i++;
+        if (!strcmp(a, "--ckpt")) ckpt = v;
+        else if (!strcmp(a, "--prompt")) prompt = v;
+        else if (!strcmp(a, "--tokens")) ntok = strtol(v, &end, 10);
+        else if (!strcmp(a, "--top-k")) top_k = strtol(v, &end, 10);
+        else if (!strcmp(a, "--seed")) seed = strtol(v, &end, 10);
+        else if (!strcmp(a, "--temperature")) temp = strtod(v, &end);
+        else {
+            if (rank == 0) fprintf(stderr, "paratrain: error: unknown option '%s' (see generate --help)\n", a);
+            return 2;
+        }
+        if (end && (*end || end == v || ntok < 1 || ntok > 1000000 || top_k < 0 || seed < 0 ||
+                    !(temp >= 0.0))) {
+            if (rank == 0) fprintf(stderr, "paratrain: error: bad value '%s' for %s\n", v, a);
+            return 2;
+        }
+    }
+    if (!ckpt) {
+        if (rank == 0) fprintf(stderr, "paratrain: error: generate needs --ckpt (see generate --help)\n");
+        return 2;
+    }
+    char path[PT_PATH_MAX], spec[256], optname[32];
+    pt_ckpt_meta meta;
+    pt_model m = {0};
+    unsigned char *out = NULL;
+    pt_status st = pt_ckpt_resolve(ckpt, path, sizeof path);
+    if (st == PT_OK) st = pt_ckpt_read_meta(path, &meta, spec, sizeof spec, optname, sizeof optname);
+    pt_model_options mo = {.act = PT_ACT_RELU};
+    if (st == PT_OK) st = pt_model_create(&m, spec, &mo, pt_backend_cpu(), 1);
+    if (st == PT_OK) st = pt_ckpt_load(MPI_COMM_SELF, path, &m, NULL, &meta);
+    if (st == PT_OK && !(out = malloc((size_t)ntok))) st = PT_ERR(PT_ERR_NOMEM, NULL, "no memory");
+    if (st == PT_OK && rank == 0)
+        st = pt_generate(&m, prompt, (int)ntok, (float)temp, (int)top_k, (uint64_t)seed, out);
+    if (st == PT_OK && rank == 0) {
+        fputs(prompt, stdout);
+        fwrite(out, 1, (size_t)ntok, stdout);
+        fputc('\n', stdout);
+    }
+    free(out);
+    pt_model_destroy(&m);
+    st = pt_agree(MPI_COMM_WORLD, st, NULL);
+    if (st != PT_OK) {
+        pt_log_error_last("paratrain");
+        return 1;
+    }
+    return 0;
+}
 
 static void usage(FILE *fp)
 {
     fputs("usage: paratrain train [--config FILE] [--OPTION VALUE ...]\n"
+          "       paratrain generate --ckpt CKPT --prompt TEXT [...] (see generate --help)\n"
           "       paratrain eval --ckpt CKPT [--data DIR] [--split test|val|train]\n"
           "       paratrain --help | --version\n"
           "\n"
@@ -115,6 +191,10 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "--version")) {
         if (rank == 0) printf("paratrain %s\n", PACKAGE_VERSION);
+        goto done;
+    }
+    if (!strcmp(cmd, "generate")) {
+        code = generate(argc - 2, argv + 2, rank);
         goto done;
     }
     if (strcmp(cmd, "train") && strcmp(cmd, "eval")) {
