@@ -1,0 +1,86 @@
+#!/usr/bin/python3
+"""PyTorch reference for bench_models.sh: the same cnn / gpt as paratrain's specs, trained with
+AdamW on random inputs of the same shape (throughput does not depend on the values). Prints
+samples_per_s = batch / median step time (forward, backward, optimizer step) after 5 warm-up steps.
+
+  torch_models.py --model cnn --batch 128 --threads 2 --steps 40
+  torch_models.py --model gpt --batch 16 --threads 2 --steps 20   (d 256, 4 layers, 4 heads, ctx 128)
+"""
+import argparse
+import math
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class CNN(nn.Module):
+    def __init__(s, c1=32, c2=64, hidden=512):
+        super().__init__()
+        s.conv1, s.conv2 = nn.Conv2d(1, c1, 5, padding=2), nn.Conv2d(c1, c2, 5, padding=2)
+        s.fc1, s.fc2 = nn.Linear(c2 * 49, hidden), nn.Linear(hidden, 10)
+
+    def loss(s, x, y):
+        x = F.max_pool2d(F.relu(s.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(s.conv2(x)), 2)
+        return F.cross_entropy(s.fc2(F.relu(s.fc1(x.flatten(1)))), y)
+
+
+class GPT(nn.Module):
+    def __init__(s, L=4, H=4, D=256, T=128, V=256):
+        super().__init__()
+        s.L, s.H, s.D, s.T, s.V = L, H, D, T, V
+        s.wte, s.wpe = nn.Embedding(V, D), nn.Embedding(T, D)
+        s.h = nn.ModuleList()
+        for _ in range(L):
+            b = nn.Module()
+            b.ln1, b.qkv, b.proj = nn.LayerNorm(D), nn.Linear(D, 3 * D), nn.Linear(D, D)
+            b.ln2, b.fc, b.fc2 = nn.LayerNorm(D), nn.Linear(D, 4 * D), nn.Linear(4 * D, D)
+            s.h.append(b)
+        s.ln_f = nn.LayerNorm(D)
+        s.register_buffer("mask", torch.tril(torch.ones(T, T, dtype=torch.bool)))
+
+    def loss(s, tok, _):
+        T, D, H = s.T, s.D, s.H
+        x = s.wte(tok[:, :T]) + s.wpe.weight
+        for b in s.h:
+            q, k, v = b.qkv(b.ln1(x)).split(D, 2)
+            q, k, v = [t.view(-1, T, H, D // H).transpose(1, 2) for t in (q, k, v)]
+            att = ((q @ k.transpose(2, 3)) / math.sqrt(D // H)).masked_fill(~s.mask, float("-inf"))
+            x = x + b.proj((att.softmax(-1) @ v).transpose(1, 2).reshape(-1, T, D))
+            x = x + b.fc2(F.gelu(b.fc(b.ln2(x))))
+        logits = s.ln_f(x) @ s.wte.weight.T
+        return F.cross_entropy(logits.reshape(-1, s.V), tok[:, 1:].reshape(-1))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", choices=("cnn", "gpt"), required=True)
+    ap.add_argument("--batch", type=int, required=True)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=20)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    if a.model == "cnn":
+        model = CNN()
+        x, y = torch.rand(a.batch, 1, 28, 28), torch.randint(0, 10, (a.batch,))
+    else:
+        model = GPT()
+        x, y = torch.randint(0, 256, (a.batch, 129)), None
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    times = []
+    for i in range(a.steps + 5):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        model.loss(x, y).backward()
+        opt.step()
+        if i >= 5:
+            times.append(time.perf_counter() - t0)
+    print("samples_per_s=%.1f" % (a.batch / statistics.median(times)))
+
+
+if __name__ == "__main__":
+    main()
