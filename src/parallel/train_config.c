@@ -24,9 +24,9 @@ typedef struct {
 
 static const opt_row rows[] = {
     ROW("data", OPT_STR, data, "directory of HDF5 shards written by pt-prep"),
-    ROW("model", OPT_STR, model, "model spec, e.g. mlp:784-1024-1024-10"),
-    ROW("activation", OPT_STR, activation, "hidden activation: relu, gelu or tanh"),
-    ROW("dropout", OPT_F64, dropout, "dropout probability after each hidden activation"),
+    ROW("model", OPT_STR, model, "model spec: mlp:784-1024-1024-10, cnn, resnet, textcnn or gpt (keys like gpt:layers=4,d=256; docs/MODELS.md)"),
+    ROW("activation", OPT_STR, activation, "mlp hidden activation: relu, gelu or tanh"),
+    ROW("dropout", OPT_F64, dropout, "dropout probability (mlp: after each hidden activation; cnn, textcnn: before the classifier)"),
     ROW("optimizer", OPT_STR, optimizer, "sgd, momentum, nesterov, adagrad, adam or adamw"),
     ROW("lr", OPT_F64, lr, "peak learning rate (-1: the optimizer's default)"),
     ROW("momentum", OPT_F64, momentum, "SGD momentum (-1: 0.9 for momentum/nesterov, else 0)"),
