@@ -1,8 +1,9 @@
 #!/bin/sh
 # Training throughput of cnn and gpt next to the same models in PyTorch (benchmarks/torch_models.py),
 # one process, the same batch and thread count, AdamW, alternating A/B in one run; medians of
-# REPEATS. paratrain's samples/s is its `end` record (step time: read, compute, update); PyTorch's
-# is batch / median step time on random inputs of the same shape.
+# REPEATS. paratrain's samples/s is its `end` record (step time: read, compute, update), taken by
+# common.sh's pt_samples_per_s (later flags override its defaults); PyTorch's is batch / median
+# step time on random inputs of the same shape.
 #   benchmarks/bench_models.sh [REPEATS]   -> table on stdout, benchmarks/out/models.csv
 # Needs python3-torch (scripts/install-deps.sh --bench) and pt-prep's kjv-lm (made if missing).
 set -eu
@@ -15,18 +16,11 @@ LM=${LM:-data/kjv-lm}
 mkdir -p benchmarks/out
 csv=benchmarks/out/models.csv
 echo "model,batch,threads,repeat,paratrain_samples_per_s,torch_samples_per_s" >"$csv"
-pt_run() { # data model batch steps
-    m=$(mktemp)
-    OMP_NUM_THREADS=$THREADS ./paratrain train --data "$1" --model "$2" --batch "$3" --optimizer adamw \
-        --lr 1e-3 --max-steps "$4" --eval-every 100000 --log-every 100000 --quiet true \
-        --validate-data false --metrics "$m" >/dev/null 2>&1
-    sed -n 's/.*"event": "end".*"samples_per_s": \([0-9.]*\).*/\1/p' "$m"
-    rm -f "$m"
-}
 for spec in "cnn $DATA cnn 128 40" "gpt $LM gpt:layers=4,heads=4,d=256,ctx=128 16 20"; do
     set -- $spec
     for r in $(seq "$REPEATS"); do
-        a=$(pt_run "$2" "$3" "$4" "$5")
+        STEPS=$5 MODEL=$3
+        a=$(pt_samples_per_s 1 $THREADS "$4" --data "$2" --optimizer adamw --lr 1e-3)
         b=$($PY benchmarks/torch_models.py --model "$1" --batch "$4" --threads $THREADS --steps "$5" | sed -n 's/samples_per_s=//p')
         echo "$1,$4,$THREADS,$r,$a,$b" >>"$csv"
     done

@@ -239,8 +239,6 @@ out:
 
 pt_status pt_prep_fashion_mnist(const pt_prep_options *o)
 {
-    pt_h5_quiet();
-    if (o->shards < 1) return PT_ERR(PT_ERR_ARG, NULL, "--shards must be at least 1");
     char p[4][PT_PATH_MAX + 64];
     const char *base[4] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                            "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};

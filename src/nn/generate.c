@@ -56,7 +56,6 @@ pt_status pt_generate(pt_model *m, const char *prompt, int ntokens, float temper
     if (T < 2 || m->input_size != T + 1)
         return PT_ERR(PT_ERR_ARG, "generate needs a gpt checkpoint",
                       "model '%s' is not a language model", m->spec);
-    if (m->max_batch < 1) return PT_ERR(PT_ERR_ARG, NULL, "model has no batch");
     float *x = calloc((size_t)T + 1, sizeof(float));
     if (!x) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory");
     const size_t plen = strlen(prompt);

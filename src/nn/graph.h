@@ -53,8 +53,8 @@ int pt_in_beta(pt_model *m, const pt_node *n, int k);
 float pt_param_beta(pt_model *m, const pt_node *n, int k);
 /* dropout stream of node n at a step, and the fused-activation helpers */
 uint64_t pt_dropout_stream(int64_t step, int id);
-/* y = relu(y) when act is ReLU (act NONE: nothing); the backward uses the output as mask */
+/* y = relu(y) where no bias is fused. A fused ReLU's backward is the backend's act_backward with
+ * the output as pre-activation (y > 0 exactly where the pre-activation is), so nothing is kept. */
 void pt_relu_inplace(float *y, int64_t n);
-void pt_relu_backward_inplace(float *dy, const float *y, int64_t n);
 
 #endif

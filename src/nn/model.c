@@ -90,11 +90,6 @@ void pt_relu_inplace(float *y, int64_t n)
     for (int64_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
 }
 
-void pt_relu_backward_inplace(float *dy, const float *y, int64_t n)
-{
-#pragma omp parallel for simd schedule(static) if (n >= 16384)
-    for (int64_t i = 0; i < n; i++) dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
-}
 
 /* ------------------------------------------------------------------ create / destroy */
 

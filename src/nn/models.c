@@ -120,6 +120,17 @@ static int add_conv(pt_model *m, const char *name, int in, int H, int cin, int c
     return n->p[0] < 0 || (bias && n->p[1] < 0) ? -1 : out;
 }
 
+/* A normalization's scale (1) and shift (0), NAME/weight and NAME/bias, as p[0] and p[1]. */
+static void add_affine(pt_model *m, pt_node *n, const char *name, int C)
+{
+    char pn[PT_NAME_LEN];
+    snprintf(pn, sizeof pn, "%s/weight", name);
+    n->p[0] = pt_graph_param(m, pn, 1, (int64_t[]){C}, PT_INIT_CONST, 1.0f);
+    snprintf(pn, sizeof pn, "%s/bias", name);
+    n->p[1] = pt_graph_param(m, pn, 1, (int64_t[]){C}, PT_INIT_ZERO, 0.0f);
+    n->np = 2;
+}
+
 static int add_bn(pt_model *m, const char *name, int in, int HW, int C, pt_act act)
 {
     char pn[PT_NAME_LEN];
@@ -130,11 +141,7 @@ static int add_bn(pt_model *m, const char *name, int in, int HW, int C, pt_act a
     n->fa[0] = 0.1f, n->fa[1] = 1e-5f;
     n->act = act;
     n->aux_fixed = 2 * (int64_t)C;
-    snprintf(pn, sizeof pn, "%s/weight", name);
-    n->p[0] = pt_graph_param(m, pn, 1, (int64_t[]){C}, PT_INIT_CONST, 1.0f);
-    snprintf(pn, sizeof pn, "%s/bias", name);
-    n->p[1] = pt_graph_param(m, pn, 1, (int64_t[]){C}, PT_INIT_ZERO, 0.0f);
-    n->np = 2;
+    add_affine(m, n, name, C);
     snprintf(pn, sizeof pn, "%s/running_mean", name);
     n->b[0] = pt_graph_buffer(m, pn, C, 0.0f);
     snprintf(pn, sizeof pn, "%s/running_var", name);
@@ -144,18 +151,13 @@ static int add_bn(pt_model *m, const char *name, int in, int HW, int C, pt_act a
 
 static int add_ln(pt_model *m, const char *name, int in, int P, int D)
 {
-    char pn[PT_NAME_LEN];
     int out = pt_graph_slot(m, (int64_t)P * D);
     pt_node *n = out < 0 ? NULL : pt_graph_node(m, &pt_op_layernorm, in, -1, out);
     if (!n) return -1;
     n->ia[0] = P, n->ia[1] = D;
     n->fa[1] = 1e-5f;
     n->aux_row = 2 * (int64_t)P;
-    snprintf(pn, sizeof pn, "%s/weight", name);
-    n->p[0] = pt_graph_param(m, pn, 1, (int64_t[]){D}, PT_INIT_CONST, 1.0f);
-    snprintf(pn, sizeof pn, "%s/bias", name);
-    n->p[1] = pt_graph_param(m, pn, 1, (int64_t[]){D}, PT_INIT_ZERO, 0.0f);
-    n->np = 2;
+    add_affine(m, n, name, D);
     return n->p[0] < 0 || n->p[1] < 0 ? -1 : out;
 }
 
@@ -300,7 +302,7 @@ static int add_embedding(pt_model *m, int T, int D, int V, int pos, int stride)
     int out = pt_graph_slot(m, (int64_t)T * D);
     pt_node *n = out < 0 ? NULL : pt_graph_node(m, &pt_op_embedding, 0, -1, out);
     if (!n) return -1;
-    n->ia[0] = T, n->ia[1] = D, n->ia[2] = V, n->ia[4] = stride;
+    n->ia[0] = T, n->ia[1] = D, n->ia[2] = V, n->ia[3] = stride;
     /* GPT-2's N(0, 0.02); nn.Embedding's N(0, 1) for TextCNN */
     n->p[0] = pt_graph_param(m, "wte/weight", 2, (int64_t[]){V, D}, PT_INIT_NORMAL,
                              pos ? 0.02f : 1.0f);

@@ -114,7 +114,7 @@ static void conv2d_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx 
     const int K = k * k * Cin, chunk = conv_chunk(n, rows);
     pt_slot *in = pt_in(m, n, 0), *out = pt_out(m, n);
     float *dy = out->g;
-    if (n->act == PT_ACT_RELU) pt_relu_backward_inplace(dy, out->a, (int64_t)rows * Ho * Ho * Cout);
+    if (n->act == PT_ACT_RELU) m->be->act_backward(dy, dy, out->a, (int64_t)rows * Ho * Ho * Cout, PT_ACT_RELU);
     if (n->p[1] >= 0) {
         pt_param_beta(m, n, 1);
         be->bias_backward(pt_pg(m, n, 1), dy, rows * Ho * Ho, Cout);
@@ -280,7 +280,7 @@ static void conv1d_max_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_
     if (ctx->train && n->dropout > 0.0f)
         be->dropout(dy, rows, out_w, ctx->row_offset, n->dropout, ctx->seed,
                     pt_dropout_stream(ctx->step, n->id));
-    pt_relu_backward_inplace(dy, out->a, (int64_t)rows * out_w);
+    m->be->act_backward(dy, dy, out->a, (int64_t)rows * out_w, PT_ACT_RELU);
     const int beta_x = pt_in_beta(m, n, 0);
     if (beta_x == 0) be->zero(in->g, sizeof(float) * (size_t)rows * L * E);
     for (int i = 0; i < nw; i++) {

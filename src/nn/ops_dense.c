@@ -37,7 +37,7 @@ static void linear_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx 
     if (ctx->train && n->dropout > 0.0f)
         be->dropout(dz, rows, P * dout, ctx->row_offset, n->dropout, ctx->seed,
                     pt_dropout_stream(ctx->step, n->id));
-    if (n->act == PT_ACT_RELU) pt_relu_backward_inplace(dz, out->a, (int64_t)M * dout);
+    if (n->act == PT_ACT_RELU) m->be->act_backward(dz, dz, out->a, (int64_t)M * dout, PT_ACT_RELU);
     else if (n->act != PT_ACT_NONE) be->act_backward(dz, dz, n->aux, (int64_t)M * dout, n->act);
     be->gemm(true, false, dout, din, M, 1.0f, dz, dout, in->a, din, pt_param_beta(m, n, 0),
              pt_pg(m, n, 0), din);
@@ -51,9 +51,7 @@ static void linear_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx 
                  in->g, din);
 }
 
-static int64_t linear_scratch(const pt_model *m, const pt_node *n, int rows) { return 0; }
-
-const pt_op pt_op_linear = {"linear", linear_scratch, linear_forward, linear_backward};
+const pt_op pt_op_linear = {"linear", NULL, linear_forward, linear_backward};
 
 static void add_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
 {
@@ -72,7 +70,7 @@ static void add_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ct
 {
     const int64_t N = (int64_t)rows * pt_out(m, n)->size;
     pt_slot *out = pt_out(m, n);
-    if (n->act == PT_ACT_RELU) pt_relu_backward_inplace(out->g, out->a, N);
+    if (n->act == PT_ACT_RELU) m->be->act_backward(out->g, out->g, out->a, N, PT_ACT_RELU);
     for (int k = 0; k < 2; k++) {
         int beta = pt_in_beta(m, n, k);
         float *dx = pt_in(m, n, k)->g;

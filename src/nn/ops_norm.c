@@ -57,9 +57,8 @@ static void bn_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
     float *rm = m->buf + m->buffers[n->b[0]].offset, *rv = m->buf + m->buffers[n->b[1]].offset;
     const float mom = n->fa[0], eps = n->fa[1];
     if (ctx->train) {
-        double s[2 * 64 + 1], *s0 = s, *s1 = s + C;
-        double *heap = NULL;
-        if (C > 64) s0 = heap = malloc(sizeof(double) * (2 * (size_t)C + 1)), s1 = s0 + C;
+        double *s0 = malloc(sizeof(double) * (2 * (size_t)C + 1)), *s1 = s0 + C;
+        if (!s0) return; /* a few hundred bytes */
         channel_sums(x, NULL, NULL, NULL, N, C, 0, s0, s1);
         s0[2 * C] = (double)N;
         if (m->opt.sync_bn && m->allreduce_sum) m->allreduce_sum(m->allreduce_arg, s0, 2 * C + 1);
@@ -72,7 +71,7 @@ static void bn_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
             rm[c] = (1.0f - mom) * rm[c] + mom * (float)mu;
             rv[c] = (1.0f - mom) * rv[c] + mom * (float)(cnt > 1 ? var * cnt / (cnt - 1) : var);
         }
-        free(heap);
+        free(s0);
     } else {
         for (int c = 0; c < C; c++) mean[c] = rm[c], rstd[c] = 1.0f / sqrtf(rv[c] + eps);
     }
@@ -92,7 +91,7 @@ static void bn_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx
     pt_slot *in = pt_in(m, n, 0), *out = pt_out(m, n);
     const float *x = in->a, *gamma = pt_pw(m, n, 0), *mean = n->aux, *rstd = n->aux + C;
     float *dy = out->g;
-    if (n->act == PT_ACT_RELU) pt_relu_backward_inplace(dy, out->a, N * C);
+    if (n->act == PT_ACT_RELU) m->be->act_backward(dy, dy, out->a, N * C, PT_ACT_RELU);
     double *s = malloc(sizeof(double) * (2 * (size_t)C + 1)), *s0 = s, *s1 = s + C;
     if (!s) return;
     channel_sums(dy, x, mean, rstd, N, C, 1, s0, s1);

@@ -1,7 +1,7 @@
 /* Sequence ops: token (+ position) embedding and causal multi-head self-attention.
  *
- *   embedding   in: the sample's tokens (stored as floats, row stride ia[4]); out (T x D);
- *               ia = {T, D, V, -, stride}; p = {wte (V x D), wpe (T x D) or -1}
+ *   embedding   in: the sample's tokens (stored as floats, row stride ia[3]); out (T x D);
+ *               ia = {T, D, V, stride}; p = {wte (V x D), wpe (T x D) or -1}
  *     y[t] = wte[tok[t]] + wpe[t]. The backward scatters into wte by column blocks, so threads
  *     never write the same element and the sum order is fixed. A tied output layer (a linear node
  *     that borrows wte) adds its part of wte's gradient first; the embedding accumulates.
@@ -27,7 +27,7 @@ static inline int token_at(const float *row, int t, int V)
 
 static void embed_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
 {
-    const int T = n->ia[0], D = n->ia[1], V = n->ia[2], stride = n->ia[4];
+    const int T = n->ia[0], D = n->ia[1], V = n->ia[2], stride = n->ia[3];
     const float *x = pt_in(m, n, 0)->a, *wte = pt_pw(m, n, 0);
     const float *wpe = n->p[1] >= 0 ? pt_pw(m, n, 1) : NULL;
     float *y = pt_out(m, n)->a;
@@ -45,7 +45,7 @@ static void embed_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *c
 
 static void embed_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
 {
-    const int T = n->ia[0], D = n->ia[1], V = n->ia[2], stride = n->ia[4];
+    const int T = n->ia[0], D = n->ia[1], V = n->ia[2], stride = n->ia[3];
     const float *x = pt_in(m, n, 0)->a, *dy = pt_out(m, n)->g;
     float *dwte = pt_pg(m, n, 0);
     const float beta = pt_param_beta(m, n, 0);
