@@ -63,6 +63,9 @@ typedef struct {
     MPI_Win user_win;
     char **user_slots;
     size_t user_bytes, user_used;
+    /* payload bytes of the point-to-point messages paratrain's own collectives posted on this
+     * communicator (the 'mpi' algorithm's traffic is inside MPI and not counted) */
+    uint64_t bytes_sent, bytes_recv;
 } pt_comm;
 
 /* Collective over comm: duplicates it for collective traffic (so it never matches the caller's

@@ -139,16 +139,19 @@ static pt_status post_round(pt_sched *s)
     /* Receives first, so a matching send finds its buffer posted. */
     for (int i = b; i < e; i++) {
         const pt_sop *o = &s->ops[i];
-        if (o->kind == PT_SOP_RECV)
+        if (o->kind == PT_SOP_RECV) {
             PT_MPI_CHECK(MPI_Irecv(o->dst, (int)o->count, t, o->peer, s->tag, o->comm,
                                    &s->reqs[s->nreqs++]));
+            s->comm->bytes_recv += s->esize * (uint64_t)o->count;
+        }
     }
     for (int i = b; i < e; i++) {
         const pt_sop *o = &s->ops[i];
-        if (o->kind == PT_SOP_SEND)
+        if (o->kind == PT_SOP_SEND) {
             PT_MPI_CHECK(MPI_Isend(o->src, (int)o->count, t, o->peer, s->tag, o->comm,
                                    &s->reqs[s->nreqs++]));
-        else if (o->kind == PT_SOP_BARRIER) {
+            s->comm->bytes_sent += s->esize * (uint64_t)o->count;
+        } else if (o->kind == PT_SOP_BARRIER) {
             /* Shared-memory writes before the barrier must be visible after it on the other
              * ranks of the node (x86 is TSO; the fence also stops compiler reordering). */
             __atomic_thread_fence(__ATOMIC_SEQ_CST);
