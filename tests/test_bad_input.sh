@@ -56,6 +56,14 @@ expect_error spec-vs-data "takes 100 inputs, but the samples" train --data "$DAT
 expect_error bad-optimizer "unknown optimizer 'lion'" train --data "$DATA" $small --optimizer lion
 expect_error big-batch "larger than the 5000 training samples" train --data "$DATA" --batch 8000
 expect_error unknown-command "unknown command 'fit'" fit
+# compression flags
+expect_error compress-density "the density must be in (0, 1]" train --data "$DATA" $small --compress topk:0
+expect_error compress-unknown "unknown --compress 'int4'" train --data "$DATA" $small --compress int4
+expect_error compress-algo "unknown sparse allreduce 'tree'" train --data "$DATA" $small --compress topk:0.01 --sparse-allreduce tree
+expect_error compress-zero "does not combine" train --data "$DATA" $small --compress sign --zero 1
+expect_error dgc-no-topk "--dgc needs top-k compression" train --data "$DATA" $small --dgc true
+expect_error dgc-adam "--dgc corrects SGD momentum" train --data "$DATA" $small --compress topk:0.01 --dgc true --optimizer adam
+expect_error sparcml-switch "--sparcml-switch 0.9" train --data "$DATA" $small --compress topk:0.01 --sparcml-switch 0.9
 # checkpoint of another model
 mpirun_t 2 60 "$PARATRAIN" train --data "$DATA" $small --ckpt-dir "$WORK/ck" >/dev/null 2>&1 ||
     fail "could not write a checkpoint"

@@ -8,3 +8,9 @@ for np in 1 2 3 4 5 8; do
     echo "np $np: $(tail -1 "$WORK/np$np.out")"
 done
 pass "compressed collectives at np 1, 2, 3, 4, 5, 8"
+# The training-side compressor: error feedback's invariant, DGC, the density warm-up.
+for np in 1 3; do
+    mpirun_t $np 120 "$top_builddir/tests/t_compress_ef" >"$WORK/ef$np.out" 2>&1 || { cat "$WORK/ef$np.out"; fail "t_compress_ef at np=$np"; }
+    echo "np $np: $(tail -1 "$WORK/ef$np.out")"
+done
+pass "error feedback, DGC and warm-up at np 1, 3"

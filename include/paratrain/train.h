@@ -44,6 +44,12 @@ typedef struct {
     bool sync_bn;        /* batch norm over the global batch (synchronized statistics) */
     bool reproducible;   /* bitwise-identical results for any rank count (exact reduction) */
     int64_t repro_chunk; /* --reproducible: samples per gradient chunk */
+    char compress[32];          /* gradient compression: none, topk:D, sign, signsgd, fp16, bf16 */
+    char sparse_allreduce[16];  /* topk: allgather, sparcml or gtopk */
+    bool error_feedback;        /* topk, sign: keep what was not sent for the next step */
+    bool dgc;                   /* topk: DGC momentum correction/masking and local clipping */
+    double density_warmup_epochs; /* topk: DGC's exponential density warm-up (0: off) */
+    double sparcml_switch;      /* sparcml: density where a merged vector goes dense */
     char backend[16];
     int64_t eval_batch;
     bool validate_data;

@@ -138,6 +138,8 @@ typedef struct {
     pt_early_stop es;
     pt_metrics metrics;
     pt_grad_sync gs;
+    pt_compressor z;
+    float dgc_momentum; /* --dgc: the optimizer's momentum, applied by the compressor instead */
     int64_t step, steps_per_epoch, total_steps;
     float *x;
     int32_t *y;
@@ -151,6 +153,13 @@ static pt_status make_optimizer(trainer *t)
     PT_TRY(pt_optim_config_parse(&oc, c->optimizer));
     if (c->lr >= 0) oc.lr = (float)c->lr;
     if (c->momentum >= 0) oc.momentum = (float)c->momentum;
+    if (c->dgc) { /* momentum correction: the ranks keep the momentum, the update has none */
+        if (oc.kind != PT_OPT_SGD)
+            return PT_ERR(PT_ERR_ARG, "use --optimizer momentum (or sgd) with --dgc",
+                          "--dgc corrects SGD momentum; '%s' is not SGD", c->optimizer);
+        t->dgc_momentum = oc.momentum;
+        oc.momentum = 0.0f, oc.nesterov = false;
+    }
     if (c->weight_decay >= 0) oc.weight_decay = (float)c->weight_decay;
     if (c->beta1 >= 0) oc.beta1 = (float)c->beta1;
     if (c->beta2 >= 0) oc.beta2 = (float)c->beta2;
@@ -168,6 +177,52 @@ static pt_status make_optimizer(trainer *t)
     t->sched.total_steps = t->total_steps;
     if (t->sched.kind == PT_SCHED_STEP && c->step_size <= 0)
         return PT_ERR(PT_ERR_ARG, "give --step-size N", "the step schedule needs --step-size > 0");
+    return PT_OK;
+}
+
+/* --compress: the compressor replaces the gradient allreduce (compress.h). */
+static pt_status make_compressor(trainer *t)
+{
+    const pt_train_config *c = t->cfg;
+    pt_compress_config zc;
+    PT_TRY(pt_compress_parse(c->compress, &zc));
+    if (zc.kind == PT_COMPRESS_NONE) {
+        if (c->dgc) return PT_ERR(PT_ERR_ARG, "add --compress topk:D", "--dgc needs top-k compression");
+        return PT_OK;
+    }
+    if (c->zero || c->bucket_mb > 0 || c->reproducible)
+        return PT_ERR(PT_ERR_ARG, "drop --zero, --bucket-mb and --reproducible, or --compress",
+                      "--compress %s replaces the whole-gradient allreduce, so it does not combine "
+                      "with ZeRO-1, buckets or the exact reduction", c->compress);
+    PT_TRY(pt_sparse_algo_parse(c->sparse_allreduce, &zc.algo));
+    if (!(c->sparcml_switch > 0 && c->sparcml_switch <= 0.5))
+        return PT_ERR(PT_ERR_ARG, "give a density in (0, 0.5]",
+                      "--sparcml-switch %g: past 0.5 a sparse vector is larger than the dense one",
+                      c->sparcml_switch);
+    if (!(c->density_warmup_epochs >= 0))
+        return PT_ERR(PT_ERR_ARG, NULL, "--density-warmup-epochs must be >= 0");
+    zc.dense_switch = c->sparcml_switch;
+    zc.error_feedback = c->error_feedback;
+    zc.dgc = c->dgc;
+    zc.momentum = t->dgc_momentum;
+    zc.clip_norm = c->clip_norm;
+    zc.warmup_epochs = c->density_warmup_epochs;
+    PT_TRY(pt_compressor_init(&t->z, &zc, &t->model));
+    t->gs.z = &t->z;
+    if (!c->quiet) {
+        char what[128] = "";
+        if (zc.kind == PT_COMPRESS_TOPK)
+            snprintf(what, sizeof what, " (density %g, %s%s%s)", zc.density,
+                     pt_sparse_algo_name(zc.algo), zc.error_feedback ? ", error feedback" : "",
+                     zc.dgc ? ", DGC" : "");
+        else if (zc.kind == PT_COMPRESS_SIGN)
+            snprintf(what, sizeof what, "%s", zc.error_feedback ? " (error feedback)" : "");
+        pt_log_info("gradient compression: %s%s", pt_compress_kind_name(zc.kind), what);
+        if (c->resume[0] && (t->z.residual || t->z.velocity))
+            pt_log_warn("--resume: the error-feedback residual%s start%s from zero (they are not "
+                        "in checkpoints)", t->z.velocity ? " and DGC momentum" : "",
+                        t->z.velocity ? "" : "s");
+    }
     return PT_OK;
 }
 
@@ -365,6 +420,8 @@ static pt_status run(trainer *t, pt_train_result *res)
     double ph[4] = {0, 0, 0, 0}; /* seconds in: data, compute, communication, update */
     double comm_span = 0, comm_exposed = 0, int_span = 0, int_exposed = 0; /* gradient buckets */
     int64_t int_steps = 0, start_step = t->step;
+    /* gradient bytes this rank sent and received (paratrain's own messages), and top-k's k */
+    double int_sent = 0, int_recv = 0, int_k = 0, tot_sent = 0;
     double int_loss = 0.0;
     bool stop = false;
 
@@ -402,7 +459,12 @@ static pt_status run(trainer *t, pt_train_result *res)
             if (c->reproducible) pt_grad_sync_exact_add(&t->gs, true);
         }
         double t2 = pt_now(), wait_s = 0.0;
+        t->gs.epoch = (double)t->step / (double)t->steps_per_epoch;
+        const uint64_t sent0 = t->pc.bytes_sent, recv0 = t->pc.bytes_recv;
         PT_TRY(pt_grad_sync_finish(&t->gs, &wait_s));
+        int_sent += (double)(t->pc.bytes_sent - sent0), int_recv += (double)(t->pc.bytes_recv - recv0);
+        tot_sent += (double)(t->pc.bytes_sent - sent0);
+        int_k += (double)(t->z.cfg.kind == PT_COMPRESS_TOPK ? t->z.k : t->model.numel);
         if (c->reproducible) PT_TRY(pt_grad_sync_exact_reduce(&t->gs));
         PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, lstat, 4, MPI_DOUBLE, MPI_SUM, t->comm));
         double t3 = pt_now();
@@ -414,13 +476,13 @@ static pt_status run(trainer *t, pt_train_result *res)
                           lstat[3] > 0 ? " (gradients beyond the exact accumulator's 2^24)" : "");
         /* The norm is a full pass over the gradient: only when clipping or logging needs it. */
         const bool log_now = (t->step + 1) % log_every == 0 || t->step + 1 == end;
-        if (c->clip_norm > 0 || log_now) {
+        if ((c->clip_norm > 0 && !c->dgc) || log_now) { /* --dgc clips locally instead */
             double ss;
             PT_TRY(pt_grad_sync_sum_squares(&t->gs, &ss));
             grad_norm = sqrt(ss);
             int64_t goff, gn;
             float *g = pt_grad_sync_grad(&t->gs, &goff, &gn);
-            pt_clip_grad_scale(be, g, gn, grad_norm, c->clip_norm);
+            if (!c->dgc) pt_clip_grad_scale(be, g, gn, grad_norm, c->clip_norm);
         }
         const float lr = pt_schedule_lr(&t->sched, t->step);
         PT_TRY(pt_grad_sync_update(&t->gs, &t->opt, lr));
@@ -444,25 +506,44 @@ static pt_status run(trainer *t, pt_train_result *res)
             double sps = int_time > 0 ? (double)(int_steps * B) / int_time : 0.0;
             double ep = (double)t->step / (double)t->steps_per_epoch;
             double per_step = (now - t_start) / (double)(t->step - start_step);
-            char eta[32];
+            char eta[32], bytes[160] = "";
+            /* bytes per step, the mean over the ranks, next to what a dense ring allreduce sends
+             * (2(p-1)/p 4n) and top-k's bound (2k(p-1)/p pairs of 8 bytes) */
+            double b[4] = {int_sent, int_recv, tot_sent, int_k};
+            PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, b, 4, MPI_DOUBLE, MPI_SUM, t->comm));
+            const double P = (double)t->size, per = 1.0 / ((double)int_steps * P);
+            const double sent_ps = b[0] * per, recv_ps = b[1] * per, k_ps = b[3] * per;
+            const double dense_ps = 2.0 * (P - 1) / P * 4.0 * (double)t->model.numel;
+            const double bound_ps = 2.0 * k_ps * (P - 1) / P * 8.0;
+            if (t->z.cfg.kind == PT_COMPRESS_TOPK)
+                snprintf(bytes, sizeof bytes, "  sent %.3g MB/step (dense %.3g, bound 2k(p-1)/p %.3g)",
+                         sent_ps / 1e6, dense_ps / 1e6, bound_ps / 1e6);
+            else if (t->z.cfg.kind != PT_COMPRESS_NONE)
+                snprintf(bytes, sizeof bytes, "  sent %.3g MB/step (dense %.3g)", sent_ps / 1e6,
+                         dense_ps / 1e6);
             fmt_duration(per_step * (double)(t->total_steps - t->step), eta, sizeof eta);
             pt_metrics_write(&t->metrics, "train",
                              "\"step\": %lld, \"epoch\": %.4f, \"loss\": %.6f, \"lr\": %.6g, "
                              "\"grad_norm\": %.6g, \"samples_per_s\": %.1f, \"time_s\": %.3f, "
                              "\"grad_comm_s\": %.6f, \"grad_comm_exposed_s\": %.6f, "
-                             "\"grad_comm_overlap\": %.4f",
+                             "\"grad_comm_overlap\": %.4f, \"bytes_sent_per_step\": %.0f, "
+                             "\"bytes_recv_per_step\": %.0f, \"dense_bytes_per_step\": %.0f, "
+                             "\"bound_bytes_per_step\": %.0f, \"bytes_sent_total\": %.0f, "
+                             "\"k_per_step\": %.0f",
                              (long long)t->step, ep, int_loss / (double)int_steps, lr, grad_norm,
                              sps, now - t_start, int_span / (double)int_steps,
-                             int_exposed / (double)int_steps, hidden_fraction(int_span, int_exposed));
+                             int_exposed / (double)int_steps, hidden_fraction(int_span, int_exposed),
+                             sent_ps, recv_ps, dense_ps, bound_ps, b[2] / P, k_ps);
             if (!c->quiet)
                 pt_log_info("epoch %lld/%lld  step %lld/%lld  loss %.4f  lr %.4g  %.0f samples/s  "
-                            "ETA %s",
+                            "ETA %s%s",
                             (long long)(epoch + 1),
                             (long long)((t->total_steps + t->steps_per_epoch - 1) /
                                         t->steps_per_epoch),
                             (long long)t->step, (long long)t->total_steps,
-                            int_loss / (double)int_steps, lr, sps, eta);
+                            int_loss / (double)int_steps, lr, sps, eta, bytes);
             int_time = 0.0, int_steps = 0, int_loss = 0.0, int_span = 0.0, int_exposed = 0.0;
+            int_sent = int_recv = int_k = 0.0;
         }
         if (t->step % eval_every == 0 && !last) {
             PT_TRY(validate(t, &stop, NULL, NULL));
@@ -625,6 +706,8 @@ pt_status pt_train(const pt_train_config *c, MPI_Comm comm, pt_train_result *res
     PT_TRY_GOTO(st, pt_agree(comm, st, NULL), out);
     st = make_optimizer(t);
     PT_TRY_GOTO(st, pt_agree(comm, st, NULL), out);
+    st = make_compressor(t);
+    PT_TRY_GOTO(st, pt_agree(comm, st, NULL), out);
     pt_early_stop_init(&t->es, (int)c->early_stop, true);
     if (c->resume[0]) PT_TRY_GOTO(st, resume(t), out);
     st = pt_metrics_open(&t->metrics, c->metrics, c->resume[0] != 0, t->rank);
@@ -652,6 +735,7 @@ out:
     pt_sampler_free(&t->sampler);
     free(t->x), free(t->y), free(t->idx);
     pt_grad_sync_free(&t->gs);
+    pt_compressor_free(&t->z);
     pt_optim_destroy(&t->opt);
     pt_model_destroy(&t->model);
     pt_dataset_close(&t->train), pt_dataset_close(&t->val), pt_dataset_close(&t->test);

@@ -169,6 +169,13 @@ pt_status pt_grad_sync_finish(pt_grad_sync *gs, double *wait_s)
     *wait_s = 0.0;
     gs->m->grad_ready = NULL;
     pt_status st = gs->err;
+    if (gs->z && gs->z->cfg.kind != PT_COMPRESS_NONE) { /* compressed, even on one rank */
+        gs->t_first = t0;
+        if (st == PT_OK) st = pt_compressor_step(gs->z, gs->pc, gs->m->g, gs->epoch);
+        gs->t_last_done = pt_now();
+        *wait_s = gs->t_last_done - t0;
+        return st;
+    }
     if (gs->size == 1 || gs->exact) {
         gs->t_first = gs->t_last_done = t0;
         return st;

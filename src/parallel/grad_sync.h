@@ -27,6 +27,7 @@
 #include "paratrain/comm.h"
 #include "paratrain/model.h"
 #include "paratrain/optim.h"
+#include "compress.h"
 
 typedef struct {
     int64_t off, count; /* range of the flat gradient buffer */
@@ -53,6 +54,9 @@ typedef struct {
     /* --reproducible: 128-bit fixed point (value * 2^PT_EXACT_FRAC_BITS), one per element */
     __int128 *acc;
     int64_t exact_overflow; /* elements out of the accumulator's range (or not finite) */
+    /* --compress: the compressed collective replaces the allreduce (no buckets, no ZeRO) */
+    pt_compressor *z;
+    double epoch; /* of the current step, for the density warm-up */
     /* timing of the current step */
     double t_calls;      /* seconds inside collective calls while backward runs */
     double t_first, t_last_done; /* first bucket started, last bucket seen complete */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "paratrain/compress.h"
 #include "paratrain/train.h"
 
 typedef enum { OPT_STR, OPT_I64, OPT_U64, OPT_F64, OPT_BOOL } opt_type;
@@ -68,6 +69,22 @@ static const opt_row rows[] = {
                                       "batch (summed over the ranks) instead of each rank's share"),
     ROW("allreduce", OPT_STR, allreduce, "gradient allreduce: auto, mpi, ring, recursive_doubling, "
                                          "rabenseifner, binomial or hierarchical"),
+    ROW("compress", OPT_STR, compress, "gradient compression: none, topk:DENSITY (e.g. topk:0.001), "
+                                       "sign (scaled, EF-SignSGD with --error-feedback), signsgd "
+                                       "(majority vote), fp16 or bf16 (16-bit wire, fp32 sums)"),
+    ROW("sparse-allreduce", OPT_STR, sparse_allreduce, "topk: allgather, sparcml (recursive "
+                                                       "doubling, dense past --sparcml-switch) or "
+                                                       "gtopk (global top-k)"),
+    ROW("error-feedback", OPT_BOOL, error_feedback, "topk, sign: add what was not sent to the next "
+                                                    "step's gradient"),
+    ROW("dgc", OPT_BOOL, dgc, "topk: Deep Gradient Compression's momentum correction and "
+                              "masking (with --optimizer momentum) and local clipping "
+                              "(--clip-norm / sqrt(ranks))"),
+    ROW("density-warmup-epochs", OPT_F64, density_warmup_epochs, "topk: density from 25% down to "
+                                                                 "DENSITY exponentially over "
+                                                                 "these epochs (0: off)"),
+    ROW("sparcml-switch", OPT_F64, sparcml_switch, "sparcml: density at which a merged sparse "
+                                                   "vector is sent dense"),
     ROW("backend", OPT_STR, backend, "compute backend: cpu (cuda when built --with-cuda)"),
     ROW("eval-batch", OPT_I64, eval_batch, "samples per rank per evaluation batch"),
     ROW("validate-data", OPT_BOOL, validate_data, "scan the data for bad labels/NaN at start"),
@@ -85,6 +102,9 @@ void pt_train_config_defaults(pt_train_config *c)
     snprintf(c->schedule, sizeof c->schedule, "constant");
     snprintf(c->allreduce, sizeof c->allreduce, "auto");
     snprintf(c->backend, sizeof c->backend, "cpu");
+    snprintf(c->compress, sizeof c->compress, "none");
+    snprintf(c->sparse_allreduce, sizeof c->sparse_allreduce, "sparcml");
+    c->error_feedback = true, c->sparcml_switch = PT_SPARCML_DENSE_SWITCH;
     c->lr = c->momentum = c->weight_decay = c->beta1 = c->beta2 = c->eps = -1.0;
     c->gamma = 0.1, c->batch = 128, c->epochs = 1, c->seed = 1;
     c->log_every = 50, c->eval_batch = 1000, c->validate_data = true;
