@@ -583,16 +583,17 @@ static pt_status run(trainer *t, pt_train_result *res)
                          res->test_loss, res->test_accuracy, (long long)t->test.count);
     }
     if (c->ckpt_dir[0]) PT_TRY(save_checkpoint(t, res->checkpoint));
+    PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &tot_sent, 1, MPI_DOUBLE, MPI_SUM, t->comm));
     pt_metrics_write(&t->metrics, "end",
                      "\"step\": %lld, \"epoch\": %.4f, \"train_seconds\": %.3f, "
                      "\"samples_per_s\": %.1f, \"test_accuracy\": %.6f, \"data_s\": %.3f, "
                      "\"compute_s\": %.3f, \"comm_s\": %.3f, \"update_s\": %.3f, "
                      "\"grad_comm_span_s\": %.3f, \"grad_comm_exposed_s\": %.3f, "
-                     "\"grad_comm_overlap\": %.4f",
+                     "\"grad_comm_overlap\": %.4f, \"bytes_sent_total\": %.0f",
                      (long long)t->step, (double)t->step / (double)t->steps_per_epoch,
                      res->train_seconds, res->samples_per_s, t->have_test ? res->test_accuracy : NAN,
                      ph[0], ph[1], ph[2], ph[3], comm_span, comm_exposed,
-                     hidden_fraction(comm_span, comm_exposed));
+                     hidden_fraction(comm_span, comm_exposed), tot_sent / (double)t->size);
     return PT_OK;
 }
 

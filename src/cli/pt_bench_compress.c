@@ -1,0 +1,191 @@
+/* pt-bench-compress: time per allreduce of one gradient (default 25 MB) for every compression
+ * method, next to the dense allreduce, with the compute it costs and the bytes it sends.
+ *
+ * Each repetition is timed between barriers and counts the slowest rank. "compress" is the local
+ * work before the collective (top-k selection, sign packing with its scales, fp32 -> 16-bit is
+ * inside the low-precision allreduce and counted in "total"); "total" is compress plus the
+ * collective, which includes decoding into the dense result. Sent bytes are this rank's payload
+ * (pt_comm's counters; the MPI algorithm's are not visible and show as -). Reported: the median
+ * of --reps repetitions after 2 warm-ups, and the ratio to the dense MPI_Allreduce measured in
+ * the same run.
+ *
+ *   mpirun -np P pt-bench-compress [--bytes 25M] [--reps 10] [--csv FILE]
+ */
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "paratrain/compress.h"
+#include "paratrain/log.h"
+
+typedef enum { M_DENSE, M_TOPK, M_SIGN, M_SIGNSGD, M_LOWP } mkind;
+typedef struct {
+    const char *name;
+    mkind kind;
+    pt_allreduce_algo algo; /* dense */
+    double density;         /* top-k */
+    pt_sparse_algo sparse;
+    pt_dtype wire; /* low precision */
+} method;
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+    int provided, rank, size;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    pt_log_set_rank(rank, size);
+    double mb = 25.0;
+    int reps = 10;
+    const char *csv = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help")) {
+            if (rank == 0)
+                puts("usage: mpirun -np P pt-bench-compress [--bytes MB] [--reps R] [--csv FILE]\n"
+                     "  times one allreduce of an fp32 gradient of MB megabytes (default 25) for the\n"
+                     "  dense algorithms and every compression method; medians of R repetitions");
+            MPI_Finalize();
+            return 0;
+        } else if (v && !strcmp(a, "--bytes")) mb = atof(v), i++;
+        else if (v && !strcmp(a, "--reps")) reps = atoi(v), i++;
+        else if (v && !strcmp(a, "--csv")) csv = v, i++;
+        else {
+            if (rank == 0) fprintf(stderr, "pt-bench-compress: error: bad argument '%s' (see --help)\n", a);
+            MPI_Finalize();
+            return 2;
+        }
+    }
+    if (!(mb > 0) || reps < 1) {
+        if (rank == 0) fprintf(stderr, "pt-bench-compress: error: --bytes and --reps must be positive\n");
+        MPI_Finalize();
+        return 2;
+    }
+    const int64_t n = (int64_t)(mb * 1e6 / 4.0);
+    const method methods[] = {
+        {"dense mpi", M_DENSE, PT_ALLREDUCE_MPI, 0, 0, 0},
+        {"dense ring", M_DENSE, PT_ALLREDUCE_RING, 0, 0, 0},
+        {"dense auto", M_DENSE, PT_ALLREDUCE_AUTO, 0, 0, 0},
+        {"topk 1% allgather", M_TOPK, 0, 0.01, PT_SPARSE_ALLGATHER, 0},
+        {"topk 1% sparcml", M_TOPK, 0, 0.01, PT_SPARSE_SPARCML, 0},
+        {"topk 1% gtopk", M_TOPK, 0, 0.01, PT_SPARSE_GTOPK, 0},
+        {"topk 0.1% allgather", M_TOPK, 0, 0.001, PT_SPARSE_ALLGATHER, 0},
+        {"topk 0.1% sparcml", M_TOPK, 0, 0.001, PT_SPARSE_SPARCML, 0},
+        {"topk 0.1% gtopk", M_TOPK, 0, 0.001, PT_SPARSE_GTOPK, 0},
+        {"sign (scaled)", M_SIGN, 0, 0, 0, 0},
+        {"signsgd (majority)", M_SIGNSGD, 0, 0, 0, 0},
+        {"fp16", M_LOWP, 0, 0, 0, PT_F16},
+        {"bf16", M_LOWP, 0, 0, 0, PT_BF16},
+    };
+    const int nm = (int)(sizeof methods / sizeof *methods);
+    pt_comm c;
+    if (pt_comm_init(&c, MPI_COMM_WORLD) != PT_OK) {
+        fprintf(stderr, "pt-bench-compress: error: %s\n", pt_error_message());
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    float *g = malloc(sizeof(float) * (size_t)n), *x = malloc(sizeof(float) * (size_t)n);
+    float *val = malloc(sizeof(float) * (size_t)n);
+    uint32_t *idx = malloc(sizeof(uint32_t) * (size_t)n);
+    uint32_t *bits = malloc(sizeof(uint32_t) * (size_t)(pt_sign_words(n) + 1));
+    if (!g || !x || !val || !idx || !bits) {
+        fprintf(stderr, "pt-bench-compress: error: no memory for %lld floats\n", (long long)n);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    /* gradient-like data: heavy-tailed, different on every rank */
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)(((uint64_t)i * 2654435761u) ^ ((uint64_t)rank * 0x9E3779B9u));
+        u ^= u >> 15, u *= 0x2c1b3c6du, u ^= u >> 12;
+        const double r = ((double)(u % 1000000) + 0.5) / 1e6;
+        g[i] = (float)((u & 1 ? 1 : -1) * 1e-3 * pow(r, -0.7));
+    }
+    const int64_t segs[2] = {0, n};
+    FILE *fcsv = rank == 0 && csv ? fopen(csv, "w") : NULL;
+    if (fcsv) fprintf(fcsv, "np,bytes,method,reps,total_ms,compress_ms,sent_MB,vs_dense_mpi\n");
+    if (rank == 0)
+        printf("# pt-bench-compress: np %d, gradient %.1f MB (%lld floats), median of %d (slowest rank)\n"
+               "%-22s %10s %12s %10s %14s\n", size, 4.0 * (double)n / 1e6, (long long)n, reps,
+               "method", "total ms", "compress ms", "sent MB", "vs dense mpi");
+    double dense_mpi = NAN;
+    for (int mi = 0; mi < nm; mi++) {
+        const method *m = &methods[mi];
+        double *tt = malloc(sizeof(double) * (size_t)reps), *tc = malloc(sizeof(double) * (size_t)reps);
+        uint64_t sent = 0;
+        int err = 0;
+        for (int r = -2; r < reps && !err; r++) {
+            memcpy(x, g, sizeof(float) * (size_t)n);
+            const uint64_t s0 = c.bytes_sent;
+            MPI_Barrier(MPI_COMM_WORLD);
+            double t0 = MPI_Wtime(), t1 = t0;
+            pt_status st = PT_OK;
+            switch (m->kind) {
+            case M_DENSE:
+                c.algo = m->algo;
+                t1 = MPI_Wtime();
+                st = pt_allreduce(&c, PT_IN_PLACE, x, n, PT_F32, PT_SUM);
+                break;
+            case M_TOPK: {
+                const int64_t k = (int64_t)ceil(m->density * (double)n);
+                st = pt_topk_select(x, n, k, idx, val);
+                t1 = MPI_Wtime();
+                if (st == PT_OK)
+                    st = pt_sparse_allreduce(&c, m->sparse, idx, val, k, n, k, 0, x, NULL, NULL);
+                break;
+            }
+            case M_SIGN:
+            case M_SIGNSGD: {
+                double l1 = 0.0;
+                if (m->kind == M_SIGN)
+                    for (int64_t i = 0; i < n; i++) l1 += fabsf(x[i]);
+                const float scale = (float)(l1 / (double)n);
+                pt_sign_pack(x, n, bits);
+                t1 = MPI_Wtime();
+                st = pt_sign_allreduce(&c, bits, &scale, n, segs, 1, m->kind == M_SIGNSGD, x);
+                break;
+            }
+            case M_LOWP:
+                t1 = MPI_Wtime();
+                st = pt_allreduce_lowp(&c, x, n, m->wire);
+                break;
+            }
+            double t2 = MPI_Wtime();
+            if (st != PT_OK) {
+                fprintf(stderr, "pt-bench-compress: error: %s: %s\n", m->name, pt_error_message());
+                err = 1;
+            }
+            double d[2] = {t2 - t0, t1 - t0};
+            MPI_Allreduce(MPI_IN_PLACE, d, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+            if (r >= 0) tt[r] = d[0], tc[r] = d[1], sent = c.bytes_sent - s0;
+        }
+        MPI_Allreduce(MPI_IN_PLACE, &err, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        if (err) MPI_Abort(MPI_COMM_WORLD, 1);
+        qsort(tt, (size_t)reps, sizeof *tt, cmp);
+        qsort(tc, (size_t)reps, sizeof *tc, cmp);
+        const double tot = 1e3 * tt[reps / 2], comp = 1e3 * tc[reps / 2];
+        if (mi == 0) dense_mpi = tot;
+        double sent_mb = (double)sent / 1e6;
+        MPI_Allreduce(MPI_IN_PLACE, &sent_mb, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        const int hidden = m->kind == M_DENSE && m->algo == PT_ALLREDUCE_MPI;
+        if (rank == 0) {
+            char s[32];
+            snprintf(s, sizeof s, hidden ? "-" : "%.3f", sent_mb);
+            printf("%-22s %10.2f %12.2f %10s %13.2fx\n", m->name, tot, comp, s, dense_mpi / tot);
+            if (fcsv)
+                fprintf(fcsv, "%d,%lld,%s,%d,%.3f,%.3f,%s,%.3f\n", size, (long long)(4 * n), m->name,
+                        reps, tot, comp, hidden ? "" : s, dense_mpi / tot);
+        }
+        free(tt), free(tc);
+    }
+    if (fcsv) fclose(fcsv);
+    free(g), free(x), free(val), free(idx), free(bits);
+    pt_comm_free(&c);
+    MPI_Finalize();
+    return 0;
+}
