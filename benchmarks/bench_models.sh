@@ -5,6 +5,7 @@
 # common.sh's pt_samples_per_s (later flags override its defaults); PyTorch's is batch / median
 # step time on random inputs of the same shape.
 #   benchmarks/bench_models.sh [REPEATS]   -> table on stdout, benchmarks/out/models.csv
+#   MODELS=cnn benchmarks/bench_models.sh 5 (one model only)
 # Needs python3-torch (scripts/install-deps.sh --bench) and pt-prep's kjv-lm (made if missing).
 set -eu
 cd "$(dirname "$0")/.."
@@ -18,6 +19,7 @@ csv=benchmarks/out/models.csv
 echo "model,batch,threads,repeat,paratrain_samples_per_s,torch_samples_per_s" >"$csv"
 for spec in "cnn $DATA cnn 128 40" "gpt $LM gpt:layers=4,heads=4,d=256,ctx=128 16 20"; do
     set -- $spec
+    case " ${MODELS:-cnn gpt} " in *" $1 "*) ;; *) continue ;; esac
     for r in $(seq "$REPEATS"); do
         STEPS=$5 MODEL=$3
         a=$(pt_samples_per_s 1 $THREADS "$4" --data "$2" --optimizer adamw --lr 1e-3)
@@ -26,7 +28,7 @@ for spec in "cnn $DATA cnn 128 40" "gpt $LM gpt:layers=4,heads=4,d=256,ctx=128 1
     done
 done
 echo "model   batch  threads  paratrain samples/s  PyTorch samples/s  ratio (medians of $REPEATS)"
-for mdl in cnn gpt; do
+for mdl in ${MODELS:-cnn gpt}; do
     grep "^$mdl," "$csv" | awk -F, '
         { a[NR] = $5; b[NR] = $6; batch = $2; th = $3 }
         function med(x, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)

@@ -56,6 +56,7 @@ expect_error spec-vs-data "takes 100 inputs, but the samples" train --data "$DAT
 expect_error bad-optimizer "unknown optimizer 'lion'" train --data "$DATA" $small --optimizer lion
 expect_error big-batch "larger than the 5000 training samples" train --data "$DATA" --batch 8000
 expect_error unknown-command "unknown command 'fit'" fit
+expect_error bad-augment "bad --augment 'rotate'" train --data "$DATA" $small --augment rotate
 # compression flags
 expect_error compress-density "the density must be in (0, 1]" train --data "$DATA" $small --compress topk:0
 expect_error compress-unknown "unknown --compress 'int4'" train --data "$DATA" $small --compress int4

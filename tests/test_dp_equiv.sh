@@ -48,3 +48,10 @@ echo "np3-zero1-ring: $(tail -1 "$WORK/diff-ring")"
 grep -q '"grad_comm_s": [0-9.]*[1-9]' "$WORK/np2-zero0-bucket0.001.jsonl" ||
     fail "no gradient communication recorded with buckets"
 pass "np 1, 2, 3, 4 train alike, buckets and ZeRO-1 on and off"
+# --augment draws its flips and shifts per (seed, step, global position): 1 and 3 ranks train
+# alike with it, and it does change the training.
+run aug1 1 --augment flip,crop:2
+run aug3 3 --augment flip,crop:2
+"$PT_CKPT" diff "$WORK/aug1" "$WORK/aug3" --tol 1e-5 >"$WORK/diff-aug" || { cat "$WORK/diff-aug"; fail "--augment: np 1 vs np 3"; }
+if "$PT_CKPT" diff "$WORK/np1" "$WORK/aug1" --tol 1e-3 >/dev/null; then fail "--augment changed nothing"; fi
+pass "--augment flip,crop:2: np 1 = np 3 ($(tail -1 "$WORK/diff-aug")), and differs from no augmentation"

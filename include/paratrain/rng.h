@@ -18,6 +18,7 @@ enum {
     PT_STREAM_SHUFFLE = 1,
     PT_STREAM_DROPOUT = 2,
     PT_STREAM_SPLIT = 3,
+    PT_STREAM_AUGMENT = 4,
     PT_STREAM_INIT = 1000,
 };
 

@@ -23,6 +23,7 @@ typedef struct {
     char model[256];
     char activation[16];
     double dropout;
+    char augment[32]; /* training images: none, flip, crop:P, flip,crop:P */
     char optimizer[16];
     double lr, momentum, weight_decay, beta1, beta2, eps; /* < 0: the optimizer's default */
     char schedule[16];

@@ -57,26 +57,31 @@ pt_status pt_sign_allreduce(pt_comm *c, const uint32_t *bits, const float *scale
     if (!majority) memcpy(mine + words, scales, sizeof(float) * (size_t)nseg);
     for (int q = 0; q < p; q++) counts[q] = per;
     pt_status st = pt_allgather(c, mine, all, counts, PT_I32);
-    if (st == PT_OK && majority) {
-#pragma omp parallel for schedule(static) if (n > 65536)
-        for (int64_t i = 0; i < n; i++) {
-            int votes = 0;
-            for (int q = 0; q < p; q++) votes += (all[per * q + (i >> 5)] >> (i & 31)) & 1u ? -1 : 1;
-            out[i] = votes > 0 ? 1.0f : votes < 0 ? -1.0f : 0.0f;
-        }
-    } else if (st == PT_OK) {
-        for (int s = 0; s < nseg; s++) {
-            float sc[p];
-            for (int q = 0; q < p; q++) memcpy(&sc[q], &all[per * q + words + s], sizeof(float));
-            const int64_t lo = seg_off[s], hi = seg_off[s + 1];
+    /* Decoding, rank by rank into out (so the sum runs in rank order on every rank): the sign
+     * bit of each element is put on the scale with an XOR, which vectorizes; majority vote adds
+     * +-1 and takes the sign at the end. */
+    if (st == PT_OK) {
+        memset(out, 0, sizeof(float) * (size_t)n);
+        for (int q = 0; q < p; q++) {
+            const uint32_t *b = all + per * q;
+            for (int s = 0; s < nseg; s++) {
+                float sc = 1.0f;
+                if (!majority) memcpy(&sc, &b[words + s], sizeof sc);
+                uint32_t su;
+                memcpy(&su, &sc, sizeof su);
+                const int64_t lo = seg_off[s], hi = seg_off[s + 1];
 #pragma omp parallel for schedule(static) if (hi - lo > 65536)
-            for (int64_t i = lo; i < hi; i++) {
-                float acc = 0.0f;
-                for (int q = 0; q < p; q++)
-                    acc += (all[per * q + (i >> 5)] >> (i & 31)) & 1u ? -sc[q] : sc[q];
-                out[i] = acc;
+                for (int64_t i = lo; i < hi; i++) {
+                    const uint32_t v = su ^ (((b[i >> 5] >> (i & 31)) & 1u) << 31);
+                    float f;
+                    memcpy(&f, &v, sizeof f);
+                    out[i] += f;
+                }
             }
         }
+        if (majority)
+#pragma omp parallel for schedule(static) if (n > 65536)
+            for (int64_t i = 0; i < n; i++) out[i] = out[i] > 0 ? 1.0f : out[i] < 0 ? -1.0f : 0.0f;
     }
     free(all), free(counts);
     return st;

@@ -39,6 +39,16 @@ static int64_t conv_scratch(const pt_model *m, const pt_node *n, int rows)
     return (int64_t)conv_chunk(n, rows) * n->ia[6] * n->ia[6] * n->ia[3] * n->ia[3] * n->ia[1];
 }
 
+/* The taps kx of one kernel row that fall inside the image, [*kx0, *kx1): their inputs are
+ * (kx1 - kx0) * C contiguous floats (channels-last), copied or added as one span. */
+static inline void tap_span(int ox, int s, int pad, int k, int H, int *kx0, int *kx1)
+{
+    const int first = pad - ox * s, last = H + pad - ox * s;
+    *kx0 = first > 0 ? first : 0;
+    *kx1 = last < k ? last : k;
+    if (*kx1 < *kx0) *kx1 = *kx0;
+}
+
 static void im2col(const float *x, int rows, int H, int C, int k, int s, int pad, int Ho, float *col)
 {
     const int64_t K = (int64_t)k * k * C;
@@ -48,16 +58,19 @@ static void im2col(const float *x, int rows, int H, int C, int k, int s, int pad
             const float *xs = x + (int64_t)b * H * H * C;
             for (int ox = 0; ox < Ho; ox++) {
                 float *row = col + (((int64_t)b * Ho + oy) * Ho + ox) * K;
+                int kx0, kx1;
+                tap_span(ox, s, pad, k, H, &kx0, &kx1);
                 for (int ky = 0; ky < k; ky++) {
                     const int iy = oy * s - pad + ky;
-                    for (int kx = 0; kx < k; kx++) {
-                        const int ix = ox * s - pad + kx;
-                        float *dst = row + (ky * k + kx) * C;
-                        if (iy < 0 || iy >= H || ix < 0 || ix >= H)
-                            memset(dst, 0, sizeof(float) * (size_t)C);
-                        else
-                            memcpy(dst, xs + ((int64_t)iy * H + ix) * C, sizeof(float) * (size_t)C);
+                    float *dst = row + (int64_t)ky * k * C;
+                    if (iy < 0 || iy >= H) {
+                        memset(dst, 0, sizeof(float) * (size_t)k * C);
+                        continue;
                     }
+                    if (kx0 > 0) memset(dst, 0, sizeof(float) * (size_t)kx0 * C);
+                    memcpy(dst + (int64_t)kx0 * C, xs + ((int64_t)iy * H + ox * s - pad + kx0) * C,
+                           sizeof(float) * (size_t)(kx1 - kx0) * C);
+                    if (kx1 < k) memset(dst + (int64_t)kx1 * C, 0, sizeof(float) * (size_t)(k - kx1) * C);
                 }
             }
         }
@@ -73,16 +86,15 @@ static void col2im_add(const float *col, int rows, int H, int C, int k, int s, i
         for (int oy = 0; oy < Ho; oy++)
             for (int ox = 0; ox < Ho; ox++) {
                 const float *row = col + (((int64_t)b * Ho + oy) * Ho + ox) * K;
+                int kx0, kx1;
+                tap_span(ox, s, pad, k, H, &kx0, &kx1);
+                const int64_t len = (int64_t)(kx1 - kx0) * C;
                 for (int ky = 0; ky < k; ky++) {
                     const int iy = oy * s - pad + ky;
                     if (iy < 0 || iy >= H) continue;
-                    for (int kx = 0; kx < k; kx++) {
-                        const int ix = ox * s - pad + kx;
-                        if (ix < 0 || ix >= H) continue;
-                        float *d = ds + ((int64_t)iy * H + ix) * C;
-                        const float *src = row + (ky * k + kx) * C;
-                        for (int c = 0; c < C; c++) d[c] += src[c];
-                    }
+                    float *d = ds + ((int64_t)iy * H + ox * s - pad + kx0) * C;
+                    const float *src = row + ((int64_t)ky * k + kx0) * C;
+                    for (int64_t j = 0; j < len; j++) d[j] += src[j];
                 }
             }
     }

@@ -18,6 +18,7 @@
 #include "paratrain/log.h"
 #include "paratrain/metrics.h"
 #include "paratrain/optim.h"
+#include "paratrain/rng.h"
 #include "paratrain/train.h"
 #include "grad_sync.h"
 
@@ -139,6 +140,9 @@ typedef struct {
     pt_metrics metrics;
     pt_grad_sync gs;
     pt_compressor z;
+    bool aug_flip;
+    int aug_crop; /* --augment: flip, and shifts of up to aug_crop pixels */
+    float *aug_tmp;
     float dgc_momentum; /* --dgc: the optimizer's momentum, applied by the compressor instead */
     int64_t step, steps_per_epoch, total_steps;
     float *x;
@@ -178,6 +182,59 @@ static pt_status make_optimizer(trainer *t)
     if (t->sched.kind == PT_SCHED_STEP && c->step_size <= 0)
         return PT_ERR(PT_ERR_ARG, "give --step-size N", "the step schedule needs --step-size > 0");
     return PT_OK;
+}
+
+/* --augment: "none", "flip", "crop:P", "flip,crop:P" (either order). */
+static pt_status parse_augment(trainer *t)
+{
+    const char *spec = t->cfg->augment;
+    t->aug_flip = false, t->aug_crop = 0;
+    if (!strcmp(spec, "none") || !spec[0]) return PT_OK;
+    char buf[32];
+    snprintf(buf, sizeof buf, "%s", spec);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        char *end = NULL;
+        if (!strcmp(tok, "flip")) t->aug_flip = true;
+        else if (!strncmp(tok, "crop:", 5) && (t->aug_crop = (int)strtol(tok + 5, &end, 10), 1) &&
+                 end != tok + 5 && !*end && t->aug_crop > 0 && t->aug_crop < t->train.width)
+            ;
+        else
+            return PT_ERR(PT_ERR_ARG, "give none, flip, crop:P or flip,crop:P (P pixels, 0 < P < width)",
+                          "bad --augment '%s'", spec);
+    }
+    if (t->train.tokens || t->train.height < 2)
+        return PT_ERR(PT_ERR_ARG, "drop --augment for text data",
+                      "--augment flips and shifts images; '%s' holds %s", t->cfg->data,
+                      t->train.tokens ? "tokens" : "1-D samples");
+    t->aug_tmp = malloc(sizeof(float) * (size_t)t->train.sample_size);
+    if (!t->aug_tmp) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for augmentation");
+    return PT_OK;
+}
+
+/* Flips and shifts this rank's rows of the global batch. The draws are keyed by (seed, step,
+ * position in the global batch), so a sample is augmented the same way whatever the rank count,
+ * and a resumed run repeats them. Samples are (C, H, W); shifted-in pixels are 0. */
+static void augment_batch(trainer *t, int64_t rows, int64_t first_row)
+{
+    const int C = t->train.channels, H = t->train.height, W = t->train.width, P = t->aug_crop;
+    for (int64_t r = 0; r < rows; r++) {
+        uint32_t w[4];
+        pt_rng_block(t->cfg->seed, PT_STREAM_AUGMENT,
+                     (uint64_t)t->step * (uint64_t)t->cfg->batch + (uint64_t)(first_row + r), w);
+        const bool flip = t->aug_flip && (w[0] & 1u);
+        const int dy = P ? (int)(w[1] % (uint32_t)(2 * P + 1)) - P : 0;
+        const int dx = P ? (int)(w[2] % (uint32_t)(2 * P + 1)) - P : 0;
+        if (!flip && !dy && !dx) continue;
+        float *x = t->x + r * t->train.sample_size, *o = t->aug_tmp;
+        for (int c = 0; c < C; c++)
+            for (int y = 0; y < H; y++)
+                for (int xx = 0; xx < W; xx++) {
+                    const int sy = y + dy, sx0 = xx + dx, sx = flip ? W - 1 - sx0 : sx0;
+                    o[((int64_t)c * H + y) * W + xx] =
+                        sy < 0 || sy >= H || sx0 < 0 || sx0 >= W ? 0.0f : x[((int64_t)c * H + sy) * W + sx];
+                }
+        memcpy(x, o, sizeof(float) * (size_t)t->train.sample_size);
+    }
 }
 
 /* --compress: the compressor replaces the gradient allreduce (compress.h). */
@@ -433,6 +490,7 @@ static pt_status run(trainer *t, pt_train_result *res)
         const int64_t *gb = t->sampler.perm + pos * B;
         memcpy(t->idx, gb + my_off, sizeof(int64_t) * (size_t)my_rows);
         pt_status local = pt_dataset_read(&t->train, t->idx, (int)my_rows, t->x, t->y);
+        if (local == PT_OK && t->aug_tmp) augment_batch(t, my_rows, my_off);
         double t1 = pt_now();
         pt_fwd_ctx ctx = {.train = 1, .seed = c->seed, .step = t->step, .row_offset = my_off};
         /* loss sum, read failure, preemption, exact-accumulator overflow */
@@ -709,6 +767,8 @@ pt_status pt_train(const pt_train_config *c, MPI_Comm comm, pt_train_result *res
     PT_TRY_GOTO(st, pt_agree(comm, st, NULL), out);
     st = make_compressor(t);
     PT_TRY_GOTO(st, pt_agree(comm, st, NULL), out);
+    st = parse_augment(t);
+    PT_TRY_GOTO(st, pt_agree(comm, st, NULL), out);
     pt_early_stop_init(&t->es, (int)c->early_stop, true);
     if (c->resume[0]) PT_TRY_GOTO(st, resume(t), out);
     st = pt_metrics_open(&t->metrics, c->metrics, c->resume[0] != 0, t->rank);
@@ -737,6 +797,7 @@ out:
     free(t->x), free(t->y), free(t->idx);
     pt_grad_sync_free(&t->gs);
     pt_compressor_free(&t->z);
+    free(t->aug_tmp);
     pt_optim_destroy(&t->opt);
     pt_model_destroy(&t->model);
     pt_dataset_close(&t->train), pt_dataset_close(&t->val), pt_dataset_close(&t->test);

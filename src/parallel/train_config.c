@@ -28,6 +28,8 @@ static const opt_row rows[] = {
     ROW("model", OPT_STR, model, "model spec: mlp:784-1024-1024-10, cnn, resnet, textcnn or gpt (keys like gpt:layers=4,d=256; docs/MODELS.md)"),
     ROW("activation", OPT_STR, activation, "mlp hidden activation: relu, gelu or tanh"),
     ROW("dropout", OPT_F64, dropout, "dropout probability (mlp: after each hidden activation; cnn, textcnn: before the classifier)"),
+    ROW("augment", OPT_STR, augment, "training images: none, flip (horizontal, p = 0.5), crop:P "
+                                     "(shift by up to P pixels, zero fill), or flip,crop:P"),
     ROW("optimizer", OPT_STR, optimizer, "sgd, momentum, nesterov, adagrad, adam or adamw"),
     ROW("lr", OPT_F64, lr, "peak learning rate (-1: the optimizer's default)"),
     ROW("momentum", OPT_F64, momentum, "SGD momentum (-1: 0.9 for momentum/nesterov, else 0)"),
@@ -103,6 +105,7 @@ void pt_train_config_defaults(pt_train_config *c)
     snprintf(c->allreduce, sizeof c->allreduce, "auto");
     snprintf(c->backend, sizeof c->backend, "cpu");
     snprintf(c->compress, sizeof c->compress, "none");
+    snprintf(c->augment, sizeof c->augment, "none");
     snprintf(c->sparse_allreduce, sizeof c->sparse_allreduce, "sparcml");
     c->error_feedback = true, c->sparcml_switch = PT_SPARCML_DENSE_SWITCH;
     c->lr = c->momentum = c->weight_decay = c->beta1 = c->beta2 = c->eps = -1.0;
