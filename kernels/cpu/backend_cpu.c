@@ -56,11 +56,17 @@ static void cpu_bias_act_forward(float *y, float *pre, const float *bias, int ro
             if (pr) memcpy(pr, yr, sizeof(float) * (size_t)cols);
             break;
         case PT_ACT_RELU:
-            for (int c = 0; c < cols; c++) {
-                float v = yr[c] + bias[c];
-                if (pr) pr[c] = v;
-                yr[c] = v > 0.0f ? v : 0.0f;
-            }
+            if (pr)
+                for (int c = 0; c < cols; c++) {
+                    float v = yr[c] + bias[c];
+                    pr[c] = v;
+                    yr[c] = v > 0.0f ? v : 0.0f;
+                }
+            else /* a loop without the pre-activation store vectorizes */
+                for (int c = 0; c < cols; c++) {
+                    const float v = yr[c] + bias[c];
+                    yr[c] = v > 0.0f ? v : 0.0f;
+                }
             break;
         case PT_ACT_GELU:
             for (int c = 0; c < cols; c++) {
