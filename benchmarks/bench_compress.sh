@@ -1,7 +1,8 @@
 #!/bin/sh
 # Gradient compression: what it costs and what it buys.
 #   benchmarks/bench_compress.sh time       time per allreduce of a 25 MB gradient, every method,
-#                                           np 2 and np 4 (np 4 is OVERSUBSCRIBED on 2 cores)
+#                                           np 2 and np 4 (np 4 is OVERSUBSCRIBED on 2 cores), and
+#                                           SparCML's dense-switch sweep at np 4 and 8
 #   benchmarks/bench_compress.sh accuracy   Fashion-MNIST at 4 ranks (oversubscribed), mlp and cnn:
 #                                           dense, top-k 1% / 0.1% with and without error feedback,
 #                                           DGC at 0.1%, sign, EF-sign, signSGD, fp16; final test
@@ -23,6 +24,11 @@ if [ "$what" = time ] || [ "$what" = all ]; then
         OMP_NUM_THREADS=1 mpirun -np $np --oversubscribe --bind-to none -x OMP_NUM_THREADS \
             ./pt-bench-compress --bytes 25 --reps "${REPS:-10}" --csv "$OUT/compress_time_$tag.csv" |
             tee "$OUT/compress_time_$tag.txt"
+    done
+    # SparCML's dense switch: one round at np 2, so measured at np 4 and 8 (oversubscribed)
+    for np in 4 8; do
+        OMP_NUM_THREADS=1 mpirun -np $np --oversubscribe --bind-to none -x OMP_NUM_THREADS \
+            ./pt-bench-compress --switch-sweep --bytes 25 --reps 5 | tee "$OUT/compress_switch_np${np}_oversubscribed.txt"
     done
 fi
 

@@ -10,6 +10,9 @@
  * the same run.
  *
  *   mpirun -np P pt-bench-compress [--bytes 25M] [--reps 10] [--csv FILE]
+ *   mpirun -np P pt-bench-compress --switch-sweep [--bytes 25M] [--reps 5]
+ *     SparCML's dense switch: time of the sparse allreduce alone (selection excluded) for input
+ *     densities 0.1% .. 20% and switch densities 1/64 .. 1/2, to choose --sparcml-switch
  */
 #include <math.h>
 #include <mpi.h>
@@ -46,6 +49,7 @@ int main(int argc, char **argv)
     double mb = 25.0;
     int reps = 10;
     const char *csv = NULL;
+    int sweep = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help")) {
@@ -55,7 +59,8 @@ int main(int argc, char **argv)
                      "  dense algorithms and every compression method; medians of R repetitions");
             MPI_Finalize();
             return 0;
-        } else if (v && !strcmp(a, "--bytes")) mb = atof(v), i++;
+        } else if (!strcmp(a, "--switch-sweep")) sweep = 1;
+        else if (v && !strcmp(a, "--bytes")) mb = atof(v), i++;
         else if (v && !strcmp(a, "--reps")) reps = atoi(v), i++;
         else if (v && !strcmp(a, "--csv")) csv = v, i++;
         else {
@@ -107,6 +112,46 @@ int main(int argc, char **argv)
         g[i] = (float)((u & 1 ? 1 : -1) * 1e-3 * pow(r, -0.7));
     }
     const int64_t segs[2] = {0, n};
+    if (sweep) {
+        const double dens[] = {0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2};
+        const double sw[] = {1.0 / 64, 1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0 / 2};
+        if (rank == 0) {
+            printf("# SparCML dense switch: ms per sparse allreduce (median of %d, slowest rank), np %d, "
+                   "%lld floats\n%-10s", reps, size, (long long)n, "density");
+            for (int j = 0; j < 6; j++) {
+                char lab[24];
+                snprintf(lab, sizeof lab, "switch %.4g", sw[j]);
+                printf(" %12s", lab);
+            }
+            printf("\n");
+        }
+        double *tt = malloc(sizeof(double) * (size_t)reps);
+        for (int a = 0; a < 7; a++) {
+            const int64_t k = (int64_t)ceil(dens[a] * (double)n);
+            pt_topk_select(g, n, k, idx, val);
+            if (rank == 0) printf("%-10g", dens[a]);
+            for (int j = 0; j < 6; j++) {
+                for (int r = -1; r < reps; r++) {
+                    MPI_Barrier(MPI_COMM_WORLD);
+                    double t0 = MPI_Wtime();
+                    if (pt_sparse_allreduce(&c, PT_SPARSE_SPARCML, idx, val, k, n, k, sw[j], x, NULL,
+                                            NULL) != PT_OK)
+                        MPI_Abort(MPI_COMM_WORLD, 1);
+                    double d = MPI_Wtime() - t0;
+                    MPI_Allreduce(MPI_IN_PLACE, &d, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+                    if (r >= 0) tt[r] = d;
+                }
+                qsort(tt, (size_t)reps, sizeof *tt, cmp);
+                if (rank == 0) printf(" %12.2f", 1e3 * tt[reps / 2]);
+            }
+            if (rank == 0) printf("\n");
+        }
+        free(tt);
+        free(g), free(x), free(val), free(idx), free(bits);
+        pt_comm_free(&c);
+        MPI_Finalize();
+        return 0;
+    }
     FILE *fcsv = rank == 0 && csv ? fopen(csv, "w") : NULL;
     if (fcsv) fprintf(fcsv, "np,bytes,method,reps,total_ms,compress_ms,sent_MB,vs_dense_mpi\n");
     if (rank == 0)
