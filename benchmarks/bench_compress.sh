@@ -54,7 +54,7 @@ acc_run() { # model-tag model epochs name flags
     OMP_NUM_THREADS=1 mpirun -np 4 --oversubscribe --bind-to none -x OMP_NUM_THREADS ./paratrain train \
         --data "$DATA" --model "$_model" --batch 128 --optimizer momentum --lr 0.05 \
         --schedule cosine --warmup-steps 100 --epochs "$_ep" --log-every 50 --seed 1 \
-        --quiet true --validate-data false --metrics "$m" $_flags >"$OUT/compress_acc_${_tag}_${_name}.log" 2>&1 ||
+        --quiet true --validate-data false --metrics "$m" $_flags </dev/null >"$OUT/compress_acc_${_tag}_${_name}.log" 2>&1 ||
         { echo "FAILED: $_tag $_name (see $OUT/compress_acc_${_tag}_${_name}.log)"; return 0; }
     end=$(grep '"event": "end"' "$m")
     acc=$(echo "$end" | sed 's/.*"test_accuracy": \([0-9.]*\).*/\1/')
