@@ -8,7 +8,8 @@
 #                                           DGC at 0.1%, sign, EF-sign, signSGD, fp16; final test
 #                                           accuracy, bytes sent, validation accuracy per epoch
 # Writes benchmarks/out/compress_*.{txt,csv} and, with gnuplot, benchmarks/figures/compress_*.png.
-# Environment: MLP_EPOCHS (default 5), CNN_EPOCHS (default 2), REPS (default 10), METHODS (subset).
+# Environment: MLP_EPOCHS (default 5), CNN_EPOCHS (default 2), REPS (default 10), METHODS (a
+# space-separated subset of the names below; its rows are appended to the existing tables).
 set -eu
 cd "$(dirname "$0")/.."
 . benchmarks/common.sh
@@ -41,6 +42,7 @@ topk1-ef|--compress topk:0.01
 topk0.1|--compress topk:0.001 --error-feedback false
 topk0.1-ef|--compress topk:0.001
 topk0.1-dgc|--compress topk:0.001 --dgc true --density-warmup-epochs 1
+topk0.1-dgc-nw|--compress topk:0.001 --dgc true
 sign|--compress sign --error-feedback false
 ef-sign|--compress sign
 signsgd|--compress signsgd --lr 0.0001
@@ -64,16 +66,18 @@ acc_run() { # model-tag model epochs name flags
     dense=$(grep '"event": "train"' "$m" | tail -1 | sed 's/.*"dense_bytes_per_step": \([0-9.e+]*\).*/\1/')
     printf '%s,%s,%s,%s,%s,%s,%s\n' "$_tag" "$_name" "$acc" "$sent" "$dense" "$steps" "$secs" >>"$OUT/compress_acc.csv"
     awk -v t="$_tag" -v n="$_name" -v a="$acc" -v s="$sent" -v d="$dense" -v st="$steps" -v sec="$secs" \
-        'BEGIN { printf "%-5s %-12s %8.2f%% %12.1f %10.1f %9.0fx %8.0f s\n", t, n, 100 * a, s / 1e6,
+        'BEGIN { printf "%-5s %-14s %8.2f%% %12.1f %10.1f %9.0fx %8.0f s\n", t, n, 100 * a, s / 1e6,
                  d * st / 1e6, (d * st) / (s > 0 ? s : 1), sec }' | tee -a "$OUT/compress_acc.txt"
     # validation accuracy per epoch, for the figure
     grep '"split": "val"' "$m" | sed 's/.*"step": \([0-9]*\),.*"accuracy": \([0-9.]*\).*/\1 \2/' \
         >"$OUT/compress_curve_${_tag}_${_name}.dat"
 }
 
-echo "model,method,test_accuracy,bytes_sent_per_rank,dense_bytes_per_step,steps,train_seconds" >"$OUT/compress_acc.csv"
-printf '%-5s %-12s %9s %12s %10s %10s %10s\n' model method "test acc" "sent MB" "dense MB" "saved" "time" |
-    tee "$OUT/compress_acc.txt"
+if [ -z "${METHODS:-}" ]; then # a full run starts the tables; METHODS=... adds rows to them
+    echo "model,method,test_accuracy,bytes_sent_per_rank,dense_bytes_per_step,steps,train_seconds" >"$OUT/compress_acc.csv"
+    printf '%-5s %-14s %9s %12s %10s %10s %10s\n' model method "test acc" "sent MB" "dense MB" "saved" "time" |
+        tee "$OUT/compress_acc.txt"
+fi
 for spec in "mlp|mlp:784-1024-1024-10|${MLP_EPOCHS:-5}" "cnn|cnn|${CNN_EPOCHS:-2}"; do
     tag=${spec%%|*} rest=${spec#*|}
     model=${rest%%|*} ep=${rest#*|}
