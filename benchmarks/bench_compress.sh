@@ -7,6 +7,7 @@
 #                                           dense, top-k 1% / 0.1% with and without error feedback,
 #                                           DGC at 0.1%, sign, EF-sign, signSGD, fp16; final test
 #                                           accuracy, bytes sent, validation accuracy per epoch
+#   benchmarks/bench_compress.sh sign-sgd   the mlp under plain SGD (lr 0.1): dense, sign, EF-sign
 # Writes benchmarks/out/compress_*.{txt,csv} and, with gnuplot, benchmarks/figures/compress_*.png.
 # Environment: MLP_EPOCHS (default 5), CNN_EPOCHS (default 2), REPS (default 10), METHODS (a
 # space-separated subset of the names below; its rows are appended to the existing tables).
@@ -33,6 +34,19 @@ if [ "$what" = time ] || [ "$what" = all ]; then
     done
 fi
 
+if [ "$what" = sign-sgd ]; then
+    for v in "dense-sgd|--allreduce ring" "sign-sgd|--compress sign --error-feedback false" \
+             "ef-sign-sgd|--compress sign"; do
+        name=${v%%|*} flags=${v#*|}
+        # shellcheck disable=SC2086
+        OMP_NUM_THREADS=1 mpirun -np 4 --oversubscribe --bind-to none -x OMP_NUM_THREADS ./paratrain train \
+            --data "$DATA" --model mlp:784-1024-1024-10 --batch 128 --optimizer sgd --lr 0.1 \
+            --schedule cosine --warmup-steps 100 --epochs "${MLP_EPOCHS:-5}" --log-every 50 --seed 1 \
+            --quiet true --validate-data false --metrics "$OUT/compress_side_$name.jsonl" $flags </dev/null |
+            tail -1 | sed "s/^/$name: /" | tee -a "$OUT/compress_sign_sgd.txt"
+    done
+    exit 0
+fi
 [ "$what" = accuracy ] || [ "$what" = all ] || exit 0
 
 # name|flags (on top of momentum SGD, lr 0.05 cosine, batch 128, 4 ranks x 1 thread)
