@@ -65,3 +65,17 @@ need_kjv() {
     ) 9>"$top_builddir/tests/work/.kjv.lock"
     [ -f "$KJV_LM/index.h5" ] && [ -f "$KJV_BOOKS/index.h5" ] || fail "could not prepare the KJV test data"
 }
+
+# Trains with the test's $common flags: train_run NAME NP extra-flags... writes checkpoints to
+# $WORK/NAME, metrics to $WORK/NAME.jsonl and the output to $WORK/NAME.out (shown on failure).
+train_run() {
+    _name=$1 _np=$2
+    shift 2
+    # shellcheck disable=SC2086
+    mpirun_t "$_np" 180 "$PARATRAIN" train $common --ckpt-dir "$WORK/$_name" \
+        --metrics "$WORK/$_name.jsonl" "$@" >"$WORK/$_name.out" 2>&1 ||
+        { cat "$WORK/$_name.out"; fail "training $_name"; }
+}
+
+# The values of one field of a metrics file's train records, one per line.
+train_field() { grep '"event": "train"' "$1" | sed "s/.*\"$2\": \([^,}]*\).*/\1/"; }

@@ -12,18 +12,10 @@ need_data
 # mlp:784-64-32-10 has n = 52650 parameters
 common="--data $DATA --model mlp:784-64-32-10 --batch 100 --optimizer momentum --lr 0.05
         --log-every 1 --eval-every 1000 --quiet true --seed 3"
-run() { # name np extra...
-    _name=$1 _np=$2
-    shift 2
-    mpirun_t "$_np" 180 "$PARATRAIN" train $common --ckpt-dir "$WORK/$_name" \
-        --metrics "$WORK/$_name.jsonl" "$@" >"$WORK/$_name.out" 2>&1 ||
-        { cat "$WORK/$_name.out"; fail "training $_name"; }
-}
-field() { grep '"event": "train"' "$1" | sed "s/.*\"$2\": \([^,}]*\).*/\1/"; }
 
-run dense 2 --max-steps 40 --allreduce ring
+train_run dense 2 --max-steps 40 --allreduce ring
 for algo in allgather sparcml gtopk; do
-    run "full-$algo" 2 --max-steps 40 --compress topk:1 --sparse-allreduce $algo
+    train_run "full-$algo" 2 --max-steps 40 --compress topk:1 --sparse-allreduce $algo
     "$PT_CKPT" diff "$WORK/dense" "$WORK/full-$algo" --tol 1e-5 >"$WORK/diff-$algo" ||
         { cat "$WORK/diff-$algo"; fail "topk:1 with $algo differs from the dense allreduce"; }
     echo "topk:1 $algo vs dense: $(tail -1 "$WORK/diff-$algo")"
@@ -44,8 +36,8 @@ for np in 1 3; do
         *) extra="$extra --compress $spec" ;;
         esac
         name="np$np-$(echo "$v" | tr ':,' '__')"
-        run "$name" $np --max-steps 60 $extra
-        field "$WORK/$name.jsonl" loss | awk -v n="$name" '
+        train_run "$name" $np --max-steps 60 $extra
+        train_field "$WORK/$name.jsonl" loss | awk -v n="$name" '
             NR <= 10 { a += $1 } NR > 50 { b += $1 }
             END { printf "%s: loss %.3f -> %.3f\n", n, a / 10, b / 10;
                   exit (NR == 60 && b == b && b < 0.8 * a) ? 0 : 1 }' || fail "$name does not train"
@@ -53,12 +45,12 @@ for np in 1 3; do
 done
 pass "every compression variant trains at np 1 and 3"
 
-run bytes-topk 2 --max-steps 5 --compress topk:0.01 --sparse-allreduce allgather
-got=$(field "$WORK/bytes-topk.jsonl" bytes_sent_per_step | tail -1)
+train_run bytes-topk 2 --max-steps 5 --compress topk:0.01 --sparse-allreduce allgather
+got=$(train_field "$WORK/bytes-topk.jsonl" bytes_sent_per_step | tail -1)
 [ "$got" = 4216 ] || fail "top-k allgather at np 2 reports $got bytes sent per step, expected 8 x 527 = 4216"
-run bytes-fp16 2 --max-steps 5 --compress fp16
-got=$(field "$WORK/bytes-fp16.jsonl" bytes_sent_per_step | tail -1)
-dense=$(field "$WORK/bytes-fp16.jsonl" dense_bytes_per_step | tail -1)
+train_run bytes-fp16 2 --max-steps 5 --compress fp16
+got=$(train_field "$WORK/bytes-fp16.jsonl" bytes_sent_per_step | tail -1)
+dense=$(train_field "$WORK/bytes-fp16.jsonl" dense_bytes_per_step | tail -1)
 [ "$got" = 105300 ] && [ "$dense" = 210600 ] ||
     fail "fp16 at np 2 reports $got bytes sent per step (dense $dense), expected 105300 (210600)"
 pass "byte accounting: top-k 4216 B/step, fp16 105300 B/step vs dense 210600"

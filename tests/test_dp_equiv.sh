@@ -11,23 +11,15 @@
 need_data
 common="--data $DATA --model mlp:784-64-32-10 --batch 100 --max-steps 60 --optimizer momentum
         --lr 0.05 --dropout 0.1 --log-every 1 --eval-every 1000 --quiet true --seed 7"
-run() { # name np extra...
-    _name=$1 _np=$2
-    shift 2
-    mpirun_t "$_np" 180 "$PARATRAIN" train $common --ckpt-dir "$WORK/$_name" \
-        --metrics "$WORK/$_name.jsonl" "$@" >"$WORK/$_name.out" 2>&1 ||
-        { cat "$WORK/$_name.out"; fail "training $_name"; }
-}
-losses() { grep '"event": "train"' "$1" | sed 's/.*"loss": \([^,]*\),.*/\1/'; }
-run np1 1
-losses "$WORK/np1.jsonl" >"$WORK/l1"
+train_run np1 1
+train_field "$WORK/np1.jsonl" loss >"$WORK/l1"
 [ "$(wc -l <"$WORK/l1")" = 60 ] || fail "expected 60 train records, got $(wc -l <"$WORK/l1")"
 for k in 2 3 4; do
     for zero in 0 1; do
         for bucket in 0 0.001; do
             name="np$k-zero$zero-bucket$bucket"
-            run "$name" $k --zero $zero --bucket-mb $bucket
-            losses "$WORK/$name.jsonl" >"$WORK/l-$name"
+            train_run "$name" $k --zero $zero --bucket-mb $bucket
+            train_field "$WORK/$name.jsonl" loss >"$WORK/l-$name"
             paste "$WORK/l1" "$WORK/l-$name" | awk -v n="$name" '
                 { d = $1 - $2; if (d < 0) d = -d; r = d / ($1 > 1e-3 ? $1 : 1e-3); if (r > w) w = r }
                 END { printf "%s: max relative loss difference %.2e over %d steps; ", n, w, NR;
@@ -40,7 +32,7 @@ for k in 2 3 4; do
 done
 # ZeRO-1 over messages (ring reduce-scatter per bucket + ring allgather) rather than the
 # shared-memory path that --allreduce auto takes on one node
-run np3-zero1-ring 3 --zero 1 --bucket-mb 0.001 --allreduce ring
+train_run np3-zero1-ring 3 --zero 1 --bucket-mb 0.001 --allreduce ring
 "$PT_CKPT" diff "$WORK/np1" "$WORK/np3-zero1-ring" --tol 1e-5 >"$WORK/diff-ring" ||
     { cat "$WORK/diff-ring"; fail "parameters np=1 vs np3-zero1-ring"; }
 echo "np3-zero1-ring: $(tail -1 "$WORK/diff-ring")"
@@ -50,8 +42,8 @@ grep -q '"grad_comm_s": [0-9.]*[1-9]' "$WORK/np2-zero0-bucket0.001.jsonl" ||
 pass "np 1, 2, 3, 4 train alike, buckets and ZeRO-1 on and off"
 # --augment draws its flips and shifts per (seed, step, global position): 1 and 3 ranks train
 # alike with it, and it does change the training.
-run aug1 1 --augment flip,crop:2
-run aug3 3 --augment flip,crop:2
+train_run aug1 1 --augment flip,crop:2
+train_run aug3 3 --augment flip,crop:2
 "$PT_CKPT" diff "$WORK/aug1" "$WORK/aug3" --tol 1e-5 >"$WORK/diff-aug" || { cat "$WORK/diff-aug"; fail "--augment: np 1 vs np 3"; }
 if "$PT_CKPT" diff "$WORK/np1" "$WORK/aug1" --tol 1e-3 >/dev/null; then fail "--augment changed nothing"; fi
 pass "--augment flip,crop:2: np 1 = np 3 ($(tail -1 "$WORK/diff-aug")), and differs from no augmentation"

@@ -76,12 +76,6 @@ pt_status pt_sign_allreduce(pt_comm *c, const uint32_t *bits, const float *scale
  * bytes as a ring allreduce of the 16-bit vector, 2(p-1)/p * 2n; two roundings in all. */
 pt_status pt_allreduce_lowp(pt_comm *c, float *x, int64_t n, pt_dtype wire);
 
-/* fp32 <-> 16-bit conversions used on the wire (round to nearest even). */
-uint16_t pt_f32_to_f16(float f);
-float pt_f16_to_f32(uint16_t h);
-uint16_t pt_f32_to_bf16(float f);
-float pt_bf16_to_f32(uint16_t h);
-
 #ifdef __cplusplus
 }
 #endif

@@ -15,11 +15,6 @@
 #include "paratrain/compress.h"
 #include "schedule.h"
 
-uint16_t pt_f32_to_f16(float f) { return f32_to_f16(f); }
-float pt_f16_to_f32(uint16_t h) { return f16_to_f32(h); }
-uint16_t pt_f32_to_bf16(float f) { return f32_to_bf16(f); }
-float pt_bf16_to_f32(uint16_t h) { return bf16_to_f32(h); }
-
 static inline uint16_t to_wire(float f, int bf) { return bf ? f32_to_bf16(f) : f32_to_f16(f); }
 static inline float from_wire(uint16_t h, int bf) { return bf ? bf16_to_f32(h) : f16_to_f32(h); }
 

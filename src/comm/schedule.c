@@ -35,10 +35,7 @@ pt_status pt_sched_init(pt_sched *s, pt_comm *c, pt_dtype t, pt_reduce_op op,
     s->comm = c, s->dtype = t, s->op = op, s->esize = pt_dtype_size(t);
     s->group = (pt_group){.comm = c->coll, .rank = c->rank, .size = c->size};
     s->algo_name = algo_name;
-    /* Every rank runs collectives on a communicator in the same order, so a per-communicator
-     * sequence number gives each collective its own tag: concurrent nonblocking collectives
-     * (several gradient buckets in flight) never match each other's messages. */
-    s->tag = (int)(c->seq++ % 30000) + 100;
+    s->tag = pt_coll_next_tag(c);
     s->shm_region = -1;
     const char *env = getenv("PT_COLL_TIMEOUT");
     s->timeout = env && atof(env) > 0 ? atof(env) : 0.0;

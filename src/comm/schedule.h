@@ -64,6 +64,12 @@ typedef struct pt_sched {
     double timeout; /* PT_COLL_TIMEOUT in seconds, read once at init; 0: no watchdog */
 } pt_sched;
 
+/* The tag of the next collective on c. Every rank runs collectives on a communicator in the
+ * same order, so a per-communicator sequence number gives each collective its own tag:
+ * concurrent nonblocking collectives (several gradient buckets in flight) never match each
+ * other's messages. */
+static inline int pt_coll_next_tag(pt_comm *c) { return (int)(c->seq++ % 30000) + 100; }
+
 pt_status pt_sched_init(pt_sched *s, pt_comm *c, pt_dtype t, pt_reduce_op op,
                         const char *algo_name);
 void pt_sched_free(pt_sched *s);

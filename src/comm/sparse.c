@@ -23,8 +23,6 @@ const char *pt_sparse_algo_name(pt_sparse_algo algo)
     return algo >= 0 && algo < PT_SPARSE_NALGOS ? sparse_names[algo] : "?";
 }
 
-int pt_sparse_tag(pt_comm *c) { return (int)(c->seq++ % 30000) + 100; }
-
 pt_status pt_sparse_isend(pt_comm *c, int tag, int peer, const void *buf, size_t bytes,
                           MPI_Request *req)
 {
@@ -88,7 +86,7 @@ pt_status pt_sparse_allreduce(pt_comm *c, pt_sparse_algo algo, const uint32_t *i
     pt_pair *mine = malloc(sizeof *mine * (size_t)(nnz ? nnz : 1));
     if (!mine) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for %lld sparse pairs", (long long)nnz);
     for (int64_t e = 0; e < nnz; e++) mine[e] = (pt_pair){idx[e], val[e]};
-    const int tag = pt_sparse_tag(c);
+    const int tag = pt_coll_next_tag(c);
     pt_status st;
     switch (algo) {
     case PT_SPARSE_ALLGATHER: st = pt_sparse_allgather_run(c, tag, mine, nnz, n, dense); break;

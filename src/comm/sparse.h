@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "paratrain/compress.h"
+#include "schedule.h"
 
 typedef struct {
     uint32_t i;
@@ -19,8 +20,6 @@ pt_status pt_sparse_isend(pt_comm *c, int tag, int peer, const void *buf, size_t
 /* Receives the next message from peer into *buf (grown as needed, *cap bytes); *bytes its
  * length (counted in c->bytes_recv). */
 pt_status pt_sparse_recv(pt_comm *c, int tag, int peer, void **buf, size_t *cap, size_t *bytes);
-/* A tag for one sparse collective: every rank calls collectives on c in the same order. */
-int pt_sparse_tag(pt_comm *c);
 /* out = a + b, both sorted by index, summed where the indices meet (a.v + b.v); returns the
  * length. out has room for na + nb. */
 int64_t pt_pairs_merge(const pt_pair *a, int64_t na, const pt_pair *b, int64_t nb, pt_pair *out);

@@ -76,8 +76,8 @@ static pt_status keep_topk(rd_ctx *x, vec *v)
 {
     if (v->nnz <= x->k) return PT_OK;
     if (!x->sel_val) {
-        x->sel_val = malloc(sizeof(float) * (size_t)(2 * x->k + 1));
-        x->sel_pos = malloc(sizeof(uint32_t) * (size_t)(2 * x->k + 1));
+        x->sel_val = malloc(sizeof(float) * (size_t)(x->k + 1));
+        x->sel_pos = malloc(sizeof(uint32_t) * (size_t)(x->k + 1));
         if (!x->sel_val || !x->sel_pos) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for gTop-k");
     }
     float *vals = malloc(sizeof(float) * (size_t)v->nnz);

@@ -49,25 +49,6 @@ static inline void tap_span(int ox, int s, int pad, int k, int H, int *kx0, int 
     if (*kx1 < *kx0) *kx1 = *kx0;
 }
 
-/* Copies and clears of a few floats each (a 5-tap row of a 1-channel image is 5 floats) cost
- * more in libc call overhead than in work: short spans take an inline loop. */
-static inline void span_copy(float *restrict d, const float *restrict s, int64_t n)
-{
-    if (n > 16) {
-        memcpy(d, s, sizeof(float) * (size_t)n);
-        return;
-    }
-    for (int64_t j = 0; j < n; j++) d[j] = s[j];
-}
-static inline void span_zero(float *d, int64_t n)
-{
-    if (n > 16) {
-        memset(d, 0, sizeof(float) * (size_t)n);
-        return;
-    }
-    for (int64_t j = 0; j < n; j++) d[j] = 0.0f;
-}
-
 static void im2col(const float *x, int rows, int H, int C, int k, int s, int pad, int Ho, float *col)
 {
     const int64_t K = (int64_t)k * k * C;
@@ -83,13 +64,13 @@ static void im2col(const float *x, int rows, int H, int C, int k, int s, int pad
                     const int iy = oy * s - pad + ky;
                     float *dst = row + (int64_t)ky * k * C;
                     if (iy < 0 || iy >= H) {
-                        span_zero(dst, (int64_t)k * C);
+                        memset(dst, 0, sizeof(float) * (size_t)k * C);
                         continue;
                     }
-                    span_zero(dst, (int64_t)kx0 * C);
-                    span_copy(dst + (int64_t)kx0 * C, xs + ((int64_t)iy * H + ox * s - pad + kx0) * C,
-                              (int64_t)(kx1 - kx0) * C);
-                    span_zero(dst + (int64_t)kx1 * C, (int64_t)(k - kx1) * C);
+                    memset(dst, 0, sizeof(float) * (size_t)kx0 * C);
+                    memcpy(dst + (int64_t)kx0 * C, xs + ((int64_t)iy * H + ox * s - pad + kx0) * C,
+                           sizeof(float) * (size_t)(kx1 - kx0) * C);
+                    memset(dst + (int64_t)kx1 * C, 0, sizeof(float) * (size_t)(k - kx1) * C);
                 }
             }
         }

@@ -62,8 +62,8 @@ pt_status pt_compressor_init(pt_compressor *z, const pt_compress_config *cfg, co
     }
     if (cfg->kind == PT_COMPRESS_TOPK) {
         z->idx = malloc(sizeof(uint32_t) * n), z->val = malloc(sizeof(float) * n);
-        z->gidx = malloc(sizeof(uint32_t) * n);
-        bad |= !z->idx || !z->val || !z->gidx;
+        if (cfg->algo == PT_SPARSE_GTOPK) z->gidx = malloc(sizeof(uint32_t) * n);
+        bad |= !z->idx || !z->val || (cfg->algo == PT_SPARSE_GTOPK && !z->gidx);
     } else {
         z->bits = malloc(sizeof(uint32_t) * (size_t)(pt_sign_words(z->n) + 1));
         z->scales = malloc(sizeof(float) * (size_t)(z->nseg + 1));
@@ -126,8 +126,7 @@ static void accumulate(pt_compressor *z, const float *g)
 static pt_status step_topk(pt_compressor *z, pt_comm *c, float *g, double epoch)
 {
     const int64_t n = z->n;
-    z->step_density = pt_compressor_density(z, epoch);
-    int64_t k = (int64_t)ceil(z->step_density * (double)n);
+    int64_t k = (int64_t)ceil(pt_compressor_density(z, epoch) * (double)n);
     if (k > n) k = n;
     z->k = k;
     accumulate(z, g);
@@ -182,7 +181,6 @@ static pt_status step_sign(pt_compressor *z, pt_comm *c, float *g)
 
 pt_status pt_compressor_step(pt_compressor *z, pt_comm *c, float *g, double epoch)
 {
-    const uint64_t s0 = c->bytes_sent, r0 = c->bytes_recv;
     pt_status st = PT_OK;
     if (z->cfg.dgc && z->cfg.clip_norm > 0) clip_local(g, z->n, z->cfg.clip_norm, c->size);
     switch (z->cfg.kind) {
@@ -193,6 +191,5 @@ pt_status pt_compressor_step(pt_compressor *z, pt_comm *c, float *g, double epoc
     case PT_COMPRESS_BF16: st = pt_allreduce_lowp(c, g, z->n, PT_BF16), z->k = z->n; break;
     case PT_COMPRESS_NONE: break;
     }
-    z->sent = c->bytes_sent - s0, z->recv = c->bytes_recv - r0;
     return st;
 }

@@ -77,10 +77,7 @@ typedef struct {
     float *val;
     uint32_t *bits;
     float *scales;
-    /* the last step */
-    int64_t k;           /* entries this rank selected (topk) */
-    double step_density; /* the density used */
-    uint64_t sent, recv; /* payload bytes of this rank */
+    int64_t k; /* entries this rank selected in the last step (topk; n otherwise) */
 } pt_compressor;
 
 pt_status pt_compressor_init(pt_compressor *z, const pt_compress_config *cfg, const pt_model *m);
