@@ -47,7 +47,7 @@ static double loss_of(pt_model *m, const float *x, const int32_t *y, int B)
     return pt_model_loss_backward(m, y, B, &ctx, 0.0f, NULL) / B;
 }
 
-static void check_model(const char *spec)
+static void check_model(const char *spec, int conv_algo)
 {
     enum { B = 4 };
     hid_t g = H5Gopen2(fx, spec, H5P_DEFAULT);
@@ -159,7 +159,8 @@ static void check_model(const char *spec)
         e = max_rel_err(m.buf + p->offset, ref, p->numel, 1e-6);
         CHECK(e < TOL_TORCH, "%s: batch-norm buffer %s vs PyTorch: error %.3g", spec, p->name, e);
     }
-    printf("%-62s loss %.6f (PyTorch %.6f), %d tensors\n", spec, loss, loss_ref, m.nparams);
+    printf("%-62s %-6s loss %.6f (PyTorch %.6f), %d tensors\n", spec,
+           conv_algo == PT_CONV_ALGO_IM2COL ? "im2col" : "auto", loss, loss_ref, m.nparams);
     pt_optim_destroy(&opt);
     free(x), free(ref), free(grad), free(gref);
     pt_model_destroy(&m);
@@ -190,10 +191,16 @@ int main(void)
         fprintf(stderr, "FAIL: cannot open %s\n", path);
         return 1;
     }
-    check_model("cnn:c1=4,c2=6,hidden=16,classes=5,size=12");
-    check_model("resnet:width=4,blocks=1,classes=5,size=8");
-    check_model("textcnn:len=12,emb=5,filters=3,widths=2/3,classes=4,vocab=20");
-    check_model("gpt:layers=2,heads=2,d=8,ctx=6,vocab=16");
+    /* every model with both conv2d algorithms; the widths of 8 and more take the direct kernels
+     * (tests/t_conv.c checks them op by op), the narrow ones fall back to im2col */
+    for (int algo = PT_CONV_ALGO_AUTO; algo <= PT_CONV_ALGO_IM2COL; algo++) {
+        check_model("cnn:c1=4,c2=6,hidden=16,classes=5,size=12", algo);
+        check_model("cnn:c1=8,c2=16,hidden=16,classes=5,size=12", algo);
+        check_model("resnet:width=4,blocks=1,classes=5,size=8", algo);
+        check_model("resnet:width=8,blocks=1,classes=5,size=8", algo);
+    }
+    check_model("textcnn:len=12,emb=5,filters=3,widths=2/3,classes=4,vocab=20", PT_CONV_ALGO_AUTO);
+    check_model("gpt:layers=2,heads=2,d=8,ctx=6,vocab=16", PT_CONV_ALGO_AUTO);
     check_bad_specs();
     H5Fclose(fx);
     return test_exit_code("t_models");

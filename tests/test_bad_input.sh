@@ -57,6 +57,7 @@ expect_error bad-optimizer "unknown optimizer 'lion'" train --data "$DATA" $smal
 expect_error big-batch "larger than the 5000 training samples" train --data "$DATA" --batch 8000
 expect_error unknown-command "unknown command 'fit'" fit
 expect_error bad-augment "bad --augment 'rotate'" train --data "$DATA" $small --augment rotate
+expect_error conv-algo "unknown --conv-algo 'winograd'" train --data "$DATA" $small --conv-algo winograd
 # compression flags
 expect_error compress-density "the density must be in (0, 1]" train --data "$DATA" $small --compress topk:0
 expect_error compress-unknown "unknown --compress 'int4'" train --data "$DATA" $small --compress int4

@@ -38,7 +38,10 @@ typedef struct {
     float dropout;   /* dropout probability (mlp: after each hidden activation; cnn, textcnn:
                         before the classifier) */
     int sync_bn;     /* batch norm: statistics over the global batch (needs allreduce_sum) */
+    int conv_algo;   /* conv2d: PT_CONV_ALGO_AUTO (direct kernels where they apply) or _IM2COL */
 } pt_model_options;
+
+enum { PT_CONV_ALGO_AUTO = 0, PT_CONV_ALGO_IM2COL = 1 };
 
 /* A model is a list of nodes (one op each) over activation slots, run in order forward and in
  * reverse order backward (src/nn/graph.h). Every slot holds `size` floats per sample. */

@@ -43,6 +43,7 @@ typedef struct {
     int64_t zero;        /* ZeRO stage: 0 (replicated optimizer state) or 1 (sharded) */
     double bucket_mb;    /* gradient bucket size in MiB (0: one allreduce after backward) */
     bool sync_bn;        /* batch norm over the global batch (synchronized statistics) */
+    char conv_algo[16];  /* conv2d: auto (direct kernels where they apply) or im2col */
     bool reproducible;   /* bitwise-identical results for any rank count (exact reduction) */
     int64_t repro_chunk; /* --reproducible: samples per gradient chunk */
     char compress[32];          /* gradient compression: none, topk:D, sign, signsgd, fp16, bf16 */

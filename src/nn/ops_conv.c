@@ -8,6 +8,10 @@
  *     Backward recomputes col instead of keeping it: dW += dy^T col, dcol = dy W into the same
  *     scratch, then col2im adds dcol into dx sample by sample (disjoint, so threads never race).
  *     Chunks bound the scratch to CONV_SCRATCH floats whatever the batch.
+ *     By default (--conv-algo auto) each phase that conv_direct.c covers (AVX2/FMA; forward and
+ *     weight gradient for Cout % 8 == 0, input gradient for stride 1 and Cin % 8 == 0) runs the
+ *     direct implicit-GEMM kernels instead, which skip the column matrix; --conv-algo im2col
+ *     forces the path above everywhere (tests run both against PyTorch).
  *
  *   maxpool2d / avgpool2d   ia = {H, C, k, stride, Ho}: windows without padding; max pooling
  *     keeps the winner's index per output, the backward routes the gradient to it.
@@ -22,9 +26,23 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "conv_direct.h"
 #include "graph.h"
 
 #define CONV_SCRATCH (8 << 20) /* floats */
+
+static pt_conv_shape conv_shape(const pt_node *n)
+{
+    return (pt_conv_shape){.H = n->ia[0], .Cin = n->ia[1], .Cout = n->ia[2], .k = n->ia[3],
+                           .s = n->ia[4], .pad = n->ia[5], .Ho = n->ia[6]};
+}
+
+/* the direct kernels for this phase, unless --conv-algo im2col or the shape is not covered */
+static int use_direct(const pt_model *m, const pt_node *n, int phase)
+{
+    const pt_conv_shape c = conv_shape(n);
+    return m->opt.conv_algo == PT_CONV_ALGO_AUTO && pt_conv_direct_supported(&c, phase);
+}
 
 static int conv_chunk(const pt_node *n, int rows)
 {
@@ -36,7 +54,13 @@ static int conv_chunk(const pt_node *n, int rows)
 
 static int64_t conv_scratch(const pt_model *m, const pt_node *n, int rows)
 {
-    return (int64_t)conv_chunk(n, rows) * n->ia[6] * n->ia[6] * n->ia[3] * n->ia[3] * n->ia[1];
+    const pt_conv_shape c = conv_shape(n);
+    const int64_t direct = pt_conv_direct_scratch(&c, rows);
+    int64_t im2col = 0;
+    if (!use_direct(m, n, PT_CONV_FWD) || !use_direct(m, n, PT_CONV_BWD_WEIGHT) ||
+        !use_direct(m, n, PT_CONV_BWD_INPUT))
+        im2col = (int64_t)conv_chunk(n, rows) * n->ia[6] * n->ia[6] * n->ia[3] * n->ia[3] * n->ia[1];
+    return direct > im2col ? direct : im2col;
 }
 
 /* The taps kx of one kernel row that fall inside the image, [*kx0, *kx1): their inputs are
@@ -108,6 +132,12 @@ static void conv2d_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *
     const int K = k * k * Cin, chunk = conv_chunk(n, rows);
     const float *x = pt_in(m, n, 0)->a;
     float *y = pt_out(m, n)->a;
+    if (use_direct(m, n, PT_CONV_FWD)) {
+        const pt_conv_shape c = conv_shape(n);
+        pt_conv_direct_forward(&c, rows, x, pt_pw(m, n, 0), n->p[1] >= 0 ? pt_pw(m, n, 1) : NULL,
+                               n->act == PT_ACT_RELU, y, m->scratch);
+        return;
+    }
     for (int b0 = 0; b0 < rows; b0 += chunk) {
         const int cb = rows - b0 < chunk ? rows - b0 : chunk;
         im2col(x + (int64_t)b0 * H * H * Cin, cb, H, Cin, k, s, pad, Ho, m->scratch);
@@ -133,15 +163,23 @@ static void conv2d_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx 
     }
     float beta_w = pt_param_beta(m, n, 0);
     const int beta_x = pt_in_beta(m, n, 0);
-    if (beta_x == 0) be->zero(in->g, sizeof(float) * (size_t)rows * H * H * Cin);
+    const pt_conv_shape c = conv_shape(n);
+    const int direct_w = use_direct(m, n, PT_CONV_BWD_WEIGHT);
+    const int direct_x = beta_x >= 0 && use_direct(m, n, PT_CONV_BWD_INPUT);
+    if (direct_w) pt_conv_direct_backward_weight(&c, rows, in->a, dy, beta_w, pt_pg(m, n, 0), m->scratch);
+    if (direct_x) pt_conv_direct_backward_input(&c, rows, dy, pt_pw(m, n, 0), (float)beta_x, in->g, m->scratch);
+    if (direct_w && (beta_x < 0 || direct_x)) return;
+    if (beta_x == 0 && !direct_x) be->zero(in->g, sizeof(float) * (size_t)rows * H * H * Cin);
     for (int b0 = 0; b0 < rows; b0 += chunk) {
         const int cb = rows - b0 < chunk ? rows - b0 : chunk;
         const float *dyc = dy + (int64_t)b0 * Ho * Ho * Cout;
-        im2col(in->a + (int64_t)b0 * H * H * Cin, cb, H, Cin, k, s, pad, Ho, m->scratch);
-        be->gemm(true, false, Cout, K, cb * Ho * Ho, 1.0f, dyc, Cout, m->scratch, K, beta_w,
-                 pt_pg(m, n, 0), K);
-        beta_w = 1.0f;
-        if (beta_x < 0) continue;
+        if (!direct_w) {
+            im2col(in->a + (int64_t)b0 * H * H * Cin, cb, H, Cin, k, s, pad, Ho, m->scratch);
+            be->gemm(true, false, Cout, K, cb * Ho * Ho, 1.0f, dyc, Cout, m->scratch, K, beta_w,
+                     pt_pg(m, n, 0), K);
+            beta_w = 1.0f;
+        }
+        if (beta_x < 0 || direct_x) continue;
         be->gemm(false, false, cb * Ho * Ho, K, Cout, 1.0f, dyc, Cout, pt_pw(m, n, 0), K, 0.0f,
                  m->scratch, K);
         col2im_add(m->scratch, cb, H, Cin, k, s, pad, Ho, in->g + (int64_t)b0 * H * H * Cin);

@@ -42,6 +42,9 @@ static pt_status build_model(pt_model *m, const pt_train_config *c, const pt_dat
                       "backend '%s' is not available in this build", c->backend);
     pt_model_options mo = {.dropout = (float)c->dropout, .sync_bn = c->sync_bn};
     PT_TRY(parse_act(c->activation, &mo.act));
+    if (!strcmp(c->conv_algo, "im2col")) mo.conv_algo = PT_CONV_ALGO_IM2COL;
+    else if (strcmp(c->conv_algo, "auto"))
+        return PT_ERR(PT_ERR_ARG, "choose auto or im2col", "unknown --conv-algo '%s'", c->conv_algo);
     PT_TRY(pt_model_create(m, c->model, &mo, be, max_batch));
     if (pt_model_input_size(m) != d->sample_size) {
         pt_status st = PT_ERR(PT_ERR_ARG, "the model's first width must equal channels*height*width",

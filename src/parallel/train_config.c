@@ -69,6 +69,8 @@ static const opt_row rows[] = {
                                              "divide the per-rank batch)"),
     ROW("sync-bn", OPT_BOOL, sync_bn, "batch norm: normalize with the statistics of the global "
                                       "batch (summed over the ranks) instead of each rank's share"),
+    ROW("conv-algo", OPT_STR, conv_algo, "conv2d: auto (direct implicit-GEMM kernels where they "
+                                         "apply) or im2col (column matrix + BLAS GEMM)"),
     ROW("allreduce", OPT_STR, allreduce, "gradient allreduce: auto, mpi, ring, recursive_doubling, "
                                          "rabenseifner, binomial or hierarchical"),
     ROW("compress", OPT_STR, compress, "gradient compression: none, topk:DENSITY (e.g. topk:0.001), "
@@ -103,6 +105,7 @@ void pt_train_config_defaults(pt_train_config *c)
     snprintf(c->optimizer, sizeof c->optimizer, "momentum");
     snprintf(c->schedule, sizeof c->schedule, "constant");
     snprintf(c->allreduce, sizeof c->allreduce, "auto");
+    snprintf(c->conv_algo, sizeof c->conv_algo, "auto");
     snprintf(c->backend, sizeof c->backend, "cpu");
     snprintf(c->compress, sizeof c->compress, "none");
     snprintf(c->augment, sizeof c->augment, "none");

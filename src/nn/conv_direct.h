@@ -1,0 +1,39 @@
+/* Direct (implicit-GEMM) 2-D convolution for the CPU, channels-last.
+ *
+ * The same products as im2col + GEMM, but the GEMM micro-kernel reads its left operand straight
+ * from a zero-padded copy of the input: a tile of 6 output pixels keeps one pointer per pixel and
+ * every tap is a common offset from those pointers, so no column matrix is written, re-read and
+ * packed (on Fashion-MNIST's 5x5, 32 -> 64 layer that matrix is 80 MB per batch of 128, three times
+ * per step). The kernels are AVX2/FMA register tiles (6 rows x 16 floats); ops_conv.c falls back
+ * to im2col for shapes or machines they do not cover (pt_conv_direct_supported).
+ *
+ * Sums run in a fixed order that depends on neither the thread count nor the batch split:
+ * forward and input gradient per output element over (ky, kx, c); weight gradient per element
+ * over samples, then pixels, in order. */
+#ifndef PT_NN_CONV_DIRECT_H
+#define PT_NN_CONV_DIRECT_H
+
+#include <stdint.h>
+
+typedef struct {
+    int H, Cin, Cout, k, s, pad, Ho; /* square images: input H x H x Cin, output Ho x Ho x Cout */
+} pt_conv_shape;
+
+enum { PT_CONV_FWD = 0, PT_CONV_BWD_WEIGHT = 1, PT_CONV_BWD_INPUT = 2 };
+
+/* 1 if the direct kernels handle this phase of this shape on this build */
+int pt_conv_direct_supported(const pt_conv_shape *c, int phase);
+/* floats of scratch the supported phases need for `rows` samples */
+int64_t pt_conv_direct_scratch(const pt_conv_shape *c, int rows);
+
+/* y = act(conv(x, w) + bias); w is (Cout, k, k, Cin); bias may be NULL; relu 0/1 */
+void pt_conv_direct_forward(const pt_conv_shape *c, int rows, const float *x, const float *w,
+                            const float *bias, int relu, float *y, float *scratch);
+/* dw = beta * dw + sum over the batch of dy (x) x, beta 0 or 1 */
+void pt_conv_direct_backward_weight(const pt_conv_shape *c, int rows, const float *x,
+                                    const float *dy, float beta, float *dw, float *scratch);
+/* dx = beta * dx + conv_transpose(dy, w), beta 0 or 1 (stride 1 only) */
+void pt_conv_direct_backward_input(const pt_conv_shape *c, int rows, const float *dy,
+                                   const float *w, float beta, float *dx, float *scratch);
+
+#endif
