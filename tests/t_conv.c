@@ -4,12 +4,13 @@
  * leave a partial 6-row tile, stride 2, 1x1 kernels, padding 0 to k-1, accumulation (beta 1).
  * Error: max |ours - reference| / max |reference| below 1e-5 (float sums of up to 800 terms).
  * Each result must also be bitwise the same with 1 and 3 threads (the kernels promise a fixed
- * summation order). Shapes the kernels do not cover must say so, so ops_conv.c falls back. */
+ * summation order). Shapes the kernels do not cover must say so, so ops_conv.c falls back.
+ * Built twice: t_conv tests the library's kernels as built for this machine (AVX-512 here),
+ * t_conv_avx2 compiles conv_direct.c again with -mno-avx512f, so the AVX2 kernels are tested too. */
 #include <omp.h>
 #include <string.h>
 
 #include "../src/nn/conv_direct.h"
-#include "paratrain/rng.h"
 #include "testutil.h"
 
 #define TOL 1e-5
