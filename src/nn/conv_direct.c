@@ -3,15 +3,16 @@
  * Forward, as a GEMM: Y (pixels x Cout) = A (pixels x k*k*Cin) B (k*k*Cin x Cout), where row p of
  * A is the receptive field of pixel p. In channels-last layout, one kernel row ky of that field is
  * k*Cin contiguous floats of the padded input, starting at pixel p's corner plus ky rows: so a
- * register tile of 6 pixels x 16 channels needs only 6 corner pointers and walks every tap with a
- * shared offset. B is the weight repacked into panels of 16 output channels (k*k*Cin x 16 each).
+ * register tile of MR pixels x up to 2 vectors of channels (8 x 32 with AVX-512, 6 x 16 with
+ * AVX2) needs only MR corner pointers and walks every tap with a shared offset. B is the weight
+ * repacked into panels as wide as the tile (k*k*Cin x width each; 8-channel tails get their own).
  *
  * Input gradient (stride 1): the same kernel, run on dy padded by k-1-pad with the weight flipped
  * in space and transposed in channels (a full correlation).
  *
- * Weight gradient: dW^T (k*k*Cin x Cout) = A^T dy. A tile of 6 consecutive columns j of one kernel
- * row x 16 output channels accumulates, over every pixel, 6 input values (contiguous) times the
- * pixel's 16 gradients (contiguous). Tiles are split over threads; each thread sweeps the samples
+ * Weight gradient: dW^T (k*k*Cin x Cout) = A^T dy. A tile of MR consecutive columns j of one
+ * kernel row x a panel of output channels accumulates, over every pixel, MR input values
+ * (contiguous) times the pixel's gradients (contiguous). Tiles are split over threads; each thread sweeps the samples
  * in order, so every sum runs in the same order whatever the thread count. */
 #include "conv_direct.h"
 
@@ -21,7 +22,8 @@
 #endif
 
 /* The kernels are written with GCC vector types, so the compiler emits AVX-512 (16 floats per
- * register) or AVX2 (8) from the same source; without AVX2/FMA the direct path is off. */
+ * register) or AVX2 (8) from the same source; `acc += t * b` becomes an FMA under GNU C's default
+ * -ffp-contract=fast. Without AVX2/FMA the direct path is off. */
 #if defined(__AVX2__) && defined(__FMA__)
 #define PT_CONV_KERNELS 1
 #else
@@ -49,7 +51,7 @@ int pt_conv_direct_supported(const pt_conv_shape *c, int phase)
     if (!PT_CONV_KERNELS) return 0;
     switch (phase) {
     case PT_CONV_FWD:
-    case PT_CONV_BWD_WEIGHT: return c->Cout % 8 == 0 && c->Cout <= 512;
+    case PT_CONV_BWD_WEIGHT: return c->Cout % 8 == 0 && c->Cout <= 512; /* 64 panels at most */
     case PT_CONV_BWD_INPUT: return c->s == 1 && c->Cin % 8 == 0 && c->pad <= c->k - 1;
     default: return 0;
     }
