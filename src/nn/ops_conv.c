@@ -5,8 +5,8 @@
  *     im2col + one GEMM per chunk of samples: col (Ho*Wo rows per sample, k*k*Cin columns, in
  *     (ky, kx, c) order, so each tap copies Cin contiguous floats), y = col W^T. The weight is
  *     stored (Cout, kh, kw, Cin): PyTorch's (Cout, Cin, kh, kw) permuted (docs/MODELS.md).
- *     Backward recomputes col instead of keeping it: dW += dy^T col, dcol = dy W into the same
- *     scratch, then col2im adds dcol into dx sample by sample (disjoint, so threads never race).
+ *     Backward recomputes col instead of keeping it for dW += dy^T col; then dcol = dy W into the
+ *     same scratch, and col2im adds dcol into dx sample by sample (disjoint, so threads never race).
  *     Chunks bound the scratch to CONV_SCRATCH floats whatever the batch.
  *     By default (--conv-algo auto) each phase that conv_direct.c covers (AVX2/FMA; forward and
  *     weight gradient for Cout % 8 == 0, input gradient for stride 1 and Cin % 8 == 0) runs the
@@ -55,11 +55,11 @@ static int conv_chunk(const pt_node *n, int rows)
 static int64_t conv_scratch(const pt_model *m, const pt_node *n, int rows)
 {
     const pt_conv_shape c = conv_shape(n);
-    const int64_t direct = pt_conv_direct_scratch(&c, rows);
-    int64_t im2col = 0;
-    if (!use_direct(m, n, PT_CONV_FWD) || !use_direct(m, n, PT_CONV_BWD_WEIGHT) ||
-        !use_direct(m, n, PT_CONV_BWD_INPUT))
-        im2col = (int64_t)conv_chunk(n, rows) * n->ia[6] * n->ia[6] * n->ia[3] * n->ia[3] * n->ia[1];
+    const int fwd = use_direct(m, n, PT_CONV_FWD), w = use_direct(m, n, PT_CONV_BWD_WEIGHT),
+              x = use_direct(m, n, PT_CONV_BWD_INPUT);
+    const int64_t direct = fwd || w || x ? pt_conv_direct_scratch(&c, rows) : 0;
+    const int64_t im2col = fwd && w && x ? 0
+        : (int64_t)conv_chunk(n, rows) * n->ia[6] * n->ia[6] * n->ia[3] * n->ia[3] * n->ia[1];
     return direct > im2col ? direct : im2col;
 }
 
@@ -161,27 +161,30 @@ static void conv2d_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx 
         pt_param_beta(m, n, 1);
         be->bias_backward(pt_pg(m, n, 1), dy, rows * Ho * Ho, Cout);
     }
-    float beta_w = pt_param_beta(m, n, 0);
+    const float beta_w = pt_param_beta(m, n, 0);
     const int beta_x = pt_in_beta(m, n, 0);
     const pt_conv_shape c = conv_shape(n);
-    const int direct_w = use_direct(m, n, PT_CONV_BWD_WEIGHT);
-    const int direct_x = beta_x >= 0 && use_direct(m, n, PT_CONV_BWD_INPUT);
-    if (direct_w) pt_conv_direct_backward_weight(&c, rows, in->a, dy, beta_w, pt_pg(m, n, 0), m->scratch);
-    if (direct_x) pt_conv_direct_backward_input(&c, rows, dy, pt_pw(m, n, 0), (float)beta_x, in->g, m->scratch);
-    if (direct_w && (beta_x < 0 || direct_x)) return;
-    if (beta_x == 0 && !direct_x) be->zero(in->g, sizeof(float) * (size_t)rows * H * H * Cin);
+    /* weight gradient: dW = beta dW + dy^T col */
+    if (use_direct(m, n, PT_CONV_BWD_WEIGHT))
+        pt_conv_direct_backward_weight(&c, rows, in->a, dy, beta_w, pt_pg(m, n, 0), m->scratch);
+    else
+        for (int b0 = 0; b0 < rows; b0 += chunk) {
+            const int cb = rows - b0 < chunk ? rows - b0 : chunk;
+            im2col(in->a + (int64_t)b0 * H * H * Cin, cb, H, Cin, k, s, pad, Ho, m->scratch);
+            be->gemm(true, false, Cout, K, cb * Ho * Ho, 1.0f, dy + (int64_t)b0 * Ho * Ho * Cout,
+                     Cout, m->scratch, K, b0 ? 1.0f : beta_w, pt_pg(m, n, 0), K);
+        }
+    if (beta_x < 0) return; /* the input is the data */
+    /* input gradient: dx = beta dx + col2im(dy W) */
+    if (use_direct(m, n, PT_CONV_BWD_INPUT)) {
+        pt_conv_direct_backward_input(&c, rows, dy, pt_pw(m, n, 0), (float)beta_x, in->g, m->scratch);
+        return;
+    }
+    if (beta_x == 0) be->zero(in->g, sizeof(float) * (size_t)rows * H * H * Cin);
     for (int b0 = 0; b0 < rows; b0 += chunk) {
         const int cb = rows - b0 < chunk ? rows - b0 : chunk;
-        const float *dyc = dy + (int64_t)b0 * Ho * Ho * Cout;
-        if (!direct_w) {
-            im2col(in->a + (int64_t)b0 * H * H * Cin, cb, H, Cin, k, s, pad, Ho, m->scratch);
-            be->gemm(true, false, Cout, K, cb * Ho * Ho, 1.0f, dyc, Cout, m->scratch, K, beta_w,
-                     pt_pg(m, n, 0), K);
-            beta_w = 1.0f;
-        }
-        if (beta_x < 0 || direct_x) continue;
-        be->gemm(false, false, cb * Ho * Ho, K, Cout, 1.0f, dyc, Cout, pt_pw(m, n, 0), K, 0.0f,
-                 m->scratch, K);
+        be->gemm(false, false, cb * Ho * Ho, K, Cout, 1.0f, dy + (int64_t)b0 * Ho * Ho * Cout, Cout,
+                 pt_pw(m, n, 0), K, 0.0f, m->scratch, K);
         col2im_add(m->scratch, cb, H, Cin, k, s, pad, Ho, in->g + (int64_t)b0 * H * H * Cin);
     }
 }
