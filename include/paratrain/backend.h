@@ -1,7 +1,9 @@
 /* The compute backend: one struct of function pointers, one implementation per device
  * (kernels/cpu: OpenMP + OpenBLAS; kernels/cuda: CUDA + cuBLAS, built with --with-cuda).
- * Models call only these entries, so a model runs on any backend unchanged, and the op
- * cross-check test walks every entry on every available backend.
+ * Today only the MLP's ops (GEMM, fused bias + activation, dropout, softmax cross-entropy,
+ * reductions, optimizer updates) are entries; batch and layer norm, embedding, attention,
+ * pooling, the convolutions and residual adds still compute on host pointers in src/nn, there is
+ * no CUDA implementation and no cross-backend op test yet (issue 14 moves every op here).
  *
  * Conventions: matrices are row-major float32; pointers are device pointers of the backend;
  * scalar results (losses, norms, counts) are returned to the host. */
