@@ -75,6 +75,11 @@ typedef struct pt_backend {
                            const pt_update_params *p);
     void (*adam_update)(float *w, const float *g, float *m, float *v, int64_t n,
                         const pt_update_params *p);
+
+    /* Optional (may be NULL: the backend is deterministic already). With on, every entry gives
+     * the same bits for any thread count (or stream/block configuration); --reproducible sets it.
+     * Process-wide, set before training starts. */
+    void (*set_deterministic)(bool on);
 } pt_backend;
 
 /* The CPU backend (always built). */

@@ -29,11 +29,39 @@ static void cpu_free(void *p) { free(p); }
 static void cpu_zero(void *p, size_t bytes) { if (bytes) memset(p, 0, bytes); }
 static void cpu_copy(void *dst, const void *src, size_t bytes) { if (bytes) memcpy(dst, src, bytes); }
 
+/* Deterministic GEMM (set_deterministic, used by --reproducible): OpenBLAS does not promise the
+ * same bits for different thread counts, and it does not deliver them: its Haswell kernels (what
+ * 0.3.21 picks on AMD Zen 4) round differently with 1 and 2 threads on shapes as small as
+ * 8 x 64 x 784 (tests/t_backend_det), because the split of C among threads moves the edges of its
+ * register tiles. So C is cut into fixed tiles whatever the thread count, and each tile is one
+ * single-threaded sgemm (OpenBLAS's OpenMP build runs sequentially inside a parallel region):
+ * the same calls on the same operands for any number of threads. */
+#define DET_TILE_M 128
+#define DET_TILE_N 256
+static bool gemm_deterministic;
+static void cpu_set_deterministic(bool on) { gemm_deterministic = on; }
+
 static void cpu_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
                      const float *b, int ldb, float beta, float *c, int ldc)
 {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
-                n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    const CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
+    if (!gemm_deterministic) {
+        cblas_sgemm(CblasRowMajor, opa, opb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    const int tm = (m + DET_TILE_M - 1) / DET_TILE_M, tn = (n + DET_TILE_N - 1) / DET_TILE_N;
+    /* always inside a parallel region, even for one tile: outside one OpenBLAS would thread */
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < tm * tn; t++) {
+        const int i0 = (t / tn) * DET_TILE_M, j0 = (t % tn) * DET_TILE_N;
+        const int mi = m - i0 < DET_TILE_M ? m - i0 : DET_TILE_M;
+        const int nj = n - j0 < DET_TILE_N ? n - j0 : DET_TILE_N;
+        /* rows i0.. of op(A) and columns j0.. of op(B), wherever they sit in memory */
+        const float *ai = ta ? a + i0 : a + (int64_t)i0 * lda;
+        const float *bj = tb ? b + (int64_t)j0 * ldb : b + j0;
+        cblas_sgemm(CblasRowMajor, opa, opb, mi, nj, k, alpha, ai, lda, bj, ldb, beta,
+                    c + (int64_t)i0 * ldc + j0, ldc);
+    }
 }
 
 static inline float gelu(float x) { return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2)); }
@@ -286,6 +314,7 @@ static const pt_backend cpu_backend = {
     .sgd_update = cpu_sgd_update,
     .adagrad_update = cpu_adagrad_update,
     .adam_update = cpu_adam_update,
+    .set_deterministic = cpu_set_deterministic,
 };
 
 /* OpenBLAS (pthreads build) sizes its own thread pool from the machine, not from the rank's core

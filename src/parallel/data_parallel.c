@@ -40,6 +40,8 @@ static pt_status build_model(pt_model *m, const pt_train_config *c, const pt_dat
                       strcmp(c->backend, "cuda") ? "choose cpu or cuda"
                                                  : "configure with --with-cuda on a GPU machine",
                       "backend '%s' is not available in this build", c->backend);
+    /* --reproducible promises the same bits for any thread count too, which GEMM alone breaks */
+    if (be->set_deterministic) be->set_deterministic(c->reproducible);
     pt_model_options mo = {.dropout = (float)c->dropout, .sync_bn = c->sync_bn};
     PT_TRY(parse_act(c->activation, &mo.act));
     if (!strcmp(c->conv_algo, "im2col")) mo.conv_algo = PT_CONV_ALGO_IM2COL;
