@@ -650,16 +650,35 @@ static pt_status run(trainer *t, pt_train_result *res)
     }
     if (c->ckpt_dir[0]) PT_TRY(save_checkpoint(t, res->checkpoint));
     PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &tot_sent, 1, MPI_DOUBLE, MPI_SUM, t->comm));
+    /* Do the replicas agree? max |w - w of rank 0| over ranks and elements: data parallelism
+     * keeps them bitwise equal; a checkpoint cannot show it (each rank writes only its slice). */
+    double spread = 0.0;
+    if (t->size > 1) {
+        const int64_t n = t->model.numel;
+        float *w = malloc(sizeof(float) * (size_t)(2 * n + 1));
+        if (!w) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory to compare the replicas");
+        be->to_host(w, t->model.w, sizeof(float) * (size_t)n);
+        memcpy(w + n, w, sizeof(float) * (size_t)n);
+        int rc = MPI_Bcast(w + n, (int)n, MPI_FLOAT, 0, t->comm); /* numel < 2^31 (a float count) */
+        for (int64_t i = 0; i < n && rc == MPI_SUCCESS; i++) {
+            const double d = fabs((double)w[i] - (double)w[n + i]);
+            if (!(d <= spread)) spread = d == d ? d : INFINITY;
+        }
+        free(w);
+        PT_MPI_CHECK(rc);
+        PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &spread, 1, MPI_DOUBLE, MPI_MAX, t->comm));
+    }
     pt_metrics_write(&t->metrics, "end",
                      "\"step\": %lld, \"epoch\": %.4f, \"train_seconds\": %.3f, "
                      "\"samples_per_s\": %.1f, \"test_accuracy\": %.6f, \"data_s\": %.3f, "
                      "\"compute_s\": %.3f, \"comm_s\": %.3f, \"update_s\": %.3f, "
                      "\"grad_comm_span_s\": %.3f, \"grad_comm_exposed_s\": %.3f, "
-                     "\"grad_comm_overlap\": %.4f, \"bytes_sent_total\": %.0f",
+                     "\"grad_comm_overlap\": %.4f, \"bytes_sent_total\": %.0f, "
+                     "\"replica_max_diff\": %.6g",
                      (long long)t->step, (double)t->step / (double)t->steps_per_epoch,
                      res->train_seconds, res->samples_per_s, t->have_test ? res->test_accuracy : NAN,
                      ph[0], ph[1], ph[2], ph[3], comm_span, comm_exposed,
-                     hidden_fraction(comm_span, comm_exposed), tot_sent / (double)t->size);
+                     hidden_fraction(comm_span, comm_exposed), tot_sent / (double)t->size, spread);
     return PT_OK;
 }
 
