@@ -143,7 +143,7 @@ int main(void)
 {
     pt_conv_shape probe = {8, 8, 8, 3, 1, 1, 8};
     if (!pt_conv_direct_supported(&probe, PT_CONV_FWD)) {
-        printf("t_conv: this build has no direct kernels (no AVX2/FMA); im2col is used\n");
+        printf("SKIP: this build has no direct conv kernels (no AVX2/FMA); im2col is used\n");
         return 77;
     }
     /* what the kernels must refuse */

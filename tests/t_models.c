@@ -20,6 +20,8 @@
 #include <hdf5.h>
 #include <string.h>
 
+#include "../src/nn/conv_direct.h"
+#include "../src/nn/graph.h"
 #include "paratrain/model.h"
 #include "paratrain/optim.h"
 #include "testutil.h"
@@ -56,9 +58,12 @@ static void check_model(const char *spec, int conv_algo)
         return;
     }
     pt_model m;
-    pt_model_options mo = {.act = PT_ACT_RELU};
+    pt_model_options mo = {.act = PT_ACT_RELU, .conv_algo = conv_algo};
     REQUIRE_OK(pt_model_create(&m, spec, &mo, pt_backend_cpu(), B));
     pt_model_init(&m, 1);
+    int64_t runs0[2][3];
+    for (int d = 0; d < 2; d++)
+        for (int ph = 0; ph < 3; ph++) runs0[d][ph] = pt_conv_phase_count(d, ph);
     char name[160];
     for (int i = 0; i < m.nparams; i++) {
         snprintf(name, sizeof name, "init/%s", m.params[i].name);
@@ -158,6 +163,25 @@ static void check_model(const char *spec, int conv_algo)
         read_f32(g, name, ref);
         e = max_rel_err(m.buf + p->offset, ref, p->numel, 1e-6);
         CHECK(e < TOL_TORCH, "%s: batch-norm buffer %s vs PyTorch: error %.3g", spec, p->name, e);
+    }
+    /* the algorithm asked for is the one that ran: im2col runs no direct kernel at all, and
+     * auto runs them for every model with a conv2d output width of 8 or more (when built) */
+    int64_t runs[2][3];
+    for (int d = 0; d < 2; d++)
+        for (int ph = 0; ph < 3; ph++) runs[d][ph] = pt_conv_phase_count(d, ph) - runs0[d][ph];
+    const int has_conv = !strncmp(spec, "cnn", 3) || !strncmp(spec, "resnet", 6);
+    if (conv_algo == PT_CONV_ALGO_IM2COL) {
+        CHECK(runs[1][0] + runs[1][1] + runs[1][2] == 0,
+              "%s: --conv-algo im2col ran %lld/%lld/%lld direct conv phases (fwd/dW/dx)", spec,
+              (long long)runs[1][0], (long long)runs[1][1], (long long)runs[1][2]);
+        CHECK(!has_conv || (runs[0][0] > 0 && runs[0][1] > 0 && runs[0][2] > 0),
+              "%s: --conv-algo im2col ran %lld/%lld/%lld im2col phases (fwd/dW/dx)", spec,
+              (long long)runs[0][0], (long long)runs[0][1], (long long)runs[0][2]);
+    } else {
+        const pt_conv_shape c8 = {.H = 8, .Cin = 8, .Cout = 8, .k = 3, .s = 1, .pad = 1, .Ho = 8};
+        const int wide = strstr(spec, "c1=8") || strstr(spec, "width=8");
+        if (wide && pt_conv_direct_supported(&c8, PT_CONV_FWD))
+            CHECK(runs[1][0] > 0 && runs[1][1] > 0, "%s: auto ran no direct conv kernel", spec);
     }
     printf("%-62s %-6s loss %.6f (PyTorch %.6f), %d tensors\n", spec,
            conv_algo == PT_CONV_ALGO_IM2COL ? "im2col" : "auto", loss, loss_ref, m.nparams);

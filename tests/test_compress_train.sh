@@ -4,7 +4,9 @@
 #    (parameters within 1e-5 after 40 steps at np 2);
 #  - every variant (top-k x {allgather, sparcml, gtopk} x error feedback on/off, DGC with
 #    warm-up, sign with and without error feedback, signSGD, fp16, bf16) trains at np 1 and 3:
-#    the loss of the last 10 steps is below 80% of the first 10 steps';
+#    the loss of the last 10 steps is below 80% of the first 10 steps', and at np 3 the ranks'
+#    parameters are bitwise equal at the end (the end record's replica_max_diff) with bytes sent,
+#    which local SGD (no communication, each rank on its own shard) would fail;
 #  - the bytes the log reports are the bytes the algorithm sends: top-k allgather at np 2 sends
 #    8k per step (k = ceil(density n)), fp16 sends 2n (half of fp32's 4n per rank).
 . "${srcdir:-.}/tests/lib.sh"
@@ -41,6 +43,17 @@ for np in 1 3; do
             NR <= 10 { a += $1 } NR > 50 { b += $1 }
             END { printf "%s: loss %.3f -> %.3f\n", n, a / 10, b / 10;
                   exit (NR == 60 && b == b && b < 0.8 * a) ? 0 : 1 }' || fail "$name does not train"
+        # A falling loss alone would pass local SGD (every rank on its own gradient, nothing
+        # exchanged). With communication the replicas stay bitwise equal (every rank applies the
+        # same reduced gradient) and bytes were sent; without it they drift apart.
+        if [ "$np" -gt 1 ]; then
+            end=$(grep '"event": "end"' "$WORK/$name.jsonl")
+            spread=$(echo "$end" | sed 's/.*"replica_max_diff": \([^,}]*\).*/\1/')
+            sent=$(echo "$end" | sed 's/.*"bytes_sent_total": \([^,}]*\).*/\1/')
+            [ "$spread" = 0 ] && [ "${sent:-0}" -gt 0 ] ||
+                fail "$name: replicas differ by $spread after training ($sent bytes sent per rank)"
+            echo "$name: replicas equal, $sent bytes sent per rank"
+        fi
     done
 done
 pass "every compression variant trains at np 1 and 3"

@@ -23,8 +23,15 @@ run r2 2 --reproducible
 run r3 3 --reproducible --zero 1
 run r4 4 --reproducible --zero 1
 run r4z0 4 --reproducible
-OMP_NUM_THREADS=2 run r1t2 1 --reproducible
-for n in r2 r3 r4 r4z0 r1t2; do same r1 $n "bitwise r1 vs $n"; done
+OMP_NUM_THREADS=2 run r1t2 1 --reproducible --metrics "$WORK/r1t2.jsonl"
+OMP_NUM_THREADS=2 run r2t2 2 --reproducible --zero 1 --metrics "$WORK/r2t2.jsonl"
+# the 2-thread runs really ran 2 OpenMP threads on every rank (the start record's fewest and
+# most threads over the ranks), or "bitwise across threads" would compare 1 thread with itself
+for n in r1t2 r2t2; do
+    grep -q '"event": "start".*"threads_min": 2, "threads_max": 2' "$WORK/$n.jsonl" ||
+        { grep '"start"' "$WORK/$n.jsonl"; fail "$n did not run 2 threads per rank"; }
+done
+for n in r2 r3 r4 r4z0 r1t2 r2t2; do same r1 $n "bitwise r1 vs $n"; done
 # The test can fail: the ordinary mode at 3 ranks is not bitwise equal to 1 rank.
 run plain1 1
 run plain3 3

@@ -14,17 +14,53 @@
 #include "paratrain/ckpt.h"
 #include "../io/h5util.h"
 
+/* Every dataset path of a file, however many (a gpt with 7 layers and AdamW has 264) and however
+ * long; sorted, so two files' lists merge in one pass. */
 typedef struct {
-    char names[256][160];
-    int n;
+    char **names;
+    int n, cap;
+    int nomem;
 } name_list;
-
 
 static herr_t collect(hid_t obj, const char *name, const pt_oinfo *info, void *op)
 {
     (void)obj;
     name_list *l = op;
-    if (info->type == H5O_TYPE_DATASET && l->n < 256) snprintf(l->names[l->n++], 160, "%s", name);
+    if (info->type != H5O_TYPE_DATASET) return 0;
+    if (l->n == l->cap) {
+        const int cap = l->cap ? 2 * l->cap : 64;
+        char **names = realloc(l->names, sizeof *names * (size_t)cap);
+        if (!names) return l->nomem = 1, -1;
+        l->names = names, l->cap = cap;
+    }
+    if (!(l->names[l->n] = strdup(name))) return l->nomem = 1, -1;
+    l->n++;
+    return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void list_free(name_list *l)
+{
+    for (int i = 0; i < l->n; i++) free(l->names[i]);
+    free(l->names);
+    memset(l, 0, sizeof *l);
+}
+
+/* 0, or 1 with a message when the file could not be walked whole */
+static int list_datasets(hid_t f, const char *path, name_list *l)
+{
+    memset(l, 0, sizeof *l);
+    if (PT_OVISIT(f, collect, l) < 0 || l->nomem) {
+        fprintf(stderr, "pt-ckpt: error: cannot list the datasets of '%s'%s\n", path,
+                l->nomem ? " (out of memory)" : "");
+        list_free(l);
+        return 1;
+    }
+    if (l->n) qsort(l->names, (size_t)l->n, sizeof *l->names, by_name);
     return 0;
 }
 
@@ -34,9 +70,12 @@ static float *read_all(hid_t f, const char *name, hsize_t *n, char *shape, size_
     hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
     if (ds < 0) return NULL;
     hid_t sp = H5Dget_space(ds);
-    hsize_t dims[8];
+    hsize_t dims[H5S_MAX_RANK];
     int nd = H5Sget_simple_extent_ndims(sp);
-    H5Sget_simple_extent_dims(sp, dims, NULL);
+    if (nd < 0 || H5Sget_simple_extent_dims(sp, dims, NULL) < 0) {
+        H5Sclose(sp), H5Dclose(ds);
+        return NULL;
+    }
     *n = 1;
     size_t off = (size_t)snprintf(shape, shape_len, "(");
     for (int i = 0; i < nd; i++) {
@@ -104,41 +143,66 @@ static int info(const char *arg)
     if (f < 0) return 1;
     printf("%s\n", path);
     H5Aiterate2(f, H5_INDEX_NAME, H5_ITER_INC, NULL, print_attr, NULL);
-    name_list *l = calloc(1, sizeof *l);
-    PT_OVISIT(f, collect, l);
+    name_list l;
+    if (list_datasets(f, path, &l)) {
+        H5Fclose(f);
+        return 1;
+    }
     int bad = 0;
-    for (int i = 0; i < l->n; i++) {
+    for (int i = 0; i < l.n; i++) {
         hsize_t n;
-        char shape[96];
+        char shape[96] = "(?)";
         long long crc;
-        float *b = read_all(f, l->names[i], &n, shape, sizeof shape, &crc);
+        float *b = read_all(f, l.names[i], &n, shape, sizeof shape, &crc);
         int ok = b && crc >= 0 && (uint32_t)crc == pt_crc32(b, sizeof(float) * n);
         bad += !ok;
-        printf("  /%-36s %-16s crc32 %s\n", l->names[i], shape, ok ? "ok" : "MISMATCH");
+        printf("  /%-36s %-16s crc32 %s\n", l.names[i], shape, ok ? "ok" : "MISMATCH");
         free(b);
     }
-    free(l);
+    printf("%d datasets\n", l.n);
+    list_free(&l);
     H5Fclose(f);
     return bad ? 1 : 0;
 }
 
+/* Both files are walked: a dataset present in only one of them is a difference. */
 static int diff(const char *a, const char *b, double tol)
 {
     char pa[PT_PATH_MAX], pb[PT_PATH_MAX];
     hid_t fa = open_arg(a, pa), fb = fa >= 0 ? open_arg(b, pb) : -1;
-    if (fa < 0 || fb < 0) return 2;
-    name_list *l = calloc(1, sizeof *l);
-    PT_OVISIT(fa, collect, l);
-    int differ = 0;
+    if (fa < 0 || fb < 0) {
+        if (fa >= 0) H5Fclose(fa);
+        return 2;
+    }
+    name_list la, lb;
+    if (list_datasets(fa, pa, &la) || list_datasets(fb, pb, &lb)) {
+        list_free(&la);
+        H5Fclose(fa), H5Fclose(fb);
+        return 2;
+    }
+    int differ = 0, total = 0, ia = 0, ib = 0;
     double worst = 0.0;
-    for (int i = 0; i < l->n; i++) {
+    while (ia < la.n || ib < lb.n) {
+        const int c = ia == la.n ? 1 : ib == lb.n ? -1 : strcmp(la.names[ia], lb.names[ib]);
+        total++;
+        if (c != 0) { /* only in one file */
+            printf("  /%-36s only in %s\n", c < 0 ? la.names[ia] : lb.names[ib],
+                   c < 0 ? "the first file" : "the second file");
+            differ = 1;
+            if (c < 0) ia++;
+            else ib++;
+            continue;
+        }
+        const char *name = la.names[ia];
+        ia++, ib++;
         hsize_t na, nb;
-        char sa[96], sb[96];
+        char sa[96] = "", sb[96] = "";
         long long ca, cb;
-        float *x = read_all(fa, l->names[i], &na, sa, sizeof sa, &ca);
-        float *y = read_all(fb, l->names[i], &nb, sb, sizeof sb, &cb);
+        float *x = read_all(fa, name, &na, sa, sizeof sa, &ca);
+        float *y = read_all(fb, name, &nb, sb, sizeof sb, &cb);
         if (!x || !y || strcmp(sa, sb)) {
-            printf("  /%-36s missing or of another shape in one file\n", l->names[i]);
+            printf("  /%-36s %s\n", name,
+                   !x || !y ? "unreadable in one file" : "of another shape in each file");
             differ = 1;
         } else {
             double m = 0.0;
@@ -150,14 +214,14 @@ static int diff(const char *a, const char *b, double tol)
             }
             if (m > worst || m != m) worst = m;
             if (!(m <= tol) || (tol == 0.0 && nbits)) differ = 1;
-            printf("  /%-36s %-16s max|a-b| %.3e  elements differing %llu\n", l->names[i], sa, m,
+            printf("  /%-36s %-16s max|a-b| %.3e  elements differing %llu\n", name, sa, m,
                    (unsigned long long)nbits);
         }
         free(x), free(y);
     }
     printf("%s: max|a-b| %.3e over %d datasets (tolerance %g)\n", differ ? "DIFFERENT" : "EQUAL",
-           worst, l->n, tol);
-    free(l);
+           worst, total, tol);
+    list_free(&la), list_free(&lb);
     H5Fclose(fa), H5Fclose(fb);
     return differ;
 }

@@ -28,6 +28,9 @@ extern const pt_op pt_op_conv2d;    /* ops_conv.c */
 extern const pt_op pt_op_maxpool2d; /* ops_conv.c */
 extern const pt_op pt_op_avgpool2d; /* ops_conv.c */
 extern const pt_op pt_op_conv1d_max; /* ops_conv.c */
+/* conv2d phases (PT_CONV_FWD, _BWD_WEIGHT, _BWD_INPUT of conv_direct.h) run so far in this process
+ * by the direct kernels (direct = 1) or by im2col + GEMM (direct = 0): lets tests see the path */
+int64_t pt_conv_phase_count(int direct, int phase);
 extern const pt_op pt_op_batchnorm; /* ops_norm.c */
 extern const pt_op pt_op_layernorm; /* ops_norm.c */
 extern const pt_op pt_op_embedding; /* ops_seq.c */

@@ -44,6 +44,12 @@ static int use_direct(const pt_model *m, const pt_node *n, int phase)
     return m->opt.conv_algo == PT_CONV_ALGO_AUTO && pt_conv_direct_supported(&c, phase);
 }
 
+/* Phases run per algorithm, so tests can see which path --conv-algo really took (the results of
+ * both agree to rounding, so nothing else tells them apart). */
+static int64_t phase_runs[2][3];
+static void count_phase(int direct, int phase) { __atomic_fetch_add(&phase_runs[direct][phase], 1, __ATOMIC_RELAXED); }
+int64_t pt_conv_phase_count(int direct, int phase) { return __atomic_load_n(&phase_runs[!!direct][phase], __ATOMIC_RELAXED); }
+
 static int conv_chunk(const pt_node *n, int rows)
 {
     const int64_t per = (int64_t)n->ia[6] * n->ia[6] * n->ia[3] * n->ia[3] * n->ia[1];
@@ -132,7 +138,9 @@ static void conv2d_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *
     const int K = k * k * Cin, chunk = conv_chunk(n, rows);
     const float *x = pt_in(m, n, 0)->a;
     float *y = pt_out(m, n)->a;
-    if (use_direct(m, n, PT_CONV_FWD)) {
+    const int direct = use_direct(m, n, PT_CONV_FWD);
+    count_phase(direct, PT_CONV_FWD);
+    if (direct) {
         const pt_conv_shape c = conv_shape(n);
         pt_conv_direct_forward(&c, rows, x, pt_pw(m, n, 0), n->p[1] >= 0 ? pt_pw(m, n, 1) : NULL,
                                n->act == PT_ACT_RELU, y, m->scratch);
@@ -165,7 +173,9 @@ static void conv2d_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx 
     const int beta_x = pt_in_beta(m, n, 0);
     const pt_conv_shape c = conv_shape(n);
     /* weight gradient: dW = beta dW + dy^T col */
-    if (use_direct(m, n, PT_CONV_BWD_WEIGHT))
+    const int direct_w = use_direct(m, n, PT_CONV_BWD_WEIGHT);
+    count_phase(direct_w, PT_CONV_BWD_WEIGHT);
+    if (direct_w)
         pt_conv_direct_backward_weight(&c, rows, in->a, dy, beta_w, pt_pg(m, n, 0), m->scratch);
     else
         for (int b0 = 0; b0 < rows; b0 += chunk) {
@@ -176,7 +186,9 @@ static void conv2d_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx 
         }
     if (beta_x < 0) return; /* the input is the data */
     /* input gradient: dx = beta dx + col2im(dy W) */
-    if (use_direct(m, n, PT_CONV_BWD_INPUT)) {
+    const int direct_x = use_direct(m, n, PT_CONV_BWD_INPUT);
+    count_phase(direct_x, PT_CONV_BWD_INPUT);
+    if (direct_x) {
         pt_conv_direct_backward_input(&c, rows, dy, pt_pw(m, n, 0), (float)beta_x, in->g, m->scratch);
         return;
     }

@@ -7,6 +7,7 @@
  * fails mid-run (an I/O error on its share) stops every rank at the same step instead of leaving
  * them in a collective. */
 #include <math.h>
+#include <omp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -481,6 +482,7 @@ static pt_status run(trainer *t, pt_train_result *res)
     double t_start = pt_now(), int_time = 0.0, train_time = 0.0, grad_norm = NAN;
     double ph[4] = {0, 0, 0, 0}; /* seconds in: data, compute, communication, update */
     double comm_span = 0, comm_exposed = 0, int_span = 0, int_exposed = 0; /* gradient buckets */
+    double int_early = 0; /* buckets started before backward's last layer (grad_sync.c) */
     int64_t int_steps = 0, start_step = t->step;
     /* gradient bytes this rank sent and received (paratrain's own messages), and top-k's k */
     double int_sent = 0, int_recv = 0, int_k = 0, tot_sent = 0;
@@ -558,7 +560,7 @@ static pt_status run(trainer *t, pt_train_result *res)
         ph[0] += t1 - t0, ph[1] += t2 - t1 - calls, ph[2] += exposed + (t3 - t2 - wait_s);
         ph[3] += t4 - t3;
         comm_span += span, comm_exposed += exposed;
-        int_span += span, int_exposed += exposed;
+        int_span += span, int_exposed += exposed, int_early += t->gs.started_early;
         const double dt_step = t4 - t0;
         train_time += dt_step, int_time += dt_step;
         int_steps++, int_loss += loss;
@@ -592,11 +594,13 @@ static pt_status run(trainer *t, pt_train_result *res)
                              "\"grad_comm_overlap\": %.4f, \"bytes_sent_per_step\": %.0f, "
                              "\"bytes_recv_per_step\": %.0f, \"dense_bytes_per_step\": %.0f, "
                              "\"bound_bytes_per_step\": %.0f, \"bytes_sent_total\": %.0f, "
-                             "\"k_per_step\": %.0f",
+                             "\"k_per_step\": %.0f, \"grad_buckets\": %d, "
+                             "\"grad_buckets_early\": %.2f",
                              (long long)t->step, ep, int_loss / (double)int_steps, lr, grad_norm,
                              sps, now - t_start, int_span / (double)int_steps,
                              int_exposed / (double)int_steps, hidden_fraction(int_span, int_exposed),
-                             sent_ps, recv_ps, dense_ps, bound_ps, b[2] / P, k_ps);
+                             sent_ps, recv_ps, dense_ps, bound_ps, b[2] / P, k_ps, t->gs.nbuckets,
+                             int_early / (double)int_steps);
             if (!c->quiet)
                 pt_log_info("epoch %lld/%lld  step %lld/%lld  loss %.4f  lr %.4g  %.0f samples/s  "
                             "ETA %s%s",
@@ -606,6 +610,7 @@ static pt_status run(trainer *t, pt_train_result *res)
                             (long long)t->step, (long long)t->total_steps,
                             int_loss / (double)int_steps, lr, sps, eta, bytes);
             int_time = 0.0, int_steps = 0, int_loss = 0.0, int_span = 0.0, int_exposed = 0.0;
+            int_early = 0.0;
             int_sent = int_recv = int_k = 0.0;
         }
         if (t->step % eval_every == 0 && !last) {
@@ -647,16 +652,35 @@ static pt_status run(trainer *t, pt_train_result *res)
     }
     if (c->ckpt_dir[0]) PT_TRY(save_checkpoint(t, res->checkpoint));
     PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &tot_sent, 1, MPI_DOUBLE, MPI_SUM, t->comm));
+    /* Do the replicas agree? max |w - w of rank 0| over ranks and elements: data parallelism
+     * keeps them bitwise equal; a checkpoint cannot show it (each rank writes only its slice). */
+    double spread = 0.0;
+    if (t->size > 1) {
+        const int64_t n = t->model.numel;
+        float *w = malloc(sizeof(float) * (size_t)(2 * n + 1));
+        if (!w) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory to compare the replicas");
+        be->to_host(w, t->model.w, sizeof(float) * (size_t)n);
+        memcpy(w + n, w, sizeof(float) * (size_t)n);
+        int rc = MPI_Bcast(w + n, (int)n, MPI_FLOAT, 0, t->comm); /* numel < 2^31 (a float count) */
+        for (int64_t i = 0; i < n && rc == MPI_SUCCESS; i++) {
+            const double d = fabs((double)w[i] - (double)w[n + i]);
+            if (!(d <= spread)) spread = d == d ? d : INFINITY;
+        }
+        free(w);
+        PT_MPI_CHECK(rc);
+        PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &spread, 1, MPI_DOUBLE, MPI_MAX, t->comm));
+    }
     pt_metrics_write(&t->metrics, "end",
                      "\"step\": %lld, \"epoch\": %.4f, \"train_seconds\": %.3f, "
                      "\"samples_per_s\": %.1f, \"test_accuracy\": %.6f, \"data_s\": %.3f, "
                      "\"compute_s\": %.3f, \"comm_s\": %.3f, \"update_s\": %.3f, "
                      "\"grad_comm_span_s\": %.3f, \"grad_comm_exposed_s\": %.3f, "
-                     "\"grad_comm_overlap\": %.4f, \"bytes_sent_total\": %.0f",
+                     "\"grad_comm_overlap\": %.4f, \"bytes_sent_total\": %.0f, "
+                     "\"replica_max_diff\": %.6g",
                      (long long)t->step, (double)t->step / (double)t->steps_per_epoch,
                      res->train_seconds, res->samples_per_s, t->have_test ? res->test_accuracy : NAN,
                      ph[0], ph[1], ph[2], ph[3], comm_span, comm_exposed,
-                     hidden_fraction(comm_span, comm_exposed), tot_sent / (double)t->size);
+                     hidden_fraction(comm_span, comm_exposed), tot_sent / (double)t->size, spread);
     return PT_OK;
 }
 
@@ -779,13 +803,21 @@ pt_status pt_train(const pt_train_config *c, MPI_Comm comm, pt_train_result *res
     st = pt_metrics_open(&t->metrics, c->metrics, c->resume[0] != 0, t->rank);
     PT_TRY_GOTO(st, pt_agree(comm, st, NULL), out);
     report_memory(t);
+    /* OpenMP threads per rank, fewest and most over the ranks (what tests of 2 threads check) */
+    int thr[2] = {omp_get_max_threads(), -omp_get_max_threads()};
+    if (MPI_Allreduce(MPI_IN_PLACE, thr, 2, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS) {
+        st = PT_ERR(PT_ERR_MPI, NULL, "MPI_Allreduce of the ranks' thread counts failed");
+        goto out;
+    }
     pt_metrics_write(&t->metrics, "start",
                      "\"step\": %lld, \"epoch\": %.4f, \"ranks\": %d, \"model\": \"%s\", "
                      "\"params\": %lld, \"optimizer\": \"%s\", \"batch\": %lld, "
-                     "\"steps_per_epoch\": %lld, \"total_steps\": %lld",
+                     "\"steps_per_epoch\": %lld, \"total_steps\": %lld, \"threads_min\": %d, "
+                     "\"threads_max\": %d",
                      (long long)t->step, (double)t->step / (double)t->steps_per_epoch, t->size,
                      c->model, (long long)t->model.numel, pt_optim_name(&t->opt.cfg),
-                     (long long)c->batch, (long long)t->steps_per_epoch, (long long)t->total_steps);
+                     (long long)c->batch, (long long)t->steps_per_epoch, (long long)t->total_steps,
+                     thr[0], -thr[1]);
     if (!c->quiet)
         pt_log_info("paratrain: %d rank%s, model %s (%lld parameters), %s, global batch %lld, "
                     "%lld train / %lld val / %lld test samples, %lld steps",

@@ -145,6 +145,7 @@ static void on_grad_ready(void *arg, int64_t offset, int64_t count)
     while (st == PT_OK && gs->next < gs->nbuckets && gs->buckets[gs->next].off >= gs->ready_low) {
         if (gs->next == 0) gs->t_first = t0;
         st = start_bucket(gs, &gs->buckets[gs->next++]);
+        if (gs->ready_low > 0) gs->started_early++; /* gradients below are still to come */
     }
     if (st == PT_OK) st = progress(gs);
     gs->err = st;
@@ -158,6 +159,7 @@ void pt_grad_sync_begin(pt_grad_sync *gs)
     gs->ready_low = gs->m->numel;
     gs->err = PT_OK;
     gs->t_calls = gs->t_first = gs->t_last_done = 0.0;
+    gs->started_early = 0;
     const bool overlap = gs->size > 1 && gs->nbuckets > 1 && !gs->exact;
     gs->m->grad_ready = overlap ? on_grad_ready : NULL;
     gs->m->grad_ready_arg = overlap ? gs : NULL;

@@ -60,6 +60,7 @@ typedef struct {
     /* timing of the current step */
     double t_calls;      /* seconds inside collective calls while backward runs */
     double t_first, t_last_done; /* first bucket started, last bucket seen complete */
+    int started_early; /* buckets started while backward still had layers to run: the overlap */
 } pt_grad_sync;
 
 /* Fraction bits of the exact accumulator: elements down to 2^-73 are converted exactly and
