@@ -202,6 +202,9 @@ static pt_status parse_mlp(const char *dims_str, int *dims, int *n_out)
         char *end;
         const size_t tok = strcspn(p, "-"); /* the field quoted in a message: up to the next '-' */
         long v = strtol(p, &end, 10);
+        if (tok == 0)
+            return PT_ERR(PT_ERR_ARG, MLP_HINT, "bad model spec 'mlp:%s': an empty layer width (a "
+                          "'-' at the start or end, or two in a row)", dims_str);
         if (end == p || v <= 0 || v > (1 << 24) || (*end && *end != '-') || p[0] == ' ' || p[0] == '+')
             return PT_ERR(PT_ERR_ARG, MLP_HINT,
                           "bad model spec 'mlp:%s': '%.*s' is not a positive layer width", dims_str,
