@@ -133,6 +133,11 @@ expect_early config-file 2 "bad.conf:2: --lr -0.5 is out of range" train --confi
 expect_early step-no-size 2 "the step schedule needs --step-size > 0" train --data "$DATA" $small --schedule step
 expect_early dgc-adam-early 2 "--dgc corrects SGD momentum" train --data "$DATA" $small --compress topk:0.01 --dgc true --optimizer adam
 
+# the other commands: an unknown option is named as such, eval refuses options it would ignore
+expect_error generate-bogus 2 "unknown option '--bogus' (see generate --help)" generate --bogus
+expect_error generate-temp-inf 2 "bad value 'inf' for --temperature" generate --ckpt "$WORK/ck" --temperature inf
+expect_error eval-train-flag 2 "eval takes --ckpt, --split, .* not --lr" eval --ckpt "$WORK/ck" --data "$DATA" --lr 0.1
+
 # Every numeric option --help lists refuses a malformed value, and every integer option the
 # values just outside the range --help states for it (singletons: no mpirun needed).
 opts=$("$PARATRAIN" --help | sed -n 's/^  --\([a-z0-9-]*\) N .*/\1/p')

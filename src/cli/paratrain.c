@@ -12,6 +12,7 @@
 
 #define _GNU_SOURCE /* sched_getaffinity, CPU_* */
 #include <mpi.h>
+#include <math.h>
 #include <omp.h>
 #include <sched.h>
 #include <stdio.h>
@@ -45,6 +46,14 @@ static int generate(int argc, char **argv, int rank)
                        "  --seed N          seed of the draws [1]\n");
             return 0;
         }
+        static const char *const known[] = {"--ckpt", "--prompt", "--tokens", "--top-k", "--seed",
+                                            "--temperature"};
+        int is_known = 0;
+        for (size_t k = 0; k < sizeof known / sizeof *known; k++) is_known |= !strcmp(a, known[k]);
+        if (!is_known) { /* before "needs a value": --bogus is unknown, whatever follows it */
+            if (rank == 0) fprintf(stderr, "paratrain: error: unknown option '%s' (see generate --help)\n", a);
+            return 2;
+        }
         if (!v) {
             if (rank == 0) fprintf(stderr, "paratrain: error: %s needs a value (see generate --help)\n", a);
             return 2;
@@ -56,12 +65,8 @@ static int generate(int argc, char **argv, int rank)
         else if (!strcmp(a, "--top-k")) top_k = strtol(v, &end, 10);
         else if (!strcmp(a, "--seed")) seed = strtol(v, &end, 10);
         else if (!strcmp(a, "--temperature")) temp = strtod(v, &end);
-        else {
-            if (rank == 0) fprintf(stderr, "paratrain: error: unknown option '%s' (see generate --help)\n", a);
-            return 2;
-        }
         if (end && (*end || end == v || ntok < 1 || ntok > 1000000 || top_k < 0 || seed < 0 ||
-                    !(temp >= 0.0))) {
+                    !(temp >= 0.0) || !isfinite(temp))) {
             if (rank == 0) fprintf(stderr, "paratrain: error: bad value '%s' for %s\n", v, a);
             return 2;
         }
@@ -253,6 +258,12 @@ static pt_status parse_args(int argc, char **argv, pt_train_config *c, char *ckp
             snprintf(ckpt, PT_PATH_MAX, "%s", val);
             continue;
         }
+        if (allow_eval_flags && strcmp(key, "data") && strcmp(key, "eval-batch") &&
+            strcmp(key, "backend") && strcmp(key, "validate-data") && strcmp(key, "split") &&
+            strcmp(key, "quiet"))
+            return PT_ERR(PT_ERR_ARG, "eval rebuilds the run from the checkpoint's configuration",
+                          "eval takes --ckpt, --split, --data, --eval-batch, --backend, "
+                          "--validate-data and --quiet, not --%s", key);
         if (allow_eval_flags && !strcmp(key, "split")) {
             if (strcmp(val, "test") && strcmp(val, "val") && strcmp(val, "train"))
                 return PT_ERR(PT_ERR_ARG, NULL, "--split must be test, val or train");
@@ -290,7 +301,7 @@ int main(int argc, char **argv)
         goto done;
     }
     if (!strcmp(cmd, "generate")) {
-        choose_threads(0);
+        choose_threads(1); /* quiet: stdout is the generated text */
         code = generate(argc - 2, argv + 2, rank);
         goto done;
     }
