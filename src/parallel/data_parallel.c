@@ -749,9 +749,10 @@ pt_status pt_train(const pt_train_config *c, MPI_Comm comm, pt_train_result *res
         return PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate the trainer");
     }
     t->cfg = c, t->comm = comm;
-    pt_status st = pt_train_config_check(c); /* the same on every rank: no agreement needed */
-    if (st != PT_OK) goto out;
-    PT_TRY_GOTO(st, pt_comm_init(&t->pc, comm), out);
+    pt_status st = PT_OK;
+    PT_TRY_GOTO(st, pt_comm_init(&t->pc, comm), out); /* first: `out` frees what it set up */
+    /* the same on every rank: no agreement needed */
+    PT_TRY_GOTO(st, pt_train_config_check(c), out);
     t->rank = t->pc.rank, t->size = t->pc.size;
     PT_TRY_GOTO(st, pt_allreduce_algo_parse(c->allreduce, &t->pc.algo), out);
     if (c->batch < t->size || c->batch > (1 << 24)) {
