@@ -59,7 +59,9 @@ typedef struct {
 } pt_train_config;
 
 void pt_train_config_defaults(pt_train_config *c);
-/* Sets one option by its name ("lr", "model", ...) from text. */
+/* Sets one option by its name ("lr", "model", ...) from text. A number must be all number
+ * (no "12abc"), finite, and inside the option's range (--help lists them); else PT_ERR_ARG with
+ * one message and the option unchanged. */
 pt_status pt_train_config_set(pt_train_config *c, const char *key, const char *value);
 /* Checks what the values of single options cannot show: names of optimizers, schedules,
  * algorithms, the model spec's syntax, and combinations of options. Needs no data and no other
