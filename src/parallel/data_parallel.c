@@ -426,7 +426,7 @@ static pt_status resume(trainer *t)
             return PT_OK;
         }
     } else if (!strcmp(c->resume, "latest")) {
-        st = pt_ckpt_resolve(c->ckpt_dir, path, sizeof path); /* checked in check_ckpt_dir */
+        st = pt_ckpt_resolve(c->ckpt_dir, path, sizeof path); /* checked in check_paths */
     } else {
         st = pt_ckpt_resolve(c->resume, path, sizeof path);
     }
@@ -688,34 +688,49 @@ static pt_status run(trainer *t, pt_train_result *res)
     return PT_OK;
 }
 
-/* --ckpt-dir: found unusable before any work instead of at the first save. Rank 0 checks
- * (--resume latest needs a checkpoint there; the directory must be creatable and writable, which
- * only writing a file shows: root passes access(W_OK) on a read-only mount); all ranks agree. */
-static pt_status check_ckpt_dir(trainer *t)
+/* Creates dir if missing and shows it writable by writing a file there: access(W_OK) would not
+ * do, root passes it on a read-only mount. Local (rank 0). */
+static pt_status check_writable_dir(const char *dir, const char *what)
+{
+    struct stat sb;
+    if (stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode))
+        return PT_ERR(PT_ERR_IO, "give a directory (it is created if missing)",
+                      "%s '%s' is not a directory", what, dir);
+    PT_TRY(pt_mkdir_p(dir));
+    char probe[PT_PATH_MAX + 32];
+    snprintf(probe, sizeof probe, "%s/.write-test.%ld", dir, (long)getpid());
+    FILE *fp = fopen(probe, "w");
+    pt_status st = PT_OK;
+    if (!fp || fclose(fp) != 0)
+        st = PT_ERR(PT_ERR_IO, "give a writable directory", "cannot write to %s '%s': %s", what,
+                    dir, strerror(errno));
+    if (fp) remove(probe);
+    return st;
+}
+
+/* The paths of a run, found unusable before any work instead of at the first save or at the
+ * resume: --ckpt-dir (a file, not creatable, not writable), --resume latest with no checkpoint
+ * there, --resume PATH that does not exist, the directory of --metrics. Rank 0 checks; all
+ * ranks agree. */
+static pt_status check_paths(trainer *t)
 {
     const pt_train_config *c = t->cfg;
-    if (!c->ckpt_dir[0]) return PT_OK;
     pt_status st = PT_OK;
     if (t->rank == 0) {
-        struct stat sb;
         char probe[PT_PATH_MAX + 32];
         snprintf(probe, sizeof probe, "%s/latest", c->ckpt_dir);
-        if (!strcmp(c->resume, "latest") && access(probe, R_OK) != 0)
+        if (c->ckpt_dir[0] && !strcmp(c->resume, "latest") && access(probe, R_OK) != 0)
             st = PT_ERR(PT_ERR_IO, "use --resume auto to continue from a checkpoint when there is "
                                    "one and start fresh otherwise",
                         "--resume latest: no checkpoint in '%s' (%s: %s)", c->ckpt_dir, probe,
                         strerror(errno));
-        else if (stat(c->ckpt_dir, &sb) == 0 && !S_ISDIR(sb.st_mode))
-            st = PT_ERR(PT_ERR_IO, "give --ckpt-dir a directory (it is created if missing)",
-                        "--ckpt-dir '%s' is not a directory", c->ckpt_dir);
-        else if ((st = pt_mkdir_p(c->ckpt_dir)) == PT_OK) {
-            snprintf(probe, sizeof probe, "%s/.write-test.%ld", c->ckpt_dir, (long)getpid());
-            FILE *fp = fopen(probe, "w");
-            if (!fp || fclose(fp) != 0)
-                st = PT_ERR(PT_ERR_IO, "give --ckpt-dir a writable directory",
-                            "cannot write to checkpoint directory '%s': %s", c->ckpt_dir,
-                            strerror(errno));
-            if (fp) remove(probe);
+        else if (c->resume[0] && strcmp(c->resume, "latest") && strcmp(c->resume, "auto"))
+            st = pt_ckpt_resolve(c->resume, probe, sizeof probe);
+        if (st == PT_OK && c->ckpt_dir[0]) st = check_writable_dir(c->ckpt_dir, "--ckpt-dir");
+        const char *slash = strrchr(c->metrics, '/');
+        if (st == PT_OK && slash && slash != c->metrics) {
+            snprintf(probe, sizeof probe, "%.*s", (int)(slash - c->metrics), c->metrics);
+            st = check_writable_dir(probe, "the directory of --metrics");
         }
     }
     return pt_agree(t->comm, st, NULL);
@@ -778,7 +793,7 @@ pt_status pt_train(const pt_train_config *c, MPI_Comm comm, pt_train_result *res
             goto out;
         }
     }
-    PT_TRY_GOTO(st, check_ckpt_dir(t), out);
+    PT_TRY_GOTO(st, check_paths(t), out);
     PT_TRY_GOTO(st, open_split(t, &t->train, "train", &(bool){0}), out);
     PT_TRY_GOTO(st, open_split(t, &t->val, "val", &t->have_val), out);
     PT_TRY_GOTO(st, open_split(t, &t->test, "test", &t->have_test), out);
