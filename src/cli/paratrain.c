@@ -97,7 +97,7 @@ static int generate(int argc, char **argv, int rank)
     st = pt_agree(MPI_COMM_WORLD, st, NULL);
     if (st != PT_OK) {
         pt_log_error_last("paratrain");
-        return 1;
+        return st == PT_ERR_ARG ? 2 : 1; /* the exit-code rule of main */
     }
     return 0;
 }
