@@ -62,3 +62,102 @@ mpirun_t 2 60 "$PARATRAIN" train --data "$DATA" --model mlp:784-16-10 --batch 64
 grep '"event": "end"' "$WORK/es.jsonl" | grep -q '"step": 15,' ||
     fail "early stopping ended at: $(grep '"event": "end"' "$WORK/es.jsonl")"
 pass "early stopping stops after 2 evaluations without improvement"
+
+# --help documents the exit codes, the ranges and the environment
+grep -q "^Exit codes" "$WORK/help" || fail "--help does not state the exit codes"
+grep -q "PT_COLL_TIMEOUT=SECONDS" "$WORK/help" || fail "--help does not mention PT_COLL_TIMEOUT"
+grep -q -- "--eval-batch N .*(allowed: 1\.\." "$WORK/help" || fail "--help does not show the range of --eval-batch"
+pass "--help: exit codes, ranges, PT_COLL_TIMEOUT"
+
+tiny="--data $DATA --model mlp:784-16-10 --batch 64 --log-every 2"
+# --ckpt-every: the log and the metrics name each file written (they said "(null)")
+mpirun_t 2 60 "$PARATRAIN" train $tiny --max-steps 4 --ckpt-every 2 --ckpt-dir "$WORK/ce" \
+    --metrics "$WORK/ce.jsonl" >"$WORK/ce.out" 2>&1 || { cat "$WORK/ce.out"; fail "--ckpt-every run"; }
+if grep -q "(null)" "$WORK/ce.out" "$WORK/ce.jsonl"; then fail "a checkpoint path is (null)"; fi
+for s in 2 4; do
+    f="$WORK/ce/step_0000000$s.h5"
+    [ -f "$f" ] || fail "no checkpoint $f"
+    grep '"event": "checkpoint"' "$WORK/ce.jsonl" | grep -q "\"step\": $s,.*\"path\": \"$f\"" ||
+        fail "no checkpoint record naming $f: $(grep checkpoint "$WORK/ce.jsonl")"
+    grep -q "checkpoint $f" "$WORK/ce.out" || fail "the log does not name $f"
+done
+pass "--ckpt-every names every checkpoint file"
+
+# --stop-at ends with what it did, not with a "test accuracy nan" it never measured
+mpirun_t 2 60 "$PARATRAIN" train $tiny --max-steps 6 --stop-at 3 --ckpt-dir "$WORK/sa" \
+    >"$WORK/sa.out" 2>&1 || { cat "$WORK/sa.out"; fail "--stop-at run"; }
+grep -q "stopped at step 3 (--stop-at): checkpoint .*step_00000003.h5" "$WORK/sa.out" ||
+    { cat "$WORK/sa.out"; fail "--stop-at: no line saying where it stopped"; }
+if grep -qi "accuracy nan" "$WORK/sa.out"; then cat "$WORK/sa.out"; fail "--stop-at reports a NaN accuracy"; fi
+# resuming a finished run trains nothing and leaves its final checkpoint as it was
+mpirun_t 2 60 "$PARATRAIN" train $tiny --max-steps 6 --ckpt-dir "$WORK/sa" --resume latest \
+    >"$WORK/sa2.out" 2>&1 || { cat "$WORK/sa2.out"; fail "resuming --stop-at"; }
+final="$WORK/sa/step_00000006.h5"
+[ -f "$final" ] || fail "no final checkpoint"
+cp "$final" "$WORK/final-copy.h5"
+inode=$(stat -c %i "$final") files=$(ls "$WORK/sa" | wc -l)
+mpirun_t 2 60 "$PARATRAIN" train $tiny --max-steps 6 --ckpt-dir "$WORK/sa" --resume latest \
+    --metrics "$WORK/sa3.jsonl" >"$WORK/sa3.out" 2>&1 || { cat "$WORK/sa3.out"; fail "resuming a finished run"; }
+grep -q "nothing to train: the checkpoint already holds all 6 steps" "$WORK/sa3.out" ||
+    { cat "$WORK/sa3.out"; fail "resuming a finished run does not say so"; }
+[ "$(stat -c %i "$final")" = "$inode" ] && cmp -s "$final" "$WORK/final-copy.h5" ||
+    fail "resuming a finished run rewrote its final checkpoint"
+[ "$(ls "$WORK/sa" | wc -l)" = "$files" ] || fail "resuming a finished run wrote files: $(ls "$WORK/sa")"
+if grep -q '"event": "\(train\|checkpoint\|end\)"' "$WORK/sa3.jsonl"; then fail "a finished run recorded training"; fi
+pass "--stop-at says where it stopped; a finished run resumed writes nothing"
+
+# The metrics file is strict JSON: a number printf would write as nan or inf is null. Without a
+# test split the end record's test_accuracy has no value (it was written as nan).
+if /usr/bin/python3 -c 'import h5py' 2>/dev/null; then
+    copy_data "$WORK/notest"
+    /usr/bin/python3 - "$WORK/notest" <<'PY'
+import sys, h5py
+# an empty test split, as pt-prep writes one: a single shard of 0 samples
+d = sys.argv[1]
+with h5py.File(d + "/index.h5", "r+") as ix:
+    name = ix["test/files"][0]
+    for k, v in (("files", [name]), ("counts", [0])):
+        dt = ix["test"][k].dtype
+        del ix["test"][k]
+        ix["test"].create_dataset(k, data=v, dtype=dt)
+with h5py.File(d + "/" + name.decode(), "r+") as f:
+    for k in ("images", "labels"):
+        shape, dt = (0,) + f[k].shape[1:], f[k].dtype
+        del f[k]
+        f.create_dataset(k, shape=shape, dtype=dt)
+    f.attrs["count"] = f.attrs["count"].dtype.type(0)
+PY
+    mpirun_t 2 60 "$PARATRAIN" train --data "$WORK/notest" --model mlp:784-16-10 --batch 64 --max-steps 4 \
+        --metrics "$WORK/notest.jsonl" >"$WORK/notest.out" 2>&1 || { cat "$WORK/notest.out"; fail "training without a test split"; }
+    /usr/bin/python3 - "$WORK/notest.jsonl" <<'PY' || fail "the metrics file is not strict JSON"
+import json, sys
+def bad(c): sys.exit("non-JSON number %s" % c)   # json would accept NaN/Infinity otherwise
+recs = [json.loads(l, parse_constant=bad) for l in open(sys.argv[1])]
+end = [r for r in recs if r["event"] == "end"]
+assert len(end) == 1 and end[0]["test_accuracy"] is None, end
+PY
+    if grep -qi "accuracy nan" "$WORK/notest.out"; then cat "$WORK/notest.out"; fail "reports a NaN test accuracy"; fi
+    pass "metrics: no test split -> \"test_accuracy\": null, strict JSON"
+fi
+
+# Threads per rank. Unset OMP_NUM_THREADS: 2 ranks (--bind-to none) share this process's CPUs,
+# which nproc counts independently, so each takes half. Set, it is obeyed, and 2 ranks x nproc
+# threads exceed the node's CPUs: one warning, from rank 0.
+ncpu=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) # nproc obeys OMP_NUM_THREADS otherwise
+want=$((ncpu / 2))
+[ $want -ge 1 ] || want=1
+(
+    unset OMP_NUM_THREADS OPENBLAS_NUM_THREADS
+    mpirun_t 2 60 "$PARATRAIN" train $tiny --max-steps 2 >"$WORK/thr.out" 2>&1
+) || { cat "$WORK/thr.out"; fail "run with OMP_NUM_THREADS unset"; }
+grep -q "^threads: $want per rank (OMP_NUM_THREADS unset; $ncpu CPUs\? in this rank's mask, shared by 2 ranks" \
+    "$WORK/thr.out" || { cat "$WORK/thr.out"; fail "OMP_NUM_THREADS unset: expected $want thread(s) per rank"; }
+if [ $((2 * want)) -le "$ncpu" ] && grep -q "threads on a node with" "$WORK/thr.out"; then
+    cat "$WORK/thr.out"; fail "warned about oversubscription with $want thread(s) x 2 ranks on $ncpu CPUs"
+fi
+OMP_NUM_THREADS=$ncpu mpirun_t 2 60 "$PARATRAIN" train $tiny --max-steps 2 >"$WORK/thr2.out" 2>&1 ||
+    { cat "$WORK/thr2.out"; fail "run with OMP_NUM_THREADS=$ncpu"; }
+grep -q "^threads: $ncpu per rank (OMP_NUM_THREADS;" "$WORK/thr2.out" || { cat "$WORK/thr2.out"; fail "OMP_NUM_THREADS=$ncpu not obeyed"; }
+[ "$(grep -c "warning: $((2 * ncpu)) threads on a node with $ncpu CPUs" "$WORK/thr2.out")" = 1 ] ||
+    { cat "$WORK/thr2.out"; fail "expected one oversubscription warning"; }
+pass "threads: $want per rank by default on $ncpu CPUs; OMP_NUM_THREADS=$ncpu obeyed with one warning"

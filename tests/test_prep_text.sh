@@ -1,14 +1,17 @@
 #!/bin/sh
-# pt-prep kjv-lm / kjv-books: bad text input gets one clear message, a non-zero exit and no
-# index; a small hand-made text lands in the splits the documentation promises.
+# pt-prep kjv-lm / kjv-books: bad text input gets one clear message, exit 1 (2 when the options
+# do not fit the text) and no index; a small hand-made text lands in the splits the
+# documentation promises.
 . "${srcdir:-.}/tests/lib.sh"
-expect_error() { # name pattern dataset src [ctx]
+expect_error() { # name pattern dataset src [ctx [exit code]]
     _out="$WORK/out-$1"
-    if "$PT_PREP" "$3" --src "$4" --out "$_out" --ctx "${5:-8}" >"$WORK/$1.log" 2>&1; then
-        fail "$1: pt-prep accepted it"
-    fi
+    set +e
+    "$PT_PREP" "$3" --src "$4" --out "$_out" --ctx "${5:-8}" >"$WORK/$1.log" 2>&1
+    _rc=$?
+    set -e
+    [ $_rc = "${6:-1}" ] || { cat "$WORK/$1.log"; fail "$1: exit code $_rc, expected ${6:-1}"; }
     [ "$(grep -c 'error' "$WORK/$1.log")" = 1 ] || { cat "$WORK/$1.log"; fail "$1: not one error line"; }
-    grep -q "$2" "$WORK/$1.log" || { cat "$WORK/$1.log"; fail "$1: message lacks '$2'"; }
+    grep -q -- "$2" "$WORK/$1.log" || { cat "$WORK/$1.log"; fail "$1: message lacks '$2'"; }
     [ ! -e "$_out/index.h5" ] || fail "$1: an index was written"
     echo "$1: $(cat "$WORK/$1.log")"
 }
@@ -26,7 +29,9 @@ for ds in kjv-lm kjv-books; do
     expect_error "$ds-badnum" "line 2 is not a verse" $ds "$WORK/badnum"
     expect_error "$ds-binary" "line 1 is not a verse" $ds "$WORK/binary"
 done
-expect_error "lm-short" "fewer than" kjv-lm "$WORK/good1" 100
+expect_error "lm-short" "fewer than" kjv-lm "$WORK/good1" 100 2
+expect_error "lm-ctx-1" "--ctx wants an integer in 2\.\.65535, got '1'" kjv-lm "$WORK/good1" 1 2
+expect_error "books-ctx-12abc" "--ctx wants an integer in 2\.\.65535, got '12abc'" kjv-books "$WORK/good1" 12abc 2
 
 # Splits: kjv-lm puts Ruth in validation and John in test; kjv-books labels by book group.
 {

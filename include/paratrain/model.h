@@ -7,6 +7,7 @@
 #ifndef PARATRAIN_MODEL_H
 #define PARATRAIN_MODEL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "paratrain/backend.h"
@@ -113,6 +114,15 @@ typedef struct pt_model {
     int (*allreduce_sum)(void *arg, double *x, int n);
     void *allreduce_arg;
 } pt_model;
+
+/* A spec in canonical form, every key in table order with its value (defaults filled in):
+ * "gpt:d=32,layers=1" -> "gpt:layers=1,heads=4,d=32,ctx=128,vocab=256". Checks the spec fully
+ * without building anything. Two specs name the same architecture iff their forms are equal. */
+pt_status pt_model_spec_canonical(const char *spec, char *out, size_t len);
+/* Same architecture (canonical forms equal; the texts, when either does not parse). */
+bool pt_model_spec_same(const char *a, const char *b);
+/* Whether the model's hidden layers take --activation (an MLP with a hidden layer). */
+bool pt_model_spec_uses_activation(const char *spec);
 
 /* Parses a spec and allocates parameters, gradients and activations for max_batch rows. */
 pt_status pt_model_create(pt_model *m, const char *spec, const pt_model_options *opt,

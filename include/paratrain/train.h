@@ -59,8 +59,14 @@ typedef struct {
 } pt_train_config;
 
 void pt_train_config_defaults(pt_train_config *c);
-/* Sets one option by its name ("lr", "model", ...) from text. */
+/* Sets one option by its name ("lr", "model", ...) from text. A number must be all number
+ * (no "12abc"), finite, and inside the option's range (--help lists them); else PT_ERR_ARG with
+ * one message and the option unchanged. */
 pt_status pt_train_config_set(pt_train_config *c, const char *key, const char *value);
+/* Checks what the values of single options cannot show: names of optimizers, schedules,
+ * algorithms, the model spec's syntax, and combinations of options. Needs no data and no other
+ * rank, so every rank decides alike before any work starts. */
+pt_status pt_train_config_check(const pt_train_config *c);
 /* Reads "key = value" lines ('#' starts a comment). */
 pt_status pt_train_config_load(pt_train_config *c, const char *path);
 /* Writes every option as "key = value" lines (what a checkpoint stores). */
@@ -79,6 +85,8 @@ typedef struct {
                                 (waiting included), clipping+update */
     char checkpoint[PT_PATH_MAX];
     int preempted; /* stopped by SIGTERM/SIGUSR1 after checkpointing: exit with PT_EXIT_PREEMPTED */
+    int stopped_at;      /* ended at --stop-at (checkpoint written, no evaluation: accuracies NaN) */
+    int finished_before; /* resumed a run that had done all its steps: nothing trained or written */
 } pt_train_result;
 
 /* Exit code of a run stopped by SIGTERM or SIGUSR1 after writing its checkpoint (EX_TEMPFAIL:

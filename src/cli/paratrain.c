@@ -3,12 +3,18 @@
  *   mpirun -np 2 paratrain train --data data/fashion-mnist --epochs 10 --ckpt-dir runs/mlp
  *   paratrain eval --ckpt runs/mlp
  *
- * Exit codes: 0 success; 1 an error (message on stderr from one rank); 2 a usage error;
- * 75 preempted: SIGTERM or SIGUSR1 arrived, every rank finished its step and the checkpoint was
- * written (resume with --resume auto). Every rank exits with the same code. */
+ * Exit codes (one rule, by the class of the error, the same on every rank; one rank prints):
+ *   0 success; 2 a usage error: a flag, a value, a model spec, a combination of options, or
+ *   options that do not fit the data (every PT_ERR_ARG); 1 any other error (files, data,
+ *   checkpoints, MPI, memory); 75 preempted: SIGTERM or SIGUSR1 arrived, every rank finished its
+ *   step and the checkpoint was written (resume with --resume auto). */
 #include "config.h"
 
+#define _GNU_SOURCE /* sched_getaffinity, CPU_* */
 #include <mpi.h>
+#include <math.h>
+#include <omp.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +46,14 @@ static int generate(int argc, char **argv, int rank)
                        "  --seed N          seed of the draws [1]\n");
             return 0;
         }
+        static const char *const known[] = {"--ckpt", "--prompt", "--tokens", "--top-k", "--seed",
+                                            "--temperature"};
+        int is_known = 0;
+        for (size_t k = 0; k < sizeof known / sizeof *known; k++) is_known |= !strcmp(a, known[k]);
+        if (!is_known) { /* before "needs a value": --bogus is unknown, whatever follows it */
+            if (rank == 0) fprintf(stderr, "paratrain: error: unknown option '%s' (see generate --help)\n", a);
+            return 2;
+        }
         if (!v) {
             if (rank == 0) fprintf(stderr, "paratrain: error: %s needs a value (see generate --help)\n", a);
             return 2;
@@ -51,12 +65,8 @@ static int generate(int argc, char **argv, int rank)
         else if (!strcmp(a, "--top-k")) top_k = strtol(v, &end, 10);
         else if (!strcmp(a, "--seed")) seed = strtol(v, &end, 10);
         else if (!strcmp(a, "--temperature")) temp = strtod(v, &end);
-        else {
-            if (rank == 0) fprintf(stderr, "paratrain: error: unknown option '%s' (see generate --help)\n", a);
-            return 2;
-        }
         if (end && (*end || end == v || ntok < 1 || ntok > 1000000 || top_k < 0 || seed < 0 ||
-                    !(temp >= 0.0))) {
+                    !(temp >= 0.0) || !isfinite(temp))) {
             if (rank == 0) fprintf(stderr, "paratrain: error: bad value '%s' for %s\n", v, a);
             return 2;
         }
@@ -87,9 +97,90 @@ static int generate(int argc, char **argv, int rank)
     st = pt_agree(MPI_COMM_WORLD, st, NULL);
     if (st != PT_OK) {
         pt_log_error_last("paratrain");
-        return 1;
+        return st == PT_ERR_ARG ? 2 : 1; /* the exit-code rule of main */
     }
     return 0;
+}
+
+/* OpenMP threads per rank. Unless OMP_NUM_THREADS is set, a rank takes the CPUs of its affinity
+ * mask divided among the ranks of its node whose masks overlap it: OpenMP's default (one thread
+ * per CPU of the machine) gave `mpirun -np 2 --bind-to none` four spinning threads on two cores
+ * and ran the cnn recipe 4.8x slower. Whatever the choice, rank 0 warns once when the threads of
+ * the ranks of a node exceed the node's CPUs (the union of their masks). Collective. The CPU
+ * backend sizes OpenBLAS from OpenMP when it starts, after this. */
+static void choose_threads(int quiet)
+{
+    cpu_set_t mine;
+    CPU_ZERO(&mine);
+    if (sched_getaffinity(0, sizeof mine, &mine) != 0) {
+        pt_log_warn("sched_getaffinity failed; threads per rank left to OpenMP's default");
+        CPU_SET(0, &mine); /* still take part in the collectives below */
+    }
+    MPI_Comm node;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) !=
+        MPI_SUCCESS) {
+        pt_log_warn("MPI_Comm_split_type(SHARED) failed (%s:%d); threads per rank left to "
+                    "OpenMP's default", __FILE__, __LINE__);
+        return;
+    }
+    int nsize = 1;
+    MPI_Comm_size(node, &nsize);
+    cpu_set_t *all = malloc(sizeof(cpu_set_t) * (size_t)nsize);
+    if (!all || MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE,
+                              node) != MPI_SUCCESS) {
+        pt_log_warn("cannot gather the node's CPU masks (%s:%d); threads per rank left to "
+                    "OpenMP's default", __FILE__, __LINE__);
+        free(all);
+        MPI_Comm_free(&node);
+        return;
+    }
+    int sharers = 0;
+    cpu_set_t node_cpus, both;
+    CPU_ZERO(&node_cpus);
+    for (int j = 0; j < nsize; j++) {
+        CPU_AND(&both, &mine, &all[j]);
+        sharers += CPU_COUNT(&both) > 0;
+        CPU_OR(&node_cpus, &node_cpus, &all[j]);
+    }
+    free(all);
+    const int cpus = CPU_COUNT(&mine), node_ncpu = CPU_COUNT(&node_cpus);
+    const char *env = getenv("OMP_NUM_THREADS");
+    const int from_env = env && *env;
+    int threads = omp_get_max_threads();
+    if (!from_env) {
+        threads = sharers > 0 && cpus / sharers > 0 ? cpus / sharers : 1;
+        omp_set_num_threads(threads);
+    }
+    /* per node: the threads of its ranks against its CPUs; the worst node is reported */
+    int node_threads = threads, node_rank = 0;
+    MPI_Comm_rank(node, &node_rank);
+    int rc = MPI_Allreduce(MPI_IN_PLACE, &node_threads, 1, MPI_INT, MPI_SUM, node);
+    int over[3] = {rc == MPI_SUCCESS && node_threads > node_ncpu ? node_threads - node_ncpu : 0,
+                   node_threads, node_ncpu}; /* excess, threads, CPUs of the worst node */
+    int worst = over[0];
+    if (rc == MPI_SUCCESS)
+        rc = MPI_Allreduce(MPI_IN_PLACE, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    /* the ranks of a worst node send their figures to rank 0: the lowest such world rank */
+    int wrank = 0, src = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
+    int cand = over[0] == worst && worst > 0 ? wrank : 1 << 30;
+    if (rc == MPI_SUCCESS) rc = MPI_Allreduce(&cand, &src, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (rc == MPI_SUCCESS && worst > 0 && src != 0) {
+        if (wrank == src) rc = MPI_Send(over, 3, MPI_INT, 0, 0, MPI_COMM_WORLD);
+        else if (wrank == 0) rc = MPI_Recv(over, 3, MPI_INT, src, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    }
+    if (rc != MPI_SUCCESS)
+        pt_log_warn("an MPI call comparing threads with cores failed (%s:%d)", __FILE__, __LINE__);
+    MPI_Comm_free(&node);
+    if (!quiet)
+        pt_log_info("threads: %d per rank (%s; %d CPU%s in this rank's mask, shared by %d rank%s "
+                    "of its node)", threads, from_env ? "OMP_NUM_THREADS" : "OMP_NUM_THREADS unset",
+                    cpus, cpus == 1 ? "" : "s", sharers, sharers == 1 ? "" : "s");
+    if (wrank == 0 && rc == MPI_SUCCESS && worst > 0)
+        pt_log_warn("%d threads on a node with %d CPUs (ranks x threads per rank): threads "
+                    "spinning on the same cores slow every rank down; set OMP_NUM_THREADS to the "
+                    "node's CPUs divided by its ranks, or unset it to let paratrain choose",
+                    over[1], over[2]);
 }
 
 static void usage(FILE *fp)
@@ -105,13 +196,23 @@ static void usage(FILE *fp)
           "train options [default]:\n",
           fp);
     pt_train_config_help(fp);
-    fputs("\neval options: --ckpt (a checkpoint file, or a checkpoint directory for its latest),\n"
+    fputs("\nNumbers are checked against the ranges shown (allowed: ...); inf, nan and trailing\n"
+          "characters (12abc) are refused before any work starts.\n"
+          "\neval options: --ckpt (a checkpoint file, or a checkpoint directory for its latest),\n"
           "  --split, and --data / --eval-batch / --backend / --validate-data as above.\n"
           "\nSignals: SIGTERM or SIGUSR1 make every rank finish its step, write a checkpoint (with\n"
           "--ckpt-dir) and exit with code 75; --resume auto then continues from it.\n"
-          "\nEnvironment: OMP_NUM_THREADS (threads per rank), PT_ALLREDUCE (overrides --allreduce).\n"
-          "Run with one OpenMP thread per core: e.g. 2 ranks x 1 thread on 2 cores, and\n"
-          "mpirun --bind-to none when a rank has several threads.\n",
+          "\nExit codes, the same on every rank: 0 success; 2 usage error (a flag, a value, a model\n"
+          "spec, a combination of options, or options that do not fit the data); 1 any other\n"
+          "error (files, data, checkpoints, MPI, memory); 75 preempted after its checkpoint.\n"
+          "\nEnvironment:\n"
+          "  OMP_NUM_THREADS=N: threads per rank (unset: the CPUs of the rank's binding divided\n"
+          "    among the ranks of its node that share them; a warning when a node's ranks x\n"
+          "    threads exceed its CPUs). Use mpirun --bind-to none when a rank has several threads.\n"
+          "  PT_ALLREDUCE=ALGO: overrides --allreduce.\n"
+          "  PT_COLL_TIMEOUT=SECONDS: a rank that waits this long for a peer in any collective,\n"
+          "    barrier, window or collective file operation names the operation and exits non-zero\n"
+          "    on every rank (default 600; 0: never).\n",
           fp);
 }
 
@@ -157,6 +258,12 @@ static pt_status parse_args(int argc, char **argv, pt_train_config *c, char *ckp
             snprintf(ckpt, PT_PATH_MAX, "%s", val);
             continue;
         }
+        if (allow_eval_flags && strcmp(key, "data") && strcmp(key, "eval-batch") &&
+            strcmp(key, "backend") && strcmp(key, "validate-data") && strcmp(key, "split") &&
+            strcmp(key, "quiet"))
+            return PT_ERR(PT_ERR_ARG, "eval rebuilds the run from the checkpoint's configuration",
+                          "eval takes --ckpt, --split, --data, --eval-batch, --backend, "
+                          "--validate-data and --quiet, not --%s", key);
         if (allow_eval_flags && !strcmp(key, "split")) {
             if (strcmp(val, "test") && strcmp(val, "val") && strcmp(val, "train"))
                 return PT_ERR(PT_ERR_ARG, NULL, "--split must be test, val or train");
@@ -194,6 +301,7 @@ int main(int argc, char **argv)
         goto done;
     }
     if (!strcmp(cmd, "generate")) {
+        choose_threads(1); /* quiet: stdout is the generated text */
         code = generate(argc - 2, argv + 2, rank);
         goto done;
     }
@@ -213,6 +321,9 @@ int main(int argc, char **argv)
         if (rank == 0) usage(stdout);
         goto done;
     }
+    /* before anything starts the CPU backend, which sizes OpenBLAS from OpenMP once */
+    choose_threads(cfg.quiet);
+    if (!is_eval && (st = pt_train_config_check(&cfg)) != PT_OK) goto fail;
     if (is_eval) {
         if (!ckpt[0]) {
             st = PT_ERR(PT_ERR_ARG, "give --ckpt FILE or --ckpt DIR", "eval needs --ckpt");
@@ -239,11 +350,24 @@ int main(int argc, char **argv)
         code = PT_EXIT_PREEMPTED;
         goto done;
     }
+    if (res.finished_before) {
+        pt_log_info("nothing to train: the checkpoint already holds all %lld steps of this run "
+                    "(evaluate it with paratrain eval --ckpt %s)",
+                    (long long)res.steps, cfg.ckpt_dir[0] ? cfg.ckpt_dir : cfg.resume);
+        goto done;
+    }
+    if (res.stopped_at) {
+        pt_log_info("stopped at step %lld (--stop-at)%s%s; continue with --resume", (long long)res.steps,
+                    res.checkpoint[0] ? ": checkpoint " : ", no --ckpt-dir: nothing saved",
+                    res.checkpoint);
+        goto done;
+    }
     pt_log_info("done: %lld steps in %.1f s (%.0f samples/s; data %.1f s, compute %.1f s, "
                 "communication %.1f s, update %.1f s)",
                 (long long)res.steps, res.train_seconds, res.samples_per_s, res.phase_seconds[0],
                 res.phase_seconds[1], res.phase_seconds[2], res.phase_seconds[3]);
-    pt_log_info("test accuracy %.4f  (test loss %.4f)", res.test_accuracy, res.test_loss);
+    if (res.test_accuracy == res.test_accuracy) /* NaN: the data has no test split */
+        pt_log_info("test accuracy %.4f  (test loss %.4f)", res.test_accuracy, res.test_loss);
     goto done;
 
 fail:
@@ -251,7 +375,7 @@ fail:
      * argument errors are the same everywhere), so one rank prints and all exit alike. */
     st = pt_agree(MPI_COMM_WORLD, st, NULL);
     pt_log_error_last("paratrain");
-    if (code == 0) code = 1;
+    code = st == PT_ERR_ARG ? 2 : 1; /* the rule above; st is the same on every rank */
 done:
     MPI_Finalize();
     return code;

@@ -1,4 +1,10 @@
-/* pt-prep: turns datasets into paratrain's HDF5 shards (docs/DATA_FORMAT.md). Serial. */
+/* pt-prep: turns datasets into paratrain's HDF5 shards (docs/DATA_FORMAT.md). Serial.
+ *
+ * Exit codes (paratrain's rule): 0 success; 2 a usage error (an unknown option or dataset, a
+ * missing or malformed value, values that do not fit each other or the source data); 1 any
+ * other error (files missing, unreadable or damaged, no space). */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +20,8 @@ static void usage(FILE *fp)
           "  --out DIR    output directory: index.h5, train/ val/ test/ shards\n"
           "  --shards N   shard files per split [4]\n"
           "  --val N      validation examples held out of the training set [6000]\n"
-          "  --limit N    keep only the first N training and test examples (small test data)\n"
+          "  --limit N    keep only the first N training and test examples (small test data);\n"
+          "               --val must then be below N\n"
           "  --seed N     seed of the validation split [1]\n"
           "  --float32    store images as float32 in [0,1] instead of uint8\n"
           "\n"
@@ -31,12 +38,14 @@ static void usage(FILE *fp)
           fp);
 }
 
-static int parse_i64(const char *flag, const char *v, long long lo, long long *out)
+static int parse_i64(const char *flag, const char *v, long long lo, long long hi, long long *out)
 {
     char *end;
+    errno = 0;
     long long x = strtoll(v, &end, 10);
-    if (end == v || *end || x < lo) {
-        fprintf(stderr, "pt-prep: error: %s wants an integer >= %lld, got '%s'\n", flag, lo, v);
+    if (end == v || *end || errno || x < lo || x > hi || v[0] == ' ' || v[0] == '+') {
+        fprintf(stderr, "pt-prep: error: %s wants an integer in %lld..%lld, got '%s'\n", flag, lo,
+                hi, v);
         return 0;
     }
     *out = x;
@@ -58,6 +67,11 @@ int main(int argc, char **argv)
     pt_prep_options o = {.src_dir = kjv_lm || kjv_books ? NULL : "/usr/share/datasets/fashion-mnist",
                          .shards = 4, .val_count = 6000, .seed = 1};
     long long ctx = 128;
+    int val_given = 0;
+    /* the options of each dataset (usage above) */
+    const char *takes = kjv_lm      ? " --src --out --ctx --shards "
+                        : kjv_books ? " --src --out --ctx --shards --seed "
+                                    : " --src --out --shards --val --limit --seed --float32 ";
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -65,7 +79,16 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--help")) {
             usage(stdout);
             return 0;
-        } else if (!strcmp(a, "--float32")) {
+        }
+        /* an option this dataset does not take is refused, not read as one wanting a value */
+        char word[64];
+        snprintf(word, sizeof word, " %s ", a);
+        if (strlen(a) > 48 || !strstr(takes, word)) {
+            fprintf(stderr, "pt-prep: error: unknown option '%s' for %s (it takes:%.*s; see --help)\n",
+                    a, argv[1], (int)strlen(takes) - 1, takes);
+            return 2;
+        }
+        if (!strcmp(a, "--float32")) {
             o.float32 = true;
             continue;
         }
@@ -76,13 +99,17 @@ int main(int argc, char **argv)
         i++;
         if (!strcmp(a, "--src")) o.src_dir = v;
         else if (!strcmp(a, "--out")) o.out_dir = v;
-        else if (!strcmp(a, "--shards")) { if (!parse_i64(a, v, 1, &x)) return 2; o.shards = (int)x; }
-        else if (!strcmp(a, "--val")) { if (!parse_i64(a, v, 0, &x)) return 2; o.val_count = x; }
-        else if (!strcmp(a, "--limit")) { if (!parse_i64(a, v, 1, &x)) return 2; o.limit = x; }
-        else if (!strcmp(a, "--ctx") && (kjv_lm || kjv_books)) { if (!parse_i64(a, v, 2, &ctx)) return 2; }
-        else if (!strcmp(a, "--seed")) { if (!parse_i64(a, v, 0, &x)) return 2; o.seed = (uint64_t)x; }
+        else if (!strcmp(a, "--shards")) { if (!parse_i64(a, v, 1, 100000, &x)) return 2; o.shards = (int)x; }
+        else if (!strcmp(a, "--val")) { if (!parse_i64(a, v, 0, 1LL << 40, &x)) return 2; o.val_count = x; val_given = 1; }
+        else if (!strcmp(a, "--limit")) { if (!parse_i64(a, v, 1, 1LL << 40, &x)) return 2; o.limit = x; }
+        else if (!strcmp(a, "--ctx")) { if (!parse_i64(a, v, 2, 65535, &ctx)) return 2; }
+        else if (!strcmp(a, "--seed")) { if (!parse_i64(a, v, 0, LLONG_MAX, &x)) return 2; o.seed = (uint64_t)x; }
+    }
+    if (o.limit > 0 && o.val_count >= o.limit) {
+        if (!val_given) o.val_count = o.limit / 10; /* the default 6000 does not fit: a tenth */
         else {
-            fprintf(stderr, "pt-prep: error: unknown option '%s' (see --help)\n", a);
+            fprintf(stderr, "pt-prep: error: --val %lld is not below --limit %lld: no training "
+                            "examples would remain\n", (long long)o.val_count, (long long)o.limit);
             return 2;
         }
     }
@@ -110,7 +137,7 @@ int main(int argc, char **argv)
     }
     if (st != PT_OK) {
         fprintf(stderr, "pt-prep: error: %s\n", pt_error_message());
-        return 1;
+        return st == PT_ERR_ARG ? 2 : 1;
     }
     printf("pt-prep: wrote %s/index.h5 and its shards\n", o.out_dir);
     return 0;

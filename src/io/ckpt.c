@@ -429,7 +429,7 @@ pt_status pt_ckpt_load(MPI_Comm comm, const char *path, pt_model *m, pt_optimize
     else if (st != PT_OK) return st;
     char spec[256], optname[32];
     st = read_meta(f, path, meta, spec, sizeof spec, optname, sizeof optname);
-    if (st == PT_OK && strcmp(spec, m->spec) != 0)
+    if (st == PT_OK && !pt_model_spec_same(spec, m->spec)) /* the architecture, not the text */
         st = PT_ERR(PT_ERR_MISMATCH, "pass the --model the checkpoint was trained with",
                     "checkpoint '%s' holds model '%s', this run builds '%s'", path, spec, m->spec);
     if (st == PT_OK && opt && strcmp(optname, pt_optim_name(&opt->cfg)) != 0)

@@ -276,8 +276,15 @@ pt_status pt_prep_fashion_mnist(const pt_prep_options *o)
     const int h = (int)tri.dims[1], w = (int)tri.dims[2];
     int64_t ntrain_all = tri.dims[0];
     if (o->limit > 0 && o->limit < ntrain_all) ntrain_all = o->limit;
-    int64_t nval = o->val_count < ntrain_all ? o->val_count : ntrain_all / 10;
-    if (nval < 0) nval = 0;
+    /* never clamped silently: a validation split that leaves no training example is refused */
+    if (o->val_count < 0 || o->val_count >= ntrain_all) {
+        st = PT_ERR(PT_ERR_ARG, "give --val N below the training examples (0: no validation split)",
+                    "--val %lld leaves no training examples: '%s' %s %lld", (long long)o->val_count,
+                    p[0], o->limit > 0 && o->limit <= (int64_t)tri.dims[0] ? "limited by --limit to" : "holds",
+                    (long long)ntrain_all);
+        goto out;
+    }
+    int64_t nval = o->val_count;
     int64_t ntest = tei.dims[0];
     if (o->limit > 0 && o->limit < ntest) ntest = o->limit;
 

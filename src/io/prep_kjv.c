@@ -207,7 +207,7 @@ pt_status pt_prep_kjv(const pt_prep_options *o, bool books, int ctx)
         free(text);
         for (int k = 0; k < 3; k++) sp[k].data = data, sp[k].labels = labels;
         if (win[0] == 0) {
-            st = PT_ERR(PT_ERR_FORMAT, "the input is too short for one training window",
+            st = PT_ERR(PT_ERR_ARG, "lower --ctx: the input is too short for one training window",
                         "'%s': the training books hold fewer than %d bytes", o->src_dir, ctx + 1);
             goto out;
         }

@@ -9,6 +9,7 @@
  *                                            output; byte vocabulary (vocab=256)
  * Images are 28x28x1 (size=28). Unknown keys and values out of range are errors. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,23 +31,30 @@ typedef struct {
     int val, lo, hi;
     int list[4], nlist; /* a '/'-separated list (textcnn widths) */
     int is_list;
+    int seen; /* given in the spec: a key given twice is an error */
 } spec_key;
 
-static pt_status parse_keys(const pt_model *m, const char *args, spec_key *keys, int nkeys,
+static pt_status parse_keys(const char *spec, const char *args, spec_key *keys, int nkeys,
                             const char *example)
 {
     char buf[256];
     snprintf(buf, sizeof buf, "%s", args);
+    /* strtok would skip empty fields: "gpt:d=32,,layers=1" and a trailing ',' are errors too */
+    const size_t alen = strlen(args);
+    if (alen && (args[0] == ',' || args[alen - 1] == ',' || strstr(args, ",,")))
+        return PT_ERR(PT_ERR_ARG, example, "bad model spec '%s': empty key=value field", spec);
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
         char *eq = strchr(tok, '=');
         if (!eq)
             return PT_ERR(PT_ERR_ARG, example, "bad model spec '%s': '%s' is not key=value",
-                          m->spec, tok);
+                          spec, tok);
         *eq = '\0';
         spec_key *k = NULL;
         for (int i = 0; i < nkeys; i++)
             if (!strcmp(keys[i].key, tok)) k = &keys[i];
-        if (!k) return PT_ERR(PT_ERR_ARG, example, "bad model spec '%s': unknown key '%s'", m->spec, tok);
+        if (!k) return PT_ERR(PT_ERR_ARG, example, "bad model spec '%s': unknown key '%s'", spec, tok);
+        if (k->seen) return PT_ERR(PT_ERR_ARG, example, "bad model spec '%s': key '%s' given twice", spec, tok);
+        k->seen = 1;
         char *p = eq + 1, *end;
         k->nlist = 0;
         do {
@@ -54,7 +62,7 @@ static pt_status parse_keys(const pt_model *m, const char *args, spec_key *keys,
             if (end == p || v < k->lo || v > k->hi || (*end && *end != '/') ||
                 (*end == '/' && !k->is_list) || k->nlist == 4)
                 return PT_ERR(PT_ERR_ARG, example,
-                              "bad model spec '%s': %s=%s (want %s%d..%d)", m->spec, tok, eq + 1,
+                              "bad model spec '%s': %s=%s (want %s%d..%d)", spec, tok, eq + 1,
                               k->is_list ? "up to 4 values like 3/4/5, each " : "", k->lo, k->hi);
             k->val = (int)v;
             if (k->is_list) k->list[k->nlist++] = (int)v;
@@ -183,28 +191,41 @@ static int add_add(pt_model *m, int a, int b, pt_act act)
 
 /* ------------------------------------------------------------------ the models */
 
-static pt_status build_mlp(pt_model *m, const char *dims_str)
+#define MLP_HINT "write it as mlp:IN-HIDDEN-...-CLASSES, e.g. mlp:784-1024-1024-10"
+
+/* "784-1024-10" -> widths; each must be a positive integer, separated by single '-'. */
+static pt_status parse_mlp(const char *dims_str, int *dims, int *n_out)
 {
-    int dims[65], n = 0;
+    int n = 0;
     const char *p = dims_str;
-    while (*p) {
+    for (;;) {
         char *end;
+        const size_t tok = strcspn(p, "-"); /* the field quoted in a message: up to the next '-' */
         long v = strtol(p, &end, 10);
-        if (end == p || v <= 0 || v > (1 << 24))
-            return PT_ERR(PT_ERR_ARG, "write it as mlp:IN-HIDDEN-...-CLASSES, e.g. mlp:784-1024-1024-10",
-                          "bad model spec 'mlp:%s': '%s' is not a positive layer width", dims_str, p);
-        if (n > 64)
+        if (tok == 0)
+            return PT_ERR(PT_ERR_ARG, MLP_HINT, "bad model spec 'mlp:%s': an empty layer width (a "
+                          "'-' at the start or end, or two in a row)", dims_str);
+        if (end == p || v <= 0 || v > (1 << 24) || (*end && *end != '-') || p[0] == ' ' || p[0] == '+')
+            return PT_ERR(PT_ERR_ARG, MLP_HINT,
+                          "bad model spec 'mlp:%s': '%.*s' is not a positive layer width", dims_str,
+                          (int)tok, p);
+        if (n == 65)
             return PT_ERR(PT_ERR_ARG, NULL, "bad model spec 'mlp:%s': more than 64 layers", dims_str);
         dims[n++] = (int)v;
-        if (*end == '-') end++;
-        else if (*end != '\0')
-            return PT_ERR(PT_ERR_ARG, "separate widths with '-', e.g. mlp:784-1024-10",
-                          "bad model spec 'mlp:%s': unexpected '%c'", dims_str, *end);
-        p = end;
+        if (!*end) break;
+        p = end + 1; /* past '-': a trailing '-' leaves an empty field, rejected above */
     }
     if (n < 2)
         return PT_ERR(PT_ERR_ARG, "an MLP needs at least an input and an output width",
                       "bad model spec 'mlp:%s'", dims_str);
+    *n_out = n;
+    return PT_OK;
+}
+
+static pt_status build_mlp(pt_model *m, const char *dims_str)
+{
+    int dims[65], n = 0;
+    PT_TRY(parse_mlp(dims_str, dims, &n));
     m->input_size = dims[0];
     m->classes = dims[n - 1];
     int x = 0;
@@ -220,11 +241,22 @@ static pt_status build_mlp(pt_model *m, const char *dims_str)
     return PT_OK;
 }
 
+/* Each key=value model: its keys with defaults and ranges, parsed and cross-checked without
+ * building anything, so a spec can be validated and compared before any work (pt_model_spec_*). */
+#define MAX_KEYS 8
+static pt_status parse_cnn(const char *spec, const char *args, spec_key *k, int *nk)
+{
+    const spec_key d[] = {KEY("c1", 32, 1, 4096), KEY("c2", 64, 1, 4096), KEY("hidden", 512, 1, 1 << 16),
+                          KEY("classes", 10, 2, 1 << 16), KEY("size", 28, 4, 1024)};
+    memcpy(k, d, sizeof d), *nk = 5;
+    return parse_keys(spec, args, k, *nk, "e.g. cnn:c1=32,c2=64,hidden=512");
+}
+
 static pt_status build_cnn(pt_model *m, const char *args)
 {
-    spec_key k[] = {KEY("c1", 32, 1, 4096), KEY("c2", 64, 1, 4096), KEY("hidden", 512, 1, 1 << 16),
-                    KEY("classes", 10, 2, 1 << 16), KEY("size", 28, 4, 1024)};
-    PT_TRY(parse_keys(m, args, k, 5, "e.g. cnn:c1=32,c2=64,hidden=512"));
+    spec_key k[MAX_KEYS];
+    int nk;
+    PT_TRY(parse_cnn(m->spec, args, k, &nk));
     const int c1 = k[0].val, c2 = k[1].val, hid = k[2].val, S = k[4].val;
     m->input_size = S * S;
     m->classes = k[3].val;
@@ -247,11 +279,19 @@ static pt_status build_cnn(pt_model *m, const char *args)
     return PT_OK;
 }
 
+static pt_status parse_resnet(const char *spec, const char *args, spec_key *k, int *nk)
+{
+    const spec_key d[] = {KEY("width", 16, 1, 1024), KEY("blocks", 2, 1, 8),
+                          KEY("classes", 10, 2, 1 << 16), KEY("size", 28, 8, 1024)};
+    memcpy(k, d, sizeof d), *nk = 4;
+    return parse_keys(spec, args, k, *nk, "e.g. resnet:width=16,blocks=2");
+}
+
 static pt_status build_resnet(pt_model *m, const char *args)
 {
-    spec_key k[] = {KEY("width", 16, 1, 1024), KEY("blocks", 2, 1, 8), KEY("classes", 10, 2, 1 << 16),
-                    KEY("size", 28, 8, 1024)};
-    PT_TRY(parse_keys(m, args, k, 4, "e.g. resnet:width=16,blocks=2"));
+    spec_key k[MAX_KEYS];
+    int nk;
+    PT_TRY(parse_resnet(m->spec, args, k, &nk));
     const int w = k[0].val, nb = k[1].val, S = k[3].val;
     m->input_size = S * S;
     m->classes = k[2].val;
@@ -314,17 +354,28 @@ static int add_embedding(pt_model *m, int T, int D, int V, int pos, int stride)
     return n->p[0] < 0 || (pos && n->p[1] < 0) ? -1 : out;
 }
 
+static pt_status parse_textcnn(const char *spec, const char *args, spec_key *k, int *nk)
+{
+    const spec_key d[] = {KEY("len", 128, 8, 1 << 16), KEY("emb", 64, 1, 4096),
+                          KEY("filters", 100, 1, 4096),
+                          {.key = "widths", .val = 5, .lo = 1, .hi = 16, .list = {3, 4, 5},
+                           .nlist = 3, .is_list = 1},
+                          KEY("classes", 6, 2, 1 << 16), KEY("vocab", 256, 2, 1 << 20)};
+    memcpy(k, d, sizeof d), *nk = 6;
+    PT_TRY(parse_keys(spec, args, k, *nk, "e.g. textcnn:len=128,emb=64,filters=100,widths=3/4/5"));
+    for (int i = 0; i < k[3].nlist; i++)
+        if (k[3].list[i] > k[0].val)
+            return PT_ERR(PT_ERR_ARG, NULL, "bad model spec '%s': width %d > len %d", spec,
+                          k[3].list[i], k[0].val);
+    return PT_OK;
+}
+
 static pt_status build_textcnn(pt_model *m, const char *args)
 {
-    spec_key k[] = {KEY("len", 128, 8, 1 << 16), KEY("emb", 64, 1, 4096), KEY("filters", 100, 1, 4096),
-                    {.key = "widths", .val = 5, .lo = 1, .hi = 16, .list = {3, 4, 5}, .nlist = 3, .is_list = 1}, KEY("classes", 6, 2, 1 << 16),
-                    KEY("vocab", 256, 2, 1 << 20)};
-    PT_TRY(parse_keys(m, args, k, 6, "e.g. textcnn:len=128,emb=64,filters=100,widths=3/4/5"));
+    spec_key k[MAX_KEYS];
+    int nk;
+    PT_TRY(parse_textcnn(m->spec, args, k, &nk));
     const int L = k[0].val, E = k[1].val, F = k[2].val, nw = k[3].nlist;
-    for (int i = 0; i < nw; i++)
-        if (k[3].list[i] > L)
-            return PT_ERR(PT_ERR_ARG, NULL, "bad model spec '%s': width %d > len %d", m->spec,
-                          k[3].list[i], L);
     m->input_size = L;
     m->classes = k[4].val;
     int x = add_embedding(m, L, E, k[5].val, 0, L);
@@ -354,15 +405,24 @@ static pt_status build_textcnn(pt_model *m, const char *args)
     return PT_OK;
 }
 
+static pt_status parse_gpt(const char *spec, const char *args, spec_key *k, int *nk)
+{
+    const spec_key d[] = {KEY("layers", 4, 1, 64), KEY("heads", 4, 1, 256), KEY("d", 256, 8, 1 << 14),
+                          KEY("ctx", 128, 2, 4096), KEY("vocab", 256, 2, 1 << 20)};
+    memcpy(k, d, sizeof d), *nk = 5;
+    PT_TRY(parse_keys(spec, args, k, *nk, "e.g. gpt:layers=4,heads=4,d=256,ctx=128"));
+    if (k[2].val % k[1].val)
+        return PT_ERR(PT_ERR_ARG, "choose d divisible by heads", "bad model spec '%s': d=%d, heads=%d",
+                      spec, k[2].val, k[1].val);
+    return PT_OK;
+}
+
 static pt_status build_gpt(pt_model *m, const char *args)
 {
-    spec_key k[] = {KEY("layers", 4, 1, 64), KEY("heads", 4, 1, 256), KEY("d", 256, 8, 1 << 14),
-                    KEY("ctx", 128, 2, 4096), KEY("vocab", 256, 2, 1 << 20)};
-    PT_TRY(parse_keys(m, args, k, 5, "e.g. gpt:layers=4,heads=4,d=256,ctx=128"));
-    const int L = k[0].val, Hh = k[1].val, D = k[2].val, T = k[3].val, V = k[4].val;
-    if (D % Hh)
-        return PT_ERR(PT_ERR_ARG, "choose d divisible by heads", "bad model spec '%s': d=%d, heads=%d",
-                      m->spec, D, Hh);
+    spec_key k[MAX_KEYS];
+    int nk;
+    PT_TRY(parse_gpt(m->spec, args, k, &nk));
+    const int L = k[0].val, Hh = k[1].val, T = k[3].val, V = k[4].val, D = k[2].val;
     m->input_size = T + 1; /* T inputs and, shifted by one, T targets */
     m->targets = T;
     m->classes = V;
@@ -403,20 +463,83 @@ static pt_status build_gpt(pt_model *m, const char *args)
     return PT_OK;
 }
 
+typedef pt_status (*spec_parser)(const char *spec, const char *args, spec_key *k, int *nk);
+static const struct {
+    const char *name;
+    pt_status (*build)(pt_model *, const char *);
+    spec_parser parse; /* NULL: mlp (widths, not keys) */
+} models[] = {{"mlp", build_mlp, NULL}, {"cnn", build_cnn, parse_cnn}, {"resnet", build_resnet, parse_resnet},
+              {"textcnn", build_textcnn, parse_textcnn}, {"gpt", build_gpt, parse_gpt}};
+#define NMODELS (sizeof models / sizeof *models)
+
+/* The model kind of a spec ("gpt:..." or a bare "cnn"), and where its arguments start. */
+static int find_model(const char *s, const char **args)
+{
+    for (size_t i = 0; i < NMODELS; i++) {
+        size_t len = strlen(models[i].name);
+        if (!strncmp(s, models[i].name, len) && (s[len] == ':' || s[len] == '\0')) {
+            *args = s[len] ? s + len + 1 : "";
+            return (int)i;
+        }
+    }
+    PT_ERR(PT_ERR_ARG,
+           "known models: mlp:IN-HIDDEN-...-CLASSES, cnn, resnet, textcnn, gpt (docs/MODELS.md)",
+           "unknown model spec '%s'", s);
+    return -1;
+}
+
+pt_status pt_model_spec_canonical(const char *spec, char *out, size_t len)
+{
+    const char *args;
+    const int i = find_model(spec, &args);
+    if (i < 0) return PT_ERR_ARG;
+    size_t off = (size_t)snprintf(out, len, "%s:", models[i].name);
+    if (!models[i].parse) {
+        int dims[65], n;
+        PT_TRY(parse_mlp(args, dims, &n));
+        for (int j = 0; j < n && off < len; j++)
+            off += (size_t)snprintf(out + off, len - off, "%s%d", j ? "-" : "", dims[j]);
+    } else {
+        spec_key k[MAX_KEYS];
+        int nk;
+        PT_TRY(models[i].parse(spec, args, k, &nk));
+        for (int j = 0; j < nk && off < len; j++) {
+            off += (size_t)snprintf(out + off, len - off, "%s%s=", j ? "," : "", k[j].key);
+            if (!k[j].is_list) off += (size_t)snprintf(out + off, len - off, "%d", k[j].val);
+            for (int l = 0; k[j].is_list && l < k[j].nlist && off < len; l++)
+                off += (size_t)snprintf(out + off, len - off, "%s%d", l ? "/" : "", k[j].list[l]);
+        }
+    }
+    if (off >= len) return PT_ERR(PT_ERR_ARG, NULL, "model spec '%s' is too long", spec);
+    return PT_OK;
+}
+
+bool pt_model_spec_uses_activation(const char *spec)
+{
+    int dims[65], n;
+    /* only an MLP's hidden layers take --activation; the other models fix theirs */
+    if (strncmp(spec, "mlp:", 4) != 0) return false;
+    if (parse_mlp(spec + 4, dims, &n) != PT_OK) {
+        pt_error_clear();
+        return false;
+    }
+    return n > 2;
+}
+
+bool pt_model_spec_same(const char *a, const char *b)
+{
+    char ca[512], cb[512];
+    if (pt_model_spec_canonical(a, ca, sizeof ca) != PT_OK ||
+        pt_model_spec_canonical(b, cb, sizeof cb) != PT_OK) {
+        pt_error_clear();
+        return !strcmp(a, b);
+    }
+    return !strcmp(ca, cb);
+}
+
 pt_status pt_graph_build(pt_model *m)
 {
-    const char *s = m->spec;
-    static const struct {
-        const char *name;
-        pt_status (*build)(pt_model *, const char *);
-    } models[] = {{"mlp", build_mlp}, {"cnn", build_cnn}, {"resnet", build_resnet},
-                  {"textcnn", build_textcnn}, {"gpt", build_gpt}};
-    for (size_t i = 0; i < sizeof models / sizeof *models; i++) {
-        size_t len = strlen(models[i].name);
-        if (!strncmp(s, models[i].name, len) && (s[len] == ':' || s[len] == '\0'))
-            return models[i].build(m, s[len] ? s + len + 1 : "");
-    }
-    return PT_ERR(PT_ERR_ARG,
-                  "known models: mlp:IN-HIDDEN-...-CLASSES, cnn, resnet, textcnn, gpt (docs/MODELS.md)",
-                  "unknown model spec '%s'", s);
+    const char *args;
+    const int i = find_model(m->spec, &args);
+    return i < 0 ? PT_ERR_ARG : models[i].build(m, args);
 }

@@ -6,12 +6,15 @@
  * grad_sync.c. The step's loss and an error flag travel in one small allreduce, so a rank that
  * fails mid-run (an I/O error on its share) stops every rank at the same step instead of leaving
  * them in a collective. */
+#include <errno.h>
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "paratrain/agree.h"
 #include "paratrain/ckpt.h"
@@ -22,6 +25,7 @@
 #include "paratrain/rng.h"
 #include "paratrain/train.h"
 #include "grad_sync.h"
+#include "../io/h5util.h"
 
 static pt_status parse_act(const char *s, pt_act *a)
 {
@@ -50,7 +54,15 @@ static pt_status build_model(pt_model *m, const pt_train_config *c, const pt_dat
         return PT_ERR(PT_ERR_ARG, "choose auto or im2col", "unknown --conv-algo '%s'", c->conv_algo);
     PT_TRY(pt_model_create(m, c->model, &mo, be, max_batch));
     if (pt_model_input_size(m) != d->sample_size) {
-        pt_status st = PT_ERR(PT_ERR_ARG, "the model's first width must equal channels*height*width",
+        /* each model kind takes its input size from a different key */
+        const char *hint = "the model's first width must equal channels*height*width";
+        if (!strncmp(c->model, "gpt", 3))
+            hint = "gpt's ctx must be one less than the tokens per sample (pt-prep kjv-lm --ctx)";
+        else if (!strncmp(c->model, "textcnn", 7))
+            hint = "textcnn's len must equal the tokens per sample (pt-prep kjv-books --ctx)";
+        else if (!strncmp(c->model, "cnn", 3) || !strncmp(c->model, "resnet", 6))
+            hint = "the model's size=S must match the S x S images";
+        pt_status st = PT_ERR(PT_ERR_ARG, hint,
                               "model '%s' takes %d inputs, but the samples of '%s' have %lld "
                               "values (%d x %d x %d)",
                               c->model, pt_model_input_size(m), d->dir, (long long)d->sample_size,
@@ -96,6 +108,9 @@ pt_status pt_evaluate(pt_model *m, pt_dataset *d, MPI_Comm comm, int64_t batch, 
     int rank, size;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
+    if (batch < 1)
+        return PT_ERR(PT_ERR_ARG, "give --eval-batch 1 or more",
+                      "evaluation batch %lld is not positive", (long long)batch);
     PT_TRY(average_buffers(m, comm));
     if (batch > m->max_batch) batch = m->max_batch;
     int64_t off, cnt;
@@ -323,8 +338,9 @@ static void fill_meta(const trainer *t, pt_ckpt_meta *meta)
     pt_train_config_dump(t->cfg, meta->config, sizeof meta->config);
 }
 
-static pt_status save_checkpoint(trainer *t, char *path)
+static pt_status save_checkpoint(trainer *t, char *path_out)
 {
+    char path[PT_PATH_MAX]; /* the written file, for the log and the metrics record */
     pt_ckpt_meta meta;
     fill_meta(t, &meta);
     PT_TRY(average_buffers(&t->model, t->comm));
@@ -332,6 +348,7 @@ static pt_status save_checkpoint(trainer *t, char *path)
     pt_metrics_write(&t->metrics, "checkpoint", "\"step\": %lld, \"epoch\": %.4f, \"path\": \"%s\"",
                      (long long)t->step, (double)t->step / (double)t->steps_per_epoch, path);
     if (!t->cfg->quiet) pt_log_info("checkpoint %s", path);
+    if (path_out) memcpy(path_out, path, strlen(path) + 1);
     return PT_OK;
 }
 
@@ -345,6 +362,13 @@ static pt_status check_meta(trainer *t, const char *path, const pt_ckpt_meta *m)
         st = PT_ERR(PT_ERR_MISMATCH, "resume with the same --seed",
                     "checkpoint '%s' was trained with seed %llu, this run has seed %llu", path,
                     (unsigned long long)meta.seed, (unsigned long long)c->seed);
+    char act[32] = "relu"; /* checkpoints store it in the config as "activation = NAME" */
+    const char *a = strstr(meta.config, "\nactivation = ");
+    if (a) sscanf(a + 14, "%31s", act);
+    if (st == PT_OK && pt_model_spec_uses_activation(c->model) && strcmp(act, c->activation))
+        st = PT_ERR(PT_ERR_MISMATCH, "resume with the --activation the checkpoint was trained with",
+                    "checkpoint '%s' was trained with --activation %s, this run uses %s", path,
+                    act, c->activation);
     if (st == PT_OK && meta.step_in_epoch != meta.step % t->steps_per_epoch)
         st = PT_ERR(PT_ERR_MISMATCH, "resume with the same --batch and data",
                     "checkpoint '%s' stopped at step %lld of epoch %lld, which does not fit %lld "
@@ -405,7 +429,7 @@ static pt_status resume(trainer *t)
             return PT_OK;
         }
     } else if (!strcmp(c->resume, "latest")) {
-        st = pt_ckpt_resolve(c->ckpt_dir, path, sizeof path);
+        st = pt_ckpt_resolve(c->ckpt_dir, path, sizeof path); /* checked in check_paths */
     } else {
         st = pt_ckpt_resolve(c->resume, path, sizeof path);
     }
@@ -490,6 +514,12 @@ static pt_status run(trainer *t, pt_train_result *res)
     bool stop = false;
 
     const int64_t end = c->stop_at > 0 && c->stop_at < t->total_steps ? c->stop_at : t->total_steps;
+    res->final_val_loss = res->final_val_accuracy = res->test_loss = res->test_accuracy = NAN;
+    if (t->step >= t->total_steps) { /* resumed from the end of the run: nothing is rewritten */
+        res->steps = t->step;
+        res->finished_before = 1;
+        return PT_OK;
+    }
     while (t->step < end && !stop) {
         const int64_t epoch = t->step / t->steps_per_epoch, pos = t->step % t->steps_per_epoch;
         double t0 = pt_now();
@@ -637,7 +667,7 @@ static pt_status run(trainer *t, pt_train_result *res)
     res->final_val_loss = res->final_val_accuracy = res->test_loss = res->test_accuracy = NAN;
     if (end < t->total_steps && !stop) { /* interrupted on purpose: state only, as a kill would */
         if (c->ckpt_dir[0]) PT_TRY(save_checkpoint(t, res->checkpoint));
-        if (!c->quiet) pt_log_info("stopped at step %lld (--stop-at)", (long long)t->step);
+        res->stopped_at = 1;
         return PT_OK;
     }
     PT_TRY(validate(t, &stop, &res->final_val_loss, &res->final_val_accuracy));
@@ -684,6 +714,54 @@ static pt_status run(trainer *t, pt_train_result *res)
     return PT_OK;
 }
 
+/* Creates dir if missing and shows it writable by writing a file there: access(W_OK) would not
+ * do, root passes it on a read-only mount. Local (rank 0). */
+static pt_status check_writable_dir(const char *dir, const char *what)
+{
+    struct stat sb;
+    if (stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode))
+        return PT_ERR(PT_ERR_IO, "give a directory (it is created if missing)",
+                      "%s '%s' is not a directory", what, dir);
+    PT_TRY(pt_mkdir_p(dir));
+    char probe[PT_PATH_MAX + 32];
+    snprintf(probe, sizeof probe, "%s/.write-test.%ld", dir, (long)getpid());
+    FILE *fp = fopen(probe, "w");
+    pt_status st = PT_OK;
+    if (!fp || fclose(fp) != 0)
+        st = PT_ERR(PT_ERR_IO, "give a writable directory", "cannot write to %s '%s': %s", what,
+                    dir, strerror(errno));
+    if (fp) remove(probe);
+    return st;
+}
+
+/* The paths of a run, found unusable before any work instead of at the first save or at the
+ * resume: --ckpt-dir (a file, not creatable, not writable), --resume latest with no checkpoint
+ * there, --resume PATH that does not exist, the directory of --metrics. Rank 0 checks; all
+ * ranks agree. */
+static pt_status check_paths(trainer *t)
+{
+    const pt_train_config *c = t->cfg;
+    pt_status st = PT_OK;
+    if (t->rank == 0) {
+        char probe[PT_PATH_MAX + 32];
+        snprintf(probe, sizeof probe, "%s/latest", c->ckpt_dir);
+        if (c->ckpt_dir[0] && !strcmp(c->resume, "latest") && access(probe, R_OK) != 0)
+            st = PT_ERR(PT_ERR_IO, "use --resume auto to continue from a checkpoint when there is "
+                                   "one and start fresh otherwise",
+                        "--resume latest: no checkpoint in '%s' (%s: %s)", c->ckpt_dir, probe,
+                        strerror(errno));
+        else if (c->resume[0] && strcmp(c->resume, "latest") && strcmp(c->resume, "auto"))
+            st = pt_ckpt_resolve(c->resume, probe, sizeof probe);
+        if (st == PT_OK && c->ckpt_dir[0]) st = check_writable_dir(c->ckpt_dir, "--ckpt-dir");
+        const char *slash = strrchr(c->metrics, '/');
+        if (st == PT_OK && slash && slash != c->metrics) {
+            snprintf(probe, sizeof probe, "%.*s", (int)(slash - c->metrics), c->metrics);
+            st = check_writable_dir(probe, "the directory of --metrics");
+        }
+    }
+    return pt_agree(t->comm, st, NULL);
+}
+
 static pt_status open_split(trainer *t, pt_dataset *d, const char *split, bool *have)
 {
     /* val/test are optional: a data directory with an empty split simply has none. */
@@ -713,37 +791,15 @@ pt_status pt_train(const pt_train_config *c, MPI_Comm comm, pt_train_result *res
     }
     t->cfg = c, t->comm = comm;
     pt_status st = PT_OK;
-    PT_TRY_GOTO(st, pt_comm_init(&t->pc, comm), out);
+    PT_TRY_GOTO(st, pt_comm_init(&t->pc, comm), out); /* first: `out` frees what it set up */
+    /* the same on every rank: no agreement needed */
+    PT_TRY_GOTO(st, pt_train_config_check(c), out);
     t->rank = t->pc.rank, t->size = t->pc.size;
     PT_TRY_GOTO(st, pt_allreduce_algo_parse(c->allreduce, &t->pc.algo), out);
     if (c->batch < t->size || c->batch > (1 << 24)) {
         st = PT_ERR(PT_ERR_ARG, "every rank needs at least one sample per step",
                     "--batch %lld is outside [number of ranks = %d, 2^24]", (long long)c->batch,
                     t->size);
-        goto out;
-    }
-    PT_TRY_GOTO(st, open_split(t, &t->train, "train", &(bool){0}), out);
-    PT_TRY_GOTO(st, open_split(t, &t->val, "val", &t->have_val), out);
-    PT_TRY_GOTO(st, open_split(t, &t->test, "test", &t->have_test), out);
-    t->steps_per_epoch = t->train.count / c->batch;
-    if (t->steps_per_epoch == 0) {
-        st = PT_ERR(PT_ERR_ARG, "lower --batch", "--batch %lld is larger than the %lld training samples",
-                    (long long)c->batch, (long long)t->train.count);
-        goto out;
-    }
-    t->total_steps = c->max_steps > 0 ? c->max_steps : c->epochs * t->steps_per_epoch;
-    if (t->total_steps <= 0) {
-        st = PT_ERR(PT_ERR_ARG, NULL, "nothing to train: --epochs and --max-steps are both 0");
-        goto out;
-    }
-    if (c->zero != 0 && c->zero != 1) {
-        st = PT_ERR(PT_ERR_ARG, "ZeRO stage 1 shards the optimizer state; 0 turns it off",
-                    "--zero %lld is not supported (0 or 1)", (long long)c->zero);
-        goto out;
-    }
-    if (!(c->bucket_mb >= 0) || c->bucket_mb > 65536) {
-        st = PT_ERR(PT_ERR_ARG, "give a size in MiB, 0 for no buckets", "--bucket-mb %g is out of range",
-                    c->bucket_mb);
         goto out;
     }
     if (c->reproducible) {
@@ -762,6 +818,32 @@ pt_status pt_train(const pt_train_config *c, MPI_Comm comm, pt_train_result *res
                         (long long)c->batch, (long long)ch, (long long)(c->batch / ch));
             goto out;
         }
+    }
+    PT_TRY_GOTO(st, check_paths(t), out);
+    PT_TRY_GOTO(st, open_split(t, &t->train, "train", &(bool){0}), out);
+    PT_TRY_GOTO(st, open_split(t, &t->val, "val", &t->have_val), out);
+    PT_TRY_GOTO(st, open_split(t, &t->test, "test", &t->have_test), out);
+    t->steps_per_epoch = t->train.count / c->batch;
+    if (t->steps_per_epoch == 0) {
+        st = PT_ERR(PT_ERR_ARG, "lower --batch", "--batch %lld is larger than the %lld training samples",
+                    (long long)c->batch, (long long)t->train.count);
+        goto out;
+    }
+    t->total_steps = c->max_steps > 0 ? c->max_steps : c->epochs * t->steps_per_epoch;
+    if (t->total_steps <= 0) { /* pt_train_config_check refused 0 and 0 already */
+        st = PT_ERR(PT_ERR_INTERNAL, NULL, "no steps to train (--epochs %lld, --max-steps %lld)",
+                    (long long)c->epochs, (long long)c->max_steps);
+        goto out;
+    }
+    if (c->zero != 0 && c->zero != 1) {
+        st = PT_ERR(PT_ERR_ARG, "ZeRO stage 1 shards the optimizer state; 0 turns it off",
+                    "--zero %lld is not supported (0 or 1)", (long long)c->zero);
+        goto out;
+    }
+    if (!(c->bucket_mb >= 0) || c->bucket_mb > 65536) {
+        st = PT_ERR(PT_ERR_ARG, "give a size in MiB, 0 for no buckets", "--bucket-mb %g is out of range",
+                    c->bucket_mb);
+        goto out;
     }
     int64_t my_off, my_rows;
     pt_batch_share(c->batch, t->rank, t->size, &my_off, &my_rows);

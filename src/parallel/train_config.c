@@ -3,69 +3,86 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "paratrain/comm.h"
 #include "paratrain/compress.h"
+#include "paratrain/model.h"
+#include "paratrain/optim.h"
 #include "paratrain/train.h"
+#include "compress.h"
 
 typedef enum { OPT_STR, OPT_I64, OPT_U64, OPT_F64, OPT_BOOL } opt_type;
+
+/* Range of a numeric option: [lo, hi], ends excluded by R_LO_OPEN / R_HI_OPEN; R_DEFAULT also
+ * admits -1, "the optimizer's default". Every value is checked when it is set (flag, config file),
+ * so a bad one is refused before any work starts, alike on every rank. */
+enum { R_LO_OPEN = 1, R_HI_OPEN = 2, R_DEFAULT = 4 };
 
 typedef struct {
     const char *name;
     opt_type type;
     size_t offset, size;
+    double lo, hi;
+    unsigned range;
     const char *help;
 } opt_row;
 
+#define INF HUGE_VAL
+#define STEPS 1e12 /* the largest count of steps (or samples) any option takes */
 #define ROW(name, type, field, help)                                                               \
-    {name, type, offsetof(pt_train_config, field), sizeof(((pt_train_config *)0)->field), help}
+    {name, type, offsetof(pt_train_config, field), sizeof(((pt_train_config *)0)->field), 0, 0, 0, help}
+#define NUM(name, type, field, lo, hi, range, help)                                                \
+    {name, type, offsetof(pt_train_config, field), sizeof(((pt_train_config *)0)->field), lo, hi,  \
+     range, help}
 
 static const opt_row rows[] = {
     ROW("data", OPT_STR, data, "directory of HDF5 shards written by pt-prep"),
     ROW("model", OPT_STR, model, "model spec: mlp:784-1024-1024-10, cnn, resnet, textcnn or gpt (keys like gpt:layers=4,d=256; docs/MODELS.md)"),
     ROW("activation", OPT_STR, activation, "mlp hidden activation: relu, gelu or tanh"),
-    ROW("dropout", OPT_F64, dropout, "dropout probability (mlp: after each hidden activation; cnn, textcnn: before the classifier)"),
+    NUM("dropout", OPT_F64, dropout, 0, 1, R_HI_OPEN, "dropout probability (mlp: after each hidden activation; cnn, textcnn: before the classifier)"),
     ROW("augment", OPT_STR, augment, "training images: none, flip (horizontal, p = 0.5), crop:P "
                                      "(shift by up to P pixels, zero fill), or flip,crop:P"),
     ROW("optimizer", OPT_STR, optimizer, "sgd, momentum, nesterov, adagrad, adam or adamw"),
-    ROW("lr", OPT_F64, lr, "peak learning rate (-1: the optimizer's default)"),
-    ROW("momentum", OPT_F64, momentum, "SGD momentum (-1: 0.9 for momentum/nesterov, else 0)"),
-    ROW("weight-decay", OPT_F64, weight_decay, "L2 penalty; decoupled for adamw (-1: default)"),
-    ROW("beta1", OPT_F64, beta1, "Adam beta1 (-1: 0.9)"),
-    ROW("beta2", OPT_F64, beta2, "Adam beta2 (-1: 0.999)"),
-    ROW("eps", OPT_F64, eps, "Adam/AdaGrad epsilon (-1: 1e-8 / 1e-10)"),
+    NUM("lr", OPT_F64, lr, 0, INF, R_DEFAULT, "peak learning rate (-1: the optimizer's default)"),
+    NUM("momentum", OPT_F64, momentum, 0, 1, R_DEFAULT, "SGD momentum (-1: 0.9 for momentum/nesterov, else 0)"),
+    NUM("weight-decay", OPT_F64, weight_decay, 0, INF, R_DEFAULT, "L2 penalty; decoupled for adamw (-1: default)"),
+    NUM("beta1", OPT_F64, beta1, 0, 1, R_DEFAULT | R_HI_OPEN, "Adam beta1 (-1: 0.9)"),
+    NUM("beta2", OPT_F64, beta2, 0, 1, R_DEFAULT | R_HI_OPEN, "Adam beta2 (-1: 0.999)"),
+    NUM("eps", OPT_F64, eps, 0, INF, R_DEFAULT | R_LO_OPEN, "Adam/AdaGrad epsilon (-1: 1e-8 / 1e-10)"),
     ROW("schedule", OPT_STR, schedule, "learning-rate schedule: constant, step or cosine"),
-    ROW("warmup-steps", OPT_I64, warmup_steps, "linear warm-up steps (any schedule)"),
-    ROW("step-size", OPT_I64, step_size, "step schedule: steps between decays"),
-    ROW("gamma", OPT_F64, gamma, "step schedule: decay factor"),
-    ROW("min-lr", OPT_F64, min_lr, "cosine schedule: final learning rate"),
-    ROW("clip-norm", OPT_F64, clip_norm, "clip the global gradient norm to this (0: off)"),
-    ROW("batch", OPT_I64, batch, "global batch size, split over the ranks"),
-    ROW("epochs", OPT_I64, epochs, "epochs to train"),
-    ROW("max-steps", OPT_I64, max_steps, "stop after this many steps (0: epochs decide)"),
-    ROW("stop-at", OPT_I64, stop_at, "end this run at this step with a checkpoint, keeping the "
+    NUM("warmup-steps", OPT_I64, warmup_steps, 0, STEPS, 0, "linear warm-up steps (any schedule)"),
+    NUM("step-size", OPT_I64, step_size, 0, STEPS, 0, "step schedule: steps between decays"),
+    NUM("gamma", OPT_F64, gamma, 0, 1, R_LO_OPEN, "step schedule: decay factor"),
+    NUM("min-lr", OPT_F64, min_lr, 0, INF, 0, "cosine schedule: final learning rate"),
+    NUM("clip-norm", OPT_F64, clip_norm, 0, INF, 0, "clip the global gradient norm to this (0: off)"),
+    NUM("batch", OPT_I64, batch, 1, 1 << 24, 0, "global batch size, split over the ranks"),
+    NUM("epochs", OPT_I64, epochs, 0, 1e6, 0, "epochs to train"),
+    NUM("max-steps", OPT_I64, max_steps, 0, STEPS, 0, "stop after this many steps (0: epochs decide)"),
+    NUM("stop-at", OPT_I64, stop_at, 0, STEPS, 0, "end this run at this step with a checkpoint, keeping the "
                                      "schedule, so --resume continues it (0: off)"),
     ROW("seed", OPT_U64, seed, "seed of initialization, shuffling and dropout"),
-    ROW("log-every", OPT_I64, log_every, "steps between progress lines and train records"),
-    ROW("eval-every", OPT_I64, eval_every, "steps between validations (0: every epoch)"),
-    ROW("ckpt-every", OPT_I64, ckpt_every, "steps between checkpoints (0: at the end only)"),
-    ROW("early-stop", OPT_I64, early_stop, "stop after this many validations without a better "
+    NUM("log-every", OPT_I64, log_every, 1, STEPS, 0, "steps between progress lines and train records"),
+    NUM("eval-every", OPT_I64, eval_every, 0, STEPS, 0, "steps between validations (0: every epoch)"),
+    NUM("ckpt-every", OPT_I64, ckpt_every, 0, STEPS, 0, "steps between checkpoints (0: at the end only)"),
+    NUM("early-stop", OPT_I64, early_stop, 0, 1e6, 0, "stop after this many validations without a better "
                                            "accuracy (0: off)"),
     ROW("ckpt-dir", OPT_STR, ckpt_dir, "checkpoint directory (empty: no checkpoints)"),
     ROW("resume", OPT_STR, resume, "resume from 'latest' or 'auto' (the newest checkpoint in "
                                    "--ckpt-dir that passes its checks; none: start fresh), a "
                                    "directory or a file"),
     ROW("metrics", OPT_STR, metrics, "JSON-lines metrics file (empty: none)"),
-    ROW("zero", OPT_I64, zero, "ZeRO stage: 0, or 1 to shard the optimizer state over the ranks "
+    NUM("zero", OPT_I64, zero, 0, 1, 0, "ZeRO stage: 0, or 1 to shard the optimizer state over the ranks "
                               "(reduce-scatter, shard update, allgather)"),
-    ROW("bucket-mb", OPT_F64, bucket_mb, "gradient bucket size in MiB; buckets are reduced while "
+    NUM("bucket-mb", OPT_F64, bucket_mb, 0, 65536, 0, "gradient bucket size in MiB; buckets are reduced while "
                                          "backward runs (0: one allreduce after backward)"),
     ROW("reproducible", OPT_BOOL, reproducible, "bitwise-identical training for any number of "
                                                 "ranks (exact 128-bit gradient sums; slower)"),
-    ROW("repro-chunk", OPT_I64, repro_chunk, "--reproducible: samples per gradient chunk (must "
+    NUM("repro-chunk", OPT_I64, repro_chunk, 1, 1 << 24, 0, "--reproducible: samples per gradient chunk (must "
                                              "divide the per-rank batch)"),
     ROW("sync-bn", OPT_BOOL, sync_bn, "batch norm: normalize with the statistics of the global "
                                       "batch (summed over the ranks) instead of each rank's share"),
@@ -84,13 +101,13 @@ static const opt_row rows[] = {
     ROW("dgc", OPT_BOOL, dgc, "topk: Deep Gradient Compression's momentum correction and "
                               "masking (with --optimizer momentum) and local clipping "
                               "(--clip-norm / sqrt(ranks))"),
-    ROW("density-warmup-epochs", OPT_F64, density_warmup_epochs, "topk: density from 25% down to "
+    NUM("density-warmup-epochs", OPT_F64, density_warmup_epochs, 0, 1e6, 0, "topk: density from 25% down to "
                                                                  "DENSITY exponentially over "
                                                                  "these epochs (0: off)"),
-    ROW("sparcml-switch", OPT_F64, sparcml_switch, "sparcml: density at which a merged sparse "
+    NUM("sparcml-switch", OPT_F64, sparcml_switch, 0, 0.5, R_LO_OPEN, "sparcml: density at which a merged sparse "
                                                    "vector is sent dense"),
     ROW("backend", OPT_STR, backend, "compute backend: cpu (cuda when built --with-cuda)"),
-    ROW("eval-batch", OPT_I64, eval_batch, "samples per rank per evaluation batch"),
+    NUM("eval-batch", OPT_I64, eval_batch, 1, 1 << 24, 0, "samples per rank per evaluation batch"),
     ROW("validate-data", OPT_BOOL, validate_data, "scan the data for bad labels/NaN at start"),
     ROW("quiet", OPT_BOOL, quiet, "no progress lines"),
 };
@@ -132,6 +149,29 @@ bool pt_train_config_is_bool(const char *key)
     return r && r->type == OPT_BOOL;
 }
 
+/* The allowed values of a numeric row as text: "1..16777216", "[0, 1)", "-1 or >= 0". */
+static void range_text(const opt_row *r, char *buf, size_t len)
+{
+    const char *def = r->range & R_DEFAULT ? "-1 or " : "";
+    if (r->type == OPT_I64) {
+        if (r->hi >= STEPS) snprintf(buf, len, "%s>= %.0f", def, r->lo);
+        else snprintf(buf, len, "%s%.0f..%.0f", def, r->lo, r->hi);
+    } else if (isinf(r->hi)) {
+        snprintf(buf, len, "%s%s %g", def, r->range & R_LO_OPEN ? ">" : ">=", r->lo);
+    } else {
+        snprintf(buf, len, "%s%c%g, %g%c", def, r->range & R_LO_OPEN ? '(' : '[', r->lo, r->hi,
+                 r->range & R_HI_OPEN ? ')' : ']');
+    }
+}
+
+static bool in_range(const opt_row *r, double v)
+{
+    if ((r->range & R_DEFAULT) && v == -1.0) return true;
+    const bool lo_ok = r->range & R_LO_OPEN ? v > r->lo : v >= r->lo;
+    const bool hi_ok = r->range & R_HI_OPEN ? v < r->hi : v <= r->hi;
+    return lo_ok && hi_ok;
+}
+
 pt_status pt_train_config_set(pt_train_config *c, const char *key, const char *value)
 {
     const opt_row *r = find(key);
@@ -139,20 +179,26 @@ pt_status pt_train_config_set(pt_train_config *c, const char *key, const char *v
     void *p = (char *)c + r->offset;
     char *end = NULL;
     errno = 0;
+    /* strtoll/strtod skip leading blanks and take '+': a value must start with its number */
+    const bool starts_ok = value[0] && !isspace((unsigned char)value[0]) && value[0] != '+';
+    double num = 0.0; /* the numeric value, for the range check */
     switch (r->type) {
     case OPT_STR:
         if (strlen(value) >= r->size)
-            return PT_ERR(PT_ERR_ARG, NULL, "value of --%s is too long", key);
+            return PT_ERR(PT_ERR_ARG, NULL, "value of --%s is too long (at most %zu characters)",
+                          key, r->size - 1);
         snprintf(p, r->size, "%s", value);
         return PT_OK;
     case OPT_I64: {
         long long v = strtoll(value, &end, 10);
-        if (end == value || *end || errno) break;
+        if (!starts_ok || end == value || *end || errno) break;
+        num = (double)v;
+        if (!in_range(r, num)) goto out_of_range;
         *(int64_t *)p = v;
         return PT_OK;
     }
     case OPT_U64: {
-        if (value[0] == '-') break;
+        if (!starts_ok || value[0] == '-') break;
         unsigned long long v = strtoull(value, &end, 10);
         if (end == value || *end || errno) break;
         *(uint64_t *)p = v;
@@ -160,7 +206,11 @@ pt_status pt_train_config_set(pt_train_config *c, const char *key, const char *v
     }
     case OPT_F64: {
         double v = strtod(value, &end);
-        if (end == value || *end || errno || v != v) break;
+        /* inf and nan parse as numbers; no option means anything by them (and a JSON metrics
+         * record could not hold them) */
+        if (!starts_ok || end == value || *end || errno || !isfinite(v)) break;
+        num = v;
+        if (!in_range(r, num)) goto out_of_range;
         *(double *)p = v;
         return PT_OK;
     }
@@ -173,9 +223,15 @@ pt_status pt_train_config_set(pt_train_config *c, const char *key, const char *v
             break;
         return PT_OK;
     }
-    static const char *kinds[] = {"a string", "an integer", "a non-negative integer", "a number",
-                                  "true or false"};
-    return PT_ERR(PT_ERR_ARG, NULL, "--%s wants %s, got '%s'", key, kinds[r->type], value);
+    static const char *kinds[] = {"a string", "an integer", "a non-negative integer",
+                                  "a finite number", "true or false"};
+    return PT_ERR(PT_ERR_ARG, "see --help for each option's range", "--%s wants %s, got '%s'",
+                  key, kinds[r->type], value);
+out_of_range:;
+    char allowed[64];
+    range_text(r, allowed, sizeof allowed);
+    return PT_ERR(PT_ERR_ARG, "see --help for each option's range",
+                  "--%s %s is out of range (allowed: %s)", key, value, allowed);
 }
 
 static char *trim(char *s)
@@ -218,14 +274,15 @@ pt_status pt_train_config_load(pt_train_config *c, const char *path)
     return st;
 }
 
-static int format_value(const pt_train_config *c, const opt_row *r, char *buf, size_t len)
+static int format_value(const pt_train_config *c, const opt_row *r, char *buf, size_t len,
+                        bool exact)
 {
     const void *p = (const char *)c + r->offset;
     switch (r->type) {
     case OPT_STR: return snprintf(buf, len, "%s", (const char *)p);
     case OPT_I64: return snprintf(buf, len, "%lld", (long long)*(const int64_t *)p);
     case OPT_U64: return snprintf(buf, len, "%llu", (unsigned long long)*(const uint64_t *)p);
-    case OPT_F64: return snprintf(buf, len, "%.17g", *(const double *)p);
+    case OPT_F64: return snprintf(buf, len, exact ? "%.17g" : "%g", *(const double *)p);
     case OPT_BOOL: return snprintf(buf, len, "%s", *(const bool *)p ? "true" : "false");
     }
     return 0;
@@ -237,7 +294,7 @@ void pt_train_config_dump(const pt_train_config *c, char *buf, size_t len)
     buf[0] = '\0';
     for (size_t i = 0; i < NROWS && off < len; i++) {
         char v[PT_PATH_MAX];
-        format_value(c, &rows[i], v, sizeof v);
+        format_value(c, &rows[i], v, sizeof v, true);
         off += (size_t)snprintf(buf + off, len - off, "%s = %s\n", rows[i].name, v);
     }
 }
@@ -247,11 +304,78 @@ void pt_train_config_help(FILE *fp)
     pt_train_config d;
     pt_train_config_defaults(&d);
     for (size_t i = 0; i < NROWS; i++) {
-        char v[64];
-        format_value(&d, &rows[i], v, sizeof v);
+        char v[64], range[80] = "";
+        format_value(&d, &rows[i], v, sizeof v, false);
+        if (rows[i].type == OPT_I64 || rows[i].type == OPT_F64) {
+            char rt[64];
+            range_text(&rows[i], rt, sizeof rt);
+            snprintf(range, sizeof range, " (allowed: %s)", rt);
+        }
         char flag[48];
         snprintf(flag, sizeof flag, "--%s %s", rows[i].name,
                  rows[i].type == OPT_STR ? "S" : rows[i].type == OPT_BOOL ? "B" : "N");
-        fprintf(fp, "  %-22s %s [%s]\n", flag, rows[i].help, v);
+        fprintf(fp, "  %-22s %s [%s]%s\n", flag, rows[i].help, v, range);
     }
+}
+
+/* --augment syntax (the pixel bound P < width is checked against the data later). */
+static pt_status check_augment(const char *spec)
+{
+    if (!strcmp(spec, "none") || !spec[0]) return PT_OK;
+    char buf[32];
+    snprintf(buf, sizeof buf, "%s", spec);
+    const size_t n = strlen(spec);
+    bool ok = spec[0] != ',' && spec[n - 1] != ',' && !strstr(spec, ",,");
+    for (char *tok = strtok(buf, ","); ok && tok; tok = strtok(NULL, ",")) {
+        char *end = NULL;
+        if (!strcmp(tok, "flip")) continue;
+        ok = !strncmp(tok, "crop:", 5) && tok[5] >= '1' && tok[5] <= '9' &&
+             strtol(tok + 5, &end, 10) > 0 && !*end;
+    }
+    return ok ? PT_OK
+              : PT_ERR(PT_ERR_ARG, "give none, flip, crop:P or flip,crop:P (P pixels, 0 < P < width)",
+                       "bad --augment '%s'", spec);
+}
+
+pt_status pt_train_config_check(const pt_train_config *c)
+{
+    char canon[512];
+    PT_TRY(pt_model_spec_canonical(c->model, canon, sizeof canon));
+    if (strcmp(c->activation, "relu") && strcmp(c->activation, "gelu") && strcmp(c->activation, "tanh"))
+        return PT_ERR(PT_ERR_ARG, "choose relu, gelu or tanh", "unknown activation '%s'", c->activation);
+    pt_optim_config oc;
+    PT_TRY(pt_optim_config_parse(&oc, c->optimizer));
+    pt_schedule sched;
+    PT_TRY(pt_schedule_parse(&sched, c->schedule));
+    if (sched.kind == PT_SCHED_STEP && c->step_size <= 0)
+        return PT_ERR(PT_ERR_ARG, "give --step-size N", "the step schedule needs --step-size > 0");
+    pt_allreduce_algo algo;
+    PT_TRY(pt_allreduce_algo_parse(c->allreduce, &algo));
+    if (strcmp(c->conv_algo, "auto") && strcmp(c->conv_algo, "im2col"))
+        return PT_ERR(PT_ERR_ARG, "choose auto or im2col", "unknown --conv-algo '%s'", c->conv_algo);
+    if (!pt_backend_by_name(c->backend))
+        return PT_ERR(PT_ERR_ARG,
+                      strcmp(c->backend, "cuda") ? "choose cpu or cuda"
+                                                 : "configure with --with-cuda on a GPU machine",
+                      "backend '%s' is not available in this build", c->backend);
+    PT_TRY(check_augment(c->augment));
+    pt_compress_config zc;
+    PT_TRY(pt_compress_parse(c->compress, &zc));
+    pt_sparse_algo sa;
+    PT_TRY(pt_sparse_algo_parse(c->sparse_allreduce, &sa));
+    if (c->dgc && zc.kind != PT_COMPRESS_TOPK)
+        return PT_ERR(PT_ERR_ARG, "add --compress topk:D", "--dgc needs top-k compression");
+    if (c->dgc && oc.kind != PT_OPT_SGD)
+        return PT_ERR(PT_ERR_ARG, "use --optimizer momentum (or sgd) with --dgc",
+                      "--dgc corrects SGD momentum; '%s' is not SGD", c->optimizer);
+    if (zc.kind != PT_COMPRESS_NONE && (c->zero || c->bucket_mb > 0 || c->reproducible))
+        return PT_ERR(PT_ERR_ARG, "drop --zero, --bucket-mb and --reproducible, or --compress",
+                      "--compress %s replaces the whole-gradient allreduce, so it does not combine "
+                      "with ZeRO-1, buckets or the exact reduction", c->compress);
+    if ((!strcmp(c->resume, "latest") || !strcmp(c->resume, "auto")) && !c->ckpt_dir[0])
+        return PT_ERR(PT_ERR_ARG, "give --ckpt-dir DIR", "--resume %s needs --ckpt-dir", c->resume);
+    if (c->epochs == 0 && c->max_steps == 0)
+        return PT_ERR(PT_ERR_ARG, "give --epochs N or --max-steps N (at least 1)",
+                      "nothing to train: --epochs and --max-steps are both 0");
+    return PT_OK;
 }
