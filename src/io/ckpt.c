@@ -11,24 +11,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "h5util.h"
 #include "paratrain/agree.h"
 #include "paratrain/ckpt.h"
+#include "paratrain/crc.h"
 #include "paratrain/log.h"
-
-uint32_t pt_crc32(const void *data, size_t bytes)
-{
-    uLong c = crc32(0L, Z_NULL, 0);
-    const Bytef *p = data;
-    while (bytes > 0) { /* zlib counts in uInt */
-        uInt n = bytes > (1u << 30) ? (1u << 30) : (uInt)bytes;
-        c = crc32(c, p, n);
-        p += n, bytes -= n;
-    }
-    return (uint32_t)c;
-}
 
 static pt_status fsync_path(const char *path)
 {
@@ -58,11 +46,11 @@ static pt_status combine_crc(MPI_Comm comm, uint32_t crc, int64_t elems, uint32_
     uint64_t mine[2] = {crc, (uint64_t)len}, *all = malloc(sizeof(uint64_t) * 2 * (size_t)size);
     PT_ALLOC_CHECK(all, sizeof(uint64_t) * 2 * (size_t)size);
     int rc = MPI_Allgather(mine, 2, MPI_UINT64_T, all, 2, MPI_UINT64_T, comm);
-    uLong c = crc32(0L, Z_NULL, 0);
-    for (int r = 0; r < size; r++) c = crc32_combine(c, (uLong)all[2 * r], (z_off_t)all[2 * r + 1]);
+    uint32_t c = 0;
+    for (int r = 0; r < size; r++) c = pt_crc32_combine(c, (uint32_t)all[2 * r], (int64_t)all[2 * r + 1]);
     free(all);
     if (rc != MPI_SUCCESS) return PT_ERR(PT_ERR_MPI, NULL, "MPI_Allgather of checksums failed");
-    *out = (uint32_t)c;
+    *out = c;
     return PT_OK;
 }
 
