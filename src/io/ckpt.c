@@ -107,17 +107,29 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
                     (long long)opt->offset, (long long)(opt->offset + opt->n), (long long)lo,
                     (long long)hi);
     PT_TRY(pt_agree(comm, st, NULL));
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), dxpl = H5Pcreate(H5P_DATASET_XFER);
-    H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
-    H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
-    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
-    if (f < 0)
-        st = PT_ERR(PT_ERR_IO, "check that the checkpoint directory is writable",
-                    "cannot create checkpoint '%s'", path);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), dxpl = H5Pcreate(H5P_DATASET_XFER), f = -1;
+    if (fapl < 0 || dxpl < 0)
+        st = PT_ERR(PT_ERR_HDF5, "is the HDF5 library intact?", "H5Pcreate failed for '%s'", path);
+    else if (H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0)
+        st = PT_ERR(PT_ERR_HDF5, "HDF5 must be the parallel build (libhdf5-openmpi)",
+                    "H5Pset_fapl_mpio failed for checkpoint '%s'", path);
+    else if (H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE) < 0)
+        st = PT_ERR(PT_ERR_HDF5, "HDF5 must be the parallel build (libhdf5-openmpi)",
+                    "H5Pset_dxpl_mpio(COLLECTIVE) failed for checkpoint '%s'", path);
+    /* every rank reaches the collective create, or none does */
+    st = pt_agree(comm, st, NULL);
+    if (st == PT_OK) {
+        f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+        if (f < 0)
+            st = PT_ERR(PT_ERR_IO, "check that the checkpoint directory is writable",
+                        "cannot create checkpoint '%s'", path);
+    }
+    if (fapl >= 0) H5Pclose(fapl);
     st = pt_agree(comm, st, NULL);
     if (st != PT_OK) {
-        free(host), H5Pclose(dxpl);
+        free(host);
+        if (dxpl >= 0) H5Pclose(dxpl);
+        if (f >= 0) H5Fclose(f);
         return st;
     }
     char name[PT_NAME_LEN + 64];
