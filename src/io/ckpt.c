@@ -74,11 +74,16 @@ static pt_status write_tensor(MPI_Comm comm, hid_t f, hid_t dxpl, const char *pa
     if (st == PT_OK) st = pt_h5_select_linear(fsp, (hsize_t)(a - p->offset), (hsize_t)(b - p->offset));
     hsize_t mn = (hsize_t)(b > a ? b - a : 1);
     hid_t msp = H5Screate_simple(1, &mn, NULL);
-    if (b == a) H5Sselect_none(msp);
+    if (msp < 0 && st == PT_OK)
+        st = PT_ERR(PT_ERR_HDF5, "out of memory?", "H5Screate_simple failed for '%s'", path);
+    if (b == a && msp >= 0 && H5Sselect_none(msp) < 0 && st == PT_OK)
+        st = PT_ERR(PT_ERR_HDF5, "is the HDF5 library intact?",
+                    "H5Sselect_none failed for this rank's empty part of '%s'", path);
     /* every rank takes part in the collective write, with an empty selection if need be */
     if (ds >= 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, msp, fsp, dxpl, slice + (a - lo)) < 0 && st == PT_OK)
         st = PT_ERR(PT_ERR_IO, "check free disk space", "cannot write dataset '%s'", path);
-    H5Sclose(msp), H5Sclose(fsp);
+    if (msp >= 0) H5Sclose(msp);
+    H5Sclose(fsp);
     st = pt_agree(comm, st, NULL);
     uint32_t crc = 0;
     if (st == PT_OK)

@@ -64,12 +64,11 @@ static int set_elem(const char *file, const char *ds, long long idx, const char 
     H5Sget_simple_extent_dims(sp, dims, NULL);
     long long rem = idx;
     for (int i = nd - 1; i >= 0; i--) coord[i] = (hsize_t)(rem % (long long)dims[i]), rem /= (long long)dims[i];
-    H5Sselect_elements(sp, H5S_SELECT_SET, 1, coord);
     hsize_t one = 1;
     hid_t ms = H5Screate_simple(1, &one, NULL);
     float fv = strtof(val, NULL);
     int iv = atoi(val);
-    herr_t rc = H5Dwrite(d, is_f32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT, ms, sp, H5P_DEFAULT,
+    herr_t rc = H5Sselect_elements(sp, H5S_SELECT_SET, 1, coord) < 0 ? -1 : H5Dwrite(d, is_f32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT, ms, sp, H5P_DEFAULT,
                          is_f32 ? (void *)&fv : (void *)&iv);
     H5Sclose(ms), H5Sclose(sp), H5Dclose(d);
     int bad = rc < 0;
