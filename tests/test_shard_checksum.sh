@@ -34,6 +34,19 @@ expect_error() { # name code pattern paratrain-args...
     pass "$name (exit $want on both ranks): $(grep 'paratrain: error:' "$WORK/$name.err" | sed 's/.*error: //' | cut -c1-160)"
 }
 
+# The stored checksum is the documented one, computed independently (h5dump's raw bytes, Python's
+# zlib): CRC-32 of the sample's stored image bytes, then its label as int32 little-endian.
+for i in 0 5 1665; do
+    f="$DATA/train/shard_00001.h5"
+    h5dump -d /images -s "$i,0,0,0" -c "1,1,28,28" -b LE -o "$WORK/img.bin" "$f" >/dev/null &&
+        h5dump -d /labels -s "$i" -c 1 -b LE -o "$WORK/lab.bin" "$f" >/dev/null || fail "h5dump sample $i"
+    stored=$(h5dump -d /crc32 -s "$i" -c 1 "$f" | sed -n "s/^ *($i): *//p")
+    want=$(python3 -c 'import sys, zlib; print(zlib.crc32(open(sys.argv[1], "rb").read() + open(sys.argv[2], "rb").read()))' \
+           "$WORK/img.bin" "$WORK/lab.bin")
+    [ "$stored" = "$want" ] || fail "sample $i: /crc32 holds $stored, the documented checksum is $want"
+done
+pass "/crc32 is CRC-32(image bytes + int32 LE label), as docs/DATA_FORMAT.md says"
+
 # 16 KB of junk in the middle of the pixels of train shard 1
 copy_data "$WORK/pix"
 "$H5MANGLE" scribble "$WORK/pix/train/shard_00001.h5" images 400000 16384 7 || fail "h5mangle scribble"

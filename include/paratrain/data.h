@@ -50,6 +50,8 @@ typedef struct {
     void *stage;
     int32_t *stage_labels;
     uint32_t *stage_crc;
+    uint32_t *crc_span; /* /crc32 from the first to the last sample of a shard read */
+    int64_t crc_span_cap;
     int64_t stage_cap;
     int64_t *order; /* (index, position) pairs, sorted */
     int64_t *uniq;  /* distinct requested indices, sorted */

@@ -267,6 +267,42 @@ static int shard_of(const pt_dataset *d, int64_t idx)
     return lo;
 }
 
+/* The stored checksums of the sorted samples u[0..nu) of shard s into stage_crc[row0..). When
+ * the samples lie close together, one contiguous read of /crc32 from the first to the last of
+ * them: HDF5 spends far longer on a selection of nu scattered runs than on copying the few KB
+ * between them (a random batch of 128 from a 13500-sample shard: benchmarks/RESULTS.md, "Shard
+ * checksums"). Otherwise the label selection (lsp, the same shape) serves. */
+static pt_status read_crcs(pt_dataset *d, const pt_shard *s, const int64_t *u, int64_t nu,
+                           int64_t row0, hid_t mlsp, hid_t lsp)
+{
+    const char *hint = "the shard file may be truncated or damaged; run pt-prep again";
+    const int64_t span = u[nu - 1] - u[0] + 1;
+    if (span > 64 * nu + 4096) {
+        PT_H5_CHECK(H5Dread(s->hid_crc, H5T_NATIVE_UINT32, mlsp, lsp, H5P_DEFAULT,
+                            d->stage_crc + row0), hint);
+        return PT_OK;
+    }
+    if (span > d->crc_span_cap) {
+        uint32_t *p = realloc(d->crc_span, sizeof(uint32_t) * (size_t)span);
+        if (!p) return PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate a checksum buffer of %lld", (long long)span);
+        d->crc_span = p, d->crc_span_cap = span;
+    }
+    pt_status st = PT_OK;
+    hsize_t start = (hsize_t)(u[0] - s->first), count = (hsize_t)span;
+    hid_t fsp = H5Dget_space(s->hid_crc), msp = H5Screate_simple(1, &count, NULL);
+    PT_H5_CHECK_GOTO(st, fsp, hint, out);
+    PT_H5_CHECK_GOTO(st, msp, "out of memory?", out);
+    PT_H5_CHECK_GOTO(st, H5Sselect_hyperslab(fsp, H5S_SELECT_SET, &start, NULL, &count, NULL),
+                     "the index may not match its shards; run pt-prep again", out);
+    PT_H5_CHECK_GOTO(st, H5Dread(s->hid_crc, H5T_NATIVE_UINT32, msp, fsp, H5P_DEFAULT, d->crc_span),
+                     hint, out);
+    for (int64_t k = 0; k < nu; k++) d->stage_crc[row0 + k] = d->crc_span[u[k] - u[0]];
+out:
+    if (fsp >= 0) H5Sclose(fsp);
+    if (msp >= 0) H5Sclose(msp);
+    return st;
+}
+
 /* Reads unique sorted indices u[0..nu) (all in shard si) into stage rows [row0, row0 + nu). */
 static pt_status read_runs(pt_dataset *d, int si, const int64_t *u, int64_t nu, int64_t row0)
 {
@@ -301,12 +337,7 @@ static pt_status read_runs(pt_dataset *d, int si, const int64_t *u, int64_t nu, 
                      H5Dread(s->hid_labels, H5T_NATIVE_INT32, mlsp, lsp, H5P_DEFAULT,
                              d->stage_labels + row0),
                      "the shard file may be truncated or damaged; run pt-prep again", out);
-    /* /crc32 has the shape of /labels, so the label selection serves it too */
-    if (d->verify)
-        PT_H5_CHECK_GOTO(st,
-                         H5Dread(s->hid_crc, H5T_NATIVE_UINT32, mlsp, lsp, H5P_DEFAULT,
-                                 d->stage_crc + row0),
-                         "the shard file may be truncated or damaged; run pt-prep again", out);
+    if (d->verify) st = read_crcs(d, s, u, nu, row0, mlsp, lsp);
 out:
     if (msp >= 0) H5Sclose(msp);
     if (mlsp >= 0) H5Sclose(mlsp);
@@ -461,10 +492,12 @@ void pt_dataset_close(pt_dataset *d)
     free(d->stage);
     free(d->stage_labels);
     free(d->stage_crc);
+    free(d->crc_span);
     free(d->order);
     free(d->uniq);
     free(d->slot);
     d->shards = NULL, d->stage = NULL, d->stage_labels = NULL, d->stage_crc = NULL, d->order = NULL;
+    d->crc_span = NULL, d->crc_span_cap = 0;
     d->uniq = NULL, d->slot = NULL;
     d->nshards = 0, d->stage_cap = 0;
 }
