@@ -10,7 +10,7 @@ args="--data $DATA --model mlp:784-32-10 --batch 64 --quiet true --eval-every 10
 
 # 1. the bounded wrappers, one case each, at np 2 and 3: the last rank never joins
 for np in 2 3; do
-    mpirun_t $np 120 "$top_builddir/tests/t_watchdog" >"$WORK/t_watchdog$np.out" 2>&1 ||
+    mpirun_t $np 60 "$top_builddir/tests/t_watchdog" >"$WORK/t_watchdog$np.out" 2>&1 ||
         { cat "$WORK/t_watchdog$np.out"; fail "t_watchdog at np=$np"; }
     grep -q "t_watchdog: [0-9]* checks, 0 failed" "$WORK/t_watchdog$np.out" ||
         { cat "$WORK/t_watchdog$np.out"; fail "t_watchdog at np=$np: no summary"; }

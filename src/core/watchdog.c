@@ -136,16 +136,16 @@ static void name_peers(char *buf, size_t len, MPI_Comm comm, const int *peers, i
 pt_status pt_watchdog_fail(const char *file, int line, MPI_Comm comm, const char *op,
                            const char *what, const int *peers, int npeers)
 {
-    char who[300], msg[sizeof lost_msg];
+    char who[300], msg[sizeof lost_msg - 128]; /* room for " (file:line)" in lost_msg */
     name_peers(who, sizeof who, comm, peers, npeers);
     snprintf(msg, sizeof msg, "rank %d: no progress for %g s in %s (%s), waiting on %s: a peer "
-             "stopped or died; PT_COLL_TIMEOUT=SECONDS sets this limit (%s:%d)",
-             world_rank(), pt_watchdog_timeout(), op, what ? what : "", who, file, line);
+             "stopped or died; PT_COLL_TIMEOUT=SECONDS sets this limit",
+             world_rank(), pt_watchdog_timeout(), op, what ? what : "", who);
     if (!pt_watchdog_peer_lost()) { /* the first failure is the cause; later ones follow from it */
-        snprintf(lost_msg, sizeof lost_msg, "%s", msg);
+        snprintf(lost_msg, sizeof lost_msg, "%s (%s:%d)", msg, file, line);
         __atomic_store_n(&lost, 1, __ATOMIC_RELEASE);
     }
-    return pt_error_set(PT_ERR_MPI, file, line, NULL, "%s", msg);
+    return pt_error_set(PT_ERR_MPI, file, line, NULL, "%s", msg); /* adds " (file:line)" */
 }
 
 /* After a lost peer nothing communicates again (see the header). */
