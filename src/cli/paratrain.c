@@ -105,6 +105,14 @@ static int generate(int argc, char **argv, int rank)
     return 0;
 }
 
+/* MPI_Comm_free is collective in the standard; no nonblocking form exists. */
+static void comm_free_armed(MPI_Comm *c)
+{
+    pt_watchdog_arm("MPI_Comm_free", "the node communicator of the thread choice", -1);
+    MPI_Comm_free(c);
+    pt_watchdog_disarm();
+}
+
 /* OpenMP threads per rank. Unless OMP_NUM_THREADS is set, a rank takes the CPUs of its affinity
  * mask divided among the ranks of its node whose masks overlap it: OpenMP's default (one thread
  * per CPU of the machine) gave `mpirun -np 2 --bind-to none` four spinning threads on two cores
@@ -136,7 +144,7 @@ static void choose_threads(int quiet)
         pt_log_warn("cannot gather the node's CPU masks (%s:%d: %s); threads per rank left to "
                     "OpenMP's default", __FILE__, __LINE__, all ? pt_error_message() : "no memory");
         free(all);
-        if (!pt_watchdog_peer_lost()) MPI_Comm_free(&node);
+        if (!pt_watchdog_peer_lost()) comm_free_armed(&node);
         return;
     }
     int sharers = 0;
@@ -183,7 +191,7 @@ static void choose_threads(int quiet)
     if (rc != PT_OK)
         pt_log_warn("an MPI call comparing threads with cores failed (%s:%d): %s", __FILE__,
                     __LINE__, pt_error_message());
-    if (!pt_watchdog_peer_lost()) MPI_Comm_free(&node);
+    if (!pt_watchdog_peer_lost()) comm_free_armed(&node);
     if (!quiet)
         pt_log_info("threads: %d per rank (%s; %d CPU%s in this rank's mask, shared by %d rank%s "
                     "of its node)", threads, from_env ? "OMP_NUM_THREADS" : "OMP_NUM_THREADS unset",

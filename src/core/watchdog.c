@@ -186,17 +186,15 @@ static void *watch(void *arg)
             continue;
         }
         const double due = last_progress + limit, t = now();
-        /* Woken long after it was due: this process itself was stopped (SIGSTOP, then SIGCONT
-         * from mpirun's kill sequence) or not scheduled; its peers did not fail it. */
-        if (t > due + (limit > 4 ? limit / 2 : 2)) {
-            last_progress = t;
-            continue;
-        }
         if (t < due || waits_running > 0) {
             const double until = t < due ? due : t + 0.25;
             struct timespec ts = {.tv_sec = (time_t)until,
                                   .tv_nsec = (long)((until - floor(until)) * 1e9)};
             pthread_cond_timedwait(&cv, &mu, &ts);
+            /* Woken long after it was due: this process itself was stopped (SIGSTOP, then
+             * SIGCONT from mpirun's kill sequence) or not scheduled; no peer failed it. */
+            const double late = now() - until;
+            if (late > 2.0) last_progress += late;
             continue;
         }
         const int k = (depth < 8 ? depth : 8) - 1;
