@@ -61,10 +61,12 @@ stop_run step-mpi 1:20:step "MPI_Iallreduce\|MPI_Allreduce" 1 --max-steps 300 --
 # the sparse collective (top-k compression)
 stop_run step-topk 1:20:step "MPI_Probe\|MPI_Isend\|MPI_Allreduce" 1 --max-steps 300 --compress topk:0.01
 
-# Rank 1's process of a run whose output goes to $1 (by the rank Open MPI gives it).
+# Rank 1's process of a run whose metrics go to $1 (by the rank the launcher gives it: Open MPI,
+# PMI or PMIx).
 rank1_pid() {
     for p in $(pgrep -f "paratrain train .*--metrics $1( |\$)"); do
-        tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1' && echo "$p"
+        tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null |
+            grep -qxE '(OMPI_COMM_WORLD_RANK|PMI_RANK|PMIX_RANK)=1' && echo "$p"
     done
 }
 count_train() { c=$(grep -c '"event": "train"' "$1" 2>/dev/null) || true; echo "${c:-0}"; }
