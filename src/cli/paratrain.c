@@ -213,7 +213,9 @@ static void usage(FILE *fp)
           "  PT_ALLREDUCE=ALGO: overrides --allreduce.\n"
           "  PT_COLL_TIMEOUT=SECONDS: a rank that waits this long for a peer in any collective,\n"
           "    barrier, window or collective file operation names the operation and exits non-zero\n"
-          "    on every rank (default 600; 0: never).\n",
+          "    on every rank (default 600; 0: never).\n"
+          "  PT_SHARD_VERIFY=0: do not check the data shards' per-sample checksums (exists to\n"
+          "    measure what the check costs; damaged data then trains silently).\n",
           fp);
 }
 
