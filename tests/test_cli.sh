@@ -121,7 +121,7 @@ with h5py.File(d + "/index.h5", "r+") as ix:
         del ix["test"][k]
         ix["test"].create_dataset(k, data=v, dtype=dt)
 with h5py.File(d + "/" + name.decode(), "r+") as f:
-    for k in ("images", "labels"):
+    for k in ("images", "labels", "crc32"):
         shape, dt = (0,) + f[k].shape[1:], f[k].dtype
         del f[k]
         f.create_dataset(k, shape=shape, dtype=dt)
