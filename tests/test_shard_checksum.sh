@@ -64,6 +64,20 @@ PT_SHARD_VERIFY=0 mpirun_t 2 120 "$PARATRAIN" train --data "$WORK/pix" $small --
     { cat "$WORK/unverified.out"; fail "PT_SHARD_VERIFY=0 should train on the damaged shard"; }
 pass "PT_SHARD_VERIFY=0: the damaged shard trains without a word (what the checksums catch)"
 
+# One large shard read two samples at a time: the checksums of far-apart samples come from the
+# scattered selection, of close ones from one contiguous span (src/io/dataset.c, read_crcs).
+# Clean, every read must verify (a wrong index mapping would raise a false alarm); damaged, the
+# damage is found.
+"$PT_PREP" fashion-mnist --src "$FMNIST_SRC" --out "$WORK/big" --shards 1 --limit 20000 --val 1000 >/dev/null ||
+    fail "pt-prep of the one-shard data"
+mpirun_t 1 120 "$PARATRAIN" train --data "$WORK/big" --model mlp:784-16-10 --batch 2 --max-steps 2000 \
+    --quiet true --validate-data false --ckpt-dir "$WORK/ckbig" >"$WORK/big.out" 2>&1 ||
+    { cat "$WORK/big.out"; fail "clean one-shard data, batch 2: reads failed to verify"; }
+pass "one shard of 19000, batch 2, 2000 steps: every read verifies"
+"$H5MANGLE" scribble "$WORK/big/train/shard_00000.h5" images 7000000 16384 11 || fail "h5mangle scribble"
+expect_error big-read 1 "shard '.*/big/train/shard_00000.h5' is damaged: sample [0-9]* of the shard" \
+    train --data "$WORK/big" --model mlp:784-16-10 --batch 4 --max-steps 9000 --quiet true --validate-data false
+
 # 4 bytes of junk in the labels of validation shard 0: labels are covered too
 copy_data "$WORK/lab"
 "$H5MANGLE" scribble "$WORK/lab/val/shard_00000.h5" labels 400 4 3 || fail "h5mangle scribble labels"

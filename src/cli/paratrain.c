@@ -235,7 +235,9 @@ static void usage(FILE *fp)
           "  PT_COLL_TIMEOUT=SECONDS: no progress in a wait for a peer that long ends the run, exit code 69 (default 600; 0: off)\n"
           "    Covers every collective, barrier, point-to-point message, shared-memory window,\n"
           "    collective file operation and MPI_Finalize; one line names the operation and the\n"
-          "    peer. Keep it above the longest a rank computes alone (a step, an evaluation).\n",
+          "    peer. Keep it above the longest a rank computes alone (a step, an evaluation).\n"
+          "  PT_SHARD_VERIFY=0: do not check the data shards' per-sample checksums (exists to\n"
+          "    measure what the check costs; damaged data then trains silently).\n",
           fp);
 }
 
