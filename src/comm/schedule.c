@@ -209,7 +209,7 @@ static void local_ops(pt_sched *s)
 pt_status pt_sched_start(pt_sched *s)
 {
     s->round = 0, s->posted = 0;
-    s->started = MPI_Wtime();
+    s->started = s->polled = MPI_Wtime();
     if (pt_watchdog_peer_lost()) /* nothing communicates after a lost peer (watchdog.h) */
         return PT_ERR(PT_ERR_MPI, NULL, "collective '%s' not started: a peer was lost earlier (%s)",
                       s->algo_name, pt_watchdog_message());
@@ -221,8 +221,10 @@ pt_status pt_sched_start(pt_sched *s)
  * algorithm, the round and the peers it waits on, instead of hanging. */
 static pt_status check_watchdog(pt_sched *s)
 {
-    const double limit = s->timeout;
-    if (limit <= 0.0 || MPI_Wtime() - s->started < limit) return PT_OK;
+    const double limit = s->timeout, t = MPI_Wtime();
+    if (t - s->polled > 1.0) s->started += t - s->polled; /* not tested meanwhile: not counted */
+    s->polled = t;
+    if (limit <= 0.0 || t - s->started < limit) return PT_OK;
     char what[256], op[96];
     int peers[64], np = 0;
     const int b = round_begin(s, s->round), e = s->round_end[s->round];
@@ -267,13 +269,18 @@ pt_status pt_sched_wait_request(pt_sched *s, MPI_Request *req)
 pt_status pt_sched_test(pt_sched *s, int *done)
 {
     *done = 0;
+    if (s->round < s->nrounds && pt_watchdog_peer_lost()) { /* fail at once, not after a limit */
+        s->abandoned = 1;
+        return PT_ERR(PT_ERR_MPI, NULL, "collective '%s' abandoned: a peer was lost earlier (%s)",
+                      s->algo_name, pt_watchdog_message());
+    }
     while (s->round < s->nrounds) {
         int flag = 1;
         if (s->nreqs) PT_MPI_CHECK(MPI_Testall(s->nreqs, s->reqs, &flag, MPI_STATUSES_IGNORE));
         if (!flag) return check_watchdog(s);
         local_ops(s);
         s->round++;
-        s->started = MPI_Wtime(); /* a round completed: progress */
+        s->started = s->polled = MPI_Wtime(); /* a round completed: progress */
         if (s->round < s->nrounds) PT_TRY(post_round(s));
     }
     *done = 1;

@@ -62,6 +62,8 @@ typedef struct pt_sched {
     int nreqs, reqs_cap;
     const char *algo_name;
     double started; /* for the watchdog: when the current round was posted */
+    double polled;  /* the last test: time between tests is not counted (no progress is
+                       possible outside MPI calls, e.g. while backward computes) */
     double timeout; /* PT_COLL_TIMEOUT in seconds (pt_watchdog_timeout); 0: no watchdog */
     int abandoned;  /* timed out with requests pending: pt_sched_free leaves their memory */
 } pt_sched;

@@ -263,6 +263,7 @@ pt_status pt_wait_bounded_at(const char *file, int line, int n, MPI_Request *req
                              MPI_Comm comm, const char *op, const char *what)
 {
     if (n <= 0) return PT_OK;
+    if (pt_watchdog_peer_lost()) return refuse(file, line, op); /* the requests stay pending */
     const double limit = pt_watchdog_timeout();
     if (limit <= 0) {
         int rc = MPI_Waitall(n, reqs, MPI_STATUSES_IGNORE);
