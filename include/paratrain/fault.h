@@ -7,7 +7,8 @@
  *                           the checkpoint of STEP, as a node failure would
  *   no-space[:STEP]         the free-space check before the save of STEP sees a full file
  *                           system (ENOSPC), for machines where no small tmpfs can be mounted
- *   skip-space-check        no free-space check: a full disk then fails the write itself
+ *   skip-space-check        no statvfs check before the save: a full disk is then found by the
+ *                           allocation of the new file (posix_fallocate) before it is written
  *   signal-in-save[:STEP]   rank RANK raises SIGTERM half-way through the save of STEP
  *   signal-in-eval[:STEP]   rank RANK raises SIGTERM in the evaluation after STEP
  *   slow-save:MS, slow-eval:MS, step-delay:MS

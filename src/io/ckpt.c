@@ -136,6 +136,24 @@ static pt_status write_rank_state(MPI_Comm comm, hid_t f, hid_t dxpl, const char
     return pt_agree(comm, st, NULL);
 }
 
+/* Rank 0: allocates `bytes` of disk for the new file before anything is written to it, so a
+ * full file system (ENOSPC, EDQUOT) fails here, on one rank, cleanly. An I/O error inside
+ * HDF5's collective writes or its collective close on one rank only can leave the ranks in
+ * different collectives (seen with ENOSPC on a tmpfs: one rank in the metadata flush barrier,
+ * the other in the truncate broadcast), so the write must not be where space runs out. */
+static pt_status reserve_space(const char *path, int64_t bytes)
+{
+    int fd = open(path, O_WRONLY);
+    if (fd < 0) return PT_ERR(PT_ERR_IO, NULL, "cannot open '%s': %s", path, strerror(errno));
+    int rc = posix_fallocate(fd, 0, (off_t)bytes);
+    close(fd);
+    if (rc == 0 || rc == EOPNOTSUPP || rc == EINVAL) return PT_OK; /* cannot reserve: not an error */
+    return PT_ERR(PT_ERR_IO, "free space there or give another --ckpt-dir; --resume auto continues "
+                  "from the previous checkpoint",
+                  "cannot allocate %.2f MiB for checkpoint '%s': %s; the previous checkpoint is kept",
+                  (double)bytes / 1048576.0, path, strerror(rc));
+}
+
 static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
                             const pt_optimizer *opt, const pt_ckpt_meta *meta,
                             const pt_ckpt_rank_states *rs)
@@ -162,8 +180,10 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
     if (f < 0)
         st = PT_ERR(PT_ERR_IO, "check that the checkpoint directory is writable",
                     "cannot create checkpoint '%s'", path);
+    if (st == PT_OK && rank == 0) st = reserve_space(path, pt_ckpt_expected_bytes(m, opt, rs, size));
     st = pt_agree(comm, st, NULL);
     if (st != PT_OK) {
+        if (f >= 0) H5Fclose(f); /* nothing written yet: the close is the same on every rank */
         free(host), H5Pclose(dxpl);
         return st;
     }
