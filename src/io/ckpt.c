@@ -207,9 +207,11 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
     if (st == PT_OK && pt_fault_at("ckpt-save", meta->step, rank))
         st = PT_ERR(PT_ERR_IO, "this failure was injected by PT_FAULT_INJECT=ckpt-save",
                     "checkpoint write to '%s' failed half-way", path);
-    if (st == PT_OK && pt_fault_at("ckpt-crash", meta->step, rank)) {
+    bool crash = false; /* the flush is collective: every rank flushes, then the victim dies */
+    for (int r = 0; r < size && st == PT_OK; r++) crash |= pt_fault_at("ckpt-crash", meta->step, r);
+    if (crash) {
         H5Fflush(f, H5F_SCOPE_GLOBAL);
-        raise(SIGKILL);
+        if (pt_fault_at("ckpt-crash", meta->step, rank)) raise(SIGKILL);
     }
     if (st == PT_OK && pt_fault_at("signal-in-save", meta->step, rank)) raise(SIGTERM);
     if (st == PT_OK) pt_fault_delay("slow-save", rank);
