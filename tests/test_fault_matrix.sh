@@ -11,7 +11,8 @@
 #   4. `--resume auto` runs to step 40 and its final checkpoint equals an uninterrupted run's of
 #      the same mode bit for bit (`pt-ckpt diff`, tolerance 0).
 # One line per cell; the table is also written to tests/work/test_fault_matrix/matrix.txt.
-# FAULT_MATRIX=quick runs 2 modes x 6 faults instead of 5 x 6. kill -STOP needs every blocking
+# FAULT_MATRIX=quick runs 2 modes x 6 faults instead of 5 x 6; FAULT_MODES and FAULT_FAULTS
+# (space-separated names) pick cells by hand. kill -STOP needs every blocking
 # wait to be bounded (PT_COLL_TIMEOUT): without that the other rank waits for ever and the cell
 # fails at $BOUND.
 . "${srcdir:-.}/tests/lib.sh"
@@ -25,6 +26,7 @@ quick) modes="dp compress" ;;
 *) modes="dp zero1 buckets compress repro" ;;
 esac
 faults="kill9 stop crash enospc term-eval term-save"
+modes=${FAULT_MODES:-$modes} faults=${FAULT_FAULTS:-$faults} # a subset by hand, e.g. to debug one cell
 mode_flags() {
     case $1 in
     dp) echo "" ;;
