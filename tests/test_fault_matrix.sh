@@ -69,6 +69,7 @@ for mode in $modes; do
         { cat "$WORK/ref-$mode.out"; fail "$mode: reference run"; }
     ref="$WORK/ref-$mode/step_00000040.h5"
     [ -f "$ref" ] || fail "$mode: the reference run wrote no step-40 checkpoint"
+    refsets=$("$PT_CKPT" info "$ref" | tail -1) # "N datasets"
     for fault in $faults; do
         cell="$mode-$fault" dir="$WORK/$mode-$fault"
         victim_rank=$(rnd 2) inject="" expect="" how="" want_latest=0
@@ -140,16 +141,18 @@ for mode in $modes; do
         *) [ $rc -eq "$expect" ] || { cat "$dir.out"; cell_fail $mode $fault "exit $rc, expected $expect ($how)"; continue; } ;;
         esac
         # checkpoints: every complete one intact, none missing, the failed save cleaned up
+        # (complete = every checksum passes and it holds as many datasets as the reference's)
         bad=""
         for f in "$dir"/step_*.h5; do
             [ -f "$f" ] || continue
-            "$PT_CKPT" info "$f" >"$dir.info" 2>&1 || bad="$bad $(basename "$f")"
+            "$PT_CKPT" info "$f" >"$dir.info" 2>&1 && [ "$(tail -1 "$dir.info")" = "$refsets" ] ||
+                bad="$bad $(basename "$f")"
         done
         [ -z "$bad" ] || { cell_fail $mode $fault "damaged checkpoint(s):$bad ($how)"; continue; }
         got=$(latest_step "$dir")
         [ "$got" -ge "$want_latest" ] || { cell_fail $mode $fault "latest is step $got, expected >= $want_latest ($how)"; continue; }
         case $fault in
-        enospc | term-*) [ "$got" -eq "$want_latest" ] || { cell_fail $mode $fault "latest is step $got, expected $want_latest"; continue; } ;;
+        crash | enospc | term-*) [ "$got" -eq "$want_latest" ] || { cell_fail $mode $fault "latest is step $got, expected $want_latest"; continue; } ;;
         esac
         if [ $fault = enospc ]; then
             grep -q "not enough space for checkpoint step 20\|cannot allocate .* No space left" "$dir.out" ||
