@@ -171,5 +171,12 @@ for mode in $modes; do
         echo "$mode $fault ok $line" >>"$WORK/matrix.txt"
     done
 done
+# the table of docs/FAULTS.md: mode x fault -> exit code and seconds to exit, or FAIL
+awk -v faults="$faults" 'BEGIN { n = split(faults, F, " "); printf "| mode |"; for (i = 1; i <= n; i++) printf " %s |", F[i]
+        printf "\n|---|"; for (i = 1; i <= n; i++) printf "---|"; printf "\n" }
+    { if (!($1 in seen)) { seen[$1] = 1; order[++m] = $1 }
+      if ($3 == "ok") { t = $7; sub(/s;$/, " s", t); r[$1, $2] = "exit " $5 ", " t } else r[$1, $2] = "**FAIL**" }
+    END { for (j = 1; j <= m; j++) { printf "| %s |", order[j]; for (i = 1; i <= n; i++) printf " %s |", r[order[j], F[i]]; printf "\n" } }' \
+    "$WORK/matrix.txt" | tee "$WORK/matrix.md"
 [ $failed -eq 0 ] || fail "$failed cell(s) of the fault matrix failed (see above)"
 pass "fault matrix: every cell exited in time, kept its checkpoints and resumed bit for bit"
