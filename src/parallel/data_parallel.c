@@ -442,7 +442,7 @@ static pt_status resume(trainer *t)
     PT_TRY(pt_ckpt_load_rank_states(t->comm, path, &rs, &found));
     if (rs.count && !found) {
         pt_compressor_reset(&t->z);
-        if (!c->quiet)
+        if (!c->quiet && t->rank == 0)
             pt_log_warn("--resume: %s has no error-feedback residual%s for %d ranks; %s from zero",
                         path, t->z.velocity ? " and DGC momentum" : "", t->size,
                         t->z.velocity ? "they start" : "it starts");
