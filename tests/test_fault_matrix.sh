@@ -54,6 +54,15 @@ if mount -t tmpfs -o size=1m tmpfs "$WORK/probe" 2>/dev/null; then
 fi
 [ $TMPFS = 1 ] || echo "note: cannot mount a tmpfs here; full-disk cells inject ENOSPC (PT_FAULT_INJECT=no-space)"
 
+# whatever happens, no tmpfs stays mounted under tests/work and no rank of a cell runs on
+cleanup() {
+    for m in "$WORK"/*-tmpfs; do
+        [ -d "$m" ] && mountpoint -q "$m" && umount -l "$m"
+    done
+    for p in $(pgrep -f "^[^ ]*paratrain train.*--ckpt-dir $WORK/" || true); do kill -CONT "$p"; kill -9 "$p"; done 2>/dev/null
+    true
+}
+trap cleanup EXIT
 : >"$WORK/matrix.txt"
 failed=0
 cell_fail() { # mode fault message
