@@ -1,6 +1,9 @@
 # Shared by the benchmark scripts (sourced from the repository root).
 DATA=${DATA:-data/fashion-mnist}
-[ -f "$DATA/index.h5" ] || ./pt-prep fashion-mnist --out "$DATA" >/dev/null
+# made afresh when missing or of another shard format version than this paratrain reads
+FMT=$(sed -n 's/^#define PT_DATA_FORMAT_VERSION \([0-9]*\).*/\1/p' include/paratrain/data.h)
+h5dump -a /format_version "$DATA/index.h5" 2>/dev/null | grep -q "(0): $FMT\$" ||
+    ./pt-prep fashion-mnist --out "$DATA" >/dev/null
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
 PY=/usr/bin/python3
 

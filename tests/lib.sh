@@ -15,6 +15,11 @@ WORK="$top_builddir/tests/work/$TEST_NAME"
 rm -rf "$WORK"
 mkdir -p "$WORK"
 
+# Prepared data live in directories named by the shard format version, so data of an older format
+# left in tests/work are never used (the reader would refuse them) but made afresh.
+FMT=$(sed -n 's/^#define PT_DATA_FORMAT_VERSION \([0-9]*\).*/\1/p' "$top_srcdir/include/paratrain/data.h")
+[ -n "$FMT" ] || { echo "FAIL: no PT_DATA_FORMAT_VERSION in include/paratrain/data.h" >&2; exit 1; }
+
 fail() { echo "FAIL: $*" >&2; exit 1; }
 pass() { echo "ok: $*"; }
 
@@ -30,7 +35,7 @@ mpirun_t() {
 need_data() {
     [ -r "$FMNIST_SRC/train-images-idx3-ubyte.gz" ] || [ -r "$FMNIST_SRC/train-images-idx3-ubyte" ] || {
         echo "SKIP: Fashion-MNIST not installed (Debian package dataset-fashion-mnist)"; exit 77; }
-    DATA="$top_builddir/tests/work/fmnist-small"
+    DATA="$top_builddir/tests/work/fmnist-small-v$FMT"
     mkdir -p "$top_builddir/tests/work"
     (
         flock 9
@@ -54,8 +59,8 @@ copy_data() {
 need_kjv() {
     command -v bible >/dev/null || { echo "SKIP: bible (package bible-kjv) not installed"; exit 77; }
     KJV_TEXT="$top_builddir/tests/work/kjv.txt"
-    KJV_LM="$top_builddir/tests/work/kjv-lm16"
-    KJV_BOOKS="$top_builddir/tests/work/kjv-books32"
+    KJV_LM="$top_builddir/tests/work/kjv-lm16-v$FMT"
+    KJV_BOOKS="$top_builddir/tests/work/kjv-books32-v$FMT"
     mkdir -p "$top_builddir/tests/work"
     (
         flock 9

@@ -165,7 +165,7 @@ static void check_mlp(const pt_backend *be, const char *spec, pt_act act, float 
     pt_model m;
     pt_model_options mo = {.act = act, .dropout = dropout};
     REQUIRE_OK(pt_model_create(&m, spec, &mo, be, B));
-    pt_model_init(&m, 3);
+    REQUIRE_OK(pt_model_init(&m, 3));
     int in = pt_model_input_size(&m), classes = pt_model_classes(&m);
     float *x = malloc(sizeof(float) * B * in);
     fill(x, B * in, 8, 0, 1);
@@ -216,7 +216,7 @@ static void check_mlp_tensors(const pt_backend *be, const char *spec, pt_act act
     pt_model m;
     pt_model_options mo = {.act = act, .dropout = dropout};
     REQUIRE_OK(pt_model_create(&m, spec, &mo, be, B));
-    pt_model_init(&m, 4);
+    REQUIRE_OK(pt_model_init(&m, 4));
     const int in = pt_model_input_size(&m), classes = pt_model_classes(&m);
     float *x = malloc(sizeof(float) * B * in);
     fill(x, B * in, 9, -1, 1);

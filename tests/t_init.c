@@ -86,7 +86,7 @@ static void check_model(const char *spec)
     const int seeds = (int)((MIN_SAMPLES + smallest - 1) / smallest);
     float *all = malloc(sizeof(float) * (size_t)(m.numel * seeds));
     for (int s = 0; s < seeds; s++) {
-        pt_model_init(&m, 1000 + (uint64_t)s);
+        REQUIRE_OK(pt_model_init(&m, 1000 + (uint64_t)s));
         m.be->to_host(all + (int64_t)s * m.numel, m.w, sizeof(float) * (size_t)m.numel);
     }
     double worst = 0.0;

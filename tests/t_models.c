@@ -60,7 +60,7 @@ static void check_model(const char *spec, int conv_algo)
     pt_model m;
     pt_model_options mo = {.act = PT_ACT_RELU, .conv_algo = conv_algo};
     REQUIRE_OK(pt_model_create(&m, spec, &mo, pt_backend_cpu(), B));
-    pt_model_init(&m, 1);
+    REQUIRE_OK(pt_model_init(&m, 1));
     int64_t runs0[2][3];
     for (int d = 0; d < 2; d++)
         for (int ph = 0; ph < 3; ph++) runs0[d][ph] = pt_conv_phase_count(d, ph);

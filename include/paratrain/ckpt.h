@@ -16,6 +16,7 @@
 #include <mpi.h>
 #include <stdint.h>
 
+#include "paratrain/crc.h"
 #include "paratrain/data.h"
 #include "paratrain/error.h"
 #include "paratrain/model.h"
@@ -106,8 +107,7 @@ pt_status pt_ckpt_verify(const char *path, pt_ckpt_meta *meta);
  * ZeRO-1 shards and checkpoint writes use it. */
 void pt_shard_range(int64_t n, int parts, int part, int64_t *off, int64_t *count);
 
-/* CRC-32 (IEEE) of a buffer: the checksum stored with every dataset. */
-uint32_t pt_crc32(const void *data, size_t bytes);
+/* pt_crc32 (paratrain/crc.h) is the checksum stored with every dataset. */
 
 #ifdef __cplusplus
 }

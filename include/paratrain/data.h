@@ -3,7 +3,8 @@
  *
  *   DIR/index.h5                 attrs: format_version, source, num_classes, channels, height,
  *                                width; groups /train /val /test, each with `files` and `counts`
- *   DIR/<split>/shard_NNNNN.h5   /images (N, C, H, W) uint8 or float32, /labels (N) int32;
+ *   DIR/<split>/shard_NNNNN.h5   /images (N, C, H, W) uint8 or float32, /labels (N) int32,
+ *                                /crc32 (N) uint32: per-sample checksum (pt_shard_sample_crc);
  *                                attrs: format_version, source, split, count, first_index
  *
  * The sampler permutes sample indices with Philox keyed by (seed, epoch): the global batch of
@@ -22,12 +23,14 @@
 extern "C" {
 #endif
 
-#define PT_DATA_FORMAT_VERSION 1
+/* 2: per-sample CRC-32 (/crc32 in every shard). Version 1 shards are refused (re-run pt-prep). */
+#define PT_DATA_FORMAT_VERSION 2
 #define PT_PATH_MAX 4096
 
 typedef struct {
-    int64_t hid_file, hid_images, hid_labels; /* hid_t, kept opaque so callers need no hdf5.h */
-    int64_t first, count;                      /* global index of the first sample, samples */
+    int64_t hid_file, hid_images, hid_labels, hid_crc; /* hid_t, opaque: callers need no hdf5.h */
+    int64_t first, count; /* global index of the first sample, samples */
+    char name[256]; /* <split>/shard_NNNNN.h5, relative to the data directory (messages) */
 } pt_shard;
 
 typedef struct {
@@ -41,10 +44,14 @@ typedef struct {
     int num_classes;
     pt_dtype image_dtype; /* PT_U8 (scaled to [0, 1] on read) or PT_F32 (read as is) */
     bool tokens;          /* uint8 samples are byte tokens: read as their values, unscaled */
+    bool verify;          /* check every sample read against /crc32 (env PT_SHARD_VERIFY=0: off) */
     char source[64];
     /* staging for one read, grown on demand */
     void *stage;
     int32_t *stage_labels;
+    uint32_t *stage_crc;
+    uint32_t *crc_span; /* /crc32 from the first to the last sample of a shard read */
+    int64_t crc_span_cap;
     int64_t stage_cap;
     int64_t *order; /* (index, position) pairs, sorted */
     int64_t *uniq;  /* distinct requested indices, sorted */
@@ -53,16 +60,23 @@ typedef struct {
 
 /* Opens every shard of a split, collectively over comm (parallel HDF5, MPI-IO driver), and checks
  * that shapes and counts agree with the index. With validate, every rank scans a 1/size share of
- * each shard for labels outside [0, num_classes) and non-finite pixels. Errors are agreed on, so
- * all ranks return the same status. */
+ * each shard (checksums, labels outside [0, num_classes), non-finite pixels). Errors are agreed
+ * on, so all ranks return the same status. Checksum verification is on unless the environment
+ * sets PT_SHARD_VERIFY=0 (for measuring its cost, benchmarks/bench_shard_read.sh). */
 pt_status pt_dataset_open(pt_dataset *d, const char *dir, const char *split, MPI_Comm comm,
                           bool validate);
 void pt_dataset_close(pt_dataset *d);
 
 /* Reads the samples with global indices idx[0..n) (any order, repeats allowed) into x (n rows of
  * sample_size floats) and y. Each shard is touched with one hyperslab-union read. Independent
- * I/O: ranks call it with different n and indices. */
+ * I/O: ranks call it with different n and indices. With d->verify, a sample whose bytes do not
+ * match its stored CRC fails with PT_ERR_DATA naming the shard file and the sample. */
 pt_status pt_dataset_read(pt_dataset *d, const int64_t *idx, int n, float *x, int32_t *y);
+
+/* The checksum of one sample as stored in a shard's /crc32: CRC-32 of its image bytes as stored
+ * (uint8, or float32 little-endian; `bytes` of them) followed by its label as int32
+ * little-endian. pt-prep writes it; the reader checks it. */
+uint32_t pt_shard_sample_crc(const void *image, size_t bytes, pt_dtype dtype, int32_t label);
 
 /* The distributed sampler. */
 typedef struct {

@@ -113,6 +113,9 @@ typedef struct pt_model {
     /* Sums n doubles over the data-parallel group in place (synchronized batch norm). */
     int (*allreduce_sum)(void *arg, double *x, int n);
     void *allreduce_arg;
+    /* First failure an op recorded during the current forward/backward (an allreduce of sync
+     * batch norm); the op still writes its output. Read with pt_model_status. */
+    pt_status status;
 } pt_model;
 
 /* A spec in canonical form, every key in table order with its value (defaults filled in):
@@ -135,8 +138,10 @@ void pt_model_use_grad_buffer(pt_model *m, float *g);
 void pt_model_use_param_buffer(pt_model *m, float *w);
 
 /* Deterministic initialization from (seed, tensor index, element index): PyTorch's nn.Linear
- * default distribution (Kaiming-uniform weights, uniform bias, bound 1/sqrt(fan_in)). */
-void pt_model_init(pt_model *m, uint64_t seed);
+ * default distribution (Kaiming-uniform weights, uniform bias, bound 1/sqrt(fan_in)). Fails with
+ * PT_ERR_NOMEM (parameters left as they were) when its staging buffer cannot be allocated;
+ * PT_FAULT_INJECT=model-init-alloc makes that allocation fail, for the tests. */
+pt_status pt_model_init(pt_model *m, uint64_t seed);
 
 /* Forward pass over `rows` samples x (rows x input_size); returns logits (rows x targets x
  * classes), owned by the model. `train` enables dropout, keyed by (seed, step) and the sample's global position
@@ -156,6 +161,11 @@ const float *pt_model_forward(pt_model *m, const float *x, int rows, const pt_fw
  * per-sample loss is the mean over its targets); *correct counts correct targets. */
 double pt_model_loss_backward(pt_model *m, const int32_t *labels, int rows, const pt_fwd_ctx *ctx,
                               float dlogits_scale, int64_t *correct);
+
+/* PT_OK, or the first error an op recorded since the last pt_model_forward began (the message
+ * is in pt_error_message). Check it after forward and after backward: an op that fails still
+ * writes its output (from local data), so nothing is left unwritten, but the step is invalid. */
+pt_status pt_model_status(const pt_model *m);
 
 int pt_model_classes(const pt_model *m);
 /* Targets per sample (1 for a classifier; the context length for a language model). */

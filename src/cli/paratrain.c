@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "paratrain/mpi_init.h"
 #include "paratrain/agree.h"
 #include "paratrain/ckpt.h"
 #include "paratrain/data.h"
@@ -279,11 +280,14 @@ static pt_status parse_args(int argc, char **argv, pt_train_config *c, char *ckp
 
 int main(int argc, char **argv)
 {
-    int provided, rank = 0, size = 1;
-    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    pt_log_set_rank(rank, size);
+    int rank = 0, size = 1;
+    if (pt_mpi_init(&argc, &argv, MPI_THREAD_FUNNELED, &rank, &size) != PT_OK) {
+        pt_log_error_last("paratrain");
+        int init = 0;
+        MPI_Initialized(&init);
+        if (init) MPI_Finalize();
+        return 1;
+    }
 
     int code = 0, help = 0;
     const char *cmd = argc > 1 ? argv[1] : "";

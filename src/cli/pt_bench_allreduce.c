@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "paratrain/mpi_init.h"
 #include "paratrain/comm.h"
 #include "paratrain/log.h"
 
@@ -34,10 +35,14 @@ static int iterations(size_t bytes)
 
 int main(int argc, char **argv)
 {
-    int provided, rank, size;
-    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    int rank = 0, size = 1;
+    if (pt_mpi_init(&argc, &argv, MPI_THREAD_FUNNELED, &rank, &size) != PT_OK) {
+        pt_log_error_last("pt-bench-allreduce");
+        int init = 0;
+        MPI_Initialized(&init);
+        if (init) MPI_Finalize();
+        return 1;
+    }
     pt_log_set_rank(rank, size);
     long long min_bytes = 4, max_bytes = 256LL << 20;
     const char *csv = NULL, *tune = NULL, *algos = "mpi,ring,recursive_doubling,rabenseifner,binomial";

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "paratrain/mpi_init.h"
 #include "paratrain/compress.h"
 #include "paratrain/log.h"
 
@@ -41,11 +42,14 @@ static int cmp(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    int provided, rank, size;
-    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    pt_log_set_rank(rank, size);
+    int rank = 0, size = 1;
+    if (pt_mpi_init(&argc, &argv, MPI_THREAD_FUNNELED, &rank, &size) != PT_OK) {
+        pt_log_error_last("pt-bench-compress");
+        int init = 0;
+        MPI_Initialized(&init);
+        if (init) MPI_Finalize();
+        return 1;
+    }
     double mb = 25.0;
     int reps = 10;
     const char *csv = NULL;

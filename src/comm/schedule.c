@@ -7,25 +7,34 @@
 #include <string.h>
 
 
-static MPI_Datatype wire_type(pt_dtype t)
+static pt_status wire_type(pt_dtype t, MPI_Datatype *out)
 {
     switch (t) {
-    case PT_F32: return MPI_FLOAT;
-    case PT_F64: return MPI_DOUBLE;
-    case PT_I32: return MPI_INT32_T;
-    case PT_I64: return MPI_INT64_T;
-    case PT_F16: case PT_BF16: return MPI_UINT16_T;
-    case PT_U8: return MPI_UINT8_T;
+    case PT_F32: *out = MPI_FLOAT; return PT_OK;
+    case PT_F64: *out = MPI_DOUBLE; return PT_OK;
+    case PT_I32: *out = MPI_INT32_T; return PT_OK;
+    case PT_I64: *out = MPI_INT64_T; return PT_OK;
+    case PT_F16: case PT_BF16: *out = MPI_UINT16_T; return PT_OK;
+    case PT_U8: *out = MPI_UINT8_T; return PT_OK;
     case PT_I128: { /* no MPI type: a contiguous pair of 64-bit words, created once */
         static MPI_Datatype i128 = MPI_DATATYPE_NULL;
         if (i128 == MPI_DATATYPE_NULL) {
-            MPI_Type_contiguous(2, MPI_INT64_T, &i128);
-            MPI_Type_commit(&i128);
+            MPI_Datatype nt = MPI_DATATYPE_NULL;
+            PT_MPI_CHECK(MPI_Type_contiguous(2, MPI_INT64_T, &nt));
+            int rc = MPI_Type_commit(&nt);
+            if (rc != MPI_SUCCESS) {
+                MPI_Type_free(&nt); /* not kept half-made: the next call tries again */
+                return PT_ERR(PT_ERR_MPI, "is the MPI library intact?",
+                              "MPI_Type_commit of the 128-bit wire type failed (code %d)", rc);
+            }
+            i128 = nt;
         }
-        return i128;
+        *out = i128;
+        return PT_OK;
     }
     }
-    return MPI_BYTE;
+    *out = MPI_BYTE;
+    return PT_OK;
 }
 
 pt_status pt_sched_init(pt_sched *s, pt_comm *c, pt_dtype t, pt_reduce_op op,
@@ -132,7 +141,8 @@ static pt_status post_round(pt_sched *s)
         if (!r) return PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate MPI requests");
         s->reqs = r, s->reqs_cap = e - b;
     }
-    const MPI_Datatype t = wire_type(s->dtype);
+    MPI_Datatype t = MPI_BYTE;
+    PT_TRY(wire_type(s->dtype, &t));
     /* Receives first, so a matching send finds its buffer posted. */
     for (int i = b; i < e; i++) {
         const pt_sop *o = &s->ops[i];

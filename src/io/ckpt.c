@@ -12,25 +12,13 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "h5util.h"
 #include "paratrain/agree.h"
 #include "paratrain/ckpt.h"
+#include "paratrain/crc.h"
 #include "paratrain/fault.h"
 #include "paratrain/log.h"
-
-uint32_t pt_crc32(const void *data, size_t bytes)
-{
-    uLong c = crc32(0L, Z_NULL, 0);
-    const Bytef *p = data;
-    while (bytes > 0) { /* zlib counts in uInt */
-        uInt n = bytes > (1u << 30) ? (1u << 30) : (uInt)bytes;
-        c = crc32(c, p, n);
-        p += n, bytes -= n;
-    }
-    return (uint32_t)c;
-}
 
 static pt_status fsync_path(const char *path)
 {
@@ -60,11 +48,11 @@ static pt_status combine_crc(MPI_Comm comm, uint32_t crc, int64_t elems, uint32_
     uint64_t mine[2] = {crc, (uint64_t)len}, *all = malloc(sizeof(uint64_t) * 2 * (size_t)size);
     PT_ALLOC_CHECK(all, sizeof(uint64_t) * 2 * (size_t)size);
     int rc = MPI_Allgather(mine, 2, MPI_UINT64_T, all, 2, MPI_UINT64_T, comm);
-    uLong c = crc32(0L, Z_NULL, 0);
-    for (int r = 0; r < size; r++) c = crc32_combine(c, (uLong)all[2 * r], (z_off_t)all[2 * r + 1]);
+    uint32_t c = 0;
+    for (int r = 0; r < size; r++) c = pt_crc32_combine(c, (uint32_t)all[2 * r], (int64_t)all[2 * r + 1]);
     free(all);
     if (rc != MPI_SUCCESS) return PT_ERR(PT_ERR_MPI, NULL, "MPI_Allgather of checksums failed");
-    *out = (uint32_t)c;
+    *out = c;
     return PT_OK;
 }
 
@@ -88,11 +76,16 @@ static pt_status write_tensor(MPI_Comm comm, hid_t f, hid_t dxpl, const char *pa
     if (st == PT_OK) st = pt_h5_select_linear(fsp, (hsize_t)(a - p->offset), (hsize_t)(b - p->offset));
     hsize_t mn = (hsize_t)(b > a ? b - a : 1);
     hid_t msp = H5Screate_simple(1, &mn, NULL);
-    if (b == a) H5Sselect_none(msp);
+    if (msp < 0 && st == PT_OK)
+        st = PT_ERR(PT_ERR_HDF5, "out of memory?", "H5Screate_simple failed for '%s'", path);
+    if (b == a && msp >= 0 && H5Sselect_none(msp) < 0 && st == PT_OK)
+        st = PT_ERR(PT_ERR_HDF5, "is the HDF5 library intact?",
+                    "H5Sselect_none failed for this rank's empty part of '%s'", path);
     /* every rank takes part in the collective write, with an empty selection if need be */
     if (ds >= 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, msp, fsp, dxpl, slice + (a - lo)) < 0 && st == PT_OK)
         st = PT_ERR(PT_ERR_IO, "check free disk space", "cannot write dataset '%s'", path);
-    H5Sclose(msp), H5Sclose(fsp);
+    if (msp >= 0) H5Sclose(msp);
+    H5Sclose(fsp);
     st = pt_agree(comm, st, NULL);
     uint32_t crc = 0;
     if (st == PT_OK)
@@ -110,24 +103,29 @@ static pt_status write_rank_state(MPI_Comm comm, hid_t f, hid_t dxpl, const char
                                   const float *row, int64_t n)
 {
     int rank, size;
-    MPI_Comm_rank(comm, &rank);
-    MPI_Comm_size(comm, &size);
+    PT_MPI_CHECK(MPI_Comm_rank(comm, &rank));
+    PT_MPI_CHECK(MPI_Comm_size(comm, &size));
     char path[PT_NAME_LEN + 64];
     snprintf(path, sizeof path, "rank_state/%s", name);
     pt_status st = pt_h5_make_parents(f, path);
     hsize_t dims[2] = {(hsize_t)size, (hsize_t)n}, start[2] = {(hsize_t)rank, 0},
             cnt[2] = {1, (hsize_t)n}, mn = (hsize_t)(n ? n : 1);
     hid_t fsp = H5Screate_simple(2, dims, NULL), msp = H5Screate_simple(1, &mn, NULL);
+    if ((fsp < 0 || msp < 0) && st == PT_OK)
+        st = PT_ERR(PT_ERR_HDF5, "out of memory?", "H5Screate_simple failed for '%s'", path);
     hid_t ds = st == PT_OK ? H5Dcreate2(f, path, H5T_IEEE_F32LE, fsp, H5P_DEFAULT, H5P_DEFAULT,
                                          H5P_DEFAULT) : -1;
     if (st == PT_OK && ds < 0)
         st = PT_ERR(PT_ERR_IO, "check free disk space", "cannot create dataset '%s'", path);
-    if (n == 0) H5Sselect_none(fsp), H5Sselect_none(msp);
-    else if (H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, cnt, NULL) < 0 && st == PT_OK)
-        st = PT_ERR(PT_ERR_HDF5, NULL, "cannot select row %d of '%s'", rank, path);
+    if (st == PT_OK && n == 0 && (H5Sselect_none(fsp) < 0 || H5Sselect_none(msp) < 0))
+        st = PT_ERR(PT_ERR_HDF5, "is the HDF5 library intact?", "H5Sselect_none failed for '%s'", path);
+    else if (st == PT_OK && n > 0 && H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, cnt, NULL) < 0)
+        st = PT_ERR(PT_ERR_HDF5, "is the HDF5 library intact?", "cannot select row %d of '%s'", rank, path);
+    /* every rank that created the dataset takes part in the collective write */
     if (ds >= 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, msp, fsp, dxpl, row) < 0 && st == PT_OK)
         st = PT_ERR(PT_ERR_IO, "check free disk space", "cannot write dataset '%s'", path);
-    H5Sclose(msp), H5Sclose(fsp);
+    if (msp >= 0) H5Sclose(msp);
+    if (fsp >= 0) H5Sclose(fsp);
     st = pt_agree(comm, st, NULL);
     uint32_t crc = 0;
     if (st == PT_OK) st = combine_crc(comm, pt_crc32(row, sizeof(float) * (size_t)n), n, &crc);
@@ -172,19 +170,30 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
                     (long long)opt->offset, (long long)(opt->offset + opt->n), (long long)lo,
                     (long long)hi);
     PT_TRY(pt_agree(comm, st, NULL));
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), dxpl = H5Pcreate(H5P_DATASET_XFER);
-    H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
-    H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
-    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
-    if (f < 0)
-        st = PT_ERR(PT_ERR_IO, "check that the checkpoint directory is writable",
-                    "cannot create checkpoint '%s'", path);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), dxpl = H5Pcreate(H5P_DATASET_XFER), f = -1;
+    if (fapl < 0 || dxpl < 0)
+        st = PT_ERR(PT_ERR_HDF5, "is the HDF5 library intact?", "H5Pcreate failed for '%s'", path);
+    else if (H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0)
+        st = PT_ERR(PT_ERR_HDF5, "HDF5 must be the parallel build (libhdf5-openmpi)",
+                    "H5Pset_fapl_mpio failed for checkpoint '%s'", path);
+    else if (H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE) < 0)
+        st = PT_ERR(PT_ERR_HDF5, "HDF5 must be the parallel build (libhdf5-openmpi)",
+                    "H5Pset_dxpl_mpio(COLLECTIVE) failed for checkpoint '%s'", path);
+    /* every rank reaches the collective create, or none does */
+    st = pt_agree(comm, st, NULL);
+    if (st == PT_OK) {
+        f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+        if (f < 0)
+            st = PT_ERR(PT_ERR_IO, "check that the checkpoint directory is writable",
+                        "cannot create checkpoint '%s'", path);
+    }
+    if (fapl >= 0) H5Pclose(fapl);
     if (st == PT_OK && rank == 0) st = reserve_space(path, pt_ckpt_expected_bytes(m, opt, rs, size));
     st = pt_agree(comm, st, NULL);
     if (st != PT_OK) {
-        if (f >= 0) H5Fclose(f); /* nothing written yet: the close is the same on every rank */
-        free(host), H5Pclose(dxpl);
+        free(host);
+        if (dxpl >= 0) H5Pclose(dxpl);
+        if (f >= 0) H5Fclose(f);
         return st;
     }
     char name[PT_NAME_LEN + 64];

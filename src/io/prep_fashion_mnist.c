@@ -108,9 +108,12 @@ static pt_status write_shard(const char *path, const char *split, const pt_prep_
     hid_t ti = o->float32 ? H5T_IEEE_F32LE : H5T_STD_U8LE;
     hid_t di = H5Dcreate2(f, "images", ti, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     hid_t dl = H5Dcreate2(f, "labels", H5T_STD_I32LE, lsp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    void *buf = malloc((size_t)(n > 0 ? n : 1) * (size_t)S * (o->float32 ? 4 : 1));
+    hid_t dc = H5Dcreate2(f, "crc32", H5T_STD_U32LE, lsp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    const size_t esize = o->float32 ? 4 : 1;
+    void *buf = malloc((size_t)(n > 0 ? n : 1) * (size_t)S * esize);
     int32_t *lab = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
-    if (di < 0 || dl < 0 || !buf || !lab) {
+    uint32_t *crc = malloc(sizeof(uint32_t) * (size_t)(n > 0 ? n : 1));
+    if (di < 0 || dl < 0 || dc < 0 || !buf || !lab || !crc) {
         st = PT_ERR(PT_ERR_IO, "check free disk space", "cannot create datasets in '%s'", path);
         goto out;
     }
@@ -121,11 +124,16 @@ static pt_status write_shard(const char *path, const char *split, const pt_prep_
         else
             memcpy((uint8_t *)buf + i * S, src, (size_t)S);
         lab[i] = labels[rows[i]];
+        /* computed from the buffer that is written, so the checksum covers the stored bytes */
+        crc[i] = pt_shard_sample_crc((const uint8_t *)buf + (size_t)i * (size_t)S * esize,
+                                     (size_t)S * esize, o->float32 ? PT_F32 : PT_U8, lab[i]);
     }
     PT_H5_CHECK_GOTO(st, H5Dwrite(di, o->float32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_UINT8, H5S_ALL,
                                   H5S_ALL, H5P_DEFAULT, buf),
                      "check free disk space", out);
     PT_H5_CHECK_GOTO(st, H5Dwrite(dl, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, lab),
+                     "check free disk space", out);
+    PT_H5_CHECK_GOTO(st, H5Dwrite(dc, H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, crc),
                      "check free disk space", out);
     PT_TRY_GOTO(st, pt_h5_attr_write_i64(f, "format_version", PT_DATA_FORMAT_VERSION), out);
     PT_TRY_GOTO(st, pt_h5_attr_write_str(f, "source", meta->source), out);
@@ -133,9 +141,10 @@ static pt_status write_shard(const char *path, const char *split, const pt_prep_
     PT_TRY_GOTO(st, pt_h5_attr_write_i64(f, "count", n), out);
     PT_TRY_GOTO(st, pt_h5_attr_write_i64(f, "first_index", first), out);
 out:
-    free(buf), free(lab);
+    free(buf), free(lab), free(crc);
     if (di >= 0) H5Dclose(di);
     if (dl >= 0) H5Dclose(dl);
+    if (dc >= 0) H5Dclose(dc);
     H5Sclose(sp), H5Sclose(lsp);
     if (H5Fclose(f) < 0 && st == PT_OK)
         st = PT_ERR(PT_ERR_IO, "check free disk space", "cannot close '%s'", path);

@@ -186,10 +186,15 @@ void pt_model_use_param_buffer(pt_model *m, float *w)
 
 /* Each tensor draws from its own Philox stream (tensor index), element by element, so the values
  * do not depend on the rank count or on any other tensor. */
-void pt_model_init(pt_model *m, uint64_t seed)
+pt_status pt_model_init(pt_model *m, uint64_t seed)
 {
-    float *host = malloc(sizeof(float) * (size_t)m->numel);
-    if (!host) return; /* numel was allocated once already; cannot realistically fail here */
+    const size_t bytes = sizeof(float) * (size_t)m->numel;
+    const char *fault = getenv("PT_FAULT_INJECT");
+    float *host = fault && !strcmp(fault, "model-init-alloc") ? NULL : malloc(bytes ? bytes : 1);
+    if (!host)
+        return PT_ERR(PT_ERR_NOMEM, "give each rank more memory, or use a smaller model",
+                      "pt_model_init: cannot allocate %zu bytes to initialize the parameters of "
+                      "'%s'", bytes, m->spec);
     for (int t = 0; t < m->nparams; t++) {
         const pt_param *pp = &m->params[t];
         const uint64_t stream = PT_STREAM_INIT + (uint64_t)t;
@@ -212,6 +217,7 @@ void pt_model_init(pt_model *m, uint64_t seed)
     for (int b = 0; b < m->nbuffers; b++)
         for (int64_t i = 0; i < m->buffers[b].numel; i++)
             m->buf[m->buffers[b].offset + i] = m->buffers[b].init_arg;
+    return PT_OK;
 }
 
 /* ------------------------------------------------------------------ forward / backward */
@@ -219,6 +225,7 @@ void pt_model_init(pt_model *m, uint64_t seed)
 const float *pt_model_forward(pt_model *m, const float *x, int rows, const pt_fwd_ctx *ctx)
 {
     m->x = x;
+    m->status = PT_OK;
     m->slots[0].a = (float *)x; /* read only: no op writes its input */
     for (int i = 0; i < m->nnodes; i++) m->nodes[i].op->forward(m, &m->nodes[i], rows, ctx);
     return m->slots[m->nodes[m->nnodes - 1].out].a;
@@ -269,6 +276,8 @@ double pt_model_loss_backward(pt_model *m, const int32_t *labels, int rows, cons
     }
     return loss;
 }
+
+pt_status pt_model_status(const pt_model *m) { return m->status; }
 
 int pt_model_classes(const pt_model *m) { return m->classes; }
 int pt_model_input_size(const pt_model *m) { return m->input_size; }

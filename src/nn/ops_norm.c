@@ -8,12 +8,16 @@
  *     count; backward: sum dy, sum dy*xhat) are summed over the data-parallel group through
  *     m->allreduce_sum, so every rank normalizes with the global batch's statistics and the result
  *     equals one rank training the whole batch. Without it each rank uses its own share
- *     (docs/MODELS.md). Evaluation uses the running statistics. Sums are in double.
+ *     (docs/MODELS.md). Evaluation uses the running statistics. Sums are in double, in the
+ *     model's scratch (sized at model build by bn_scratch): no allocation per call, so nothing
+ *     can fail half-way but the allreduce. When that fails the op records the error in
+ *     m->status (pt_model_status) and normalizes with this rank's own statistics, so its output
+ *     is always written; the caller must not use the step.
  *
  *   layernorm   in/out (P x D), ia = {P, D}; p = {gamma, beta}; fa[1] = eps; per position. */
 #include <math.h>
 #include <omp.h>
-#include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "graph.h"
@@ -21,11 +25,25 @@
 /* sums[c] += f(row r, channel c) over rows [0, N) for two quantities at once, in a fixed block
  * order so a fixed thread count gives the same bits every time. */
 #define NB_BLOCKS 64
-static void channel_sums(const float *a, const float *b, const float *mean, const float *rstd,
-                         int64_t N, int C, int mode, double *s0, double *s1)
+
+/* The op's scratch: per-block partial sums (NB_BLOCKS x 2C), then the 2C + 1 totals (sums and
+ * the count), all doubles; in floats, plus one for aligning the doubles. */
+static int64_t bn_scratch(const pt_model *m, const pt_node *n, int rows)
 {
-    double *part = calloc((size_t)NB_BLOCKS * 2 * C, sizeof(double));
-    if (!part) return; /* small; cannot realistically fail */
+    const int64_t C = n->ia[1];
+    return 2 * ((int64_t)NB_BLOCKS * 2 * C + 2 * C + 1) + 1;
+}
+
+static double *bn_part(pt_model *m)
+{
+    return (double *)(((uintptr_t)m->scratch + 7) & ~(uintptr_t)7);
+}
+
+/* `part` holds NB_BLOCKS * 2 * C doubles (bn_part). */
+static void channel_sums(const float *a, const float *b, const float *mean, const float *rstd,
+                         int64_t N, int C, int mode, double *part, double *s0, double *s1)
+{
+    memset(part, 0, sizeof(double) * (size_t)NB_BLOCKS * 2 * (size_t)C);
 #pragma omp parallel for schedule(static)
     for (int blk = 0; blk < NB_BLOCKS; blk++) {
         int64_t r0 = N * blk / NB_BLOCKS, r1 = N * (blk + 1) / NB_BLOCKS;
@@ -45,7 +63,49 @@ static void channel_sums(const float *a, const float *b, const float *mean, cons
     for (int blk = 0; blk < NB_BLOCKS; blk++)
         for (int c = 0; c < C; c++) s0[c] += part[(int64_t)blk * 2 * C + c],
                                     s1[c] += part[(int64_t)blk * 2 * C + C + c];
-    free(part);
+}
+
+/* Sums the 2C + 1 totals over the data-parallel group (sync batch norm). On failure records the
+ * error and recomputes this rank's own sums (the buffer's contents are undefined after a failed
+ * allreduce), so the op still produces a defined output. */
+static void sync_sums(pt_model *m, const char *phase, int C, double *s, void (*local)(void *),
+                      void *arg)
+{
+    if (!m->opt.sync_bn || !m->allreduce_sum) return;
+    const int rc = m->allreduce_sum(m->allreduce_arg, s, 2 * C + 1);
+    if (rc == 0) return;
+    if (m->status == PT_OK)
+        m->status = PT_ERR(PT_ERR_MPI, "a rank may have died or the network failed; see the "
+                                       "other ranks' messages",
+                           "synchronized batch norm: the allreduce of the %s channel sums failed "
+                           "(error code %d)", phase, rc);
+    local(arg);
+}
+
+struct fwd_sums {
+    const float *x;
+    int64_t N;
+    int C;
+    double *part, *s;
+};
+static void fwd_local(void *arg)
+{
+    struct fwd_sums *a = arg;
+    channel_sums(a->x, NULL, NULL, NULL, a->N, a->C, 0, a->part, a->s, a->s + a->C);
+    a->s[2 * a->C] = (double)a->N;
+}
+
+struct bwd_sums {
+    const float *dy, *x, *mean, *rstd;
+    int64_t N;
+    int C;
+    double *part, *s;
+};
+static void bwd_local(void *arg)
+{
+    struct bwd_sums *a = arg;
+    channel_sums(a->dy, a->x, a->mean, a->rstd, a->N, a->C, 1, a->part, a->s, a->s + a->C);
+    a->s[2 * a->C] = (double)a->N;
 }
 
 static void bn_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
@@ -57,11 +117,10 @@ static void bn_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
     float *rm = m->buf + m->buffers[n->b[0]].offset, *rv = m->buf + m->buffers[n->b[1]].offset;
     const float mom = n->fa[0], eps = n->fa[1];
     if (ctx->train) {
-        double *s0 = malloc(sizeof(double) * (2 * (size_t)C + 1)), *s1 = s0 + C;
-        if (!s0) return; /* a few hundred bytes */
-        channel_sums(x, NULL, NULL, NULL, N, C, 0, s0, s1);
-        s0[2 * C] = (double)N;
-        if (m->opt.sync_bn && m->allreduce_sum) m->allreduce_sum(m->allreduce_arg, s0, 2 * C + 1);
+        double *part = bn_part(m), *s0 = part + (int64_t)NB_BLOCKS * 2 * C, *s1 = s0 + C;
+        struct fwd_sums a = {x, N, C, part, s0};
+        fwd_local(&a);
+        sync_sums(m, "forward", C, s0, fwd_local, &a);
         const double cnt = s0[2 * C];
         for (int c = 0; c < C; c++) {
             double mu = s0[c] / cnt, var = s1[c] / cnt - mu * mu;
@@ -71,7 +130,6 @@ static void bn_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
             rm[c] = (1.0f - mom) * rm[c] + mom * (float)mu;
             rv[c] = (1.0f - mom) * rv[c] + mom * (float)(cnt > 1 ? var * cnt / (cnt - 1) : var);
         }
-        free(s0);
     } else {
         for (int c = 0; c < C; c++) mean[c] = rm[c], rstd[c] = 1.0f / sqrtf(rv[c] + eps);
     }
@@ -92,14 +150,14 @@ static void bn_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx
     const float *x = in->a, *gamma = pt_pw(m, n, 0), *mean = n->aux, *rstd = n->aux + C;
     float *dy = out->g;
     if (n->act == PT_ACT_RELU) m->be->act_backward(dy, dy, out->a, N * C, PT_ACT_RELU);
-    double *s = malloc(sizeof(double) * (2 * (size_t)C + 1)), *s0 = s, *s1 = s + C;
-    if (!s) return;
-    channel_sums(dy, x, mean, rstd, N, C, 1, s0, s1);
+    double *part = bn_part(m), *s = part + (int64_t)NB_BLOCKS * 2 * C, *s0 = s, *s1 = s + C;
+    struct bwd_sums a = {dy, x, mean, rstd, N, C, part, s};
+    bwd_local(&a);
     float *dgamma = pt_pg(m, n, 0), *dbeta = pt_pg(m, n, 1);
     pt_param_beta(m, n, 0), pt_param_beta(m, n, 1);
+    /* the parameter gradients are this rank's sums: the gradient allreduce adds the ranks' */
     for (int c = 0; c < C; c++) dgamma[c] = (float)s1[c], dbeta[c] = (float)s0[c];
-    s[2 * C] = (double)N;
-    if (m->opt.sync_bn && m->allreduce_sum) m->allreduce_sum(m->allreduce_arg, s, 2 * C + 1);
+    sync_sums(m, "backward", C, s, bwd_local, &a);
     const int beta = pt_in_beta(m, n, 0);
     if (beta >= 0) {
         float *dx = in->g, a[C], b[C], k[C];
@@ -117,10 +175,9 @@ static void bn_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx
                 dx[r * C + c] = beta ? dx[r * C + c] + v : v;
             }
     }
-    free(s);
 }
 
-const pt_op pt_op_batchnorm = {"batchnorm", NULL, bn_forward, bn_backward};
+const pt_op pt_op_batchnorm = {"batchnorm", bn_scratch, bn_forward, bn_backward};
 
 /* ------------------------------------------------------------------ layer norm */
 

@@ -131,6 +131,7 @@ pt_status pt_evaluate(pt_model *m, pt_dataset *d, MPI_Comm comm, int64_t batch, 
         int64_t correct = 0;
         acc[0] += pt_model_loss_backward(m, y, n, &ctx, 0.0f, &correct);
         acc[1] += (double)correct;
+        if ((st = pt_model_status(m)) != PT_OK) break;
     }
     free(x), free(y), free(idx);
     PT_TRY(pt_agree(comm, st, NULL));
@@ -568,6 +569,10 @@ static pt_status run(trainer *t, pt_train_result *res)
             be->zero(t->model.g, sizeof(float) * (size_t)t->model.numel);
             if (c->reproducible) pt_grad_sync_exact_add(&t->gs, true);
         }
+        /* an op's failure (sync batch norm's allreduce) stops every rank after this step, as a
+         * read failure does */
+        if (local == PT_OK && my_rows > 0 && (local = pt_model_status(&t->model)) != PT_OK)
+            lstat[1] = 1.0;
         double t2 = pt_now(), wait_s = 0.0;
         t->gs.epoch = (double)t->step / (double)t->steps_per_epoch;
         const uint64_t sent0 = t->pc.bytes_sent, recv0 = t->pc.bytes_recv;
@@ -865,7 +870,8 @@ pt_status pt_train(const pt_train_config *c, MPI_Comm comm, pt_train_result *res
     int64_t max_rows = my_rows > c->eval_batch ? my_rows : c->eval_batch;
     st = build_model(&t->model, c, &t->train, (int)max_rows);
     PT_TRY_GOTO(st, pt_agree(comm, st, NULL), out);
-    pt_model_init(&t->model, c->seed);
+    st = pt_model_init(&t->model, c->seed);
+    PT_TRY_GOTO(st, pt_agree(comm, st, NULL), out);
     t->model.allreduce_sum = sum_over_ranks;
     t->model.allreduce_arg = &t->comm;
     if (c->reproducible && pt_model_has_batchnorm(&t->model)) {
