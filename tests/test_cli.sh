@@ -65,7 +65,9 @@ pass "early stopping stops after 2 evaluations without improvement"
 
 # --help documents the exit codes, the ranges and the environment
 grep -q "^Exit codes" "$WORK/help" || fail "--help does not state the exit codes"
-grep -q "PT_COLL_TIMEOUT=SECONDS" "$WORK/help" || fail "--help does not mention PT_COLL_TIMEOUT"
+grep -q "PT_COLL_TIMEOUT=SECONDS: no progress in a wait for a peer that long ends the run, exit code 69 (default 600; 0: off)" "$WORK/help" ||
+    fail "--help does not document PT_COLL_TIMEOUT and its exit code 69"
+grep -q "69 a peer stopped responding" "$WORK/help" || fail "--help does not list exit code 69"
 grep -q -- "--eval-batch N .*(allowed: 1\.\." "$WORK/help" || fail "--help does not show the range of --eval-batch"
 pass "--help: exit codes, ranges, PT_COLL_TIMEOUT"
 
@@ -121,7 +123,7 @@ with h5py.File(d + "/index.h5", "r+") as ix:
         del ix["test"][k]
         ix["test"].create_dataset(k, data=v, dtype=dt)
 with h5py.File(d + "/" + name.decode(), "r+") as f:
-    for k in ("images", "labels"):
+    for k in ("images", "labels", "crc32"):
         shape, dt = (0,) + f[k].shape[1:], f[k].dtype
         del f[k]
         f.create_dataset(k, shape=shape, dtype=dt)

@@ -37,8 +37,8 @@ for algo in ring recursive_doubling rabenseifner binomial hierarchical; do
     set -e
     took=$(( $(date +%s) - start ))
     [ $rc -ne 0 ] && [ $rc -ne 124 ] || { cat "$WORK/wd-$algo.out"; fail "watchdog $algo: exit $rc"; }
-    grep -q "collective '$algo' timed out after 2 s" "$WORK/wd-$algo.out" || { cat "$WORK/wd-$algo.out"; fail "watchdog $algo: no timeout message"; }
-    grep -q "waiting on transfers .*\(2\|a node barrier\)" "$WORK/wd-$algo.out" || { cat "$WORK/wd-$algo.out"; fail "watchdog $algo: the missing peer 2 is not named"; }
+    grep -q "no progress for 2 s in collective '$algo' (round [0-9]* of [0-9]*:" "$WORK/wd-$algo.out" || { cat "$WORK/wd-$algo.out"; fail "watchdog $algo: no timeout message"; }
+    grep -q "in collective '$algo' (round [^)]*\(2\|a node barrier\))" "$WORK/wd-$algo.out" || { cat "$WORK/wd-$algo.out"; fail "watchdog $algo: the missing peer 2 is not named"; }
     [ "$took" -lt 30 ] || fail "watchdog $algo took $took s"
-    pass "watchdog $algo: $(grep -m1 'timed out' "$WORK/wd-$algo.out" | sed 's/.*error: //' | cut -c1-140)"
+    pass "watchdog $algo: $(grep -m1 'no progress' "$WORK/wd-$algo.out" | sed 's/.*no progress/no progress/' | cut -c1-140)"
 done

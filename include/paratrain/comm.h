@@ -70,9 +70,13 @@ typedef struct {
 
 /* Collective over comm: duplicates it for collective traffic (so it never matches the caller's
  * own messages) and sets MPI_ERRORS_RETURN on both, so failures come back as codes through
- * PT_MPI_CHECK instead of aborting inside MPI. */
+ * PT_MPI_CHECK instead of aborting inside MPI. Every wait for a peer in this layer is bounded by
+ * PT_COLL_TIMEOUT (include/paratrain/watchdog.h). */
 pt_status pt_comm_init(pt_comm *c, MPI_Comm comm);
-void pt_comm_free(pt_comm *c);
+/* Collective: checks (bounded) that every rank of the node is alive, then frees the windows and
+ * communicators. When a peer is gone (or was lost earlier) it returns PT_ERR_MPI naming it and
+ * leaves the windows allocated, since freeing them would wait for that peer forever. */
+pt_status pt_comm_free(pt_comm *c);
 pt_status pt_allreduce_algo_parse(const char *name, pt_allreduce_algo *algo);
 const char *pt_allreduce_algo_name(pt_allreduce_algo algo);
 

@@ -7,7 +7,9 @@
  *   0 success; 2 a usage error: a flag, a value, a model spec, a combination of options, or
  *   options that do not fit the data (every PT_ERR_ARG); 1 any other error (files, data,
  *   checkpoints, MPI, memory); 75 preempted: SIGTERM or SIGUSR1 arrived, every rank finished its
- *   step and the checkpoint was written (resume with --resume auto). */
+ *   step and the checkpoint was written (resume with --resume auto); 69 (PT_EXIT_PEER_LOST) a
+ *   peer stopped responding: a wait for another rank made no progress for PT_COLL_TIMEOUT
+ *   seconds, one line names the operation and the peer, and MPI_Abort ends every rank. */
 #include "config.h"
 
 #define _GNU_SOURCE /* sched_getaffinity, CPU_* */
@@ -26,6 +28,7 @@
 #include "paratrain/model.h"
 #include "paratrain/log.h"
 #include "paratrain/train.h"
+#include "paratrain/watchdog.h"
 
 /* paratrain generate: every rank loads the model; rank 0 samples and prints. */
 static int generate(int argc, char **argv, int rank)
@@ -103,6 +106,14 @@ static int generate(int argc, char **argv, int rank)
     return 0;
 }
 
+/* MPI_Comm_free is collective in the standard; no nonblocking form exists. */
+static void comm_free_armed(MPI_Comm *c)
+{
+    pt_watchdog_arm("MPI_Comm_free", "the node communicator of the thread choice", -1);
+    MPI_Comm_free(c);
+    pt_watchdog_disarm();
+}
+
 /* OpenMP threads per rank. Unless OMP_NUM_THREADS is set, a rank takes the CPUs of its affinity
  * mask divided among the ranks of its node whose masks overlap it: OpenMP's default (one thread
  * per CPU of the machine) gave `mpirun -np 2 --bind-to none` four spinning threads on two cores
@@ -118,8 +129,10 @@ static void choose_threads(int quiet)
         CPU_SET(0, &mine); /* still take part in the collectives below */
     }
     MPI_Comm node;
-    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) !=
-        MPI_SUCCESS) {
+    pt_watchdog_arm("MPI_Comm_split_type", "grouping the ranks by node to choose threads", -1);
+    int src_rc = MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+    pt_watchdog_disarm();
+    if (src_rc != MPI_SUCCESS) {
         pt_log_warn("MPI_Comm_split_type(SHARED) failed (%s:%d); threads per rank left to "
                     "OpenMP's default", __FILE__, __LINE__);
         return;
@@ -127,12 +140,12 @@ static void choose_threads(int quiet)
     int nsize = 1;
     MPI_Comm_size(node, &nsize);
     cpu_set_t *all = malloc(sizeof(cpu_set_t) * (size_t)nsize);
-    if (!all || MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE,
-                              node) != MPI_SUCCESS) {
-        pt_log_warn("cannot gather the node's CPU masks (%s:%d); threads per rank left to "
-                    "OpenMP's default", __FILE__, __LINE__);
+    if (!all || pt_mpi_allgather(&mine, (int)sizeof mine, MPI_BYTE, all, node,
+                                 "the CPU masks of the node's ranks") != PT_OK) {
+        pt_log_warn("cannot gather the node's CPU masks (%s:%d: %s); threads per rank left to "
+                    "OpenMP's default", __FILE__, __LINE__, all ? pt_error_message() : "no memory");
         free(all);
-        MPI_Comm_free(&node);
+        if (!pt_watchdog_peer_lost()) comm_free_armed(&node);
         return;
     }
     int sharers = 0;
@@ -155,29 +168,36 @@ static void choose_threads(int quiet)
     /* per node: the threads of its ranks against its CPUs; the worst node is reported */
     int node_threads = threads, node_rank = 0;
     MPI_Comm_rank(node, &node_rank);
-    int rc = MPI_Allreduce(MPI_IN_PLACE, &node_threads, 1, MPI_INT, MPI_SUM, node);
-    int over[3] = {rc == MPI_SUCCESS && node_threads > node_ncpu ? node_threads - node_ncpu : 0,
+    pt_status rc = pt_mpi_allreduce(MPI_IN_PLACE, &node_threads, 1, MPI_INT, MPI_SUM, node,
+                                    "the threads of the node's ranks");
+    int over[3] = {rc == PT_OK && node_threads > node_ncpu ? node_threads - node_ncpu : 0,
                    node_threads, node_ncpu}; /* excess, threads, CPUs of the worst node */
     int worst = over[0];
-    if (rc == MPI_SUCCESS)
-        rc = MPI_Allreduce(MPI_IN_PLACE, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (rc == PT_OK)
+        rc = pt_mpi_allreduce(MPI_IN_PLACE, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD,
+                              "the worst node's excess of threads");
     /* the ranks of a worst node send their figures to rank 0: the lowest such world rank */
     int wrank = 0, src = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
     int cand = over[0] == worst && worst > 0 ? wrank : 1 << 30;
-    if (rc == MPI_SUCCESS) rc = MPI_Allreduce(&cand, &src, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    if (rc == MPI_SUCCESS && worst > 0 && src != 0) {
-        if (wrank == src) rc = MPI_Send(over, 3, MPI_INT, 0, 0, MPI_COMM_WORLD);
-        else if (wrank == 0) rc = MPI_Recv(over, 3, MPI_INT, src, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    if (rc == PT_OK)
+        rc = pt_mpi_allreduce(&cand, &src, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD,
+                              "the rank that reports the worst node");
+    if (rc == PT_OK && worst > 0 && src != 0) {
+        if (wrank == src)
+            rc = pt_mpi_send(over, 3, MPI_INT, 0, 0, MPI_COMM_WORLD, "the worst node's figures");
+        else if (wrank == 0)
+            rc = pt_mpi_recv(over, 3, MPI_INT, src, 0, MPI_COMM_WORLD, "the worst node's figures");
     }
-    if (rc != MPI_SUCCESS)
-        pt_log_warn("an MPI call comparing threads with cores failed (%s:%d)", __FILE__, __LINE__);
-    MPI_Comm_free(&node);
+    if (rc != PT_OK)
+        pt_log_warn("an MPI call comparing threads with cores failed (%s:%d): %s", __FILE__,
+                    __LINE__, pt_error_message());
+    if (!pt_watchdog_peer_lost()) comm_free_armed(&node);
     if (!quiet)
         pt_log_info("threads: %d per rank (%s; %d CPU%s in this rank's mask, shared by %d rank%s "
                     "of its node)", threads, from_env ? "OMP_NUM_THREADS" : "OMP_NUM_THREADS unset",
                     cpus, cpus == 1 ? "" : "s", sharers, sharers == 1 ? "" : "s");
-    if (wrank == 0 && rc == MPI_SUCCESS && worst > 0)
+    if (wrank == 0 && rc == PT_OK && worst > 0)
         pt_log_warn("%d threads on a node with %d CPUs (ranks x threads per rank): threads "
                     "spinning on the same cores slow every rank down; set OMP_NUM_THREADS to the "
                     "node's CPUs divided by its ranks, or unset it to let paratrain choose",
@@ -205,15 +225,17 @@ static void usage(FILE *fp)
           "--ckpt-dir) and exit with code 75; --resume auto then continues from it.\n"
           "\nExit codes, the same on every rank: 0 success; 2 usage error (a flag, a value, a model\n"
           "spec, a combination of options, or options that do not fit the data); 1 any other\n"
-          "error (files, data, checkpoints, MPI, memory); 75 preempted after its checkpoint.\n"
+          "error (files, data, checkpoints, MPI, memory); 75 preempted after its checkpoint;\n"
+          "69 a peer stopped responding (see PT_COLL_TIMEOUT).\n"
           "\nEnvironment:\n"
           "  OMP_NUM_THREADS=N: threads per rank (unset: the CPUs of the rank's binding divided\n"
           "    among the ranks of its node that share them; a warning when a node's ranks x\n"
           "    threads exceed its CPUs). Use mpirun --bind-to none when a rank has several threads.\n"
           "  PT_ALLREDUCE=ALGO: overrides --allreduce.\n"
-          "  PT_COLL_TIMEOUT=SECONDS: a rank that waits this long for a peer in any collective,\n"
-          "    barrier, window or collective file operation names the operation and exits non-zero\n"
-          "    on every rank (default 600; 0: never).\n",
+          "  PT_COLL_TIMEOUT=SECONDS: no progress in a wait for a peer that long ends the run, exit code 69 (default 600; 0: off)\n"
+          "    Covers every collective, barrier, point-to-point message, shared-memory window,\n"
+          "    collective file operation and MPI_Finalize; one line names the operation and the\n"
+          "    peer. Keep it above the longest a rank computes alone (a step, an evaluation).\n",
           fp);
 }
 
@@ -288,6 +310,8 @@ int main(int argc, char **argv)
         if (init) MPI_Finalize();
         return 1;
     }
+    /* a peer that stops responding ends every rank with one documented code (watchdog.h) */
+    pt_watchdog_set_abort("paratrain", PT_EXIT_PEER_LOST);
 
     int code = 0, help = 0;
     const char *cmd = argc > 1 ? argv[1] : "";
@@ -324,6 +348,10 @@ int main(int argc, char **argv)
     if (help) {
         if (rank == 0) usage(stdout);
         goto done;
+    }
+    if ((st = pt_watchdog_init()) != PT_OK) { /* PT_COLL_TIMEOUT is unusable: a usage error */
+        code = 2;
+        goto fail;
     }
     /* before anything starts the CPU backend, which sizes OpenBLAS from OpenMP once */
     choose_threads(cfg.quiet);
@@ -375,12 +403,26 @@ int main(int argc, char **argv)
     goto done;
 
 fail:
+    if (pt_watchdog_peer_lost()) goto lost;
     /* Every rank reaches here with the same status (errors are agreed on inside the library;
      * argument errors are the same everywhere), so one rank prints and all exit alike. */
     st = pt_agree(MPI_COMM_WORLD, st, NULL);
+    if (pt_watchdog_peer_lost()) goto lost;
     pt_log_error_last("paratrain");
     code = st == PT_ERR_ARG ? 2 : 1; /* the rule above; st is the same on every rank */
 done:
+    if (pt_watchdog_peer_lost()) goto lost;
+    pt_fault_stop_point("finalize", -1); /* PT_FAULT_STOP=R:*:finalize (tests/test_hang.sh) */
+    /* MPI_Finalize synchronizes with every rank: a stopped peer would hold it forever */
+    pt_watchdog_arm("MPI_Finalize", "the end of the run", -1);
     MPI_Finalize();
+    pt_watchdog_disarm();
     return code;
+lost:
+    /* A peer stopped responding: no agreement or MPI_Finalize can complete without it, so this
+     * rank names the cause and MPI_Abort ends every rank, the stopped one included. */
+    fprintf(stderr, "paratrain: error: %s\n", pt_watchdog_message());
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, PT_EXIT_PEER_LOST);
+    return PT_EXIT_PEER_LOST;
 }

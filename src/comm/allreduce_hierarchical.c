@@ -49,14 +49,19 @@ pt_status pt_allreduce_hierarchical_build(pt_sched *s, void *buf, int64_t n)
 
     /* Zero copy if every rank of the node passes the same offset of its shared buffer (decided
      * together, so no two ranks take different paths). */
-    long long off_in_user = -1, mm[2] = {1, -1};
+    long long off_in_user = -1, mm_none[2] = {1, -1}, *mm = mm_none;
     if (c->user_win != MPI_WIN_NULL) { /* registered on every rank, or on none */
         if (b >= c->user_slots[me] && b + es * (size_t)n <= c->user_slots[me] + c->user_bytes)
             off_in_user = (long long)(b - c->user_slots[me]);
+        /* in the schedule's scratch, not on the stack: after a timeout the request stays
+         * pending and the scratch is never freed (pt_sched_free) */
+        mm = pt_sched_scratch(s, 2 * sizeof *mm);
+        if (!mm) return PT_ERR(PT_ERR_NOMEM, NULL, "no scratch for the zero-copy agreement");
         mm[0] = -off_in_user, mm[1] = off_in_user;
-        MPI_Request req;
-        PT_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, mm, 2, MPI_LONG_LONG, MPI_MAX, c->node, &req));
-        PT_TRY(pt_sched_wait_request(s, &req));
+        MPI_Request *req = pt_sched_scratch(s, sizeof *req);
+        if (!req) return PT_ERR(PT_ERR_NOMEM, NULL, "no scratch for the zero-copy agreement");
+        PT_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, mm, 2, MPI_LONG_LONG, MPI_MAX, c->node, req));
+        PT_TRY(pt_sched_wait_request(s, req));
     }
     if (-mm[0] == mm[1] && mm[1] >= 0) {
         int64_t off, len;

@@ -4,24 +4,20 @@
 #include <string.h>
 
 #include "paratrain/comm.h"
+#include "paratrain/watchdog.h"
 #include "schedule.h"
 
 static const char *algo_names[PT_ALLREDUCE_NALGOS] = {
     "auto", "mpi", "ring", "recursive_doubling", "rabenseifner", "binomial", "hierarchical"};
 
-pt_status pt_comm_init(pt_comm *c, MPI_Comm comm)
+/* Communicator creation is collective and has no nonblocking form: the armed watchdog bounds it. */
+static pt_status comm_setup(pt_comm *c, MPI_Comm comm)
 {
-    memset(c, 0, sizeof *c);
-    c->comm = comm;
-    c->coll = MPI_COMM_NULL;
     PT_MPI_CHECK(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN));
     PT_MPI_CHECK(MPI_Comm_rank(comm, &c->rank));
     PT_MPI_CHECK(MPI_Comm_size(comm, &c->size));
     PT_MPI_CHECK(MPI_Comm_dup(comm, &c->coll));
     PT_MPI_CHECK(MPI_Comm_set_errhandler(c->coll, MPI_ERRORS_RETURN));
-    c->algo = PT_ALLREDUCE_AUTO;
-    c->node = c->cross = c->node_region[0] = c->node_region[1] = MPI_COMM_NULL;
-    c->win = c->user_win = MPI_WIN_NULL;
     /* PT_FAKE_NODE_SIZE=k groups consecutive ranks into "nodes" of k (all really on one machine),
      * so tests and benchmarks exercise the cross-node part of node-aware algorithms here. */
     const char *fake = getenv("PT_FAKE_NODE_SIZE");
@@ -35,8 +31,27 @@ pt_status pt_comm_init(pt_comm *c, MPI_Comm comm)
     for (int i = 0; i < 2; i++) PT_MPI_CHECK(MPI_Comm_dup(c->node, &c->node_region[i]));
     PT_MPI_CHECK(MPI_Comm_split(c->coll, c->node_rank, c->rank, &c->cross));
     PT_MPI_CHECK(MPI_Comm_size(c->cross, &c->nnodes));
+    return PT_OK;
+}
+
+pt_status pt_comm_init(pt_comm *c, MPI_Comm comm)
+{
+    memset(c, 0, sizeof *c);
+    c->comm = comm;
+    c->coll = MPI_COMM_NULL;
+    c->algo = PT_ALLREDUCE_AUTO;
+    c->node = c->cross = c->node_region[0] = c->node_region[1] = MPI_COMM_NULL;
+    c->win = c->user_win = MPI_WIN_NULL;
+    if (pt_watchdog_peer_lost())
+        return PT_ERR(PT_ERR_MPI, NULL, "pt_comm_init skipped: a peer was lost earlier (%s)",
+                      pt_watchdog_message());
+    pt_watchdog_arm("MPI_Comm_dup/MPI_Comm_split", "creating the communicators of pt_comm_init", -1);
+    pt_status st = comm_setup(c, comm);
+    pt_watchdog_disarm();
+    PT_TRY(st);
     int mm[2] = {-c->node_size, c->node_size};
-    PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, mm, 2, MPI_INT, MPI_MAX, c->coll));
+    PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, mm, 2, MPI_INT, MPI_MAX, c->coll,
+                            "comparing the ranks per node in pt_comm_init"));
     c->uniform = -mm[0] == mm[1];
     /* Allocating the window is a blocking collective over the node: do a first one here, so small
      * hierarchical collectives never block in it (and their watchdog can fire). */
@@ -45,13 +60,21 @@ pt_status pt_comm_init(pt_comm *c, MPI_Comm comm)
 
 /* A shared-memory window of `bytes` per rank of the node, with every rank's base pointer and a
  * passive-target epoch open for its lifetime (collective over the node). */
+/* A shared-memory window of `bytes` per rank of the node, with every rank's base pointer and a
+ * passive-target epoch open for its lifetime (collective over the node; MPI has no nonblocking
+ * form, so the armed watchdog bounds it). */
 static pt_status window_alloc(pt_comm *c, size_t bytes, MPI_Win *win, char ***slots)
 {
+    if (pt_watchdog_peer_lost())
+        return PT_ERR(PT_ERR_MPI, NULL, "MPI_Win_allocate_shared skipped: a peer was lost earlier (%s)",
+                      pt_watchdog_message());
     MPI_Info info;
-    MPI_Info_create(&info);
-    MPI_Info_set(info, "alloc_shared_noncontig", "true"); /* each rank's part on its own NUMA node */
+    PT_MPI_CHECK(MPI_Info_create(&info));
+    PT_MPI_CHECK(MPI_Info_set(info, "alloc_shared_noncontig", "true")); /* each rank's part on its own NUMA node */
     char *base = NULL;
+    pt_watchdog_arm("MPI_Win_allocate_shared", "the shared-memory window of the node's ranks", -1);
     int rc = MPI_Win_allocate_shared((MPI_Aint)(bytes ? bytes : 64), 1, info, c->node, &base, win);
+    pt_watchdog_disarm();
     MPI_Info_free(&info);
     if (rc != MPI_SUCCESS)
         return PT_ERR(PT_ERR_NOMEM, "check the size of /dev/shm, or use another --allreduce algorithm",
@@ -67,14 +90,23 @@ static pt_status window_alloc(pt_comm *c, size_t bytes, MPI_Win *win, char ***sl
     return PT_OK;
 }
 
-static void window_free(MPI_Win *win, char ***slots)
+/* MPI_Win_free is collective over the node and cannot be bounded: first every rank of the node
+ * shows it is alive (bounded, naming the ranks that are not), then the free runs under the armed
+ * watchdog. A window whose peers are gone is left allocated: the process is about to end. */
+static pt_status window_free(pt_comm *c, MPI_Win *win, char ***slots, const char *what)
 {
-    if (*win != MPI_WIN_NULL) {
-        MPI_Win_unlock_all(*win);
-        MPI_Win_free(win);
-    }
+    if (*win == MPI_WIN_NULL) return PT_OK;
+    PT_TRY(pt_peers_alive(c->node, what));
+    pt_status st = PT_OK;
+    pt_watchdog_arm("MPI_Win_free", what, -1);
+    int rc = MPI_Win_unlock_all(*win);
+    if (rc == MPI_SUCCESS) rc = MPI_Win_free(win);
+    pt_watchdog_disarm();
+    if (rc != MPI_SUCCESS)
+        st = PT_ERR(PT_ERR_MPI, NULL, "MPI_Win_free of %s failed (%d)", what, rc);
     free(*slots);
     *slots = NULL, *win = MPI_WIN_NULL;
+    return st;
 }
 
 pt_status pt_comm_shm_reserve(pt_comm *c, size_t bytes)
@@ -82,7 +114,7 @@ pt_status pt_comm_shm_reserve(pt_comm *c, size_t bytes)
     if (bytes <= c->region_bytes) return PT_OK;
     size_t cap = c->region_bytes ? 2 * c->region_bytes : 1 << 20;
     while (cap < bytes) cap *= 2;
-    window_free(&c->win, &c->slots);
+    PT_TRY(window_free(c, &c->win, &c->slots, "the window of the hierarchical allreduce, to grow it"));
     c->region_bytes = 0;
     PT_TRY(window_alloc(c, 2 * cap, &c->win, &c->slots)); /* two regions per rank */
     c->region_bytes = cap;
@@ -100,17 +132,26 @@ pt_status pt_comm_buffer_alloc(pt_comm *c, size_t bytes, void **ptr)
     return PT_OK;
 }
 
-void pt_comm_free(pt_comm *c)
+pt_status pt_comm_free(pt_comm *c)
 {
-    window_free(&c->user_win, &c->user_slots);
-    window_free(&c->win, &c->slots);
+    pt_status st = PT_OK;
+    if (pt_watchdog_peer_lost()) /* nothing collective after a lost peer: leave it all */
+        return PT_ERR(PT_ERR_MPI, NULL, "pt_comm_free skipped: a peer was lost earlier (%s)",
+                      pt_watchdog_message());
+    st = window_free(c, &c->user_win, &c->user_slots, "the window of the shared gradient buffer");
+    if (st == PT_OK) st = window_free(c, &c->win, &c->slots, "the window of the hierarchical allreduce");
+    if (st != PT_OK) return st; /* a peer is gone: the communicators stay too */
     c->region_bytes = 0;
+    /* MPI_Comm_free is collective in the standard (local in Open MPI): bounded like the rest */
+    pt_watchdog_arm("MPI_Comm_free", "the communicators of pt_comm_free", -1);
     for (int i = 0; i < 2; i++)
         if (c->node_region[i] != MPI_COMM_NULL) MPI_Comm_free(&c->node_region[i]);
     if (c->node != MPI_COMM_NULL) MPI_Comm_free(&c->node);
     if (c->cross != MPI_COMM_NULL) MPI_Comm_free(&c->cross);
     if (c->coll != MPI_COMM_NULL) MPI_Comm_free(&c->coll);
+    pt_watchdog_disarm();
     c->coll = c->node = c->cross = MPI_COMM_NULL;
+    return PT_OK;
 }
 
 pt_status pt_allreduce_algo_parse(const char *name, pt_allreduce_algo *algo)
@@ -182,6 +223,9 @@ pt_status pt_iallreduce(pt_comm *c, const void *send, void *recv, int64_t count,
                         pt_reduce_op op, pt_coll_request **req)
 {
     *req = NULL;
+    if (pt_watchdog_peer_lost())
+        return PT_ERR(PT_ERR_MPI, NULL, "allreduce not started: a peer was lost earlier (%s)",
+                      pt_watchdog_message());
     if (count < 0) return PT_ERR(PT_ERR_ARG, NULL, "negative allreduce count %lld", (long long)count);
     if (op == PT_AVG && dtype != PT_F32 && dtype != PT_F64)
         return PT_ERR(PT_ERR_ARG, NULL, "average is defined for float32 and float64 only");
@@ -258,8 +302,12 @@ pt_status pt_coll_wait(pt_coll_request **req)
     if (!r) return PT_OK;
     pt_status st = PT_OK;
     if (r->is_mpi) {
-        int rc = MPI_Wait(&r->mpi, MPI_STATUS_IGNORE);
-        if (rc != MPI_SUCCESS) st = PT_ERR(PT_ERR_MPI, NULL, "MPI_Wait failed (%d)", rc);
+        st = pt_wait_bounded(1, &r->mpi, NULL, r->comm->coll, "MPI_Iallreduce",
+                             "the 'mpi' allreduce algorithm");
+        if (st != PT_OK) { /* the request stays pending on recv: the request is left with it */
+            *req = NULL;
+            return st;
+        }
     } else {
         st = pt_sched_wait(&r->sched);
     }

@@ -1,6 +1,8 @@
 /* The schedule engine: building rounds, and running them blocking or by polling. */
 #include "schedule.h"
 
+#include "paratrain/watchdog.h"
+
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,15 +48,18 @@ pt_status pt_sched_init(pt_sched *s, pt_comm *c, pt_dtype t, pt_reduce_op op,
     s->algo_name = algo_name;
     s->tag = pt_coll_next_tag(c);
     s->shm_region = -1;
-    const char *env = getenv("PT_COLL_TIMEOUT");
-    s->timeout = env && atof(env) > 0 ? atof(env) : 0.0;
+    s->timeout = pt_watchdog_timeout();
     return PT_OK;
 }
 
 void pt_sched_free(pt_sched *s)
 {
-    free(s->ops), free(s->round_end), free(s->reqs);
-    for (int i = 0; i < s->nscratch; i++) free(s->scratch[i]);
+    free(s->ops), free(s->round_end), free(s->req_peer);
+    /* after a timeout the pending requests still point at the scratch: it is never freed */
+    if (!s->abandoned) {
+        free(s->reqs);
+        for (int i = 0; i < s->nscratch; i++) free(s->scratch[i]);
+    }
     memset(s, 0, sizeof *s);
 }
 
@@ -139,7 +144,10 @@ static pt_status post_round(pt_sched *s)
     if (s->reqs_cap < e - b) {
         MPI_Request *r = realloc(s->reqs, sizeof *r * (size_t)(e - b));
         if (!r) return PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate MPI requests");
-        s->reqs = r, s->reqs_cap = e - b;
+        s->reqs = r;
+        int *q = realloc(s->req_peer, sizeof *q * (size_t)(e - b));
+        if (!q) return PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate MPI requests");
+        s->req_peer = q, s->reqs_cap = e - b;
     }
     MPI_Datatype t = MPI_BYTE;
     PT_TRY(wire_type(s->dtype, &t));
@@ -147,6 +155,7 @@ static pt_status post_round(pt_sched *s)
     for (int i = b; i < e; i++) {
         const pt_sop *o = &s->ops[i];
         if (o->kind == PT_SOP_RECV) {
+            s->req_peer[s->nreqs] = o->peer;
             PT_MPI_CHECK(MPI_Irecv(o->dst, (int)o->count, t, o->peer, s->tag, o->comm,
                                    &s->reqs[s->nreqs++]));
             s->comm->bytes_recv += s->esize * (uint64_t)o->count;
@@ -155,6 +164,7 @@ static pt_status post_round(pt_sched *s)
     for (int i = b; i < e; i++) {
         const pt_sop *o = &s->ops[i];
         if (o->kind == PT_SOP_SEND) {
+            s->req_peer[s->nreqs] = o->peer;
             PT_MPI_CHECK(MPI_Isend(o->src, (int)o->count, t, o->peer, s->tag, o->comm,
                                    &s->reqs[s->nreqs++]));
             s->comm->bytes_sent += s->esize * (uint64_t)o->count;
@@ -162,6 +172,7 @@ static pt_status post_round(pt_sched *s)
             /* Shared-memory writes before the barrier must be visible after it on the other
              * ranks of the node (x86 is TSO; the fence also stops compiler reordering). */
             __atomic_thread_fence(__ATOMIC_SEQ_CST);
+            s->req_peer[s->nreqs] = -1;
             PT_MPI_CHECK(MPI_Ibarrier(o->comm, &s->reqs[s->nreqs++]));
         }
     }
@@ -199,48 +210,58 @@ pt_status pt_sched_start(pt_sched *s)
 {
     s->round = 0, s->posted = 0;
     s->started = MPI_Wtime();
+    if (pt_watchdog_peer_lost()) /* nothing communicates after a lost peer (watchdog.h) */
+        return PT_ERR(PT_ERR_MPI, NULL, "collective '%s' not started: a peer was lost earlier (%s)",
+                      s->algo_name, pt_watchdog_message());
     if (s->nrounds == 0) return PT_OK;
     return post_round(s);
 }
 
-/* Watchdog: with PT_COLL_TIMEOUT=SECONDS, a collective that has waited longer reports where it is
- * stuck (algorithm, round, peers) instead of hanging. */
+/* Watchdog: a round that makes no progress for PT_COLL_TIMEOUT seconds fails, naming the
+ * algorithm, the round and the peers it waits on, instead of hanging. */
 static pt_status check_watchdog(pt_sched *s)
 {
     const double limit = s->timeout;
     if (limit <= 0.0 || MPI_Wtime() - s->started < limit) return PT_OK;
-    char peers[256] = "";
-    size_t off = 0;
+    char what[256], op[96];
+    int peers[64], np = 0;
     const int b = round_begin(s, s->round), e = s->round_end[s->round];
-    for (int i = b; i < e && off < sizeof peers - 16; i++)
-        if (s->ops[i].kind == PT_SOP_RECV || s->ops[i].kind == PT_SOP_SEND)
-            off += (size_t)snprintf(peers + off, sizeof peers - off, "%s%s %d", off ? ", " : "",
-                                    s->ops[i].kind == PT_SOP_RECV ? "from" : "to", s->ops[i].peer);
-        else if (s->ops[i].kind == PT_SOP_BARRIER)
-            off += (size_t)snprintf(peers + off, sizeof peers - off, "%sa node barrier",
-                                    off ? ", " : "");
-    return PT_ERR(PT_ERR_MPI, "a peer rank is dead, stuck, or never called this collective",
-                  "collective '%s' timed out after %.0f s (PT_COLL_TIMEOUT) on rank %d in round "
-                  "%d of %d, waiting on transfers %s",
-                  s->algo_name, limit, s->comm->rank, s->round + 1, s->nrounds, peers);
+    size_t off = (size_t)snprintf(what, sizeof what, "round %d of %d:", s->round + 1, s->nrounds);
+    for (int i = b; i < e && off < sizeof what - 24; i++) {
+        const pt_sop *o = &s->ops[i];
+        if (o->kind == PT_SOP_RECV || o->kind == PT_SOP_SEND) {
+            off += (size_t)snprintf(what + off, sizeof what - off, "%s %s %d", i > b ? "," : "",
+                                    o->kind == PT_SOP_RECV ? "from" : "to", o->peer);
+        } else if (o->kind == PT_SOP_BARRIER) {
+            off += (size_t)snprintf(what + off, sizeof what - off, "%s a node barrier", i > b ? "," : "");
+        }
+    }
+    /* the peers named are those of the transfers still pending (each tested once more) */
+    for (int i = 0; i < s->nreqs; i++) {
+        int flag = 0;
+        if (s->reqs[i] != MPI_REQUEST_NULL && MPI_Test(&s->reqs[i], &flag, MPI_STATUS_IGNORE) == MPI_SUCCESS &&
+            !flag && s->req_peer[i] >= 0 && np < 64)
+            peers[np++] = s->req_peer[i];
+    }
+    snprintf(op, sizeof op, "collective '%s'", s->algo_name);
+    s->abandoned = 1;
+    /* Only the peers of this rank's own group can be named as world ranks; a round on another
+     * group (cross-node ring of the hierarchical algorithm) names its peers in the text. */
+    const MPI_Comm comm = b < e ? s->ops[b].comm : s->group.comm;
+    int same = 1;
+    for (int i = b; i < e; i++) same &= s->ops[i].comm == comm;
+    return pt_watchdog_fail(__FILE__, __LINE__, same ? comm : MPI_COMM_NULL, op, what, peers,
+                            same ? np : 0);
 }
 
 pt_status pt_sched_wait_request(pt_sched *s, MPI_Request *req)
 {
-    int flag = 0;
-    s->started = MPI_Wtime();
-    while (!flag) {
-        PT_MPI_CHECK(MPI_Test(req, &flag, MPI_STATUS_IGNORE));
-        if (!flag) {
-            const double limit = s->timeout;
-            if (limit > 0.0 && MPI_Wtime() - s->started >= limit)
-                return PT_ERR(PT_ERR_MPI, "a peer rank is dead, stuck, or never called this collective",
-                              "collective '%s' timed out after %.0f s (PT_COLL_TIMEOUT) on rank %d "
-                              "while the ranks of its node agreed on its path",
-                              s->algo_name, limit, s->comm->rank);
-        }
-    }
-    return PT_OK;
+    char op[96];
+    snprintf(op, sizeof op, "collective '%s'", s->algo_name);
+    pt_status st = pt_wait_bounded(1, req, NULL, s->group.comm, op,
+                                   "while the ranks of its node agreed on its path");
+    if (st != PT_OK) s->abandoned = 1;
+    return st;
 }
 
 pt_status pt_sched_test(pt_sched *s, int *done)
@@ -252,6 +273,7 @@ pt_status pt_sched_test(pt_sched *s, int *done)
         if (!flag) return check_watchdog(s);
         local_ops(s);
         s->round++;
+        s->started = MPI_Wtime(); /* a round completed: progress */
         if (s->round < s->nrounds) PT_TRY(post_round(s));
     }
     *done = 1;
@@ -266,7 +288,7 @@ pt_status pt_sched_wait(pt_sched *s)
         return PT_OK;
     }
     while (s->round < s->nrounds) {
-        if (s->nreqs) PT_MPI_CHECK(MPI_Waitall(s->nreqs, s->reqs, MPI_STATUSES_IGNORE));
+        if (s->nreqs) PT_MPI_CHECK(MPI_Waitall(s->nreqs, s->reqs, MPI_STATUSES_IGNORE)); /* timeout off */
         local_ops(s);
         s->round++;
         if (s->round < s->nrounds) PT_TRY(post_round(s));

@@ -58,10 +58,12 @@ typedef struct pt_sched {
     int round;
     int posted;
     MPI_Request *reqs;
+    int *req_peer; /* the peer of each request (-1: a barrier), for the watchdog's message */
     int nreqs, reqs_cap;
     const char *algo_name;
-    double started; /* for the watchdog */
-    double timeout; /* PT_COLL_TIMEOUT in seconds, read once at init; 0: no watchdog */
+    double started; /* for the watchdog: when the current round was posted */
+    double timeout; /* PT_COLL_TIMEOUT in seconds (pt_watchdog_timeout); 0: no watchdog */
+    int abandoned;  /* timed out with requests pending: pt_sched_free leaves their memory */
 } pt_sched;
 
 /* The tag of the next collective on c. Every rank runs collectives on a communicator in the
@@ -92,7 +94,8 @@ pt_status pt_sched_end_round(pt_sched *s);
 pt_status pt_sched_start(pt_sched *s);
 /* Progresses without blocking; *done = 1 when the whole schedule has completed. */
 pt_status pt_sched_test(pt_sched *s, int *done);
-/* Waits for one request while building a schedule, under the PT_COLL_TIMEOUT watchdog. */
+/* Waits for one request while building a schedule, under the PT_COLL_TIMEOUT watchdog. The
+ * request's buffers must be schedule scratch (left to the request if it times out). */
 pt_status pt_sched_wait_request(pt_sched *s, MPI_Request *req);
 /* Runs the schedule to completion. */
 pt_status pt_sched_wait(pt_sched *s);

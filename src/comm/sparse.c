@@ -1,6 +1,8 @@
 /* Sparse allreduce: dispatch, and the message and merge helpers its algorithms share. */
 #include "sparse.h"
 
+#include "paratrain/watchdog.h"
+
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,13 +40,14 @@ pt_status pt_sparse_recv(pt_comm *c, int tag, int peer, void **buf, size_t *cap,
 {
     MPI_Status stat;
     int count = 0;
-    PT_MPI_CHECK(MPI_Probe(peer, tag, c->coll, &stat));
+    PT_TRY(pt_mpi_probe(peer, tag, c->coll, &stat, "the length of a sparse message"));
     PT_MPI_CHECK(MPI_Get_count(&stat, MPI_BYTE, &count));
     if ((size_t)count > *cap || !*buf) {
         void *b = realloc(*buf, count ? (size_t)count : 1);
         if (!b) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for a %d-byte sparse message", count);
         *buf = b, *cap = (size_t)count;
     }
+    /* the probed message has arrived, so this receive cannot wait for the peer */
     PT_MPI_CHECK(MPI_Recv(*buf, count, MPI_BYTE, peer, tag, c->coll, MPI_STATUS_IGNORE));
     c->bytes_recv += (uint64_t)count;
     *bytes = (size_t)count;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "sparse.h"
+#include "paratrain/watchdog.h"
 
 pt_status pt_sparse_allgather_run(pt_comm *c, int tag, const pt_pair *mine, int64_t nnz, int64_t n,
                                   float *dense)
@@ -29,8 +30,15 @@ pt_status pt_sparse_allgather_run(pt_comm *c, int tag, const pt_pair *mine, int6
         if (st != PT_OK) break;
         size_t cap = 0, bytes = 0;
         st = pt_sparse_recv(c, tag, left, &owned[rb], &cap, &bytes);
-        int rc = MPI_Wait(&req, MPI_STATUS_IGNORE);
-        if (st == PT_OK && rc != MPI_SUCCESS) st = PT_ERR(PT_ERR_MPI, NULL, "MPI_Wait failed (%d)", rc);
+        if (st != PT_OK) { /* the send may still read lists[sb]: leave the lists to it */
+            owned = NULL;
+            break;
+        }
+        st = pt_wait_bounded(1, &req, &right, c->coll, "MPI_Isend", "a sparse allgather");
+        if (st != PT_OK) {
+            owned = NULL;
+            break;
+        }
         lists[rb] = owned[rb], len[rb] = (int64_t)(bytes / sizeof(pt_pair));
     }
     if (st == PT_OK) {

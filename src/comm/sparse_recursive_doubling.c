@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "sparse.h"
+#include "paratrain/watchdog.h"
 
 typedef struct {
     pt_pair *p; /* sorted pairs, nnz of them (room for cap) */
@@ -46,6 +47,7 @@ typedef struct {
     uint32_t *sel_pos;
     void *rbuf; /* receive buffer */
     size_t rcap;
+    int abandoned; /* a send timed out: its buffers are never freed */
 } rd_ctx;
 
 static pt_status densify(rd_ctx *x, vec *v)
@@ -141,10 +143,11 @@ static pt_status send_vec(rd_ctx *x, int peer, const vec *v, MPI_Request *req)
     return pt_sparse_isend(x->c, x->tag, peer, v->p, sizeof(pt_pair) * (size_t)v->nnz, req);
 }
 
-static pt_status wait_send(MPI_Request *req)
+static pt_status wait_send(rd_ctx *x, MPI_Request *req, int peer)
 {
-    PT_MPI_CHECK(MPI_Wait(req, MPI_STATUS_IGNORE));
-    return PT_OK;
+    pt_status st = pt_wait_bounded(1, req, &peer, x->c->coll, "MPI_Isend", "a sparse recursive doubling");
+    if (st != PT_OK) x->abandoned = 1;
+    return st;
 }
 
 /* One exchange with peer (send and receive), then the merge. */
@@ -154,7 +157,11 @@ static pt_status exchange(rd_ctx *x, vec *v, int peer)
     size_t bytes = 0;
     PT_TRY(send_vec(x, peer, v, &req));
     pt_status st = pt_sparse_recv(x->c, x->tag, peer, &x->rbuf, &x->rcap, &bytes);
-    pt_status w = wait_send(&req);
+    if (st != PT_OK) { /* the send may still read v: leave the buffers to it */
+        x->abandoned = 1;
+        return st;
+    }
+    pt_status w = wait_send(x, &req, peer);
     PT_TRY(st);
     PT_TRY(w);
     return combine(x, v, bytes);
@@ -174,7 +181,7 @@ static pt_status run(rd_ctx *x, vec *v, float *dense, uint32_t *out_idx, int64_t
         if (newrank < 0) {
             MPI_Request req;
             PT_TRY(send_vec(x, r + 1, v, &req));
-            PT_TRY(wait_send(&req));
+            PT_TRY(wait_send(x, &req, r + 1));
         } else {
             size_t bytes = 0;
             PT_TRY(pt_sparse_recv(c, x->tag, r - 1, &x->rbuf, &x->rcap, &bytes));
@@ -195,7 +202,7 @@ static pt_status run(rd_ctx *x, vec *v, float *dense, uint32_t *out_idx, int64_t
         } else {
             MPI_Request req;
             PT_TRY(send_vec(x, r - 1, v, &req));
-            PT_TRY(wait_send(&req));
+            PT_TRY(wait_send(x, &req, r - 1));
         }
     }
     if (v->d) {
@@ -223,6 +230,7 @@ pt_status pt_sparse_recursive_doubling_run(pt_comm *c, int tag, const pt_pair *m
         v.nnz = nnz;
         st = run(&x, &v, dense, out_idx, out_nnz);
     }
-    free(v.p), free(v.d), free(x.tmp), free(x.sel_val), free(x.sel_pos), free(x.rbuf);
+    if (!x.abandoned) free(v.p), free(v.d), free(x.tmp);
+    free(x.sel_val), free(x.sel_pos), free(x.rbuf);
     return st;
 }

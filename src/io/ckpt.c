@@ -19,6 +19,7 @@
 #include "paratrain/crc.h"
 #include "paratrain/fault.h"
 #include "paratrain/log.h"
+#include "paratrain/watchdog.h"
 
 static pt_status fsync_path(const char *path)
 {
@@ -47,11 +48,11 @@ static pt_status combine_crc(MPI_Comm comm, uint32_t crc, int64_t elems, uint32_
     MPI_Comm_size(comm, &size);
     uint64_t mine[2] = {crc, (uint64_t)len}, *all = malloc(sizeof(uint64_t) * 2 * (size_t)size);
     PT_ALLOC_CHECK(all, sizeof(uint64_t) * 2 * (size_t)size);
-    int rc = MPI_Allgather(mine, 2, MPI_UINT64_T, all, 2, MPI_UINT64_T, comm);
+    pt_status st = pt_mpi_allgather(mine, 2, MPI_UINT64_T, all, comm, "the checksums of a checkpoint");
     uint32_t c = 0;
-    for (int r = 0; r < size; r++) c = pt_crc32_combine(c, (uint32_t)all[2 * r], (int64_t)all[2 * r + 1]);
+    for (int r = 0; st == PT_OK && r < size; r++) c = pt_crc32_combine(c, (uint32_t)all[2 * r], (int64_t)all[2 * r + 1]);
     free(all);
-    if (rc != MPI_SUCCESS) return PT_ERR(PT_ERR_MPI, NULL, "MPI_Allgather of checksums failed");
+    PT_TRY(st);
     *out = c;
     return PT_OK;
 }
@@ -224,6 +225,7 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
     }
     if (st == PT_OK && pt_fault_at("signal-in-save", meta->step, rank)) raise(SIGTERM);
     if (st == PT_OK) pt_fault_delay("slow-save", rank);
+    pt_fault_stop_point("ckpt-save", meta->step); /* PT_FAULT_STOP: a rank stops half-way */
     st = pt_agree(comm, st, NULL); /* an injected failure on one rank stops every rank here */
     for (int s = 0; opt && s < opt->nstates && st == PT_OK; s++) {
         m->be->to_host(host, opt->state[s] + (lo - opt->offset), sizeof(float) * (size_t)cnt);

@@ -25,6 +25,7 @@
 #include "paratrain/optim.h"
 #include "paratrain/rng.h"
 #include "paratrain/train.h"
+#include "paratrain/watchdog.h"
 #include "grad_sync.h"
 #include "../io/h5util.h"
 
@@ -84,7 +85,9 @@ static pt_status build_model(pt_model *m, const pt_train_config *c, const pt_dat
 /* Synchronized batch norm: sums the statistics over the data-parallel group. */
 static int sum_over_ranks(void *arg, double *x, int n)
 {
-    return MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_SUM, *(MPI_Comm *)arg);
+    pt_status st = pt_mpi_allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_SUM, *(MPI_Comm *)arg,
+                                    "the statistics of synchronized batch norm");
+    return st == PT_OK ? MPI_SUCCESS : MPI_ERR_OTHER;
 }
 
 /* Running statistics of per-rank batch norm differ between ranks; evaluation and checkpoints
@@ -97,10 +100,11 @@ static pt_status average_buffers(pt_model *m, MPI_Comm comm)
     double *s = malloc(sizeof(double) * (size_t)m->nbuf);
     if (!s) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for batch-norm statistics");
     for (int64_t i = 0; i < m->nbuf; i++) s[i] = m->buf[i];
-    int rc = MPI_Allreduce(MPI_IN_PLACE, s, (int)m->nbuf, MPI_DOUBLE, MPI_SUM, comm);
-    for (int64_t i = 0; i < m->nbuf; i++) m->buf[i] = (float)(s[i] / size);
+    pt_status st = pt_mpi_allreduce(MPI_IN_PLACE, s, (int)m->nbuf, MPI_DOUBLE, MPI_SUM, comm,
+                                    "averaging the batch-norm running statistics");
+    for (int64_t i = 0; st == PT_OK && i < m->nbuf; i++) m->buf[i] = (float)(s[i] / size);
     free(s);
-    return rc == MPI_SUCCESS ? PT_OK : PT_ERR(PT_ERR_MPI, NULL, "MPI_Allreduce of buffers failed");
+    return st;
 }
 
 pt_status pt_evaluate(pt_model *m, pt_dataset *d, MPI_Comm comm, int64_t batch, double *loss,
@@ -135,7 +139,8 @@ pt_status pt_evaluate(pt_model *m, pt_dataset *d, MPI_Comm comm, int64_t batch, 
     }
     free(x), free(y), free(idx);
     PT_TRY(pt_agree(comm, st, NULL));
-    PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, acc, 3, MPI_DOUBLE, MPI_SUM, comm));
+    PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, acc, 3, MPI_DOUBLE, MPI_SUM, comm,
+                            "the loss and accuracy of an evaluation"));
     *loss = acc[2] > 0 ? acc[0] / acc[2] : NAN;
     *accuracy = acc[2] > 0 ? acc[1] / (acc[2] * pt_model_targets(m)) : NAN;
     return PT_OK;
@@ -345,7 +350,12 @@ static pt_status save_checkpoint(trainer *t, char *path_out)
     /* per-rank state a bitwise resume needs: compression's residual and DGC momentum */
     pt_ckpt_rank_states rs = {.n = t->model.numel};
     rs.count = pt_compressor_states(&t->z, rs.name, rs.data, PT_CKPT_MAX_RANK_STATES);
-    PT_TRY(pt_ckpt_save_ex(t->comm, t->cfg->ckpt_dir, &t->model, &t->opt, &meta, &rs, path));
+    /* collective HDF5 writes and closes cannot be bounded one by one: the armed watchdog bounds
+     * the save (every agreement inside it that completes counts as progress) */
+    pt_watchdog_arm("collective HDF5 I/O", "writing a checkpoint (pt_ckpt_save)", -1);
+    pt_status st = pt_ckpt_save_ex(t->comm, t->cfg->ckpt_dir, &t->model, &t->opt, &meta, &rs, path);
+    pt_watchdog_disarm();
+    PT_TRY(st);
     pt_metrics_write(&t->metrics, "checkpoint", "\"step\": %lld, \"epoch\": %.4f, \"path\": \"%s\"",
                      (long long)t->step, (double)t->step / (double)t->steps_per_epoch, path);
     if (!t->cfg->quiet) pt_log_info("checkpoint %s", path);
@@ -412,7 +422,7 @@ static pt_status choose_auto(trainer *t, char *path)
         free(steps);
     }
     PT_TRY(pt_agree(t->comm, st, NULL));
-    PT_MPI_CHECK(MPI_Bcast(path, PT_PATH_MAX, MPI_CHAR, 0, t->comm));
+    PT_TRY(pt_mpi_bcast(path, PT_PATH_MAX, MPI_CHAR, 0, t->comm, "the checkpoint --resume auto chose"));
     return PT_OK;
 }
 
@@ -537,6 +547,7 @@ static pt_status run(trainer *t, pt_train_result *res)
     }
     while (t->step < end && !stop) {
         const int64_t epoch = t->step / t->steps_per_epoch, pos = t->step % t->steps_per_epoch;
+        pt_fault_stop_point("step", t->step); /* PT_FAULT_STOP=R:STEP:step (tests/test_hang.sh) */
         pt_fault_delay("step-delay", t->rank); /* test hook: a wider window for signals */
         double t0 = pt_now();
         pt_sampler_set_epoch(&t->sampler, epoch);
@@ -581,7 +592,8 @@ static pt_status run(trainer *t, pt_train_result *res)
         tot_sent += (double)(t->pc.bytes_sent - sent0);
         int_k += (double)(t->z.cfg.kind == PT_COMPRESS_TOPK ? t->z.k : t->model.numel);
         if (c->reproducible) PT_TRY(pt_grad_sync_exact_reduce(&t->gs));
-        PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, lstat, 4, MPI_DOUBLE, MPI_SUM, t->comm));
+        PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, lstat, 4, MPI_DOUBLE, MPI_SUM, t->comm,
+                                "the loss and status flags of a step"));
         double t3 = pt_now();
         if (lstat[1] > 0) return pt_agree(t->comm, local, NULL);
         const double loss = lstat[0] / (double)B;
@@ -625,7 +637,8 @@ static pt_status run(trainer *t, pt_train_result *res)
             /* bytes per step, the mean over the ranks, next to what a dense ring allreduce sends
              * (2(p-1)/p 4n) and top-k's bound (2k(p-1)/p pairs of 8 bytes) */
             double b[4] = {int_sent, int_recv, tot_sent, int_k};
-            PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, b, 4, MPI_DOUBLE, MPI_SUM, t->comm));
+            PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, b, 4, MPI_DOUBLE, MPI_SUM, t->comm,
+                                    "the byte counts of a log line"));
             const double P = (double)t->size, per = 1.0 / ((double)int_steps * P);
             const double sent_ps = b[0] * per, recv_ps = b[1] * per, k_ps = b[3] * per;
             const double dense_ps = 2.0 * (P - 1) / P * 4.0 * (double)t->model.numel;
@@ -701,7 +714,8 @@ static pt_status run(trainer *t, pt_train_result *res)
                          res->test_loss, res->test_accuracy, (long long)t->test.count);
     }
     if (c->ckpt_dir[0]) PT_TRY(save_checkpoint(t, res->checkpoint));
-    PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &tot_sent, 1, MPI_DOUBLE, MPI_SUM, t->comm));
+    PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, &tot_sent, 1, MPI_DOUBLE, MPI_SUM, t->comm,
+                            "the bytes sent in the run"));
     /* Do the replicas agree? max |w - w of rank 0| over ranks and elements: data parallelism
      * keeps them bitwise equal; a checkpoint cannot show it (each rank writes only its slice). */
     double spread = 0.0;
@@ -711,14 +725,17 @@ static pt_status run(trainer *t, pt_train_result *res)
         if (!w) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory to compare the replicas");
         be->to_host(w, t->model.w, sizeof(float) * (size_t)n);
         memcpy(w + n, w, sizeof(float) * (size_t)n);
-        int rc = MPI_Bcast(w + n, (int)n, MPI_FLOAT, 0, t->comm); /* numel < 2^31 (a float count) */
-        for (int64_t i = 0; i < n && rc == MPI_SUCCESS; i++) {
+        /* numel < 2^31 (a float count) */
+        pt_status st = pt_mpi_bcast(w + n, (int)n, MPI_FLOAT, 0, t->comm,
+                                    "rank 0's parameters, to compare the replicas");
+        for (int64_t i = 0; i < n && st == PT_OK; i++) {
             const double d = fabs((double)w[i] - (double)w[n + i]);
             if (!(d <= spread)) spread = d == d ? d : INFINITY;
         }
         free(w);
-        PT_MPI_CHECK(rc);
-        PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &spread, 1, MPI_DOUBLE, MPI_MAX, t->comm));
+        PT_TRY(st);
+        PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, &spread, 1, MPI_DOUBLE, MPI_MAX, t->comm,
+                                "the largest difference between the replicas"));
     }
     pt_metrics_write(&t->metrics, "end",
                      "\"step\": %lld, \"epoch\": %.4f, \"train_seconds\": %.3f, "
@@ -786,7 +803,9 @@ static pt_status open_split(trainer *t, pt_dataset *d, const char *split, bool *
 {
     /* val/test are optional: a data directory with an empty split simply has none. */
     *have = false;
+    pt_watchdog_arm("collective HDF5 I/O", "opening the data shards (pt_dataset_open)", -1);
     pt_status st = pt_dataset_open(d, t->cfg->data, split, t->comm, t->cfg->validate_data);
+    pt_watchdog_disarm();
     if (st != PT_OK) return st;
     *have = d->count > 0;
     return PT_OK;
@@ -908,10 +927,8 @@ pt_status pt_train(const pt_train_config *c, MPI_Comm comm, pt_train_result *res
     report_memory(t);
     /* OpenMP threads per rank, fewest and most over the ranks (what tests of 2 threads check) */
     int thr[2] = {omp_get_max_threads(), -omp_get_max_threads()};
-    if (MPI_Allreduce(MPI_IN_PLACE, thr, 2, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS) {
-        st = PT_ERR(PT_ERR_MPI, NULL, "MPI_Allreduce of the ranks' thread counts failed");
-        goto out;
-    }
+    st = pt_mpi_allreduce(MPI_IN_PLACE, thr, 2, MPI_INT, MPI_MIN, comm, "the ranks' thread counts");
+    if (st != PT_OK) goto out;
     pt_metrics_write(&t->metrics, "start",
                      "\"step\": %lld, \"epoch\": %.4f, \"ranks\": %d, \"model\": \"%s\", "
                      "\"params\": %lld, \"optimizer\": \"%s\", \"batch\": %lld, "
@@ -931,8 +948,19 @@ pt_status pt_train(const pt_train_config *c, MPI_Comm comm, pt_train_result *res
 out:
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGUSR1, &old_usr1, NULL);
-    pt_comm_free(&t->pc);
     pt_metrics_close(&t->metrics);
+    if (pt_watchdog_peer_lost()) {
+        /* A peer stopped: freeing windows or closing shared files would wait for it forever, and
+         * requests of the failed collective may still point at the model's buffers. Leave it all
+         * to the end of the process (the program exits with PT_EXIT_PEER_LOST). */
+        return st;
+    }
+    pt_fault_stop_point("comm-free", t->step); /* PT_FAULT_STOP: a rank stops before the free */
+    pt_status fst = pt_comm_free(&t->pc);
+    if (fst != PT_OK) {
+        if (st == PT_OK) st = fst;
+        return st; /* a peer is gone (named in the message): nothing more is freed */
+    }
     pt_sampler_free(&t->sampler);
     free(t->x), free(t->y), free(t->idx);
     pt_grad_sync_free(&t->gs);
@@ -940,7 +968,9 @@ out:
     free(t->aug_tmp);
     pt_optim_destroy(&t->opt);
     pt_model_destroy(&t->model);
+    pt_watchdog_arm("collective HDF5 I/O", "closing the data shards (H5Fclose)", -1);
     pt_dataset_close(&t->train), pt_dataset_close(&t->val), pt_dataset_close(&t->test);
+    pt_watchdog_disarm();
     free(t);
     return st;
 }
@@ -971,7 +1001,10 @@ pt_status pt_eval_checkpoint(const char *ckpt, const pt_train_config *ov, const 
     if (ov->eval_batch > 0) c.eval_batch = ov->eval_batch;
     snprintf(c.backend, sizeof c.backend, "%s", ov->backend);
     pt_dataset d;
-    PT_TRY(pt_dataset_open(&d, c.data, split, comm, ov->validate_data));
+    pt_watchdog_arm("collective HDF5 I/O", "opening the data shards (pt_dataset_open)", -1);
+    st = pt_dataset_open(&d, c.data, split, comm, ov->validate_data);
+    pt_watchdog_disarm();
+    PT_TRY(st);
     pt_model m;
     st = build_model(&m, &c, &d, (int)c.eval_batch);
     if (st == PT_OK) {
@@ -983,6 +1016,9 @@ pt_status pt_eval_checkpoint(const char *ckpt, const pt_train_config *ov, const 
         st = pt_evaluate(&m, &d, comm, c.eval_batch, loss, accuracy);
         pt_model_destroy(&m);
     }
+    if (pt_watchdog_peer_lost()) return st; /* closing is collective: leave it (watchdog.h) */
+    pt_watchdog_arm("collective HDF5 I/O", "closing the data shards (H5Fclose)", -1);
     pt_dataset_close(&d);
+    pt_watchdog_disarm();
     return st;
 }

@@ -8,6 +8,7 @@
 
 #include "paratrain/ckpt.h"
 #include "paratrain/log.h"
+#include "paratrain/watchdog.h"
 
 static void on_grad_ready(void *arg, int64_t offset, int64_t count);
 
@@ -184,7 +185,8 @@ pt_status pt_grad_sync_finish(pt_grad_sync *gs, double *wait_s)
     }
     if (gs->peer_g) { /* shared-memory reduce-scatter: my shard, summed over ranks in order */
         gs->t_first = t0;
-        PT_MPI_CHECK(MPI_Barrier(gs->pc->node)); /* every rank's gradient is final */
+        /* every rank's gradient is final */
+        PT_TRY(pt_mpi_barrier(gs->pc->node, "the node barrier before the shared-memory reduce-scatter"));
         const int64_t off = gs->shard_off, n = gs->shard_count;
         float *dst = gs->gshard;
         float *const *pg = gs->peer_g;
@@ -280,7 +282,8 @@ pt_status pt_grad_sync_sum_squares(pt_grad_sync *gs, double *ss)
         return PT_OK;
     }
     *ss = gs->m->be->sum_squares(g, n);
-    PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, ss, 1, MPI_DOUBLE, MPI_SUM, gs->pc->comm));
+    PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, ss, 1, MPI_DOUBLE, MPI_SUM, gs->pc->comm,
+                            "the gradient norm of the ZeRO shards"));
     return PT_OK;
 }
 
@@ -291,7 +294,8 @@ pt_status pt_grad_sync_update(pt_grad_sync *gs, pt_optimizer *opt, float lr)
     pt_optim_step(opt, gs->m->w + off, g, lr);
     if (!gs->zero || gs->size == 1) return PT_OK;
     if (gs->peer_w) { /* shared-memory allgather: copy the peers' updated shards */
-        PT_MPI_CHECK(MPI_Barrier(gs->pc->node)); /* every shard is updated */
+        /* every shard is updated */
+        PT_TRY(pt_mpi_barrier(gs->pc->node, "the node barrier before the shared-memory allgather"));
         for (int q = 0; q < gs->size; q++)
             if (q != gs->rank && gs->shard_counts[q] > 0)
                 memcpy(gs->m->w + gs->shard_offs[q], gs->peer_w[q] + gs->shard_offs[q],
