@@ -48,6 +48,38 @@ typedef struct {
 pt_status pt_ckpt_save(MPI_Comm comm, const char *dir, const pt_model *m, const pt_optimizer *opt,
                        const pt_ckpt_meta *meta, char *written_path);
 
+/* State that a bitwise resume needs but that belongs to one rank (gradient compression's
+ * error-feedback residual and DGC momentum): stored as /rank_state/<name>, a (writers, n) float32
+ * dataset whose row r rank r writes. Host memory, n elements per state. */
+#define PT_CKPT_MAX_RANK_STATES 4
+typedef struct {
+    int count;
+    int64_t n;
+    const char *name[PT_CKPT_MAX_RANK_STATES];
+    float *data[PT_CKPT_MAX_RANK_STATES];
+} pt_ckpt_rank_states;
+
+/* pt_ckpt_save, plus the rank states `rs` (NULL or count 0: none). Before writing, rank 0 checks
+ * that the checkpoint directory has room for the file (statvfs against the expected size); a
+ * full file system (checked, or ENOSPC/EDQUOT while writing) fails the save on every rank with
+ * one message, removes the temporary file and leaves the previous checkpoint and `latest` as
+ * they were. */
+pt_status pt_ckpt_save_ex(MPI_Comm comm, const char *dir, const pt_model *m,
+                          const pt_optimizer *opt, const pt_ckpt_meta *meta,
+                          const pt_ckpt_rank_states *rs, char *written_path);
+
+/* Reads row `rank of comm` of every state of rs from `path` into rs->data, checking the
+ * checksums (combined over the ranks). Collective. *found is 1 when every state was there with
+ * one row per rank of comm; 0 when the file has none of them, or was written by another number
+ * of ranks: rs->data is then untouched (the caller decides; the trainer starts from zero). */
+pt_status pt_ckpt_load_rank_states(MPI_Comm comm, const char *path, pt_ckpt_rank_states *rs,
+                                   int *found);
+
+/* Bytes a checkpoint of this model, optimizer and rank states needs on disk (an upper bound:
+ * the data plus HDF5's metadata). */
+int64_t pt_ckpt_expected_bytes(const pt_model *m, const pt_optimizer *opt,
+                               const pt_ckpt_rank_states *rs, int writers);
+
 /* Steps of the complete checkpoints (step_NNNNNNNN.h5) in dir, newest first; *steps is malloc'd
  * (free it). A missing directory gives n = 0. */
 pt_status pt_ckpt_list(const char *dir, int64_t **steps, int *n);

@@ -10,12 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "h5util.h"
 #include "paratrain/agree.h"
 #include "paratrain/ckpt.h"
 #include "paratrain/crc.h"
+#include "paratrain/fault.h"
 #include "paratrain/log.h"
 #include "paratrain/watchdog.h"
 
@@ -96,8 +98,64 @@ static pt_status write_tensor(MPI_Comm comm, hid_t f, hid_t dxpl, const char *pa
 
 /* Writes the whole file at `path`, collectively: rank r writes slice r of pt_shard_range of the
  * flat parameters and of every optimizer state (its own shard under ZeRO-1). */
+/* Collective: creates /rank_state/<name> (size, n) and writes row `rank` of it from `row`; the
+ * crc32 attribute covers the whole dataset (the rows' checksums combined in rank order). */
+static pt_status write_rank_state(MPI_Comm comm, hid_t f, hid_t dxpl, const char *name,
+                                  const float *row, int64_t n)
+{
+    int rank, size;
+    PT_MPI_CHECK(MPI_Comm_rank(comm, &rank));
+    PT_MPI_CHECK(MPI_Comm_size(comm, &size));
+    char path[PT_NAME_LEN + 64];
+    snprintf(path, sizeof path, "rank_state/%s", name);
+    pt_status st = pt_h5_make_parents(f, path);
+    hsize_t dims[2] = {(hsize_t)size, (hsize_t)n}, start[2] = {(hsize_t)rank, 0},
+            cnt[2] = {1, (hsize_t)n}, mn = (hsize_t)(n ? n : 1);
+    hid_t fsp = H5Screate_simple(2, dims, NULL), msp = H5Screate_simple(1, &mn, NULL);
+    if ((fsp < 0 || msp < 0) && st == PT_OK)
+        st = PT_ERR(PT_ERR_HDF5, "out of memory?", "H5Screate_simple failed for '%s'", path);
+    hid_t ds = st == PT_OK ? H5Dcreate2(f, path, H5T_IEEE_F32LE, fsp, H5P_DEFAULT, H5P_DEFAULT,
+                                         H5P_DEFAULT) : -1;
+    if (st == PT_OK && ds < 0)
+        st = PT_ERR(PT_ERR_IO, "check free disk space", "cannot create dataset '%s'", path);
+    if (st == PT_OK && n == 0 && (H5Sselect_none(fsp) < 0 || H5Sselect_none(msp) < 0))
+        st = PT_ERR(PT_ERR_HDF5, "is the HDF5 library intact?", "H5Sselect_none failed for '%s'", path);
+    else if (st == PT_OK && n > 0 && H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, cnt, NULL) < 0)
+        st = PT_ERR(PT_ERR_HDF5, "is the HDF5 library intact?", "cannot select row %d of '%s'", rank, path);
+    /* every rank that created the dataset takes part in the collective write */
+    if (ds >= 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, msp, fsp, dxpl, row) < 0 && st == PT_OK)
+        st = PT_ERR(PT_ERR_IO, "check free disk space", "cannot write dataset '%s'", path);
+    if (msp >= 0) H5Sclose(msp);
+    if (fsp >= 0) H5Sclose(fsp);
+    st = pt_agree(comm, st, NULL);
+    uint32_t crc = 0;
+    if (st == PT_OK) st = combine_crc(comm, pt_crc32(row, sizeof(float) * (size_t)n), n, &crc);
+    if (st == PT_OK) st = pt_h5_attr_write_i64(ds, "crc32", crc);
+    if (ds >= 0) H5Dclose(ds);
+    return pt_agree(comm, st, NULL);
+}
+
+/* Rank 0: allocates `bytes` of disk for the new file before anything is written to it, so a
+ * full file system (ENOSPC, EDQUOT) fails here, on one rank, cleanly. An I/O error inside
+ * HDF5's collective writes or its collective close on one rank only can leave the ranks in
+ * different collectives (seen with ENOSPC on a tmpfs: one rank in the metadata flush barrier,
+ * the other in the truncate broadcast), so the write must not be where space runs out. */
+static pt_status reserve_space(const char *path, int64_t bytes)
+{
+    int fd = open(path, O_WRONLY);
+    if (fd < 0) return PT_ERR(PT_ERR_IO, NULL, "cannot open '%s': %s", path, strerror(errno));
+    int rc = posix_fallocate(fd, 0, (off_t)bytes);
+    close(fd);
+    if (rc == 0 || rc == EOPNOTSUPP || rc == EINVAL) return PT_OK; /* cannot reserve: not an error */
+    return PT_ERR(PT_ERR_IO, "free space there or give another --ckpt-dir; --resume auto continues "
+                  "from the previous checkpoint",
+                  "cannot allocate %.2f MiB for checkpoint '%s': %s; the previous checkpoint is kept",
+                  (double)bytes / 1048576.0, path, strerror(rc));
+}
+
 static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
-                            const pt_optimizer *opt, const pt_ckpt_meta *meta)
+                            const pt_optimizer *opt, const pt_ckpt_meta *meta,
+                            const pt_ckpt_rank_states *rs)
 {
     int rank, size;
     MPI_Comm_rank(comm, &rank);
@@ -131,6 +189,7 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
                         "cannot create checkpoint '%s'", path);
     }
     if (fapl >= 0) H5Pclose(fapl);
+    if (st == PT_OK && rank == 0) st = reserve_space(path, pt_ckpt_expected_bytes(m, opt, rs, size));
     st = pt_agree(comm, st, NULL);
     if (st != PT_OK) {
         free(host);
@@ -152,17 +211,22 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
         snprintf(name, sizeof name, "buffers/%s", m->buffers[i].name);
         st = write_tensor(comm, f, dxpl, name, &m->buffers[i], m->buf + blo, blo, blo + bcnt);
     }
-    /* Fault injection for the tests: "ckpt-save" fails the save half-way (an I/O error);
-     * "ckpt-crash" kills rank 0 half-way, as a node failure would (tests/test_fault.sh). */
-    const char *fault = getenv("PT_FAULT_INJECT");
-    if (st == PT_OK && fault && !strcmp(fault, "ckpt-save"))
+    /* Test hooks (paratrain/fault.h, docs/FAULTS.md), half-way through the file: "ckpt-save"
+     * fails the save (an I/O error); "ckpt-crash" kills a rank as a node failure would;
+     * "signal-in-save" raises SIGTERM (the preemption handler takes it); "slow-save" sleeps. */
+    if (st == PT_OK && pt_fault_at("ckpt-save", meta->step, rank))
         st = PT_ERR(PT_ERR_IO, "this failure was injected by PT_FAULT_INJECT=ckpt-save",
                     "checkpoint write to '%s' failed half-way", path);
-    if (st == PT_OK && fault && !strcmp(fault, "ckpt-crash")) {
+    bool crash = false; /* the flush is collective: every rank flushes, then the victim dies */
+    for (int r = 0; r < size && st == PT_OK; r++) crash |= pt_fault_at("ckpt-crash", meta->step, r);
+    if (crash) {
         H5Fflush(f, H5F_SCOPE_GLOBAL);
-        if (rank == 0) raise(SIGKILL);
+        if (pt_fault_at("ckpt-crash", meta->step, rank)) raise(SIGKILL);
     }
+    if (st == PT_OK && pt_fault_at("signal-in-save", meta->step, rank)) raise(SIGTERM);
+    if (st == PT_OK) pt_fault_delay("slow-save", rank);
     pt_fault_stop_point("ckpt-save", meta->step); /* PT_FAULT_STOP: a rank stops half-way */
+    st = pt_agree(comm, st, NULL); /* an injected failure on one rank stops every rank here */
     for (int s = 0; opt && s < opt->nstates && st == PT_OK; s++) {
         m->be->to_host(host, opt->state[s] + (lo - opt->offset), sizeof(float) * (size_t)cnt);
         for (int i = 0; i < m->nparams && st == PT_OK; i++) {
@@ -170,6 +234,8 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
             st = write_tensor(comm, f, dxpl, name, &m->params[i], host, lo, hi);
         }
     }
+    for (int s = 0; rs && s < rs->count && st == PT_OK; s++)
+        st = write_rank_state(comm, f, dxpl, rs->name[s], rs->data[s], rs->n);
     free(host);
     H5Pclose(dxpl);
     if (st == PT_OK) { /* attributes: collective, the same values on every rank */
@@ -196,8 +262,10 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
         };
         for (size_t i = 0; i < sizeof a / sizeof *a && st == PT_OK; i++) st = a[i];
     }
+    errno = 0;
     if (H5Fclose(f) < 0 && st == PT_OK)
-        st = PT_ERR(PT_ERR_IO, "check free disk space", "cannot close checkpoint '%s'", path);
+        st = PT_ERR(PT_ERR_IO, "check free disk space", "cannot close checkpoint '%s'%s%s", path,
+                    errno ? ": " : "", errno ? strerror(errno) : "");
     if (st == PT_OK && rank == 0) st = fsync_path(path);
     return pt_agree(comm, st, NULL);
 }
@@ -232,8 +300,49 @@ static pt_status publish(const char *dir, const char *tmp, const char *final_pat
     return replace_small_file(dir, "latest", line);
 }
 
+int64_t pt_ckpt_expected_bytes(const pt_model *m, const pt_optimizer *opt,
+                               const pt_ckpt_rank_states *rs, int writers)
+{
+    int64_t elems = m->numel + m->nbuf, datasets = m->nparams + m->nbuffers;
+    if (opt) elems += (int64_t)opt->nstates * m->numel, datasets += (int64_t)opt->nstates * m->nparams;
+    if (rs) elems += (int64_t)rs->count * rs->n * writers, datasets += rs->count;
+    /* HDF5's metadata, measured: ~1.7 KiB per dataset and its group, the superblock and the
+     * attributes (config up to 8 KiB); rounded up to 4 KiB per dataset + 64 KiB */
+    return 4 * elems + 4096 * datasets + 65536;
+}
+
+/* Rank 0, before a save: is there room in `dir` for `need` bytes? The temporary file is
+ * written next to the previous checkpoint, which is kept until the new one is complete. */
+static pt_status check_space(const char *dir, int64_t need, int64_t step)
+{
+    struct statvfs sv;
+    if (pt_fault_at("skip-space-check", -1, 0)) return PT_OK;
+    if (statvfs(dir, &sv) != 0)
+        return PT_ERR(PT_ERR_IO, "check the checkpoint directory", "statvfs('%s') failed: %s", dir,
+                      strerror(errno));
+    int64_t avail = (int64_t)sv.f_bavail * (int64_t)sv.f_frsize;
+    const bool injected = pt_fault_at("no-space", step, 0);
+    if (injected) avail = 0;
+    if (avail >= need) return PT_OK;
+    return PT_ERR(PT_ERR_IO,
+                  injected ? "this failure was injected by PT_FAULT_INJECT=no-space"
+                           : "free space there or give another --ckpt-dir; --resume auto "
+                             "continues from the previous checkpoint",
+                  "not enough space for checkpoint step %lld in '%s': %s (about %.2f MiB "
+                  "needed, %.2f MiB free); the previous checkpoint is kept",
+                  (long long)step, dir, strerror(ENOSPC), (double)need / 1048576.0,
+                  (double)avail / 1048576.0);
+}
+
 pt_status pt_ckpt_save(MPI_Comm comm, const char *dir, const pt_model *m, const pt_optimizer *opt,
                        const pt_ckpt_meta *meta, char *written_path)
+{
+    return pt_ckpt_save_ex(comm, dir, m, opt, meta, NULL, written_path);
+}
+
+pt_status pt_ckpt_save_ex(MPI_Comm comm, const char *dir, const pt_model *m,
+                          const pt_optimizer *opt, const pt_ckpt_meta *meta,
+                          const pt_ckpt_rank_states *rs, char *written_path)
 {
     pt_h5_quiet();
     int rank;
@@ -245,7 +354,11 @@ pt_status pt_ckpt_save(MPI_Comm comm, const char *dir, const pt_model *m, const 
     if (strlen(path) >= PT_PATH_MAX)
         return PT_ERR(PT_ERR_ARG, "use a shorter --ckpt-dir", "checkpoint path '%s' is too long", path);
     PT_TRY(pt_agree(comm, rank == 0 ? pt_mkdir_p(dir) : PT_OK, NULL));
-    pt_status st = write_file(comm, tmp, m, opt, meta);
+    int size;
+    PT_MPI_CHECK(MPI_Comm_size(comm, &size));
+    const int64_t need = pt_ckpt_expected_bytes(m, opt, rs, size);
+    PT_TRY(pt_agree(comm, rank == 0 ? check_space(dir, need, meta->step) : PT_OK, NULL));
+    pt_status st = write_file(comm, tmp, m, opt, meta, rs);
     if (rank == 0) {
         if (st == PT_OK) st = publish(dir, tmp, path, base);
         if (st != PT_OK) unlink(tmp);
@@ -536,4 +649,71 @@ pt_status pt_ckpt_verify(const char *path, pt_ckpt_meta *meta)
         v.st = PT_ERR(PT_ERR_FORMAT, "the checkpoint file is damaged", "cannot walk '%s'", path);
     H5Fclose(f);
     return v.st;
+}
+
+pt_status pt_ckpt_load_rank_states(MPI_Comm comm, const char *path, pt_ckpt_rank_states *rs,
+                                   int *found)
+{
+    *found = 0;
+    int rank, size;
+    PT_MPI_CHECK(MPI_Comm_rank(comm, &rank));
+    PT_MPI_CHECK(MPI_Comm_size(comm, &size));
+    if (!rs || rs->count == 0) return PT_OK;
+    hid_t f = -1;
+    pt_status st = open_ckpt(path, &f);
+    PT_TRY(pt_agree(comm, st, NULL));
+    const size_t n = (size_t)rs->n;
+    float *rows = malloc(sizeof(float) * (n * (size_t)rs->count + 1));
+    if (!rows) st = PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the rank states");
+    uint32_t piece[PT_CKPT_MAX_RANK_STATES] = {0}, stored[PT_CKPT_MAX_RANK_STATES] = {0};
+    /* every rank sees the same file, so `have` is the same on every rank */
+    int have = st == PT_OK && H5Lexists(f, "rank_state", H5P_DEFAULT) > 0;
+    for (int s = 0; st == PT_OK && have && s < rs->count; s++) {
+        char name[PT_NAME_LEN + 64];
+        snprintf(name, sizeof name, "rank_state/%s", rs->name[s]);
+        if (H5Lexists(f, name, H5P_DEFAULT) <= 0) {
+            have = 0;
+            break;
+        }
+        hid_t ds = H5Dopen2(f, name, H5P_DEFAULT), sp = ds >= 0 ? H5Dget_space(ds) : -1;
+        hsize_t dims[2] = {0, 0}, start[2] = {(hsize_t)rank, 0}, cnt[2] = {1, (hsize_t)n},
+                mn = n ? n : 1;
+        hid_t msp = H5Screate_simple(1, &mn, NULL);
+        int64_t crc = -1;
+        if (ds < 0 || sp < 0) {
+            st = PT_ERR(PT_ERR_FORMAT, "the checkpoint file is damaged", "cannot open '%s' in '%s'",
+                        name, path);
+        } else if (H5Sget_simple_extent_ndims(sp) != 2 || H5Sget_simple_extent_dims(sp, dims, NULL) != 2 ||
+                   dims[0] != (hsize_t)size || dims[1] != (hsize_t)n) {
+            have = 0; /* written by another number of ranks (or for another model) */
+        } else if ((st = pt_h5_attr_read_i64(ds, "crc32", &crc, path)) == PT_OK && n > 0 &&
+                   (H5Sselect_hyperslab(sp, H5S_SELECT_SET, start, NULL, cnt, NULL) < 0 ||
+                    H5Dread(ds, H5T_NATIVE_FLOAT, msp, sp, H5P_DEFAULT, rows + (size_t)s * n) < 0)) {
+            st = PT_ERR(PT_ERR_FORMAT, "the checkpoint file is damaged",
+                        "cannot read row %d of '%s' from '%s'", rank, name, path);
+        }
+        piece[s] = st == PT_OK && have ? pt_crc32(rows + (size_t)s * n, sizeof(float) * n) : 0;
+        stored[s] = (uint32_t)crc;
+        H5Sclose(msp);
+        if (sp >= 0) H5Sclose(sp);
+        if (ds >= 0) H5Dclose(ds);
+    }
+    if (f >= 0) H5Fclose(f);
+    st = pt_agree(comm, st, NULL);
+    for (int s = 0; have && st == PT_OK && s < rs->count; s++) {
+        uint32_t whole;
+        st = combine_crc(comm, piece[s], rs->n, &whole);
+        if (st == PT_OK && whole != stored[s]) {
+            char name[PT_NAME_LEN + 64];
+            snprintf(name, sizeof name, "rank_state/%s", rs->name[s]);
+            st = checksum_error(name, path);
+        }
+        st = pt_agree(comm, st, NULL);
+    }
+    if (have && st == PT_OK) { /* only a fully checked file replaces the caller's state */
+        for (int s = 0; s < rs->count; s++) memcpy(rs->data[s], rows + (size_t)s * n, sizeof(float) * n);
+        *found = 1;
+    }
+    free(rows);
+    return st;
 }

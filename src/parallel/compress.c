@@ -74,6 +74,21 @@ pt_status pt_compressor_init(pt_compressor *z, const pt_compress_config *cfg, co
     return PT_OK;
 }
 
+int pt_compressor_states(pt_compressor *z, const char **names, float **data, int max)
+{
+    int k = 0;
+    if (z->residual && k < max) names[k] = "compress_residual", data[k++] = z->residual;
+    if (z->velocity && k < max) names[k] = "dgc_velocity", data[k++] = z->velocity;
+    return k;
+}
+
+void pt_compressor_reset(pt_compressor *z)
+{
+    const size_t n = (size_t)z->n;
+    if (z->residual) memset(z->residual, 0, sizeof(float) * n);
+    if (z->velocity) memset(z->velocity, 0, sizeof(float) * n);
+}
+
 void pt_compressor_free(pt_compressor *z)
 {
     free(z->seg_off), free(z->residual), free(z->velocity), free(z->acc), free(z->out);

@@ -27,8 +27,10 @@
  *                            0.25 (D / 0.25)^(e/E), so E = 4 and D = 0.001 gives DGC's
  *                            25%, 6.3%, 1.6%, 0.4%, then 0.1%
  *
- * The residual and DGC momentum are per rank and are not in checkpoints: a resumed run starts
- * them from zero (the log says so). */
+ * The residual and DGC momentum are per rank; checkpoints hold them as /rank_state/
+ * compress_residual and /rank_state/dgc_velocity, one row per rank (pt_compressor_states), so a
+ * run resumed on the same number of ranks continues bit for bit. On another number of ranks, or
+ * from a checkpoint without them, they start from zero (the log says so). */
 #ifndef PT_PARALLEL_COMPRESS_H
 #define PT_PARALLEL_COMPRESS_H
 
@@ -82,6 +84,12 @@ typedef struct {
 
 pt_status pt_compressor_init(pt_compressor *z, const pt_compress_config *cfg, const pt_model *m);
 void pt_compressor_free(pt_compressor *z);
+
+/* The state that spans steps (error-feedback residual, DGC momentum), n floats each: up to max
+ * (name, buffer) pairs for the checkpoint; returns how many. */
+int pt_compressor_states(pt_compressor *z, const char **names, float **data, int max);
+/* Zeroes that state (a resume that cannot restore it). */
+void pt_compressor_reset(pt_compressor *z);
 
 /* The density of top-k at (fractional) epoch `epoch`, after the warm-up. */
 double pt_compressor_density(const pt_compressor *z, double epoch);

@@ -19,6 +19,7 @@
 #include "paratrain/agree.h"
 #include "paratrain/ckpt.h"
 #include "paratrain/comm.h"
+#include "paratrain/fault.h"
 #include "paratrain/log.h"
 #include "paratrain/metrics.h"
 #include "paratrain/optim.h"
@@ -302,10 +303,6 @@ static pt_status make_compressor(trainer *t)
         else if (zc.kind == PT_COMPRESS_SIGN)
             snprintf(what, sizeof what, "%s", zc.error_feedback ? " (error feedback)" : "");
         pt_log_info("gradient compression: %s%s", pt_compress_kind_name(zc.kind), what);
-        if (c->resume[0] && (t->z.residual || t->z.velocity))
-            pt_log_warn("--resume: the error-feedback residual%s start%s from zero (they are not "
-                        "in checkpoints)", t->z.velocity ? " and DGC momentum" : "",
-                        t->z.velocity ? "" : "s");
     }
     return PT_OK;
 }
@@ -350,10 +347,13 @@ static pt_status save_checkpoint(trainer *t, char *path_out)
     pt_ckpt_meta meta;
     fill_meta(t, &meta);
     PT_TRY(average_buffers(&t->model, t->comm));
+    /* per-rank state a bitwise resume needs: compression's residual and DGC momentum */
+    pt_ckpt_rank_states rs = {.n = t->model.numel};
+    rs.count = pt_compressor_states(&t->z, rs.name, rs.data, PT_CKPT_MAX_RANK_STATES);
     /* collective HDF5 writes and closes cannot be bounded one by one: the armed watchdog bounds
      * the save (every agreement inside it that completes counts as progress) */
     pt_watchdog_arm("collective HDF5 I/O", "writing a checkpoint (pt_ckpt_save)", -1);
-    pt_status st = pt_ckpt_save(t->comm, t->cfg->ckpt_dir, &t->model, &t->opt, &meta, path);
+    pt_status st = pt_ckpt_save_ex(t->comm, t->cfg->ckpt_dir, &t->model, &t->opt, &meta, &rs, path);
     pt_watchdog_disarm();
     PT_TRY(st);
     pt_metrics_write(&t->metrics, "checkpoint", "\"step\": %lld, \"epoch\": %.4f, \"path\": \"%s\"",
@@ -447,6 +447,17 @@ static pt_status resume(trainer *t)
     pt_ckpt_meta meta;
     PT_TRY(pt_agree(t->comm, st, NULL));
     PT_TRY(load_checked(t, path, &meta));
+    pt_ckpt_rank_states rs = {.n = t->model.numel};
+    rs.count = pt_compressor_states(&t->z, rs.name, rs.data, PT_CKPT_MAX_RANK_STATES);
+    int found = 0;
+    PT_TRY(pt_ckpt_load_rank_states(t->comm, path, &rs, &found));
+    if (rs.count && !found) {
+        pt_compressor_reset(&t->z);
+        if (!c->quiet && t->rank == 0)
+            pt_log_warn("--resume: %s has no error-feedback residual%s for %d ranks; %s from zero",
+                        path, t->z.velocity ? " and DGC momentum" : "", t->size,
+                        t->z.velocity ? "they start" : "it starts");
+    }
     t->step = meta.step;
     t->es.best = meta.es_best, t->es.best_step = meta.es_best_step;
     t->es.bad_evals = meta.es_bad_evals;
@@ -461,6 +472,9 @@ static pt_status validate(trainer *t, bool *stop, double *loss_out, double *acc_
 {
     *stop = false;
     if (!t->have_val) return PT_OK;
+    /* test hooks (docs/FAULTS.md): a SIGTERM, or a delay, in the middle of an evaluation */
+    if (pt_fault_at("signal-in-eval", t->step, t->rank)) raise(SIGTERM);
+    pt_fault_delay("slow-eval", t->rank);
     double loss, acc;
     PT_TRY(pt_evaluate(&t->model, &t->val, t->comm, t->cfg->eval_batch, &loss, &acc));
     double ep = (double)t->step / (double)t->steps_per_epoch;
@@ -534,6 +548,7 @@ static pt_status run(trainer *t, pt_train_result *res)
     while (t->step < end && !stop) {
         const int64_t epoch = t->step / t->steps_per_epoch, pos = t->step % t->steps_per_epoch;
         pt_fault_stop_point("step", t->step); /* PT_FAULT_STOP=R:STEP:step (tests/test_hang.sh) */
+        pt_fault_delay("step-delay", t->rank); /* test hook: a wider window for signals */
         double t0 = pt_now();
         pt_sampler_set_epoch(&t->sampler, epoch);
         const int64_t *gb = t->sampler.perm + pos * B;

@@ -1,0 +1,43 @@
+/* Test-only fault hooks, driven by the environment variable PT_FAULT_INJECT (docs/FAULTS.md).
+ *
+ * PT_FAULT_INJECT is a comma-separated list of items NAME[:N][@RANK]:
+ *   ckpt-save[:STEP]        the checkpoint save of STEP (any save without it) fails half-way
+ *                           with an I/O error on every rank
+ *   ckpt-crash[:STEP]       rank RANK (default 0) is killed (SIGKILL) half-way through writing
+ *                           the checkpoint of STEP, as a node failure would
+ *   no-space[:STEP]         the free-space check before the save of STEP sees a full file
+ *                           system (ENOSPC), for machines where no small tmpfs can be mounted
+ *   skip-space-check        no statvfs check before the save: a full disk is then found by the
+ *                           allocation of the new file (posix_fallocate) before it is written
+ *   signal-in-save[:STEP]   rank RANK raises SIGTERM half-way through the save of STEP
+ *   signal-in-eval[:STEP]   rank RANK raises SIGTERM in the evaluation after STEP
+ *   slow-save:MS, slow-eval:MS, step-delay:MS
+ *                           rank RANK (all ranks without @RANK) sleeps MS milliseconds half-way
+ *                           through each save, in each evaluation, in each training step: wider
+ *                           windows for signals sent from outside
+ * Unset (the normal case) every hook is a no-op costing one getenv. Never for production. */
+#ifndef PARATRAIN_FAULT_H
+#define PARATRAIN_FAULT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* True when PT_FAULT_INJECT has an item `name` that applies to `step` (the item has no step, or
+ * exactly this one; step < 0 matches an item with a step only when it has none) on `rank`
+ * (the item's @RANK, default 0). */
+bool pt_fault_at(const char *name, int64_t step, int rank);
+
+/* The N of item `name` for `rank` (an item without @RANK applies to every rank), or 0. */
+long pt_fault_value(const char *name, int rank);
+
+/* Sleeps pt_fault_value(name, rank) milliseconds (none when 0). */
+void pt_fault_delay(const char *name, int rank);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,69 @@
+/* PT_FAULT_INJECT test hooks (include/paratrain/fault.h, docs/FAULTS.md). */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "paratrain/fault.h"
+
+typedef struct {
+    bool has_value, has_rank;
+    long value;
+    int rank;
+} fault_item;
+
+/* Finds item `name` in PT_FAULT_INJECT ("a,b:3,c:50@1"); false when absent or malformed. */
+static bool find_item(const char *name, fault_item *it)
+{
+    const char *env = getenv("PT_FAULT_INJECT");
+    if (!env || !*env) return false;
+    const size_t nl = strlen(name);
+    for (const char *p = env; *p;) {
+        const char *end = strchr(p, ',');
+        if (!end) end = p + strlen(p);
+        const char *q = p;
+        while (q < end && *q != ':' && *q != '@') q++;
+        if ((size_t)(q - p) == nl && !strncmp(p, name, nl)) {
+            memset(it, 0, sizeof *it);
+            char *e;
+            if (q < end && *q == ':') {
+                it->value = strtol(q + 1, &e, 10);
+                if (e == q + 1) return false;
+                it->has_value = true;
+                q = e;
+            }
+            if (q < end && *q == '@') {
+                it->rank = (int)strtol(q + 1, &e, 10);
+                if (e == q + 1) return false;
+                it->has_rank = true;
+                q = e;
+            }
+            return q == end;
+        }
+        p = *end ? end + 1 : end;
+    }
+    return false;
+}
+
+bool pt_fault_at(const char *name, int64_t step, int rank)
+{
+    fault_item it;
+    if (!find_item(name, &it)) return false;
+    if (it.has_value && it.value != step) return false;
+    return rank == (it.has_rank ? it.rank : 0);
+}
+
+long pt_fault_value(const char *name, int rank)
+{
+    fault_item it;
+    if (!find_item(name, &it) || !it.has_value) return 0;
+    return !it.has_rank || it.rank == rank ? it.value : 0;
+}
+
+void pt_fault_delay(const char *name, int rank)
+{
+    const long ms = pt_fault_value(name, rank);
+    if (ms <= 0) return;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    } /* a signal (the preemption handler) interrupts it; sleep the rest */
+}
