@@ -9,6 +9,8 @@
  *                           system (ENOSPC), for machines where no small tmpfs can be mounted
  *   skip-space-check        no statvfs check before the save: a full disk is then found by the
  *                           allocation of the new file (posix_fallocate) before it is written
+ *   model-init-alloc        pt_model_init's allocation fails on every rank
+ *   mpi-thread-level        MPI looks as if it provided only MPI_THREAD_SINGLE
  *   signal-in-save[:STEP]   rank RANK raises SIGTERM half-way through the save of STEP
  *   signal-in-eval[:STEP]   rank RANK raises SIGTERM in the evaluation after STEP
  *   slow-save:MS, slow-eval:MS, step-delay:MS
@@ -33,6 +35,10 @@ bool pt_fault_at(const char *name, int64_t step, int rank);
 
 /* The N of item `name` for `rank` (an item without @RANK applies to every rank), or 0. */
 long pt_fault_value(const char *name, int rank);
+
+/* True when PT_FAULT_INJECT has item `name` with neither a step nor a rank (hooks that act on
+ * every rank at once). */
+bool pt_fault_everywhere(const char *name);
 
 /* Sleeps pt_fault_value(name, rank) milliseconds (none when 0). */
 void pt_fault_delay(const char *name, int rank);

@@ -67,3 +67,9 @@ void pt_fault_delay(const char *name, int rank)
     while (nanosleep(&ts, &ts) != 0) {
     } /* a signal (the preemption handler) interrupts it; sleep the rest */
 }
+
+bool pt_fault_everywhere(const char *name)
+{
+    fault_item it;
+    return find_item(name, &it) && !it.has_value && !it.has_rank;
+}

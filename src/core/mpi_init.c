@@ -1,3 +1,4 @@
+#include "paratrain/fault.h"
 #include "paratrain/mpi_init.h"
 
 #include <mpi.h>
@@ -26,8 +27,7 @@ pt_status pt_mpi_init(int *argc, char ***argv, int required, int *rank, int *siz
     PT_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, rank));
     PT_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, size));
     pt_log_set_rank(*rank, *size);
-    const char *fault = getenv("PT_FAULT_INJECT");
-    if (fault && !strcmp(fault, "mpi-thread-level")) provided = MPI_THREAD_SINGLE;
+    if (pt_fault_everywhere("mpi-thread-level")) provided = MPI_THREAD_SINGLE;
     if (provided < required) {
         /* the level is the same on every rank: one of them reports */
         pt_status st = PT_ERR(PT_ERR_MPI,

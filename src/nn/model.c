@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "graph.h"
+#include "paratrain/fault.h"
 #include "paratrain/rng.h"
 
 /* ------------------------------------------------------------------ builder */
@@ -189,8 +190,7 @@ void pt_model_use_param_buffer(pt_model *m, float *w)
 pt_status pt_model_init(pt_model *m, uint64_t seed)
 {
     const size_t bytes = sizeof(float) * (size_t)m->numel;
-    const char *fault = getenv("PT_FAULT_INJECT");
-    float *host = fault && !strcmp(fault, "model-init-alloc") ? NULL : malloc(bytes ? bytes : 1);
+    float *host = pt_fault_everywhere("model-init-alloc") ? NULL : malloc(bytes ? bytes : 1);
     if (!host)
         return PT_ERR(PT_ERR_NOMEM, "give each rank more memory, or use a smaller model",
                       "pt_model_init: cannot allocate %zu bytes to initialize the parameters of "
