@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# CI: runs every harness once over every input of its committed corpus
+# (tests/fuzz/corpus/<harness>/*) and fails on any crash, sanitizer report, leak or timeout.
+# Prints 'fuzz-replay: PASS|FAIL ...'.
+#   tests/fuzz/replay.sh [BUILD_DIR]     (default tests/fuzz/build; build with tests/fuzz/build.sh)
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+B=${1:-$here/build}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1
+fails=0 n=0
+for d in "$here"/corpus/*/; do
+    h=$(basename "$d")
+    files=("$d"*)
+    n=$((n + ${#files[@]}))
+    log=$(mktemp)
+    if "$B/$h" -timeout=20 -rss_limit_mb=2048 -malloc_limit_mb=1024 "${files[@]}" >"$log" 2>&1; then
+        echo "fuzz-replay: ok $h (${#files[@]} inputs)"
+    else
+        fails=$((fails + 1))
+        echo "fuzz-replay: FAIL $h"
+        grep -E -B2 -A30 "ERROR: |runtime error:|Running: " "$log" | grep -v "^Executed" | tail -60
+    fi
+    rm -f "$log"
+done
+[ $fails -eq 0 ] && { echo "fuzz-replay: PASS ($n inputs)"; exit 0; }
+echo "fuzz-replay: FAIL ($fails harnesses)"
+exit 1

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Fuzzes each harness for SECONDS of wall time (one process each, one after the other), starting
+# from the committed seed corpus tests/fuzz/corpus/<harness>/ and keeping what it finds new in
+# tests/fuzz/out/<harness>/corpus/ (not committed; copy interesting inputs to the seed corpus
+# by hand, keeping it small). Crashes, leaks and timeouts are written to tests/fuzz/out/<harness>/
+# as crash-*, leak-*, timeout-*, oom-*. Prints per harness the CPU seconds used, executions and
+# findings; exits 1 if any harness found something.
+#   tests/fuzz/run.sh SECONDS [HARNESS...]      (build first: tests/fuzz/build.sh)
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+secs=${1:?usage: tests/fuzz/run.sh SECONDS [HARNESS...]}
+shift
+B=${FUZZ_BUILD:-$here/build}
+harnesses=${*:-$(cd "$here/corpus" && ls)}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+found=0
+printf '%-14s %8s %10s %9s %s\n' harness cpu_s execs corpus findings
+for h in $harnesses; do
+    o=$here/out/$h
+    mkdir -p "$o/corpus"
+    log=$o/fuzz.log
+    { TIMEFORMAT='%U %S'; time "$B/$h" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+        -malloc_limit_mb=1024 -max_len=65536 -print_final_stats=1 -artifact_prefix="$o/" \
+        "$o/corpus" "$here/corpus/$h" >"$log" 2>&1; } 2>"$o/time"
+    rc=$?
+    cpu=$(awk '{printf "%.1f", $1 + $2}' "$o/time")
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+    ncorp=$(ls "$o/corpus" | wc -l)
+    arts=$(cd "$o" && ls crash-* leak-* timeout-* oom-* slow-unit-* 2>/dev/null | tr '\n' ' ')
+    [ $rc -ne 0 ] && [ -z "$arts" ] && arts="exit $rc (see $log)"
+    [ -n "$arts" ] && found=1
+    printf '%-14s %8s %10s %9s %s\n' "$h" "$cpu" "${execs:-?}" "$ncorp" "${arts:-none}"
+    echo "$(date -u +%FT%TZ) $h cpu_s=$cpu execs=${execs:-?} findings=${arts:-none}" >>"$here/out/history.log"
+done
+exit $found
