@@ -41,6 +41,8 @@ for s in $srcs; do
     fi
 done
 for p in "${pids[@]}"; do wait "$p"; done
+"$CLANG" $CFLAGS -fsanitize=fuzzer-no-link -c "$here/stubs.c" -o "$out/obj/stubs.o"
+objs+=("$out/obj/stubs.o")
 rm -f "$out/libpt_fuzz.a"
 ar rcs "$out/libpt_fuzz.a" "${objs[@]}"
 for h in "$here"/fuzz_*.c; do

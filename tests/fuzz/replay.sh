@@ -7,7 +7,9 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=${1:-$here/build}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0
+# Open MPI's own leaks from MPI_Init (tests/fuzz/lsan.supp says why each is not ours)
+export LSAN_OPTIONS=suppressions=$here/lsan.supp:print_suppressions=0
 fails=0 n=0
 for d in "$here"/corpus/*/; do
     h=$(basename "$d")
