@@ -4,6 +4,8 @@
  * parameters into it (pt_ckpt_load, local: comm MPI_COMM_NULL, no optimizer). */
 #include <ctype.h>
 
+#include <hdf5.h>
+
 #include "fuzz_common.h"
 #include "io/h5util.h"
 #include "paratrain/backend.h"
@@ -50,6 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             pt_model_destroy(&m);
         }
     }
+    fz_no_open_hdf5();
     pt_error_clear();
     return 0;
 }

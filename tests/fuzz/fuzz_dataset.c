@@ -3,6 +3,8 @@
  * Input: a 4-byte little-endian length, that many bytes of index.h5, then one shard file, written
  * where the seed's index names its first training shard (train/shard_00000.h5). Seeds:
  * tests/fuzz/make-seeds.sh. */
+#include <hdf5.h>
+
 #include "fuzz_common.h"
 #include "io/h5util.h"
 #include "paratrain/data.h"
@@ -40,6 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         pt_dataset_close(&d);
     }
+    fz_no_open_hdf5();
     pt_error_clear();
     return 0;
 }
