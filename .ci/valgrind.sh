@@ -4,11 +4,13 @@
 # (--error-exitcode). Valgrind 3.19 does not decode AVX-512, so the tests are built in their
 # own directory (default build-vg/) with -mno-avx512f (the AVX2 kernels; OpenBLAS picks its
 # kernel from the CPUID valgrind reports). Prints 'valgrind: PASS|FAIL ...'.
-#   .ci/valgrind.sh [BUILD_DIR]
+#   .ci/valgrind.sh [BUILD_DIR [TEST...]]     (default: every single-process C test)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 B=${1:-$top/build-vg}
+[ $# -gt 0 ] && shift
+tests=${*:-t_rng t_gradcheck t_torch_fixture t_sampler t_optim t_models t_conv t_conv_avx2 t_backend_det t_init t_tuning}
 . .ci/srccopy.sh
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 say() { echo "valgrind: $*"; }
@@ -31,8 +33,7 @@ fails=0 runs=0
 # t_comm, t_collectives, t_compress and t_compress_ef run under mpirun: .ci/sanitize.sh covers
 # them (Open MPI's shared-memory transport and its unfreed MPI_Init state make memcheck of MPI
 # processes mostly a report on Open MPI)
-for t in t_rng t_gradcheck t_torch_fixture t_sampler t_optim t_models t_conv t_conv_avx2 \
-    t_backend_det t_init t_tuning; do
+for t in $tests; do
     [ -x tests/$t ] || continue
     runs=$((runs + 1))
     # shellcheck disable=SC2086
