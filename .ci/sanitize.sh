@@ -9,6 +9,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 B=${1:-$top/build-asan}
+mkdir -p "$B" && B=$(cd "$B" && pwd) # absolute: the script changes directory
 . .ci/srccopy.sh
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1

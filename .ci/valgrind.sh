@@ -9,6 +9,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 B=${1:-$top/build-vg}
+mkdir -p "$B" && B=$(cd "$B" && pwd) # absolute: the script changes directory
 [ $# -gt 0 ] && shift
 # (not t_conv_avx2: with -mno-avx512f t_conv already runs the same AVX2 kernels)
 tests=${*:-t_rng t_gradcheck t_torch_fixture t_sampler t_optim t_models t_conv t_backend_det t_init t_tuning}
