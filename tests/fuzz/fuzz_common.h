@@ -19,7 +19,9 @@ static char fz_dir[256];
 
 static void fz_setup(int *argc, char ***argv, int need_mpi)
 {
-    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : (getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    /* FUZZ_SCRATCH: set by run.sh and replay.sh, which remove it afterwards */
+    const char *base = getenv("FUZZ_SCRATCH");
+    if (!base) base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : (getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     snprintf(fz_dir, sizeof fz_dir, "%s/pt-fuzz-%d", base, (int)getpid());
     mkdir(fz_dir, 0700);
     if (need_mpi) {

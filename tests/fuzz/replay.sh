@@ -6,6 +6,10 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=${1:-$here/build}
+# every harness process writes its inputs under a scratch directory of its own in here
+FUZZ_SCRATCH=$(mktemp -d "$( [ -w /dev/shm ] && echo /dev/shm || echo "${TMPDIR:-/tmp}")/pt-fuzz.XXXXXX")
+export FUZZ_SCRATCH
+trap 'rm -rf "$FUZZ_SCRATCH"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0:allocator_may_return_null=1
 # Open MPI's own leaks from MPI_Init (tests/fuzz/lsan.supp says why each is not ours)

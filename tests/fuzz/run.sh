@@ -12,6 +12,10 @@ secs=${1:?usage: tests/fuzz/run.sh SECONDS [HARNESS...]}
 shift
 B=${FUZZ_BUILD:-$here/build}
 harnesses=${*:-$(cd "$here/corpus" && ls)}
+# every harness process writes its inputs under a scratch directory of its own in here
+FUZZ_SCRATCH=$(mktemp -d "$( [ -w /dev/shm ] && echo /dev/shm || echo "${TMPDIR:-/tmp}")/pt-fuzz.XXXXXX")
+export FUZZ_SCRATCH
+trap 'rm -rf "$FUZZ_SCRATCH"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # Leaks are checked after every input that allocates more than it frees (libFuzzer's
