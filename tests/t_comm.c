@@ -111,7 +111,9 @@ static void run_i128_wide(pt_comm *c)
     __int128 *x = malloc(sizeof(__int128) * n), *want = calloc(n, sizeof(__int128));
     for (int r = 0; r < size; r++)
         for (int64_t i = 0; i < n; i++) {
-            __int128 v = ((__int128)((i * 7 + r * 13) % 101 - 50) << 90) + (i * 31 + r) % 1000;
+            /* multiply, not shift: a left shift of a negative value is undefined (UBSan) */
+            __int128 v = (__int128)((i * 7 + r * 13) % 101 - 50) * ((__int128)1 << 90) +
+                         (i * 31 + r) % 1000;
             if (r == rank) x[i] = v;
             want[i] += v;
         }

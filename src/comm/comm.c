@@ -59,8 +59,6 @@ pt_status pt_comm_init(pt_comm *c, MPI_Comm comm)
 }
 
 /* A shared-memory window of `bytes` per rank of the node, with every rank's base pointer and a
- * passive-target epoch open for its lifetime (collective over the node). */
-/* A shared-memory window of `bytes` per rank of the node, with every rank's base pointer and a
  * passive-target epoch open for its lifetime (collective over the node; MPI has no nonblocking
  * form, so the armed watchdog bounds it). */
 static pt_status window_alloc(pt_comm *c, size_t bytes, MPI_Win *win, char ***slots)
@@ -72,8 +70,14 @@ static pt_status window_alloc(pt_comm *c, size_t bytes, MPI_Win *win, char ***sl
     PT_MPI_CHECK(MPI_Info_create(&info));
     PT_MPI_CHECK(MPI_Info_set(info, "alloc_shared_noncontig", "true")); /* each rank's part on its own NUMA node */
     char *base = NULL;
+    /* Each rank's part is padded to a multiple of 64 bytes plus 64, and its start rounded up to
+     * 64 below: MPI guarantees no alignment (Open MPI places the parts back to back, so rank 1's
+     * could start 8 bytes into a line), and the reductions load __int128 (16-byte alignment;
+     * UBSan found the misaligned load) and SIMD vectors from it. The segments are mapped page
+     * aligned in every process, so every rank rounds a part to the same bytes. */
+    const size_t padded = ((bytes ? bytes : 64) + 63) / 64 * 64 + 64;
     pt_watchdog_arm("MPI_Win_allocate_shared", "the shared-memory window of the node's ranks", -1);
-    int rc = MPI_Win_allocate_shared((MPI_Aint)(bytes ? bytes : 64), 1, info, c->node, &base, win);
+    int rc = MPI_Win_allocate_shared((MPI_Aint)padded, 1, info, c->node, &base, win);
     pt_watchdog_disarm();
     MPI_Info_free(&info);
     if (rc != MPI_SUCCESS)
@@ -85,6 +89,7 @@ static pt_status window_alloc(pt_comm *c, size_t bytes, MPI_Win *win, char ***sl
         MPI_Aint sz;
         int du;
         PT_MPI_CHECK(MPI_Win_shared_query(*win, j, &sz, &du, &(*slots)[j]));
+        (*slots)[j] += (64 - (uintptr_t)(*slots)[j] % 64) % 64;
     }
     PT_MPI_CHECK(MPI_Win_lock_all(MPI_MODE_NOCHECK, *win));
     return PT_OK;

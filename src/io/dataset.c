@@ -115,6 +115,14 @@ static pt_status read_index(pt_dataset *d, char (**files)[256])
                      "the index is damaged; run pt-prep again", out);
     int64_t first = 0;
     for (int i = 0; i < d->nshards; i++) {
+        /* counts come from the file: a negative one, or a sum past INT64_MAX (signed overflow,
+         * undefined), would make every later index computation wrong */
+        if (counts[i] < 0 || counts[i] > INT64_MAX - first) {
+            st = PT_ERR(PT_ERR_FORMAT, "the index is damaged; run pt-prep again",
+                        "%s: /%s/counts[%d] = %lld is not a shard size", path, d->split, i,
+                        (long long)counts[i]);
+            goto out;
+        }
         d->shards[i].first = first, d->shards[i].count = counts[i];
         d->shards[i].hid_file = d->shards[i].hid_images = d->shards[i].hid_labels = -1;
         d->shards[i].hid_crc = -1;
