@@ -347,13 +347,17 @@ const pt_backend *pt_backend_cpu(void)
 #endif
         (void)pt_cpu_isa(); /* choose the kernels' ISA level now, and log it once */
         const int nt = omp_get_max_threads();
+#if HAVE_OPENBLAS_SET_NUM_THREADS
         openblas_set_num_threads(nt);
+#endif
+#if HAVE_OPENBLAS_GET_PARALLEL
         /* openblas_get_parallel(): 0 sequential, 1 pthreads, 2 OpenMP. */
         if (nt > 1 && openblas_get_parallel() == 1 && !getenv("OMP_WAIT_POLICY"))
             pt_log_warn("OpenBLAS uses its own pthreads next to %d OpenMP threads, and the two "
                         "pools compete for cores: configure with the OpenMP OpenBLAS "
                         "(libopenblas-openmp-dev) or set OMP_WAIT_POLICY=PASSIVE",
                         nt);
+#endif
     }
     return &cpu_backend;
 }
