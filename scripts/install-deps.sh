@@ -4,11 +4,21 @@
 # Idempotent and quiet: installs only what is missing. Run as root (or through sudo).
 #   scripts/install-deps.sh          build + test + data
 #   scripts/install-deps.sh --bench  also what the benchmarks compare against (PyTorch, gnuplot)
+#   scripts/install-deps.sh --mpich  also MPICH and its parallel HDF5 (.ci/mpich.sh)
+#   scripts/install-deps.sh --cross  also the AArch64 cross compiler (.ci/cross-aarch64.sh)
+# (options combine; Open MPI stays the default mpicc, MPICH is mpicc.mpich)
 set -eu
 pkgs="autoconf automake libtool pkg-config make gcc openmpi-bin libopenmpi-dev libopenblas-dev libopenblas-openmp-dev
       libhdf5-openmpi-dev hdf5-tools zlib1g-dev dataset-fashion-mnist bible-kjv bible-kjv-text util-linux
       slurm-wlm munge slurm-wlm-torque"
-[ "${1:-}" = "--bench" ] && pkgs="$pkgs python3-torch python3-h5py python3-numpy gnuplot-nox"
+for opt in "$@"; do
+    case $opt in
+    --bench) pkgs="$pkgs python3-torch python3-h5py python3-numpy gnuplot-nox" ;;
+    --mpich) pkgs="$pkgs mpich libmpich-dev libhdf5-mpich-dev" ;;
+    --cross) pkgs="$pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross file" ;;
+    *) echo "install-deps: unknown option $opt (--bench, --mpich, --cross)" >&2; exit 2 ;;
+    esac
+done
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
