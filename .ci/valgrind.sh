@@ -2,7 +2,7 @@
 # Valgrind memcheck over the single-process C unit tests (issue 19): invalid reads and writes,
 # uses of uninitialised values, bad frees, and definite or indirect leaks fail the run
 # (--error-exitcode). Valgrind 3.19 does not decode AVX-512, so the tests are built in their
-# own directory (default build-vg/) with -mno-avx512f (the AVX2 kernels; OpenBLAS picks its
+# own directory (default build-vg/) with -mno-avx512f and run with PT_CPU_ISA=avx2 (OpenBLAS picks its
 # kernel from the CPUID valgrind reports). Prints 'valgrind: PASS|FAIL ...'.
 #   .ci/valgrind.sh [BUILD_DIR [TEST...]]     (default: every single-process C test)
 set -uo pipefail
@@ -11,10 +11,10 @@ top=$(pwd)
 B=${1:-$top/build-vg}
 mkdir -p "$B" && B=$(cd "$B" && pwd) # absolute: the script changes directory
 [ $# -gt 0 ] && shift
-# (not t_conv_avx2: with -mno-avx512f t_conv already runs the same AVX2 kernels)
 tests=${*:-t_rng t_gradcheck t_torch_fixture t_sampler t_optim t_models t_conv t_backend_det t_init t_tuning}
 . .ci/srccopy.sh
-export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+# the AVX2 conv kernels (src/core/cpu.c would pick the AVX-512 ones from the real CPUID)
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PT_CPU_ISA=avx2
 say() { echo "valgrind: $*"; }
 start=$(date +%s)
 mkdir -p "$B/logs"

@@ -5,8 +5,13 @@
  * Error: max |ours - reference| / max |reference| below 1e-5 (float sums of up to 800 terms).
  * Each result must also be bitwise the same with 1 and 3 threads (the kernels promise a fixed
  * summation order). Shapes the kernels do not cover must say so, so ops_conv.c falls back.
- * Built twice: t_conv tests the library's kernels as built for this machine (AVX-512 here),
- * t_conv_avx2 compiles conv_direct.c again with -mno-avx512f, so the AVX2 kernels are tested too. */
+ *
+ * The kernels are those of the ISA level the library dispatched to: first this test checks that
+ * the dispatch picked the kernels it should, from its own reading of CPUID and PT_CPU_ISA (the
+ * highest level the CPU has, or the lower one PT_CPU_ISA asks for), and that those kernels were
+ * really compiled for that level. tests/test_cpu_isa.sh runs it under every level the CPU has. */
+#include "config.h"
+
 #include <omp.h>
 #include <string.h>
 
@@ -142,10 +147,42 @@ static void check_shape(int H, int Cin, int Cout, int k, int s, int pad)
 int main(void)
 {
     pt_conv_shape probe = {8, 8, 8, 3, 1, 1, 8};
-    if (!pt_conv_direct_supported(&probe, PT_CONV_FWD)) {
-        printf("SKIP: this build has no direct conv kernels (no AVX2/FMA); im2col is used\n");
-        return 77;
+#if !PT_HAVE_X86_KERNELS
+    CHECK(!pt_conv_direct_kernels() && !pt_conv_direct_supported(&probe, PT_CONV_FWD),
+          "a build without x86 kernels dispatched to some");
+    if (test_failures) return test_exit_code("t_conv");
+    printf("SKIP: this build has no direct conv kernels (not x86-64); im2col is used\n");
+    return 77;
+#else
+    /* which kernels the dispatch must have picked: 0 baseline, 1 avx2, 2 avx512 */
+    static const char *const isa_names[] = {"baseline", "avx2", "avx512"};
+    __builtin_cpu_init();
+    int want = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+                   ? (__builtin_cpu_supports("avx512f") ? 2 : 1) : 0;
+    const char *env = getenv("PT_CPU_ISA");
+    if (env && *env) {
+        int req = -1;
+        for (int i = 0; i < 3; i++)
+            if (strcmp(env, isa_names[i]) == 0) req = i;
+        CHECK(req >= 0, "PT_CPU_ISA=%s is not a level this test knows", env);
+        if (req >= 0 && req < want) want = req;
     }
+    const pt_conv_kernels *kern = pt_conv_direct_kernels();
+    printf("conv kernels: %s (expected %s; PT_CPU_ISA=%s)\n", kern ? kern->isa : "none (im2col)",
+           isa_names[want], env ? env : "");
+    if (want == 0) {
+        CHECK(!kern, "dispatch picked the %s kernels, expected none (baseline)", kern->isa);
+        CHECK(!pt_conv_direct_supported(&probe, PT_CONV_FWD), "baseline claims direct kernels");
+        return test_exit_code("t_conv");
+    }
+    CHECK(kern && strcmp(kern->isa, isa_names[want]) == 0,
+          "dispatch picked the %s kernels, expected %s", kern ? kern->isa : "no", isa_names[want]);
+    if (!kern) return test_exit_code("t_conv");
+    CHECK(kern->vw == (want == 2 ? 16 : 8) && kern->mr == (want == 2 ? 8 : 6),
+          "%s kernels with %d floats per vector and %d-row tiles", kern->isa, kern->vw, kern->mr);
+    CHECK(pt_conv_direct_supported(&probe, PT_CONV_FWD), "the %s kernels refuse a plain shape",
+          kern->isa);
+#endif
     /* what the kernels must refuse */
     pt_conv_shape no1 = {8, 8, 12, 3, 1, 1, 8}, no2 = {8, 12, 8, 3, 1, 1, 8},
                   no3 = {8, 8, 8, 3, 2, 1, 4}, no4 = {8, 8, 8, 3, 1, 3, 12};

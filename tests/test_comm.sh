@@ -2,24 +2,24 @@
 # Every allreduce algorithm against MPI_Allreduce at process counts 1, 2, 3, 4, 5, 7 and 8
 # (oversubscribed beyond 2), and the collective watchdog.
 . "${srcdir:-.}/tests/lib.sh"
-for np in 1 2 3 4 5 7 8; do
+for np in $(test_nps 1 2 3 4 5 7 8); do
     mpirun_t $np 300 "$top_builddir/tests/t_comm" >"$WORK/np$np.out" 2>&1 || { cat "$WORK/np$np.out"; fail "t_comm at np=$np"; }
     tail -1 "$WORK/np$np.out"
 done
 pass "allreduce algorithms at np 1..8"
 # The pipelined ring, forced on small vectors: 64-byte segments from 0 bytes up.
-for np in 2 3 5; do
+for np in $(test_nps 2 3 5); do
     PT_RING_SEGMENT=64 PT_RING_PIPELINE_MIN=0 mpirun_t $np 300 -x PT_RING_SEGMENT -x PT_RING_PIPELINE_MIN \
         "$top_builddir/tests/t_comm" >"$WORK/seg$np.out" 2>&1 || { cat "$WORK/seg$np.out"; fail "segmented ring at np=$np"; }
     echo "segmented ring: $(tail -1 "$WORK/seg$np.out")"
 done
-for np in 1 2 3 4 5 7 8; do
+for np in $(test_nps 1 2 3 4 5 7 8); do
     mpirun_t $np 120 "$top_builddir/tests/t_collectives" >"$WORK/coll$np.out" 2>&1 || { cat "$WORK/coll$np.out"; fail "t_collectives at np=$np"; }
     tail -1 "$WORK/coll$np.out"
 done
 pass "reduce-scatter, allgather, broadcast, all-to-all(v) at np 1..8"
 # Emulated nodes: 2 nodes x 2 ranks, 3 x 2, and 2 + 2 + 1 (not uniform: hierarchical must refuse).
-for np in 4 6 5; do
+for np in $(test_nps 4 6 5); do
     PT_FAKE_NODE_SIZE=2 mpirun_t $np 300 -x PT_FAKE_NODE_SIZE "$top_builddir/tests/t_comm" \
         >"$WORK/nodes$np.out" 2>&1 || { cat "$WORK/nodes$np.out"; fail "t_comm at np=$np with nodes of 2"; }
     echo "nodes of 2: $(tail -1 "$WORK/nodes$np.out")"

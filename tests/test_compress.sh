@@ -3,7 +3,7 @@
 # fp16 / bf16) against serial references at process counts 1, 2, 3, 4, 5 and 8 (oversubscribed
 # beyond 2), then compressed training (tests/test_compress_train.sh covers the trainer side).
 . "${srcdir:-.}/tests/lib.sh"
-for np in 1 2 3 4 5 8; do
+for np in $(test_nps 1 2 3 4 5 8); do
     mpirun_t $np 300 "$top_builddir/tests/t_compress" >"$WORK/np$np.out" 2>&1 || { cat "$WORK/np$np.out"; fail "t_compress at np=$np"; }
     echo "np $np: $(tail -1 "$WORK/np$np.out")"
 done

@@ -6,6 +6,8 @@
 # (slurm-wlm-torque). Skipped, with the reason, only where Slurm cannot start.
 . "${srcdir:-.}/tests/lib.sh"
 need_data
+# the templates launch with Open MPI's mpirun (--map-by ppr:N:node:PE=T) or srun --mpi=pmix
+skip_unless_openmpi "jobs/slurm and jobs/pbs launch with Open MPI's mpirun flags (PT_LAUNCHER=mpirun)"
 command -v slurmctld >/dev/null && command -v munged >/dev/null && command -v sbatch >/dev/null ||
     { echo "SKIP: Slurm is not installed (Debian packages slurm-wlm, munge)"; exit 77; }
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: starting a local Slurm needs root"; exit 77; }

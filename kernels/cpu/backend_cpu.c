@@ -3,15 +3,20 @@
  * Elementwise loops run on OpenMP threads only above a size where the fork/join pays for itself;
  * reductions accumulate in double with a static schedule, so a run with a fixed thread count is
  * bitwise repeatable. */
+#include "config.h"
+
 #include "paratrain/backend.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
-#include <xmmintrin.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h> /* _mm_setcsr: SSE, part of every x86-64 baseline */
+#endif
 #include <stdlib.h>
 #include <string.h>
 
+#include "paratrain/cpu.h"
 #include "paratrain/log.h"
 #include "paratrain/rng.h"
 
@@ -332,16 +337,27 @@ const pt_backend *pt_backend_cpu(void)
          * and x86 computes on denormals through microcode assists: without this, AdamW on
          * Fashion-MNIST slowed from 13k to 4.4k samples/s after ~800 steps. Values below 1.2e-38
          * are irrelevant to training; the fixture tests are unaffected. */
+#if defined(__x86_64__) || defined(__i386__)
 #pragma omp parallel
         _mm_setcsr(_mm_getcsr() | 0x8040);
+#elif defined(__aarch64__)
+        /* the same on AArch64: FPCR.FZ (bit 24) flushes denormal inputs and outputs to zero */
+#pragma omp parallel
+        __builtin_aarch64_set_fpcr(__builtin_aarch64_get_fpcr() | (1u << 24));
+#endif
+        (void)pt_cpu_isa(); /* choose the kernels' ISA level now, and log it once */
         const int nt = omp_get_max_threads();
+#if HAVE_OPENBLAS_SET_NUM_THREADS
         openblas_set_num_threads(nt);
+#endif
+#if HAVE_OPENBLAS_GET_PARALLEL
         /* openblas_get_parallel(): 0 sequential, 1 pthreads, 2 OpenMP. */
         if (nt > 1 && openblas_get_parallel() == 1 && !getenv("OMP_WAIT_POLICY"))
             pt_log_warn("OpenBLAS uses its own pthreads next to %d OpenMP threads, and the two "
                         "pools compete for cores: configure with the OpenMP OpenBLAS "
                         "(libopenblas-openmp-dev) or set OMP_WAIT_POLICY=PASSIVE",
                         nt);
+#endif
     }
     return &cpu_backend;
 }
