@@ -41,6 +41,13 @@ for s in $srcs; do
     fi
 done
 for p in "${pids[@]}"; do wait "$p"; done
+# the per-ISA conv kernels (libconv_*.la in Makefile.am), which src/nn/conv_direct.c dispatches to
+for isa in avx2 avx512; do
+    o=$out/obj/conv_kernels_$isa.o
+    objs+=("$o")
+    [ -f "$o" ] && [ "$o" -nt "$top/src/nn/conv_kernels.c" ] ||
+        "$CLANG" $CFLAGS -DPT_CONV_SUFFIX=$isa -fsanitize=fuzzer-no-link -c "$top/src/nn/conv_kernels.c" -o "$o"
+done
 "$CLANG" $CFLAGS -fsanitize=fuzzer-no-link -c "$here/stubs.c" -o "$out/obj/stubs.o"
 objs+=("$out/obj/stubs.o")
 rm -f "$out/libpt_fuzz.a"
