@@ -10,13 +10,28 @@
  * as a ring allreduce of the 16-bit vector, half that of fp32). The pairwise all-to-all costs
  * p-1 rounds of latency where the ring's reduce-scatter costs the same. Any p. */
 #include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#else /* src/comm also builds without OpenMP (tests/test_comm_standalone.sh) */
+static inline int omp_get_num_threads(void) { return 1; }
+static inline int omp_get_thread_num(void) { return 0; }
+#endif
 
-#include "half.h"
+#include "half_kernels.h"
 #include "paratrain/compress.h"
 #include "schedule.h"
 
-static inline uint16_t to_wire(float f, int bf) { return bf ? f32_to_bf16(f) : f32_to_f16(f); }
-static inline float from_wire(uint16_t h, int bf) { return bf ? bf16_to_f32(h) : f16_to_f32(h); }
+/* each thread converts one contiguous chunk with the ISA-dispatched loops of half_kernels.c */
+#define CHUNKED(N, CALL)                                                                           \
+    do {                                                                                           \
+        const int64_t n_ = (N);                                                                    \
+        _Pragma("omp parallel if (n_ > 65536)")                                                    \
+        {                                                                                          \
+            int64_t lo_, len_;                                                                     \
+            pt_block_range(n_, omp_get_num_threads(), omp_get_thread_num(), &lo_, &len_);          \
+            CALL;                                                                                  \
+        }                                                                                          \
+    } while (0)
 
 pt_status pt_allreduce_lowp(pt_comm *c, float *x, int64_t n, pt_dtype wire)
 {
@@ -37,22 +52,15 @@ pt_status pt_allreduce_lowp(pt_comm *c, float *x, int64_t n, pt_dtype wire)
         pt_block_range(n, p, q, &sd[q], &sc[q]);
         rc[q] = my_len, rd[q] = my_len * q;
     }
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) h[i] = to_wire(x[i], bf);
+    const pt_half_kernels *k = pt_half_kernels_get();
+    CHUNKED(n, k->from_f32(x + lo_, h + lo_, len_, bf));
     pt_status st = pt_alltoallv(c, h, sc, sd, blocks, rc, rd, wire);
     if (st == PT_OK) {
-#pragma omp parallel for schedule(static) if (my_len > 65536)
-        for (int64_t i = 0; i < my_len; i++) {
-            float acc = from_wire(blocks[i], bf);
-            for (int q = 1; q < p; q++) acc += from_wire(blocks[my_len * q + i], bf);
-            h[my_off + i] = to_wire(acc, bf);
-        }
+        /* block q of `blocks` is rank q's copy of my block: sum the copies in rank order */
+        CHUNKED(my_len, k->sum_blocks(blocks + lo_, my_len, len_, p, h + my_off + lo_, bf));
         st = pt_allgather(c, h + my_off, h, sc, wire);
     }
-    if (st == PT_OK) {
-#pragma omp parallel for schedule(static) if (n > 65536)
-        for (int64_t i = 0; i < n; i++) x[i] = from_wire(h[i], bf);
-    }
+    if (st == PT_OK) CHUNKED(n, k->to_f32(h + lo_, x + lo_, len_, bf));
     free(h), free(blocks), free(cnt);
     return st;
 }

@@ -2,7 +2,7 @@
  * operation and rounded back (round to nearest even). */
 #include <string.h>
 
-#include "half.h"
+#include "half_kernels.h"
 #include "schedule.h"
 
 #define REDUCE_LOOP(T, OPEXPR)                                                                     \
@@ -22,17 +22,6 @@
     case PT_MIN: REDUCE_LOOP(T, a < b ? a : b); break;                                             \
     }
 
-#define REDUCE_HALF(TO_F32, FROM_F32)                                                              \
-    do {                                                                                           \
-        uint16_t *d = dst;                                                                         \
-        const uint16_t *s = src;                                                                   \
-        for (int64_t i = 0; i < n; i++) {                                                          \
-            float a = TO_F32(d[i]), b = TO_F32(s[i]);                                              \
-            float r = op == PT_MAX ? (a > b ? a : b) : op == PT_MIN ? (a < b ? a : b) : a + b;     \
-            d[i] = FROM_F32(r);                                                                    \
-        }                                                                                          \
-    } while (0)
-
 void pt_reduce_local(void *dst, const void *src, int64_t n, pt_dtype t, pt_reduce_op op)
 {
     switch (t) {
@@ -42,7 +31,10 @@ void pt_reduce_local(void *dst, const void *src, int64_t n, pt_dtype t, pt_reduc
     case PT_I64: REDUCE_TYPED(int64_t); break;
     case PT_U8: REDUCE_TYPED(uint8_t); break;
     case PT_I128: REDUCE_TYPED(__int128); break;
-    case PT_BF16: REDUCE_HALF(bf16_to_f32, f32_to_bf16); break;
-    case PT_F16: REDUCE_HALF(f16_to_f32, f32_to_f16); break;
+    case PT_BF16:
+    case PT_F16: /* the ISA-dispatched loops of half_kernels.c */
+        pt_half_kernels_get()->reduce(dst, src, n, t == PT_BF16,
+                                      op == PT_MAX ? 1 : op == PT_MIN ? 2 : 0);
+        break;
     }
 }
