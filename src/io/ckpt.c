@@ -225,8 +225,8 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
     }
     if (st == PT_OK && pt_fault_at("signal-in-save", meta->step, rank)) raise(SIGTERM);
     if (st == PT_OK) pt_fault_delay("slow-save", rank);
-    pt_fault_stop_point("ckpt-save", meta->step); /* PT_FAULT_STOP: a rank stops half-way */
     st = pt_agree(comm, st, NULL); /* an injected failure on one rank stops every rank here */
+    pt_fault_stop_point("ckpt-save", meta->step); /* PT_FAULT_STOP: a rank stops half-way */
     for (int s = 0; opt && s < opt->nstates && st == PT_OK; s++) {
         m->be->to_host(host, opt->state[s] + (lo - opt->offset), sizeof(float) * (size_t)cnt);
         for (int i = 0; i < m->nparams && st == PT_OK; i++) {
