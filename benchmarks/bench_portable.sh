@@ -39,14 +39,19 @@ for cfg in native portable; do
     (cd "$B/$cfg" && { [ -f Makefile ] && [ "$(cat .flag 2>/dev/null)" = "$flag" ] || { ../src/configure $flag && echo "$flag" >.flag; }; } &&
         make -j2 paratrain pt-prep pt-bench-compress) >>"$log" 2>&1 || { tail -20 "$log"; echo "bench_portable: build $cfg failed"; exit 1; }
 done
-DATA=${DATA:-$top/data/fashion-mnist}
-[ -f "$DATA/index.h5" ] || "$B/portable/pt-prep" fashion-mnist --out "$DATA" >/dev/null
+# Each build reads data its own pt-prep wrote: REF may predate a change of the shard format
+# (version 2 added per-sample checksums).
+for b in before portable; do
+    [ -f "$B/$b/data/index.h5" ] || "$B/$b/pt-prep" fashion-mnist --out "$B/$b/data" >/dev/null
+done
+data_of() { [ "$1" = before ] && echo "$B/before/data" || echo "$B/portable/data"; }
+DATA=$B/portable/data
 
 # run BUILD MODEL STEPS OPTIMIZER LR -> samples/s
 run() {
     m=$(mktemp)
     OMP_NUM_THREADS=2 mpirun -np 1 --bind-to none -x OMP_NUM_THREADS "$B/$1/paratrain" train \
-        --data "$DATA" --model "$2" --batch 128 --optimizer "$4" --lr "$5" --max-steps "$3" \
+        --data "$(data_of "$1")" --model "$2" --batch 128 --optimizer "$4" --lr "$5" --max-steps "$3" \
         --eval-every 100000 --log-every 100000 --quiet true --validate-data false --metrics "$m" \
         >"$B/last-$1.out" 2>&1 || { cat "$B/last-$1.out" >&2; rm -f "$m"; echo 0; return; }
     sed -n 's/.*"event": "end".*"samples_per_s": \([0-9.]*\).*/\1/p' "$m"

@@ -230,6 +230,10 @@ static int watchdog(void)
     pt_status st = pt_allreduce(&c, PT_IN_PLACE, x, 64, PT_F32, PT_SUM);
     printf("rank %d: status %d after %.1f s: %s\n", rank, st, MPI_Wtime() - t0, pt_error_message());
     fflush(stdout);
+    /* Let the other waiting ranks reach their own limit before the abort kills them: the rank
+     * that waits on the missing one directly may time out after one that waits on it only
+     * indirectly (on a loaded machine, by a second), and the test wants its message. */
+    sleep(5);
     MPI_Abort(MPI_COMM_WORLD, st == PT_ERR_MPI ? 3 : 1);
     return 1;
 }
