@@ -84,7 +84,7 @@ expect_error() { # name code pattern env-assignment paratrain-args...
     set +e
     (
         export OMPI_MCA_orte_abort_on_non_zero_status=0 PT_FAULT_INJECT="$fault"
-        mpirun_t 2 60 -x PT_FAULT_INJECT sh -c '"$@"; rc=$?; echo $rc >"$0.rc.$OMPI_COMM_WORLD_RANK"; exit $rc' \
+        mpirun_t 2 60 -x PT_FAULT_INJECT sh -c '"$@"; rc=$?; echo $rc >"$0.rc.'"$MPI_RANK_EXPR"'"; exit $rc' \
             "$WORK/$name" "$PARATRAIN" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
     )
     rc=$?
@@ -101,5 +101,5 @@ expect_error() { # name code pattern env-assignment paratrain-args...
     pass "$name (exit $want on both ranks): $(grep 'paratrain: error:' "$WORK/$name.err" | sed 's/.*error: //' | cut -c1-140)"
 }
 small="--data $DATA --model mlp:784-16-10 --batch 64 --max-steps 3 --quiet true --ckpt-dir $WORK/ck"
-expect_error model-init-alloc 1 "pt_model_init: cannot allocate .* (src/nn/model.c:[0-9]*)" model-init-alloc train $small
+expect_error model-init-alloc 1 "pt_model_init: cannot allocate .* (\(.*/\)\{0,1\}src/nn/model.c:[0-9]*)" model-init-alloc train $small
 expect_error thread-level 1 "MPI provides MPI_THREAD_SINGLE, paratrain needs MPI_THREAD_FUNNELED" mpi-thread-level train $small

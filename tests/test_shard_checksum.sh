@@ -17,7 +17,7 @@ expect_error() { # name code pattern paratrain-args...
     set +e
     (
         export OMPI_MCA_orte_abort_on_non_zero_status=0
-        mpirun_t 2 120 sh -c '"$@"; rc=$?; echo $rc >"$0.rc.$OMPI_COMM_WORLD_RANK"; exit $rc' \
+        mpirun_t 2 120 sh -c '"$@"; rc=$?; echo $rc >"$0.rc.'"$MPI_RANK_EXPR"'"; exit $rc' \
             "$WORK/$name" "$PARATRAIN" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
     )
     rc=$?
