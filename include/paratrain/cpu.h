@@ -9,6 +9,17 @@
 #ifndef PARATRAIN_CPU_H
 #define PARATRAIN_CPU_H
 
+/* Whether the x86 kernel variants are built: configure decides (config.h, included first); a
+ * file compiled outside configure (tests/test_comm_standalone.sh, smpicc) decides from the
+ * compiler's target. */
+#ifndef PT_HAVE_X86_KERNELS /* compiled outside configure (tests/test_comm_standalone.sh, smpicc) */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define PT_HAVE_X86_KERNELS 1
+#else
+#define PT_HAVE_X86_KERNELS 0
+#endif
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif

@@ -2,13 +2,6 @@
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
-#ifndef PT_HAVE_X86_KERNELS /* compiled outside configure (tests/test_comm_standalone.sh, smpicc) */
-#if defined(__x86_64__) && defined(__GNUC__)
-#define PT_HAVE_X86_KERNELS 1
-#else
-#define PT_HAVE_X86_KERNELS 0
-#endif
-#endif
 
 #include "paratrain/cpu.h"
 
