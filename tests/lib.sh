@@ -135,3 +135,33 @@ train_run() {
 
 # The values of one field of a metrics file's train records, one per line.
 train_field() { grep '"event": "train"' "$1" | sed "s/.*\"$2\": \([^,}]*\).*/\1/"; }
+
+# One clear error on every rank, before any work: runs `paratrain ARGS...` on 2 ranks, each rank
+# recording its own exit code (mpirun would kill the others at the first non-zero exit), and
+# expects exactly one 'paratrain: error:' line matching PATTERN and exit CODE on both ranks.
+# PT_FAULT_INJECT, when set and exported, goes to the ranks; EXPECT_ERROR_TIMEOUT bounds a hang.
+#   expect_error NAME CODE PATTERN paratrain-args...
+expect_error() {
+    name=$1 want=$2 pattern=$3
+    shift 3
+    rm -f "$WORK/$name.rc."*
+    set +e
+    (
+        export OMPI_MCA_orte_abort_on_non_zero_status=0
+        mpirun_t 2 "${EXPECT_ERROR_TIMEOUT:-60}" ${PT_FAULT_INJECT:+-x PT_FAULT_INJECT} \
+            sh -c '"$@"; rc=$?; echo $rc >"$0.rc.'"$MPI_RANK_EXPR"'"; exit $rc' \
+            "$WORK/$name" "$PARATRAIN" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
+    )
+    rc=$?
+    set -e
+    [ $rc -ne 124 ] && [ $rc -ne 137 ] || fail "$name: hung (timeout)"
+    n=$(grep -c 'paratrain: error:' "$WORK/$name.err" || true)
+    [ "$n" = 1 ] || { cat "$WORK/$name.err"; fail "$name: $n error lines, expected 1"; }
+    grep -q -- "$pattern" "$WORK/$name.err" || { cat "$WORK/$name.err"; fail "$name: message lacks '$pattern'"; }
+    for r in 0 1; do
+        [ -f "$WORK/$name.rc.$r" ] || fail "$name: rank $r recorded no exit code"
+        got=$(cat "$WORK/$name.rc.$r")
+        [ "$got" = "$want" ] || { cat "$WORK/$name.err"; fail "$name: rank $r exit code $got, expected $want"; }
+    done
+    pass "$name (exit $want on both ranks): $(grep 'paratrain: error:' "$WORK/$name.err" | sed 's/.*error: //' | cut -c1-140)"
+}

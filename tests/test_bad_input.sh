@@ -9,29 +9,6 @@ small="--model mlp:784-16-10 --batch 64 --max-steps 3 --quiet true"
 
 # Each rank records its own exit code (mpirun reports only one, and would kill the other ranks
 # at the first non-zero exit, so that is switched off here).
-expect_error() { # name code pattern paratrain-args...
-    name=$1 want=$2 pattern=$3
-    shift 3
-    rm -f "$WORK/$name.rc."*
-    set +e
-    (
-        export OMPI_MCA_orte_abort_on_non_zero_status=0
-        mpirun_t 2 60 sh -c '"$@"; rc=$?; echo $rc >"$0.rc.${OMPI_COMM_WORLD_RANK:-$PMI_RANK}"; exit $rc' \
-            "$WORK/$name" "$PARATRAIN" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
-    )
-    rc=$?
-    set -e
-    [ $rc -ne 124 ] && [ $rc -ne 137 ] || fail "$name: hung (timeout)"
-    n=$(grep -c 'paratrain: error:' "$WORK/$name.err" || true)
-    [ "$n" = 1 ] || { cat "$WORK/$name.err"; fail "$name: $n error lines, expected 1"; }
-    grep -q -- "$pattern" "$WORK/$name.err" || { cat "$WORK/$name.err"; fail "$name: message lacks '$pattern'"; }
-    for r in 0 1; do
-        [ -f "$WORK/$name.rc.$r" ] || fail "$name: rank $r recorded no exit code"
-        got=$(cat "$WORK/$name.rc.$r")
-        [ "$got" = "$want" ] || { cat "$WORK/$name.err"; fail "$name: rank $r exit code $got, expected $want"; }
-    done
-    pass "$name (exit $want on both ranks): $(grep 'paratrain: error:' "$WORK/$name.err" | sed 's/.*error: //' | cut -c1-100)"
-}
 
 # missing shard file
 copy_data "$WORK/d1"

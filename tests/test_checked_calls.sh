@@ -77,29 +77,14 @@ pass "no unchecked $CALLS in src/ kernels/ ($(echo "$files" | wc -l) files)"
 
 # The failures reach the user: one message, exit 1 on both ranks, no hang.
 need_data
-expect_error() { # name code pattern env-assignment paratrain-args...
-    name=$1 want=$2 pattern=$3 fault=$4
+expect_fault() { # name code pattern PT_FAULT_INJECT-value paratrain-args... (expect_error of tests/lib.sh)
+    n_=$1 c_=$2 p_=$3
+    PT_FAULT_INJECT=$4
+    export PT_FAULT_INJECT
     shift 4
-    rm -f "$WORK/$name.rc."*
-    set +e
-    (
-        export OMPI_MCA_orte_abort_on_non_zero_status=0 PT_FAULT_INJECT="$fault"
-        mpirun_t 2 60 -x PT_FAULT_INJECT sh -c '"$@"; rc=$?; echo $rc >"$0.rc.'"$MPI_RANK_EXPR"'"; exit $rc' \
-            "$WORK/$name" "$PARATRAIN" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
-    )
-    rc=$?
-    set -e
-    [ $rc -ne 124 ] && [ $rc -ne 137 ] || fail "$name: hung (timeout)"
-    n=$(grep -c 'paratrain: error:' "$WORK/$name.err" || true)
-    [ "$n" = 1 ] || { cat "$WORK/$name.err"; fail "$name: $n error lines, expected 1"; }
-    grep -q -- "$pattern" "$WORK/$name.err" || { cat "$WORK/$name.err"; fail "$name: message lacks '$pattern'"; }
-    for r in 0 1; do
-        [ -f "$WORK/$name.rc.$r" ] || fail "$name: rank $r recorded no exit code"
-        got=$(cat "$WORK/$name.rc.$r")
-        [ "$got" = "$want" ] || { cat "$WORK/$name.err"; fail "$name: rank $r exit code $got, expected $want"; }
-    done
-    pass "$name (exit $want on both ranks): $(grep 'paratrain: error:' "$WORK/$name.err" | sed 's/.*error: //' | cut -c1-140)"
+    expect_error "$n_" "$c_" "$p_" "$@"
+    unset PT_FAULT_INJECT
 }
 small="--data $DATA --model mlp:784-16-10 --batch 64 --max-steps 3 --quiet true --ckpt-dir $WORK/ck"
-expect_error model-init-alloc 1 "pt_model_init: cannot allocate .* (\(.*/\)\{0,1\}src/nn/model.c:[0-9]*)" model-init-alloc train $small
-expect_error thread-level 1 "MPI provides MPI_THREAD_SINGLE, paratrain needs MPI_THREAD_FUNNELED" mpi-thread-level train $small
+expect_fault model-init-alloc 1 "pt_model_init: cannot allocate .* (\(.*/\)\{0,1\}src/nn/model.c:[0-9]*)" model-init-alloc train $small
+expect_fault thread-level 1 "MPI provides MPI_THREAD_SINGLE, paratrain needs MPI_THREAD_FUNNELED" mpi-thread-level train $small
