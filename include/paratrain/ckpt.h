@@ -35,6 +35,9 @@ typedef struct {
     int64_t step_in_epoch; /* data position: global batches of `epoch` already consumed */
     uint64_t seed;         /* Philox key: shuffling and dropout are pure functions of it */
     int dp_size;           /* data-parallel ranks that wrote it */
+    int tp_size, pp_size;  /* tensor- and pipeline-parallel sizes of the grid that wrote it (1: none) */
+    int zero;              /* ZeRO stage it was written with */
+    char grid_order[16];   /* the grid's axis order, outermost first ("pp,dp,tp") */
     double es_best;        /* early-stopping state */
     int64_t es_best_step;
     int es_bad_evals;

@@ -38,7 +38,7 @@ typedef enum {
     PT_ALLREDUCE_NALGOS
 } pt_allreduce_algo;
 
-typedef struct {
+typedef struct pt_comm {
     MPI_Comm comm; /* the caller's communicator */
     MPI_Comm coll; /* a duplicate that carries paratrain's collective traffic */
     int rank, size;

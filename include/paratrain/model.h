@@ -18,6 +18,8 @@
 extern "C" {
 #endif
 
+struct pt_comm; /* paratrain/comm.h */
+
 #define PT_MAX_PARAMS 160
 #define PT_MAX_NODES 160
 #define PT_MAX_SLOTS 164
@@ -32,6 +34,22 @@ typedef struct {
     int64_t numel;
     int init;       /* pt_init_kind (src/nn/graph.h) */
     float init_arg; /* its bound, standard deviation or constant */
+    /* Partition over the tensor-parallel group (design.md #11). shape/numel above are this
+     * rank's local part; gshape/gnumel the global tensor (equal to them when not split).
+     * split_dim < 0: the tensor is replicated over tp. Otherwise dimension split_dim is viewed
+     * as split_blocks equal blocks (1 for a plain split; 3 for a fused q,k,v weight) and each
+     * block is split over tp: this rank holds indices [split_start, split_start +
+     * shape[split_dim] / split_blocks) of every block. A local index i along split_dim maps to
+     * the global index (i / lb) * (gshape[split_dim] / split_blocks) + split_start + i % lb,
+     * lb = shape[split_dim] / split_blocks. Initialization and checkpoints use the global index,
+     * so every grid holds the serial run's numbers. grad_over_tp: replicated, but each tp rank
+     * holds a partial gradient (sequence-parallel layer norms) that must be summed over tp. */
+    int64_t gshape[PT_MAX_DIMS];
+    int64_t gnumel;
+    int split_dim;
+    int split_blocks;
+    int64_t split_start;
+    int grad_over_tp;
 } pt_param;
 
 typedef struct {
@@ -40,6 +58,10 @@ typedef struct {
                         before the classifier) */
     int sync_bn;     /* batch norm: statistics over the global batch (needs allreduce_sum) */
     int conv_algo;   /* conv2d: PT_CONV_ALGO_AUTO (direct kernels where they apply) or _IM2COL */
+    /* Tensor parallelism (Megatron): the tp group's communicator (NULL, or size 1: none). The
+     * model's communication nodes (f, g, vocabulary-parallel reductions) run on it. */
+    struct pt_comm *tp;
+    int sequence_parallel; /* --sequence-parallel: reduce-scatter/all-gather along the sequence */
 } pt_model_options;
 
 enum { PT_CONV_ALGO_AUTO = 0, PT_CONV_ALGO_IM2COL = 1 };

@@ -23,6 +23,9 @@ int pt_graph_param(pt_model *m, const char *name, int ndim, const int64_t *shape
     p->ndim = ndim;
     p->numel = 1;
     for (int d = 0; d < ndim; d++) p->shape[d] = shape[d], p->numel *= shape[d];
+    for (int d = 0; d < ndim; d++) p->gshape[d] = shape[d];
+    p->gnumel = p->numel;
+    p->split_dim = -1, p->split_blocks = 1;
     p->offset = m->numel;
     p->init = init;
     p->init_arg = init_arg;
