@@ -6,7 +6,8 @@
 #     (tests/t_ckpt_logits loads the checkpoint and runs the evaluation forward);
 #   import: a PyTorch-initialized model (batch-norm and layer-norm parameters and statistics drawn
 #     at random, so they count) written as a checkpoint: its logits in paratrain equal PyTorch's,
-#     and `paratrain eval` on the validation split gives PyTorch's loss and accuracy.
+#     `paratrain eval` on the validation split gives PyTorch's loss and accuracy, and
+#     `paratrain train --resume` continues from it.
 # Tolerances: logits max|paratrain - torch| / max|torch| <= 1e-5 (both float32; summation order
 # differs); eval loss within 2e-4 and accuracy within 1e-4 (paratrain prints 4 decimals).
 . "${srcdir:-.}/tests/lib.sh"
@@ -48,6 +49,11 @@ one() { # name data model extra-train-flags...
     r=$($CHECK compare "$WORK/$name.ipt.h5" "$WORK/$name.itorch.h5" $TOL) || fail "$name: imported logits differ: $r"
     mpirun_t 1 120 "$PARATRAIN" eval --ckpt "$WORK/$name.imp" --data "$data" --split val \
         >"$WORK/$name.eval" 2>&1 || { cat "$WORK/$name.eval"; fail "$name: paratrain eval of the import"; }
+    # and training resumes from it (torch_to_ckpt.py wrote seed 0 and zero Adam state)
+    mpirun_t 1 120 "$PARATRAIN" train --data "$data" --model "$model" --activation "$act" --batch 16 \
+        --max-steps 1 --optimizer adam --seed 0 --eval-every 1000 --quiet true --resume "$WORK/$name.imp" \
+        --ckpt-dir "$WORK/$name.resumed" >"$WORK/$name.resume.out" 2>&1 &&
+        [ -f "$WORK/$name.resumed/step_00000001.h5" ] || { cat "$WORK/$name.resume.out"; fail "$name: resuming from the import"; }
     set -- $(sed -n 's/.*val loss \([0-9.naif-]*\)  val accuracy \([0-9.naif-]*\).*/\1 \2/p' "$WORK/$name.eval")
     [ $# = 2 ] || { cat "$WORK/$name.eval"; fail "$name: no loss in paratrain eval's output"; }
     set -- "$@" $($CHECK evalloss "$WORK/$name.init.pt" "$data" val)

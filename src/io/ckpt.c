@@ -239,8 +239,12 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
     free(host);
     H5Pclose(dxpl);
     if (st == PT_OK) { /* attributes: collective, the same values on every rank */
-        char grid[64];
-        snprintf(grid, sizeof grid, "dp=%d tp=1 pp=1", meta->dp_size);
+        char grid[64], order[sizeof meta->grid_order];
+        const int tp = meta->tp_size > 0 ? meta->tp_size : 1, pp = meta->pp_size > 0 ? meta->pp_size : 1;
+        /* the ZeRO stage; a sharded optimizer state is at least stage 1 whatever the caller said */
+        const int zero = meta->zero > 0 ? meta->zero : opt && opt->n < m->numel ? 1 : 0;
+        snprintf(order, sizeof order, "%s", meta->grid_order[0] ? meta->grid_order : "pp,dp,tp");
+        snprintf(grid, sizeof grid, "dp=%d tp=%d pp=%d", meta->dp_size, tp, pp);
         pt_status a[] = {
             pt_h5_attr_write_i64(f, "format_version", PT_CKPT_FORMAT_VERSION),
             pt_h5_attr_write_i64(f, "step", meta->step),
@@ -253,6 +257,11 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
             pt_h5_attr_write_i64(f, "optimizer_steps", opt ? opt->t : 0),
             pt_h5_attr_write_i64(f, "num_params", m->numel),
             pt_h5_attr_write_str(f, "process_grid", grid),
+            pt_h5_attr_write_i64(f, "dp_size", meta->dp_size),
+            pt_h5_attr_write_i64(f, "tp_size", tp),
+            pt_h5_attr_write_i64(f, "pp_size", pp),
+            pt_h5_attr_write_i64(f, "zero", zero),
+            pt_h5_attr_write_str(f, "grid_order", order),
             pt_h5_attr_write_i64(f, "writers", size),
             pt_h5_attr_write_i64(f, "optimizer_sharded", opt && opt->n < m->numel),
             pt_h5_attr_write_f64(f, "early_stop_best", meta->es_best),
@@ -473,6 +482,29 @@ static pt_status read_meta(hid_t f, const char *path, pt_ckpt_meta *meta, char *
     char grid[64];
     PT_TRY(pt_h5_attr_read_str(f, "process_grid", grid, sizeof grid, path));
     if (sscanf(grid, "dp=%d", &meta->dp_size) != 1) meta->dp_size = 0;
+    /* the grid (format_version 1 files before tensor parallelism have only process_grid and
+     * optimizer_sharded: tp = pp = 1, ZeRO 1 when sharded) */
+    meta->tp_size = meta->pp_size = 1;
+    snprintf(meta->grid_order, sizeof meta->grid_order, "pp,dp,tp");
+    if (H5Aexists(f, "optimizer_sharded") > 0) {
+        PT_TRY(pt_h5_attr_read_i64(f, "optimizer_sharded", &v, path));
+        meta->zero = v ? 1 : 0;
+    }
+    if (H5Aexists(f, "tp_size") > 0) {
+        PT_TRY(pt_h5_attr_read_i64(f, "dp_size", &v, path));
+        meta->dp_size = (int)v;
+        PT_TRY(pt_h5_attr_read_i64(f, "tp_size", &v, path));
+        meta->tp_size = (int)v;
+        PT_TRY(pt_h5_attr_read_i64(f, "pp_size", &v, path));
+        meta->pp_size = (int)v;
+        PT_TRY(pt_h5_attr_read_i64(f, "zero", &v, path));
+        meta->zero = (int)v;
+        PT_TRY(pt_h5_attr_read_str(f, "grid_order", meta->grid_order, sizeof meta->grid_order, path));
+    }
+    if (meta->tp_size < 1 || meta->pp_size < 1 || meta->dp_size < 0 || meta->zero < 0)
+        return PT_ERR(PT_ERR_FORMAT, "the checkpoint file is damaged",
+                      "checkpoint '%s' has a bad process grid: dp=%d tp=%d pp=%d zero=%d", path,
+                      meta->dp_size, meta->tp_size, meta->pp_size, meta->zero);
     if (spec) PT_TRY(pt_h5_attr_read_str(f, "model", spec, spec_len, path));
     if (optname) PT_TRY(pt_h5_attr_read_str(f, "optimizer", optname, opt_len, path));
     return PT_OK;
