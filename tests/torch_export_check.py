@@ -7,6 +7,7 @@
   compare A.h5 B.h5 TOL                 max |a - b| of /logits over max |b|; exit 1 above TOL
   evalloss MODEL.pt DATA SPLIT          mean loss and accuracy over the whole split (as
                                         `paratrain eval` prints them)
+  random SPEC B OUT.h5                  B random inputs for the model of SPEC (/x; /y zeros)
   init SPEC ACTIVATION SEED OUT.pt      a PyTorch-initialized model (batch-norm statistics and
                                         affine parameters drawn at random, so they matter)
 
@@ -90,6 +91,17 @@ def main(a):
                 tot, cor, n = tot + l, cor + c, n + xb.shape[0]
         per = m.T if m.kind == "gpt" else 1
         print("%.6f %.6f" % (tot / n, cor / (n * per)))
+    elif cmd == "random":
+        kind, k = torch_models.parse_spec(a[1])
+        B, g = int(a[2]), torch.Generator().manual_seed(5)
+        if kind == "gpt":
+            x = torch.randint(0, k["vocab"], (B, k["ctx"] + 1), generator=g).float()
+        elif kind == "textcnn":
+            x = torch.randint(0, k["vocab"], (B, k["len"]), generator=g).float()
+        else:
+            x = torch.rand(B, k["dims"][0] if kind == "mlp" else k["size"] ** 2, generator=g)
+        with h5py.File(a[3], "w") as f:
+            f["x"], f["y"] = x.numpy(), np.zeros(B, np.int32)
     elif cmd == "init":
         torch.manual_seed(int(a[3]))
         m = torch_models.build(a[1], a[2])

@@ -1,5 +1,8 @@
-/* Checkpoint save and load. Parameters are replicated under pure data parallelism, so rank 0
- * writes the file and broadcasts the outcome; sharded writes arrive with ZeRO ([data-parallel]). */
+/* Checkpoint save and load (docs/CHECKPOINT_FORMAT.md). Every dataset is a global tensor; all
+ * ranks write it collectively, each its hyperslab: its slice of the flat buffers (ZeRO-1's
+ * shard), at the global positions of its tensor-parallel shard (pt_ckpt_save_dist). Loading
+ * reads each rank's part for whatever grid it runs on. Rank 0 publishes the file (rename, then
+ * `latest`) and every rank learns the outcome. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
