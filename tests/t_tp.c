@@ -159,6 +159,46 @@ static void check_model(const char *spec, pt_act act, float dropout, int rows)
     pt_model_destroy(&m);
 }
 
+/* The vocabulary-parallel cross-entropy on logits with many ties (values 0, 1, 2), some across
+ * ranks: loss, gradient and the argmax (the lowest global index of the max, as the serial
+ * first-maximum argmax) against the backend's softmax_xent on the whole rows. */
+static void check_vocab_xent(void)
+{
+    const char *spec = "gpt:layers=1,heads=4,d=32,ctx=8,vocab=256";
+    pt_model_options opt = {.tp = &tp};
+    pt_model m;
+    REQUIRE_OK(pt_model_create(&m, spec, &opt, pt_backend_cpu(), 4));
+    const int R = 4 * 8, V = 256, Vl = pt_model_local_classes(&m), v0 = (int)m.vocab_start;
+    float *z = malloc(sizeof(float) * R * V), *d = malloc(sizeof(float) * R * V);
+    float *zl = malloc(sizeof(float) * R * Vl), *dl = malloc(sizeof(float) * R * Vl);
+    int32_t y[4 * 8];
+    for (int r = 0; r < R; r++) {
+        int first = -1, second = -1;
+        for (int c = 0; c < V; c++) z[r * V + c] = (float)(int)(3 * pt_rng_uniform(8, 1, (uint64_t)(r * V + c)));
+        for (int c = 0; c < V; c++)
+            if (z[r * V + c] == 2.0f) second = first >= 0 && second < 0 ? c : second, first = first < 0 ? c : first;
+        /* the first maximum (correct), a later tie (not correct), or any token */
+        y[r] = r % 3 == 0 ? first : r % 3 == 1 ? second : (int32_t)(pt_rng_uniform(8, 2, (uint64_t)r) * V);
+        for (int c = 0; c < Vl; c++) zl[r * Vl + c] = z[r * V + v0 + c];
+    }
+    int64_t cs = -1, cm = -2;
+    const double Ls = pt_backend_cpu()->softmax_xent(z, y, R, V, 0.5f, d, &cs);
+    const double Lm = pt_tp_softmax_xent(&m, zl, y, R, 0.5f, dl, &cm);
+    REQUIRE_OK(pt_model_status(&m));
+    double e = 0.0;
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < Vl; c++) e = fmax(e, fabs(dl[r * Vl + c] - d[r * V + v0 + c]));
+    CHECK(cm == cs && cs > 0 && fabs(Lm - Ls) <= LOSS_TOL * Ls && e <= 1e-7,
+          "vocabulary-parallel xent with ties: correct %lld, serial %lld; loss %.9g, serial %.9g; "
+          "dlogits differ by %.3g", (long long)cm, (long long)cs, Lm, Ls, e);
+    if (rank == 0)
+        printf("tp=%d vocabulary-parallel xent, tied logits: correct %lld of %d (serial %lld), "
+               "loss diff %.2e, dlogits max diff %.2e\n", tp.size, (long long)cm, R, (long long)cs,
+               fabs(Lm - Ls) / Ls, e);
+    free(z), free(d), free(zl), free(dl);
+    pt_model_destroy(&m);
+}
+
 static void expect_refused(const char *spec, int seq_par, const char *words)
 {
     pt_model_options opt = {.act = PT_ACT_RELU, .tp = &tp, .sequence_parallel = seq_par};
@@ -183,6 +223,7 @@ int main(int argc, char **argv)
     check_model("mlp:20-16-12", PT_ACT_TANH, 0.25f, 5);       /* a pair whose row layer is last */
     check_model("gpt:layers=2,heads=4,d=32,ctx=16,vocab=256", PT_ACT_NONE, 0.0f, 3);
 
+    if (tp.size > 1) check_vocab_xent(); /* at tp 1 the vocabulary is not split */
     expect_refused("gpt:layers=1,heads=4,d=32,ctx=8", 1, "--sequence-parallel");
     if (tp.size > 1) {
         expect_refused("mlp:784-63-10", 0, "does not divide the width 63");
