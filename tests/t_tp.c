@@ -49,13 +49,13 @@ static const pt_node *serial_twin(const pt_model *s, const pt_node *n)
     return NULL;
 }
 
-static void check_model(const char *spec, pt_act act, float dropout, int rows)
+static void check_model(const char *spec, pt_act act, float dropout, int rows, int seq_par)
 {
     const pt_backend *be = pt_backend_cpu();
     pt_model_options opt = {.act = act, .dropout = dropout};
     pt_model s, m;
     REQUIRE_OK(pt_model_create(&s, spec, &opt, be, rows));
-    opt.tp = &tp;
+    opt.tp = &tp, opt.sequence_parallel = seq_par;
     REQUIRE_OK(pt_model_create(&m, spec, &opt, be, rows));
     REQUIRE_OK(pt_model_init(&s, 1234));
     REQUIRE_OK(pt_model_init(&m, 1234));
@@ -132,6 +132,13 @@ static void check_model(const char *spec, pt_act act, float dropout, int rows)
         const pt_param *p = &m.params[t], *q = &s.params[t];
         float *slice = malloc(sizeof(float) * (size_t)p->numel);
         for (int64_t i = 0; i < p->numel; i++) slice[i] = s.g[q->offset + pt_param_global_index(p, i)];
+        /* a partial gradient (sequence-parallel layer norms and row-parallel biases): the trainer
+         * sums it over tp; do so here */
+        CHECK(p->grad_over_tp == (seq_par && tp.size > 1 && p->split_dim < 0 &&
+                                  (strstr(p->name, "ln") || strstr(p->name, "proj/bias"))),
+              "%s: %s grad_over_tp %d", spec, p->name, p->grad_over_tp);
+        if (p->grad_over_tp)
+            MPI_Allreduce(MPI_IN_PLACE, m.g + p->offset, (int)p->numel, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
         const double e = max_rel_err(m.g + p->offset, slice, p->numel, 1e-6);
         CHECK(e <= GRAD_TOL, "%s: gradient of %s differs by %.3g (normalized)", spec, p->name, e);
         if (e > gworst) gworst = e, gworst_name = p->name;
@@ -151,8 +158,8 @@ static void check_model(const char *spec, pt_act act, float dropout, int rows)
     double w[3] = {lnum / lden, gworst, fabs(Lm - Ls) / fabs(Ls)};
     MPI_Allreduce(MPI_IN_PLACE, w, 3, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     if (rank == 0)
-        printf("tp=%d %-44s logits %.2e  loss %.2e  grads %.2e (rank 0 worst: %s)  correct %lld  "
-               "dropout-layer outputs %lld (%lld zero)\n", tp.size, spec, w[0], w[2], w[1],
+        printf("tp=%d %-44s%s logits %.2e  loss %.2e  grads %.2e (rank 0 worst: %s)  correct %lld  "
+               "dropout-layer outputs %lld (%lld zero)\n", tp.size, spec, seq_par ? " seq-par" : "", w[0], w[2], w[1],
                gworst_name, (long long)cs, (long long)checked, (long long)zeros);
     free(x), free(labels);
     pt_model_destroy(&s);
@@ -217,19 +224,22 @@ int main(int argc, char **argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     REQUIRE_OK(pt_comm_init(&tp, MPI_COMM_WORLD));
 
-    check_model("mlp:784-64-48-10", PT_ACT_RELU, 0.1f, 8);    /* fc3 odd: replicated */
-    check_model("mlp:784-64-48-32-10", PT_ACT_RELU, 0.1f, 8); /* two pairs */
-    check_model("mlp:784-64-61-32-10", PT_ACT_RELU, 0.1f, 8); /* 61: between pairs, not split */
-    check_model("mlp:20-16-12", PT_ACT_TANH, 0.25f, 5);       /* a pair whose row layer is last */
-    check_model("gpt:layers=2,heads=4,d=32,ctx=16,vocab=256", PT_ACT_NONE, 0.0f, 3);
+    check_model("mlp:784-64-48-10", PT_ACT_RELU, 0.1f, 8, 0);    /* fc3 odd: replicated */
+    check_model("mlp:784-64-48-32-10", PT_ACT_RELU, 0.1f, 8, 0); /* two pairs */
+    check_model("mlp:784-64-61-32-10", PT_ACT_RELU, 0.1f, 8, 0); /* 61: between pairs, not split */
+    check_model("mlp:20-16-12", PT_ACT_TANH, 0.25f, 5, 0);       /* a pair whose row layer is last */
+    check_model("gpt:layers=2,heads=4,d=32,ctx=16,vocab=256", PT_ACT_NONE, 0.0f, 3, 0);
+    check_model("gpt:layers=2,heads=4,d=32,ctx=16,vocab=256", PT_ACT_NONE, 0.0f, 3, 1);
 
     if (tp.size > 1) check_vocab_xent(); /* at tp 1 the vocabulary is not split */
-    expect_refused("gpt:layers=1,heads=4,d=32,ctx=8", 1, "--sequence-parallel");
+    expect_refused("mlp:784-64-10", 1, "--sequence-parallel applies to gpt only");
+    expect_refused("cnn", 1, "--sequence-parallel applies to gpt only");
     if (tp.size > 1) {
         expect_refused("mlp:784-63-10", 0, "does not divide the width 63");
         expect_refused("mlp:784-64-48-63-10", 0, "does not divide the width 63 between fc3");
         expect_refused("gpt:layers=1,heads=1,d=32,ctx=8", 0, "does not divide heads=1");
         expect_refused("gpt:layers=1,heads=4,d=32,ctx=8,vocab=257", 0, "does not divide vocab=257");
+        expect_refused("gpt:layers=1,heads=4,d=32,ctx=9", 1, "does not divide ctx=9");
         expect_refused("cnn", 0, "has no tensor-parallel layout; use --tp 1");
         expect_refused("resnet", 0, "has no tensor-parallel layout; use --tp 1");
         expect_refused("textcnn", 0, "has no tensor-parallel layout; use --tp 1");

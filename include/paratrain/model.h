@@ -61,8 +61,8 @@ typedef struct {
     /* Tensor parallelism (Megatron): the tp group's communicator (NULL, or size 1: none). The
      * model's communication nodes (f, g, vocabulary-parallel reductions) run on it. */
     struct pt_comm *tp;
-    int sequence_parallel; /* --sequence-parallel: reduce-scatter/all-gather along the sequence
-                              (not implemented yet: pt_model_create refuses it) */
+    int sequence_parallel; /* --sequence-parallel (gpt): reduce-scatter/all-gather along the
+                              sequence instead of tp allreduces; layer norms on sequence shards */
 } pt_model_options;
 
 enum { PT_CONV_ALGO_AUTO = 0, PT_CONV_ALGO_IM2COL = 1 };

@@ -38,6 +38,8 @@ extern const pt_op pt_op_attention; /* ops_seq.c */
 extern const pt_op pt_op_bias_act;  /* ops_dense.c: bias, activation, dropout (row-parallel) */
 extern const pt_op pt_op_tp_f;      /* ops_tp.c: identity forward, allreduce backward */
 extern const pt_op pt_op_tp_g;      /* ops_tp.c: allreduce forward, identity backward */
+extern const pt_op pt_op_tp_seq_gather;  /* ops_tp.c: all-gather forward, reduce-scatter backward */
+extern const pt_op pt_op_tp_seq_scatter; /* ops_tp.c: reduce-scatter forward, all-gather backward */
 /* ops_tp.c: vocabulary-parallel softmax cross-entropy over local logits (rows x local_classes);
  * the same contract as the backend's softmax_xent over the global vocabulary */
 double pt_tp_softmax_xent(pt_model *m, const float *logits, const int32_t *labels, int rows,

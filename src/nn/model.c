@@ -146,9 +146,6 @@ pt_status pt_model_create(pt_model *m, const char *spec, const pt_model_options 
     m->targets = 1;
     m->tp_size = opt->tp ? opt->tp->size : 1;
     m->tp_rank = opt->tp ? opt->tp->rank : 0;
-    if (opt->sequence_parallel)
-        return PT_ERR(PT_ERR_ARG, "leave --sequence-parallel out (plain tensor parallelism works)",
-                      "--sequence-parallel is not implemented yet");
     pt_graph_slot(m, 0); /* slot 0: the input; its size is set by the builder */
     PT_TRY(pt_graph_build(m)); /* refuses layouts tp does not divide, before any allocation */
     m->slots[0].size = m->input_size;

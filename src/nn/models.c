@@ -118,13 +118,28 @@ static pt_node *add_extra_node(pt_model *m, const pt_op *op, int in, int out)
     return n;
 }
 
-/* tp_f (to_g = 0) or tp_g (to_g = 1) over a slot: the new slot, or -1 */
-static int add_tp_comm(pt_model *m, int in, int to_g)
+/* A communication node over slot `in`, the new slot or -1: tp_f or tp_g (same size), or with
+ * sequence parallelism tp_seq_gather (a shard of P/tp positions -> all P) or tp_seq_scatter
+ * (P positions -> a shard). */
+static int add_tp_comm(pt_model *m, const pt_op *op, int in, int P)
 {
     /* the input slot's size is set only after the build: it is the input size */
-    int out = pt_graph_slot(m, in == 0 ? m->input_size : m->slots[in].size);
-    return out >= 0 && add_extra_node(m, to_g ? &pt_op_tp_g : &pt_op_tp_f, in, out) ? out : -1;
+    const int64_t size = in == 0 ? m->input_size : m->slots[in].size;
+    const int64_t out_size = op == &pt_op_tp_seq_gather    ? size * m->tp_size
+                             : op == &pt_op_tp_seq_scatter ? size / m->tp_size
+                                                           : size;
+    const int64_t whole = out_size > size ? out_size : size;
+    const int out = pt_graph_slot(m, out_size);
+    pt_node *n = out < 0 ? NULL : add_extra_node(m, op, in, out);
+    if (!n) return -1;
+    n->ia[0] = P, n->ia[1] = (int)(whole / P);
+    return out;
 }
+
+/* Sequence parallelism at tp > 1: the comm nodes that replace f and g. */
+static int seq_par(const pt_model *m) { return m->opt.sequence_parallel && m->tp_size > 1; }
+static const pt_op *op_f(const pt_model *m) { return seq_par(m) ? &pt_op_tp_seq_gather : &pt_op_tp_f; }
+static const pt_op *op_g(const pt_model *m) { return seq_par(m) ? &pt_op_tp_seq_scatter : &pt_op_tp_g; }
 
 /* A dense layer as add_linear, laid out over tp. The weight's global shape is (dout x din);
  * blocks > 1 (column-parallel only) splits each of dout's `blocks` blocks over tp (fused q,k,v).
@@ -140,7 +155,7 @@ static int add_linear_tp(pt_model *m, const char *name, int in, int P, int din, 
     const pt_init_kind bias_init = init == PT_INIT_UNIFORM ? init : PT_INIT_ZERO;
     const float bias_arg = 1.0f / sqrtf((float)din); /* global fan-in, as nn.Linear */
     if (layout == TP_COLUMN) {
-        const int x = add_tp_comm(m, in, 0), dl = dout / tp;
+        const int x = add_tp_comm(m, op_f(m), in, P), dl = dout / tp;
         const int out = x < 0 ? -1 : pt_graph_slot(m, (int64_t)P * dl);
         pt_node *n = out < 0 ? NULL : pt_graph_node(m, &pt_op_linear, x, -1, out);
         if (!n) return -1;
@@ -156,7 +171,9 @@ static int add_linear_tp(pt_model *m, const char *name, int in, int P, int din, 
         if (act != PT_ACT_NONE && act != PT_ACT_RELU) n->aux_row = (int64_t)P * dl;
         return out;
     }
-    /* TP_ROW: partial = x_local W_local^T; full = g(partial); y = dropout(act(full + b)) */
+    /* TP_ROW: partial = x_local W_local^T; full = g(partial); y = dropout(act(full + b)). With
+     * sequence parallelism `full` is this rank's shard of positions, and so the bias gradient is
+     * a partial sum (grad_over_tp). */
     const int dl = din / tp;
     const int part = pt_graph_slot(m, (int64_t)P * dout);
     pt_node *n = part < 0 ? NULL : pt_graph_node(m, &pt_op_linear, in, -1, part);
@@ -165,18 +182,20 @@ static int add_linear_tp(pt_model *m, const char *name, int in, int P, int din, 
     snprintf(pn, sizeof pn, "%s/weight", name);
     n->p[0] = pt_graph_param_split(m, pn, 2, (int64_t[]){dout, din}, 1, 1, init, w_arg);
     n->np = 1;
-    const int id = n->id, full = n->p[0] < 0 ? -1 : add_tp_comm(m, part, 1);
-    const int out = full < 0 ? -1 : pt_graph_slot(m, (int64_t)P * dout);
+    const int id = n->id, full = n->p[0] < 0 ? -1 : add_tp_comm(m, op_g(m), part, P);
+    const int Pb = seq_par(m) ? P / tp : P; /* positions the bias is added to */
+    const int out = full < 0 ? -1 : pt_graph_slot(m, (int64_t)Pb * dout);
     pt_node *b = out < 0 ? NULL : add_extra_node(m, &pt_op_bias_act, full, out);
     if (!b) return -1;
     b->id = id; /* the serial layer's dropout stream */
-    b->ia[0] = P, b->ia[1] = dout;
+    b->ia[0] = Pb, b->ia[1] = dout;
     b->act = act, b->dropout = dropout;
     snprintf(pn, sizeof pn, "%s/bias", name);
     b->p[0] = pt_graph_param(m, pn, 1, (int64_t[]){dout}, bias_init, bias_arg);
     b->np = 1;
     if (b->p[0] < 0) return -1;
-    if (act != PT_ACT_NONE && act != PT_ACT_RELU) b->aux_row = (int64_t)P * dout;
+    m->params[b->p[0]].grad_over_tp = seq_par(m);
+    if (act != PT_ACT_NONE && act != PT_ACT_RELU) b->aux_row = (int64_t)Pb * dout;
     return out;
 }
 
@@ -457,7 +476,7 @@ static int add_embedding(pt_model *m, int T, int D, int V, int pos, int stride)
     if (m->tp_size <= 1) return out;
     n->ia[4] = m->tp_rank * (V / m->tp_size), n->ia[5] = V / m->tp_size;
     n->ia[6] = m->tp_rank != 0; /* wpe is replicated: one rank adds it before the sum */
-    return add_tp_comm(m, out, 1);
+    return add_tp_comm(m, op_g(m), out, T);
 }
 
 static pt_status parse_textcnn(const char *spec, const char *args, spec_key *k, int *nk)
@@ -544,6 +563,10 @@ static pt_status build_gpt(pt_model *m, const char *args)
                       m->spec, tp, 4 * D);
     if (tp > 1 && V % tp)
         return PT_ERR(PT_ERR_ARG, TP_HINT, "%s: --tp %d does not divide vocab=%d", m->spec, tp, V);
+    if (seq_par(m) && T % tp)
+        return PT_ERR(PT_ERR_ARG, "choose ctx divisible by --tp, or leave --sequence-parallel out",
+                      "%s: --sequence-parallel: --tp %d does not divide ctx=%d", m->spec, tp, T);
+    const int Ts = seq_par(m) ? T / tp : T; /* positions per rank outside the tp layers */
     const int Dl = D / tp, Hl = Hh / tp, Vl = V / tp;
     m->local_classes = Vl, m->vocab_start = (int64_t)m->tp_rank * Vl;
     const float std = 0.02f, proj_std = 0.02f / sqrtf(2.0f * (float)L); /* GPT-2 */
@@ -553,7 +576,7 @@ static pt_status build_gpt(pt_model *m, const char *args)
         char g[48];
         int h, a;
         snprintf(g, sizeof g, "h%d/ln1", l);
-        CHECK_BUILD((h = add_ln(m, g, x, T, D)) >= 0);
+        CHECK_BUILD((h = add_ln(m, g, x, Ts, D)) >= 0);
         snprintf(g, sizeof g, "h%d/attn_qkv", l);
         CHECK_BUILD((a = add_linear_tp(m, g, h, T, D, 3 * D, PT_ACT_NONE, 0, PT_INIT_NORMAL, std,
                                        TP_COLUMN, 3)) >= 0);
@@ -567,7 +590,7 @@ static pt_status build_gpt(pt_model *m, const char *args)
                                        TP_ROW, 1)) >= 0);
         CHECK_BUILD((x = add_add(m, x, a, PT_ACT_NONE)) >= 0);
         snprintf(g, sizeof g, "h%d/ln2", l);
-        CHECK_BUILD((h = add_ln(m, g, x, T, D)) >= 0);
+        CHECK_BUILD((h = add_ln(m, g, x, Ts, D)) >= 0);
         snprintf(g, sizeof g, "h%d/mlp_fc", l);
         CHECK_BUILD((a = add_linear_tp(m, g, h, T, D, 4 * D, PT_ACT_GELU, 0, PT_INIT_NORMAL, std,
                                        TP_COLUMN, 1)) >= 0);
@@ -576,8 +599,12 @@ static pt_status build_gpt(pt_model *m, const char *args)
                                        proj_std, TP_ROW, 1)) >= 0);
         CHECK_BUILD((x = add_add(m, x, a, PT_ACT_NONE)) >= 0);
     }
-    CHECK_BUILD((x = add_ln(m, "ln_f", x, T, D)) >= 0);
-    if (tp > 1) CHECK_BUILD((x = add_tp_comm(m, x, 0)) >= 0); /* f before the vocabulary split */
+    CHECK_BUILD((x = add_ln(m, "ln_f", x, Ts, D)) >= 0);
+    /* a layer norm on a shard of positions: each rank's gradient is a partial sum */
+    for (int i = 0; seq_par(m) && i < m->nnodes; i++)
+        if (m->nodes[i].op == &pt_op_layernorm)
+            m->params[m->nodes[i].p[0]].grad_over_tp = m->params[m->nodes[i].p[1]].grad_over_tp = 1;
+    if (tp > 1) CHECK_BUILD((x = add_tp_comm(m, op_f(m), x, T)) >= 0); /* before the vocabulary split */
     /* the output layer borrows the token embedding (weight tying): owns no parameter */
     int out = pt_graph_slot(m, (int64_t)T * Vl);
     pt_node *n = out < 0 ? NULL : pt_graph_node(m, &pt_op_linear, x, -1, out);
@@ -666,5 +693,10 @@ pt_status pt_graph_build(pt_model *m)
 {
     const char *args;
     const int i = find_model(m->spec, &args);
-    return i < 0 ? PT_ERR_ARG : models[i].build(m, args);
+    if (i < 0) return PT_ERR_ARG;
+    if (m->opt.sequence_parallel && models[i].build != build_gpt)
+        return PT_ERR(PT_ERR_ARG, "leave --sequence-parallel out for this model",
+                      "model '%s': --sequence-parallel applies to gpt only (it shards a sequence)",
+                      m->spec);
+    return models[i].build(m, args);
 }
