@@ -224,7 +224,7 @@ int main(int argc, char **argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     REQUIRE_OK(pt_comm_init(&tp, MPI_COMM_WORLD));
 
-    check_model("mlp:784-64-48-10", PT_ACT_RELU, 0.1f, 8, 0);    /* fc3 odd: replicated */
+    check_model("mlp:784-64-48-10", PT_ACT_RELU, 0.1f, 32, 0);   /* fc3 odd: replicated */
     check_model("mlp:784-64-48-32-10", PT_ACT_RELU, 0.1f, 8, 0); /* two pairs */
     check_model("mlp:784-64-61-32-10", PT_ACT_RELU, 0.1f, 8, 0); /* 61: between pairs, not split */
     check_model("mlp:20-16-12", PT_ACT_TANH, 0.25f, 5, 0);       /* a pair whose row layer is last */

@@ -155,7 +155,8 @@ static int add_linear_tp(pt_model *m, const char *name, int in, int P, int din, 
     const pt_init_kind bias_init = init == PT_INIT_UNIFORM ? init : PT_INIT_ZERO;
     const float bias_arg = 1.0f / sqrtf((float)din); /* global fan-in, as nn.Linear */
     if (layout == TP_COLUMN) {
-        const int x = add_tp_comm(m, op_f(m), in, P), dl = dout / tp;
+        /* the data (slot 0) is the same on every rank and takes no gradient: it needs no f */
+        const int x = in == 0 && !seq_par(m) ? 0 : add_tp_comm(m, op_f(m), in, P), dl = dout / tp;
         const int out = x < 0 ? -1 : pt_graph_slot(m, (int64_t)P * dl);
         pt_node *n = out < 0 ? NULL : pt_graph_node(m, &pt_op_linear, x, -1, out);
         if (!n) return -1;
