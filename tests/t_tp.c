@@ -8,6 +8,8 @@
  *       (normalized max error, max |diff| / max |serial|);
  *   (d) the count of correct predictions equal, in train and in eval mode;
  *   (e) dropout masks: every dropout layer's output is zero exactly where the serial one is.
+ * gpt also with sequence parallelism (its grad_over_tp gradients summed over tp first, as the
+ * trainer does). The vocabulary-parallel cross-entropy is checked on tied logits across ranks.
  * And the layouts tp cannot split are refused with PT_ERR_ARG before anything is allocated. */
 #include <mpi.h>
 #include <stdio.h>
