@@ -12,13 +12,15 @@
  *                             the checksum of the whole global tensor) and every dataset's crc32
  *                             and bytes are the same in every file, whatever grid wrote it
  *
- * No tensor-parallel model exists yet (src/nn builds tp = 1), so the shards are made by hand from
- * the serial model: a copy whose tensors have the shape, split fields and flat buffer one tp rank
+ * The shards are those of the tensor-parallel mlp and gpt (pt_model_create with opt.tp on a tp
+ * group from MPI_Comm_split), and, for layouts those models do not have, made by hand from the
+ * serial model: a copy whose tensors have the shape, split fields and flat buffer one tp rank
  * would hold (Megatron's splits: column-parallel weights along dim 0, row-parallel along dim 1,
  * the fused q,k,v weight in 3 blocks, a vocabulary-parallel embedding; plus 4-D conv weights
- * split along their first and their last dimension, and batch-norm buffers, replicated). The
- * values come from the serial model by the global index of paratrain/model.h, computed here
- * independently of ckpt.c. Ranks are laid out tp innermost (rank = dp_rank * tp + tp_rank). */
+ * split along their first and their last dimension, and batch-norm buffers, replicated). Files
+ * of the real and the hand-made shards of the same model load into each other. The values come
+ * from the serial model by the global index of paratrain/model.h, computed here independently
+ * of ckpt.c. Ranks are laid out tp innermost (rank = dp_rank * tp + tp_rank). */
 #include <dirent.h>
 #include <hdf5.h>
 #include <math.h>
@@ -28,6 +30,7 @@
 #include <string.h>
 
 #include "paratrain/ckpt.h"
+#include "paratrain/comm.h"
 #include "paratrain/model.h"
 #include "paratrain/optim.h"
 #include "testutil.h"
@@ -45,12 +48,24 @@
 
 static int rank, nranks;
 
-static const char *const models[][2] = {
-    {"mlp", "mlp:12-16-8-4"},
-    {"gpt", "gpt:layers=1,heads=4,d=16,ctx=8,vocab=32"},
-    {"cnn", "cnn:c1=4,c2=8,hidden=16,classes=4,size=12"},
-    {"resnet", "resnet:width=4,blocks=1,classes=4,size=8"},
+/* name (its files are DIR/<name>_...; a name's family, up to a '-', shares its files with the
+ * family's other names: they are the same global model), spec, and whether the shards come from
+ * the tensor-parallel model itself (pt_model_create with opt.tp) or by hand */
+static const struct {
+    const char *name, *spec;
+    int real;
+} models[] = {
+    {"mlp", "mlp:12-16-8-4", 0},
+    {"gpt", "gpt:layers=1,heads=4,d=16,ctx=8,vocab=32", 0},
+    {"cnn", "cnn:c1=4,c2=8,hidden=16,classes=4,size=12", 0},
+    {"resnet", "resnet:width=4,blocks=1,classes=4,size=8", 0},
+    {"mlp-tp", "mlp:12-16-8-4", 1},
+    {"gpt-tp", "gpt:layers=1,heads=4,d=16,ctx=8,vocab=32", 1},
 };
+/* the tp group of each tp size (index log2 tp): rank = dp_rank * tp + tp_rank */
+static pt_comm tpc[3];
+static MPI_Comm tpc_mpi[3];
+static int have_tpc[3];
 #define NMODELS (int)(sizeof models / sizeof *models)
 
 /* The split a tensor-parallel model would give tensor `name`: dimension (-1: replicated) and
@@ -87,7 +102,7 @@ static int64_t global_flat(const pt_param *p, int64_t e)
 typedef struct {
     pt_model m;
     pt_optimizer o;
-    int ref_param[PT_MAX_PARAMS];
+    int real; /* m was built by pt_model_create (tensor-parallel): pt_model_destroy frees it */
 } shard;
 
 /* Flat element L of the shard's local buffer: the serial model's flat index of the same value. */
@@ -105,13 +120,24 @@ static int64_t ref_index(const shard *s, const pt_model *R, int64_t L)
 /* Tensor-parallel rank t of T of the serial model R (and its optimizer RO), the optimizer state
  * sharded over D dp ranks (ZeRO-1) when zero. fill: the serial values; else NaN everywhere. */
 static shard *make_shard(const pt_model *R, const pt_optimizer *RO, int T, int t, int D, int dpr,
-                         int zero, int fill)
+                         int zero, int fill, int real)
 {
     shard *s = calloc(1, sizeof *s);
     REQUIRE(s, "out of memory");
-    s->m = *R;
+    if (real) { /* the tensor-parallel model: its own shapes and split fields */
+        int lg = T == 1 ? 0 : T == 2 ? 1 : 2;
+        pt_model_options mo = {.act = PT_ACT_RELU, .tp = T > 1 ? &tpc[lg] : NULL};
+        REQUIRE_OK(pt_model_create(&s->m, R->spec, &mo, pt_backend_cpu(), 1));
+        int split = 0;
+        for (int i = 0; i < s->m.nparams; i++) split += s->m.params[i].gnumel > s->m.params[i].numel;
+        REQUIRE(s->m.nparams == R->nparams && pt_model_tp_rank(&s->m) == t && (T == 1 || split > 0),
+                "%s at tp %d: %d tensors, tp rank %d, %d split", R->spec, T, s->m.nparams,
+                pt_model_tp_rank(&s->m), split);
+        s->real = 1;
+    }
+    s->m = real ? s->m : *R;
     int64_t off = 0;
-    for (int i = 0; i < R->nparams; i++) {
+    for (int i = 0; i < R->nparams && !real; i++) {
         pt_param *p = &s->m.params[i];
         int sb, d = split_of(p->name, &sb);
         for (int k = 0; k < p->ndim; k++) p->gshape[k] = p->shape[k];
@@ -128,13 +154,16 @@ static shard *make_shard(const pt_model *R, const pt_optimizer *RO, int T, int t
         p->offset = off;
         off += p->numel;
     }
-    s->m.numel = off;
-    s->m.w = malloc(sizeof(float) * (size_t)(off + 1));
-    s->m.buf = malloc(sizeof(float) * (size_t)(R->nbuf + 1));
-    REQUIRE(s->m.w && s->m.buf, "out of memory");
+    if (!real) {
+        s->m.numel = off;
+        s->m.w = malloc(sizeof(float) * (size_t)(off + 1));
+        s->m.buf = malloc(sizeof(float) * (size_t)(R->nbuf + 1));
+        s->m.g = NULL;
+    }
+    off = s->m.numel;
+    REQUIRE(s->m.w && (s->m.buf || !R->nbuf), "out of memory");
     memset(s->m.w, 0xff, sizeof(float) * (size_t)off);
-    memset(s->m.buf, 0xff, sizeof(float) * (size_t)R->nbuf);
-    s->m.g = NULL;
+    if (R->nbuf) memset(s->m.buf, 0xff, sizeof(float) * (size_t)R->nbuf);
     s->o = *RO;
     s->o.offset = 0, s->o.n = off;
     if (zero) pt_shard_range(off, D, dpr, &s->o.offset, &s->o.n);
@@ -146,7 +175,7 @@ static shard *make_shard(const pt_model *R, const pt_optimizer *RO, int T, int t
     }
     if (fill) {
         for (int64_t L = 0; L < off; L++) s->m.w[L] = R->w[ref_index(s, R, L)];
-        memcpy(s->m.buf, R->buf, sizeof(float) * (size_t)R->nbuf);
+        if (R->nbuf) memcpy(s->m.buf, R->buf, sizeof(float) * (size_t)R->nbuf);
         for (int k = 0; k < RO->nstates; k++)
             for (int64_t L = 0; L < s->o.n; L++)
                 s->o.state[k][L] = RO->state[k][ref_index(s, R, s->o.offset + L)];
@@ -156,7 +185,8 @@ static shard *make_shard(const pt_model *R, const pt_optimizer *RO, int T, int t
 
 static void free_shard(shard *s)
 {
-    free(s->m.w), free(s->m.buf);
+    if (s->real) pt_model_destroy(&s->m);
+    else free(s->m.w), free(s->m.buf);
     for (int k = 0; k < s->o.nstates; k++) free(s->o.state[k]);
     free(s);
 }
@@ -187,27 +217,27 @@ static int run_save(const char *dir)
     for (int mi = 0; mi < NMODELS; mi++) {
         pt_model R;
         pt_optimizer RO;
-        make_ref(models[mi][1], &R, &RO);
+        make_ref(models[mi].spec, &R, &RO);
         char path[PT_PATH_MAX + 160];
         pt_ckpt_meta meta = {.step = 5, .seed = 7, .dp_size = nranks, .pp_size = 1};
-        snprintf(meta.config, sizeof meta.config, "model = %s\n", models[mi][1]);
+        snprintf(meta.config, sizeof meta.config, "model = %s\n", models[mi].spec);
         for (int T = 1; T <= nranks && T <= 4; T *= 2) {
             if (nranks % T) continue;
             for (int zero = 0; zero < 2; zero++) {
                 int t, D, dpr;
                 grid_of(T, &t, &D, &dpr);
-                shard *s = make_shard(&R, &RO, T, t, D, dpr, zero, 1);
+                shard *s = make_shard(&R, &RO, T, t, D, dpr, zero, 1, models[mi].real);
                 pt_ckpt_dist dist = {dpr, D, t, T};
                 meta.tp_size = T, meta.dp_size = D, meta.zero = zero;
-                snprintf(path, sizeof path, "%s/%s_np%d_t%d_z%d", dir, models[mi][0], nranks, T, zero);
+                snprintf(path, sizeof path, "%s/%s_np%d_t%d_z%d", dir, models[mi].name, nranks, T, zero);
                 REQUIRE_OK(pt_ckpt_save_dist(MPI_COMM_WORLD, path, &s->m, &s->o, &meta, NULL, &dist, NULL));
                 free_shard(s);
             }
         }
         /* the tp = 1 API of before, on the serial model (ZeRO-1 shards when more ranks) */
-        shard *s = make_shard(&R, &RO, 1, 0, nranks, rank, nranks > 1, 1);
+        shard *s = make_shard(&R, &RO, 1, 0, nranks, rank, nranks > 1, 1, 0);
         meta.tp_size = 1, meta.dp_size = nranks, meta.zero = 0;
-        snprintf(path, sizeof path, "%s/%s_np%d_old", dir, models[mi][0], nranks);
+        snprintf(path, sizeof path, "%s/%s_np%d_old", dir, models[mi].name, nranks);
         REQUIRE_OK(pt_ckpt_save(MPI_COMM_WORLD, path, &s->m, &s->o, &meta, NULL));
         free_shard(s);
         pt_optim_destroy(&RO);
@@ -215,6 +245,15 @@ static int run_save(const char *dir)
     }
     if (rank == 0) printf("ok: saved %d models at every grid of %d ranks\n", NMODELS, nranks);
     return 0;
+}
+
+static size_t family_len(const char *name) { return strcspn(name, "-"); }
+
+/* Whether directory `dir` (NAME_np...) holds a model of the family of `name` (its first fl
+ * characters). */
+static int in_family(const char *dir, const char *name, size_t fl)
+{
+    return !strncmp(dir, name, fl) && (dir[fl] == '_' || dir[fl] == '-');
 }
 
 static int cmp_names(const void *a, const void *b)
@@ -249,23 +288,24 @@ static int run_load(const char *dir)
     for (int mi = 0; mi < NMODELS; mi++) {
         pt_model R;
         pt_optimizer RO;
-        make_ref(models[mi][1], &R, &RO);
-        const size_t ml = strlen(models[mi][0]);
+        make_ref(models[mi].spec, &R, &RO);
+        const size_t ml = family_len(models[mi].name);
         for (int f = 0; f < n; f++) {
-            if (strncmp(names[f], models[mi][0], ml) || names[f][ml] != '_') continue;
+            if (!in_family(names[f], models[mi].name, ml)) continue;
             char d[PT_PATH_MAX + 160], path[PT_PATH_MAX];
             snprintf(d, sizeof d, "%.3000s/%.127s", dir, names[f]);
             REQUIRE_OK(pt_ckpt_resolve(d, path, sizeof path));
+            const size_t nl = strcspn(names[f], "_");
             int wT = 1, wZ = 0, wP = 0;
             const int old = strstr(names[f], "_old") != NULL;
-            if (!old) sscanf(names[f] + ml, "_np%d_t%d_z%d", &wP, &wT, &wZ);
+            if (!old) sscanf(names[f] + nl, "_np%d_t%d_z%d", &wP, &wT, &wZ);
             for (int T = 1; T <= nranks && T <= 4; T *= 2) {
                 if (nranks % T) continue;
                 for (int zero = 0; zero < 2; zero++) {
                     int t, D, dpr;
                     grid_of(T, &t, &D, &dpr);
-                    shard *got = make_shard(&R, &RO, T, t, D, dpr, zero, 0);
-                    shard *want = make_shard(&R, &RO, T, t, D, dpr, zero, 1);
+                    shard *got = make_shard(&R, &RO, T, t, D, dpr, zero, 0, models[mi].real);
+                    shard *want = make_shard(&R, &RO, T, t, D, dpr, zero, 1, models[mi].real);
                     pt_ckpt_dist dist = {dpr, D, t, T};
                     pt_ckpt_meta meta;
                     pt_status st = pt_ckpt_load_dist(MPI_COMM_WORLD, path, &got->m, &got->o, &meta, &dist);
@@ -304,11 +344,12 @@ static int run_crc(const char *dir)
     for (int mi = 0; mi < NMODELS; mi++) {
         pt_model R;
         pt_optimizer RO;
-        make_ref(models[mi][1], &R, &RO);
-        const size_t ml = strlen(models[mi][0]);
+        make_ref(models[mi].spec, &R, &RO);
+        if (strchr(models[mi].name, '-')) continue; /* its files are the family's */
+        const size_t ml = family_len(models[mi].name);
         char first[PT_PATH_MAX + 160] = "";
         for (int f = 0; f < n; f++) {
-            if (strncmp(names[f], models[mi][0], ml) || names[f][ml] != '_') continue;
+            if (!in_family(names[f], models[mi].name, ml)) continue;
             char d[PT_PATH_MAX + 160], path[PT_PATH_MAX];
             snprintf(d, sizeof d, "%.3000s/%.127s", dir, names[f]);
             REQUIRE_OK(pt_ckpt_resolve(d, path, sizeof path));
@@ -363,6 +404,13 @@ int main(int argc, char **argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &nranks);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    for (int lg = 1; lg < 3; lg++) { /* tp groups of 2 and 4 neighbouring ranks */
+        const int T = 1 << lg;
+        if (nranks % T) continue;
+        MPI_Comm_split(MPI_COMM_WORLD, rank / T, rank % T, &tpc_mpi[lg]);
+        REQUIRE_OK(pt_comm_init(&tpc[lg], tpc_mpi[lg])); /* keeps the communicator */
+        have_tpc[lg] = 1;
+    }
     int rc = 2;
     if (argc == 3 && !strcmp(argv[1], "save")) rc = run_save(argv[2]);
     else if (argc == 3 && !strcmp(argv[1], "load")) rc = run_load(argv[2]);
@@ -373,6 +421,8 @@ int main(int argc, char **argv)
                 rank, nranks, test_failures, test_checks);
         rc = 1;
     }
+    for (int lg = 1; lg < 3; lg++)
+        if (have_tpc[lg]) pt_comm_free(&tpc[lg]), MPI_Comm_free(&tpc_mpi[lg]);
     MPI_Finalize();
     return rc;
 }

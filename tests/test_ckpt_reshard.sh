@@ -1,7 +1,8 @@
 #!/bin/sh
 # Checkpoints in the global layout (design.md #14), resharded on load: tests/t_ckpt_reshard saves
-# mlp, gpt, cnn and resnet at every grid (tp, dp) of 1, 2 and 4 ranks (oversubscribed), with and
-# without ZeRO-1, and with the tp = 1 pt_ckpt_save of before; then, at 1, 2 and 4 ranks, loads
+# the tensor-parallel mlp and gpt (pt_model_create with opt.tp), and mlp, gpt, cnn and resnet
+# sharded by hand, at every grid (tp, dp) of 1, 2 and 4 ranks (oversubscribed), with and without
+# ZeRO-1, and with the tp = 1 pt_ckpt_save of before; then, at 1, 2 and 4 ranks, loads
 # every one of those files at every grid of that many ranks, with and without ZeRO-1, and compares
 # every parameter, buffer and optimizer-state element bitwise with the serial model's; finally
 # every file passes pt_ckpt_verify and every dataset's crc32 and bytes are the same in all files.
@@ -22,7 +23,7 @@ PY=${PYTHON:-/usr/bin/python3}
 if "$PY" -c 'import torch, h5py, numpy' 2>/dev/null; then
     export OMP_WAIT_POLICY=PASSIVE
     CHECK="$PY $top_srcdir/tests/torch_export_check.py"
-    for f in gpt_np4_t4_z1 mlp_np4_t2_z1 cnn_np2_t2_z0; do
+    for f in gpt_np4_t4_z1 gpt-tp_np4_t4_z0 mlp-tp_np2_t2_z1 mlp_np4_t2_z1 cnn_np2_t2_z0; do
         [ -d "$WORK/$f" ] || continue
         spec=$("$PT_CKPT" info "$WORK/$f" | sed -n 's/^  model  *//p')
         "$PY" "$top_srcdir/scripts/ckpt_to_torch.py" "$WORK/$f" "$WORK/$f.pt" >/dev/null || fail "$f: ckpt_to_torch"
