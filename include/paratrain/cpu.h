@@ -1,8 +1,10 @@
 /* Which instruction-set level the CPU kernels run with, chosen once at run time.
  *
  * The library is built for the architecture's baseline (x86-64: SSE2) unless configured with
- * --enable-native; the kernels that gain from wider vectors (src/nn/conv_kernels.c) are compiled
- * once per ISA level with that level's flags, and the level is picked from CPUID on first use.
+ * --enable-native; the kernels that gain from wider vectors (src/nn/conv_kernels.c, the CPU
+ * backend's elementwise loops in kernels/cpu/elementwise_kernels.c, src/comm/half_kernels.c) are
+ * compiled once per ISA level with that level's flags, and the level is picked from CPUID on
+ * first use.
  * The environment variable PT_CPU_ISA=baseline|avx2|avx512 forces a lower level (tests run every
  * kernel set the CPU supports this way); a level the CPU lacks is refused with a warning and the
  * detected one is used. The choice is logged once: "cpu: <isa> kernels (...)". */

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "paratrain/cpu.h"
+#include "elementwise_kernels.h"
 #include "paratrain/log.h"
 #include "paratrain/rng.h"
 
@@ -69,95 +70,22 @@ static void cpu_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const f
     }
 }
 
-static inline float gelu(float x) { return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2)); }
-static inline float gelu_grad(float x)
-{
-    const float inv_sqrt_2pi = 0.3989422804014327f;
-    return 0.5f * (1.0f + erff(x * (float)M_SQRT1_2)) + x * inv_sqrt_2pi * expf(-0.5f * x * x);
-}
-
+/* The elementwise loops and reductions are compiled once per ISA level and picked at run time
+ * (elementwise_kernels.c); these entries call the chosen table. */
 static void cpu_bias_act_forward(float *y, float *pre, const float *bias, int rows, int cols,
                                  pt_act act)
 {
-#pragma omp parallel for schedule(static) if ((int64_t)rows * cols >= PAR_MIN)
-    for (int r = 0; r < rows; r++) {
-        float *yr = y + (int64_t)r * cols;
-        float *pr = pre ? pre + (int64_t)r * cols : NULL;
-        switch (act) {
-        case PT_ACT_NONE:
-            for (int c = 0; c < cols; c++) yr[c] += bias[c];
-            if (pr) memcpy(pr, yr, sizeof(float) * (size_t)cols);
-            break;
-        case PT_ACT_RELU:
-            if (pr)
-                for (int c = 0; c < cols; c++) {
-                    float v = yr[c] + bias[c];
-                    pr[c] = v;
-                    yr[c] = v > 0.0f ? v : 0.0f;
-                }
-            else /* a loop without the pre-activation store vectorizes */
-                for (int c = 0; c < cols; c++) {
-                    const float v = yr[c] + bias[c];
-                    yr[c] = v > 0.0f ? v : 0.0f;
-                }
-            break;
-        case PT_ACT_GELU:
-            for (int c = 0; c < cols; c++) {
-                float v = yr[c] + bias[c];
-                if (pr) pr[c] = v;
-                yr[c] = gelu(v);
-            }
-            break;
-        case PT_ACT_TANH:
-            for (int c = 0; c < cols; c++) {
-                float v = yr[c] + bias[c];
-                if (pr) pr[c] = v;
-                yr[c] = tanhf(v);
-            }
-            break;
-        }
-    }
+    pt_cpu_ew_kernels_get()->bias_act_forward(y, pre, bias, rows, cols, act);
 }
 
 static void cpu_act_backward(float *dx, const float *dy, const float *pre, int64_t n, pt_act act)
 {
-    switch (act) {
-    case PT_ACT_NONE:
-        if (dx != dy) memcpy(dx, dy, sizeof(float) * (size_t)n);
-        break;
-    case PT_ACT_RELU:
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
-        for (int64_t i = 0; i < n; i++) dx[i] = pre[i] > 0.0f ? dy[i] : 0.0f;
-        break;
-    case PT_ACT_GELU:
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-        for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * gelu_grad(pre[i]);
-        break;
-    case PT_ACT_TANH:
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-        for (int64_t i = 0; i < n; i++) {
-            float t = tanhf(pre[i]);
-            dx[i] = dy[i] * (1.0f - t * t);
-        }
-        break;
-    }
+    pt_cpu_ew_kernels_get()->act_backward(dx, dy, pre, n, act);
 }
 
 static void cpu_bias_backward(float *db, const float *dy, int rows, int cols)
 {
-    /* Columns split across threads; each column summed over rows in a fixed order. */
-#pragma omp parallel if ((int64_t)rows * cols >= PAR_MIN)
-    {
-#pragma omp for schedule(static)
-        for (int c0 = 0; c0 < cols; c0 += 64) {
-            int c1 = c0 + 64 < cols ? c0 + 64 : cols;
-            for (int c = c0; c < c1; c++) db[c] = 0.0f;
-            for (int r = 0; r < rows; r++) {
-                const float *dyr = dy + (int64_t)r * cols;
-                for (int c = c0; c < c1; c++) db[c] += dyr[c];
-            }
-        }
-    }
+    pt_cpu_ew_kernels_get()->bias_backward(db, dy, rows, cols);
 }
 
 static void cpu_dropout(float *x, int rows, int cols, int64_t row_offset, float p, uint64_t seed,
@@ -238,93 +166,37 @@ static double cpu_softmax_xent(const float *logits, const int32_t *labels, int r
     return loss;
 }
 
-/* Fixed 4096-element blocks, each summed in order, and the block sums added in block order: the
- * result does not depend on the thread count (--reproducible relies on it). */
-#define SUMSQ_BLOCK 4096
 static double cpu_sum_squares(const float *x, int64_t n)
 {
-    const int64_t nb = (n + SUMSQ_BLOCK - 1) / SUMSQ_BLOCK;
-    double small[64], *part = nb <= 64 ? small : malloc(sizeof(double) * (size_t)nb);
-    if (!part) { /* no memory for the partial sums: one ordered pass */
-        double s = 0.0;
-        for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
-        return s;
-    }
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (int64_t b = 0; b < nb; b++) {
-        const int64_t lo = b * SUMSQ_BLOCK, hi = lo + SUMSQ_BLOCK < n ? lo + SUMSQ_BLOCK : n;
-        double s = 0.0;
-#pragma omp simd reduction(+ : s)
-        for (int64_t i = lo; i < hi; i++) s += (double)x[i] * x[i];
-        part[b] = s;
-    }
-    double s = 0.0;
-    for (int64_t b = 0; b < nb; b++) s += part[b];
-    if (part != small) free(part);
-    return s;
+    return pt_cpu_ew_kernels_get()->sum_squares(x, n);
 }
 
 static void cpu_scale(float *x, int64_t n, float alpha)
 {
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
-    for (int64_t i = 0; i < n; i++) x[i] *= alpha;
+    pt_cpu_ew_kernels_get()->scale(x, n, alpha);
 }
 
 static bool cpu_all_finite(const float *x, int64_t n)
 {
-    int bad = 0;
-#pragma omp parallel for schedule(static) reduction(| : bad) if (n >= PAR_MIN)
-    for (int64_t i = 0; i < n; i++) bad |= !isfinite(x[i]);
-    return !bad;
+    return pt_cpu_ew_kernels_get()->all_finite(x, n);
 }
 
-/* Update rules follow torch.optim (1.13) operation by operation, so the fixture test can be tight. */
 static void cpu_sgd_update(float *w, const float *g, float *buf, int64_t n,
                            const pt_update_params *p)
 {
-    const float lr = p->lr, mu = p->momentum, wd = p->weight_decay;
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
-        float d = g[i] + wd * w[i];
-        if (buf) {
-            buf[i] = mu * buf[i] + d;
-            d = p->nesterov ? d + mu * buf[i] : buf[i];
-        }
-        w[i] -= lr * d;
-    }
+    pt_cpu_ew_kernels_get()->sgd_update(w, g, buf, n, p);
 }
 
 static void cpu_adagrad_update(float *w, const float *g, float *sum_sq, int64_t n,
                                const pt_update_params *p)
 {
-    const float lr = p->lr, wd = p->weight_decay, eps = p->eps;
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
-        float d = g[i] + wd * w[i];
-        sum_sq[i] += d * d;
-        w[i] -= lr * d / (sqrtf(sum_sq[i]) + eps);
-    }
+    pt_cpu_ew_kernels_get()->adagrad_update(w, g, sum_sq, n, p);
 }
 
 static void cpu_adam_update(float *w, const float *g, float *m, float *v, int64_t n,
                             const pt_update_params *p)
 {
-    const float b1 = p->beta1, b2 = p->beta2, eps = p->eps, lr = p->lr, wd = p->weight_decay;
-    const float bc1 = 1.0f - powf(b1, (float)p->t);
-    const float bc2_sqrt = sqrtf(1.0f - powf(b2, (float)p->t));
-    const float step_size = lr / bc1;
-    const bool decoupled = p->decoupled_wd;
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
-        float d = g[i];
-        if (decoupled)
-            w[i] *= 1.0f - lr * wd;
-        else
-            d += wd * w[i];
-        m[i] = b1 * m[i] + (1.0f - b1) * d;
-        v[i] = b2 * v[i] + (1.0f - b2) * d * d;
-        w[i] -= step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
-    }
+    pt_cpu_ew_kernels_get()->adam_update(w, g, m, v, n, p);
 }
 
 static const pt_backend cpu_backend = {
@@ -373,7 +245,7 @@ const pt_backend *pt_backend_cpu(void)
 #pragma omp parallel
         __builtin_aarch64_set_fpcr(__builtin_aarch64_get_fpcr() | (1u << 24));
 #endif
-        (void)pt_cpu_isa(); /* choose the kernels' ISA level now, and log it once */
+        (void)pt_cpu_ew_kernels_get(); /* choose the kernels' ISA level now, and log it once */
         const int nt = omp_get_max_threads();
 #if HAVE_OPENBLAS_SET_NUM_THREADS
         openblas_set_num_threads(nt);
