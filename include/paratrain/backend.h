@@ -56,6 +56,12 @@ typedef struct pt_backend {
      * (row_offset + r) * cols, so the mask of a sample does not depend on which rank holds it. */
     void (*dropout)(float *x, int rows, int cols, int64_t row_offset, float p, uint64_t seed,
                     uint64_t stream);
+    /* The same mask on a block of columns: x holds columns [col_offset, col_offset + cols) of
+     * rows that are row_width wide globally, so element (r, c) draws index
+     * (row_offset + r) * row_width + col_offset + c. A tensor-parallel rank holding a column
+     * slice drops exactly the serial run's elements. col_offset 0, row_width cols: `dropout`. */
+    void (*dropout_cols)(float *x, int rows, int cols, int64_t row_offset, int64_t col_offset,
+                         int64_t row_width, float p, uint64_t seed, uint64_t stream);
 
     /* Softmax cross-entropy over rows of logits with integer labels. Returns the summed loss;
      * counts correct argmax predictions into *correct (may be NULL). When dlogits is non-NULL it

@@ -61,7 +61,8 @@ typedef struct {
     /* Tensor parallelism (Megatron): the tp group's communicator (NULL, or size 1: none). The
      * model's communication nodes (f, g, vocabulary-parallel reductions) run on it. */
     struct pt_comm *tp;
-    int sequence_parallel; /* --sequence-parallel: reduce-scatter/all-gather along the sequence */
+    int sequence_parallel; /* --sequence-parallel (gpt): reduce-scatter/all-gather along the
+                              sequence instead of tp allreduces; layer norms on sequence shards */
 } pt_model_options;
 
 enum { PT_CONV_ALGO_AUTO = 0, PT_CONV_ALGO_IM2COL = 1 };
@@ -138,6 +139,16 @@ typedef struct pt_model {
     /* First failure an op recorded during the current forward/backward (an allreduce of sync
      * batch norm); the op still writes its output. Read with pt_model_status. */
     pt_status status;
+
+    /* Tensor parallelism (docs/MODELS.md): tp_size 1 when none. A vocabulary-parallel model
+     * (gpt at tp > 1) produces logits for vocabulary entries [vocab_start, vocab_start +
+     * local_classes) only, and its loss reduces over tp (tp_xent: 4 doubles per target row). */
+    int tp_size, tp_rank;
+    int nextra_nodes; /* nodes the serial graph lacks (tp_f, tp_g, a row-parallel layer's
+                         bias_act): they do not shift the serial nodes' ids (dropout streams) */
+    int local_classes;
+    int64_t vocab_start;
+    double *tp_xent;
 } pt_model;
 
 /* A spec in canonical form, every key in table order with its value (defaults filled in):
@@ -159,14 +170,15 @@ void pt_model_use_grad_buffer(pt_model *m, float *g);
 /* The same for the parameters; their current values are copied into w. */
 void pt_model_use_param_buffer(pt_model *m, float *w);
 
-/* Deterministic initialization from (seed, tensor index, element index): PyTorch's nn.Linear
+/* Deterministic initialization from (seed, tensor index, GLOBAL element index, so a tensor-
+ * parallel rank holds exactly its slice of the serial run's tensor): PyTorch's nn.Linear
  * default distribution (Kaiming-uniform weights, uniform bias, bound 1/sqrt(fan_in)). Fails with
  * PT_ERR_NOMEM (parameters left as they were) when its staging buffer cannot be allocated;
  * PT_FAULT_INJECT=model-init-alloc makes that allocation fail, for the tests. */
 pt_status pt_model_init(pt_model *m, uint64_t seed);
 
 /* Forward pass over `rows` samples x (rows x input_size); returns logits (rows x targets x
- * classes), owned by the model. `train` enables dropout, keyed by (seed, step) and the sample's global position
+ * pt_model_local_classes), owned by the model. `train` enables dropout, keyed by (seed, step) and the sample's global position
  * row_offset + r in the global batch. */
 typedef struct {
     int train;
@@ -196,6 +208,23 @@ int pt_model_targets(const pt_model *m);
 int pt_model_has_batchnorm(const pt_model *m);
 int pt_model_input_size(const pt_model *m);
 const pt_param *pt_model_find_param(const pt_model *m, const char *name);
+
+/* Tensor parallelism (Megatron; the layouts are in docs/MODELS.md). The tp group's size and this
+ * rank's place in it (1 and 0 without tp).
+ *
+ * Which parameters are sharded: p->split_dim >= 0 means this rank holds a distinct slice of the
+ * global tensor (its gradient is complete for that slice, and a tp rank's gradient-norm
+ * contribution is its own slice: sum the squares over tp). p->split_dim < 0 means every tp rank
+ * holds the whole tensor and, after backward, the same whole gradient (count it once, e.g. on tp
+ * rank 0, in a norm), unless p->grad_over_tp, where each holds a partial gradient to be summed
+ * over tp first. Gradients are reduced over dp as usual in both cases; never over tp. */
+int pt_model_tp_size(const pt_model *m);
+int pt_model_tp_rank(const pt_model *m);
+/* Logit columns per target this rank produces: pt_model_classes, or its vocabulary slice
+ * (vocab_start onwards) for a vocabulary-parallel model. */
+int pt_model_local_classes(const pt_model *m);
+/* The flat index in the global tensor (gshape, row-major) of local element i of p. */
+int64_t pt_param_global_index(const pt_param *p, int64_t i);
 
 /* Samples ntokens bytes from a language model (gpt) after `prompt` into out: temperature 0 is
  * greedy; top_k > 0 keeps the k likeliest tokens; draws are Philox(seed, ., i). */

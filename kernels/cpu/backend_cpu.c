@@ -182,6 +182,33 @@ static void cpu_dropout(float *x, int rows, int cols, int64_t row_offset, float 
     }
 }
 
+static void cpu_dropout_cols(float *x, int rows, int cols, int64_t row_offset, int64_t col_offset,
+                             int64_t row_width, float p, uint64_t seed, uint64_t stream)
+{
+    if (p <= 0.0f) return;
+    if (col_offset == 0 && row_width == cols) { /* whole rows: one contiguous index range */
+        cpu_dropout(x, rows, cols, row_offset, p, seed, stream);
+        return;
+    }
+    const float keep_scale = 1.0f / (1.0f - p);
+    const uint32_t threshold = (uint32_t)((double)p * 4294967296.0);
+#pragma omp parallel for schedule(static) if ((int64_t)rows * cols >= PAR_MIN)
+    for (int r = 0; r < rows; r++) {
+        const int64_t base = (row_offset + r) * row_width + col_offset; /* global index of c = 0 */
+        float *xr = x + (int64_t)r * cols;
+        /* as cpu_dropout: global index i takes word i % 4 of Philox block i / 4 */
+        for (int64_t g0 = (base >> 2) * 4; g0 < base + cols; g0 += 4) {
+            uint32_t w[4];
+            pt_rng_block(seed, stream, (uint64_t)(g0 >> 2), w);
+            for (int j = 0; j < 4; j++) {
+                const int64_t c = g0 + j - base;
+                if (c < 0 || c >= cols) continue;
+                xr[c] = w[j] >= threshold ? xr[c] * keep_scale : 0.0f;
+            }
+        }
+    }
+}
+
 static double cpu_softmax_xent(const float *logits, const int32_t *labels, int rows, int cols,
                                float grad_scale, float *dlogits, int64_t *correct)
 {
@@ -312,6 +339,7 @@ static const pt_backend cpu_backend = {
     .act_backward = cpu_act_backward,
     .bias_backward = cpu_bias_backward,
     .dropout = cpu_dropout,
+    .dropout_cols = cpu_dropout_cols,
     .softmax_xent = cpu_softmax_xent,
     .sum_squares = cpu_sum_squares,
     .scale = cpu_scale,

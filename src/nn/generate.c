@@ -56,6 +56,9 @@ pt_status pt_generate(pt_model *m, const char *prompt, int ntokens, float temper
     if (T < 2 || m->input_size != T + 1)
         return PT_ERR(PT_ERR_ARG, "generate needs a gpt checkpoint",
                       "model '%s' is not a language model", m->spec);
+    if (m->local_classes != m->classes) /* each tp rank holds a slice of the logits */
+        return PT_ERR(PT_ERR_ARG, "generate with --tp 1 (a checkpoint loads on any grid)",
+                      "generate does not run tensor-parallel (--tp %d)", m->tp_size);
     float *x = calloc((size_t)T + 1, sizeof(float));
     if (!x) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory");
     const size_t plen = strlen(prompt);

@@ -35,10 +35,25 @@ extern const pt_op pt_op_batchnorm; /* ops_norm.c */
 extern const pt_op pt_op_layernorm; /* ops_norm.c */
 extern const pt_op pt_op_embedding; /* ops_seq.c */
 extern const pt_op pt_op_attention; /* ops_seq.c */
+extern const pt_op pt_op_bias_act;  /* ops_dense.c: bias, activation, dropout (row-parallel) */
+extern const pt_op pt_op_tp_f;      /* ops_tp.c: identity forward, allreduce backward */
+extern const pt_op pt_op_tp_g;      /* ops_tp.c: allreduce forward, identity backward */
+extern const pt_op pt_op_tp_seq_gather;  /* ops_tp.c: all-gather forward, reduce-scatter backward */
+extern const pt_op pt_op_tp_seq_scatter; /* ops_tp.c: reduce-scatter forward, all-gather backward */
+/* ops_tp.c: vocabulary-parallel softmax cross-entropy over local logits (rows x local_classes);
+ * the same contract as the backend's softmax_xent over the global vocabulary */
+double pt_tp_softmax_xent(pt_model *m, const float *logits, const int32_t *labels, int rows,
+                          float grad_scale, float *dlogits, int64_t *correct);
 
 /* builder (model.c) */
 int pt_graph_param(pt_model *m, const char *name, int ndim, const int64_t *shape, pt_init_kind init,
                    float init_arg);
+/* A parameter split over the tp group (pt_param's comment): dimension split_dim of gshape is
+ * viewed as `blocks` equal blocks, each split in tp_size parts; this rank holds part tp_rank of
+ * each. Without tp, the same as pt_graph_param. -1 when gshape does not divide (checked earlier
+ * by the builders, with a message). */
+int pt_graph_param_split(pt_model *m, const char *name, int ndim, const int64_t *gshape,
+                         int split_dim, int blocks, pt_init_kind init, float init_arg);
 int pt_graph_buffer(pt_model *m, const char *name, int64_t n, float init);
 int pt_graph_slot(pt_model *m, int64_t size);
 pt_node *pt_graph_node(pt_model *m, const pt_op *op, int in0, int in1, int out);

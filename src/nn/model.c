@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "graph.h"
+#include "paratrain/comm.h"
 #include "paratrain/fault.h"
 #include "paratrain/rng.h"
 
@@ -31,6 +32,38 @@ int pt_graph_param(pt_model *m, const char *name, int ndim, const int64_t *shape
     p->init_arg = init_arg;
     m->numel += p->numel;
     return m->nparams++;
+}
+
+int pt_graph_param_split(pt_model *m, const char *name, int ndim, const int64_t *gshape,
+                         int split_dim, int blocks, pt_init_kind init, float init_arg)
+{
+    const int tp = m->tp_size;
+    if (tp <= 1) return pt_graph_param(m, name, ndim, gshape, init, init_arg);
+    if (gshape[split_dim] % ((int64_t)blocks * tp)) return -1;
+    int64_t shape[PT_MAX_DIMS];
+    for (int d = 0; d < ndim; d++) shape[d] = gshape[d];
+    const int64_t part = gshape[split_dim] / blocks / tp; /* of each block, per rank */
+    shape[split_dim] = part * blocks;
+    const int t = pt_graph_param(m, name, ndim, shape, init, init_arg);
+    if (t < 0) return -1;
+    pt_param *p = &m->params[t];
+    p->gnumel = 1;
+    for (int d = 0; d < ndim; d++) p->gshape[d] = gshape[d], p->gnumel *= gshape[d];
+    p->split_dim = split_dim, p->split_blocks = blocks;
+    p->split_start = (int64_t)m->tp_rank * part;
+    return t;
+}
+
+int64_t pt_param_global_index(const pt_param *p, int64_t i)
+{
+    if (p->split_dim < 0) return i;
+    const int d = p->split_dim;
+    int64_t inner = 1;
+    for (int k = d + 1; k < p->ndim; k++) inner *= p->shape[k];
+    const int64_t n = p->shape[d], lb = n / p->split_blocks;
+    const int64_t outer = i / (inner * n), j = i / inner % n, rest = i % inner;
+    const int64_t gj = (j / lb) * (p->gshape[d] / p->split_blocks) + p->split_start + j % lb;
+    return (outer * p->gshape[d] + gj) * inner + rest;
 }
 
 int pt_graph_buffer(pt_model *m, const char *name, int64_t n, float init)
@@ -61,7 +94,7 @@ pt_node *pt_graph_node(pt_model *m, const pt_op *op, int in0, int in1, int out)
     n->in[0] = in0, n->in[1] = in1, n->out = out;
     for (int k = 0; k < 8; k++) n->p[k] = -1;
     n->b[0] = n->b[1] = -1;
-    n->id = ++m->nnodes;
+    n->id = ++m->nnodes - m->nextra_nodes;
     return n;
 }
 
@@ -111,9 +144,12 @@ pt_status pt_model_create(pt_model *m, const char *spec, const pt_model_options 
     if (max_batch < 1) return PT_ERR(PT_ERR_ARG, NULL, "max_batch must be positive");
     m->max_batch = max_batch;
     m->targets = 1;
+    m->tp_size = opt->tp ? opt->tp->size : 1;
+    m->tp_rank = opt->tp ? opt->tp->rank : 0;
     pt_graph_slot(m, 0); /* slot 0: the input; its size is set by the builder */
-    PT_TRY(pt_graph_build(m));
+    PT_TRY(pt_graph_build(m)); /* refuses layouts tp does not divide, before any allocation */
     m->slots[0].size = m->input_size;
+    if (!m->local_classes) m->local_classes = m->classes;
 
     size_t pbytes = sizeof(float) * (size_t)m->numel;
     m->w = be->alloc(pbytes);
@@ -142,7 +178,9 @@ pt_status pt_model_create(pt_model *m, const char *spec, const pt_model_options 
     size_t abytes = sizeof(float) * (size_t)total;
     m->act_block = be->alloc(abytes ? abytes : 64);
     m->tgt = malloc(sizeof(int32_t) * (size_t)max_batch * (size_t)m->targets);
-    if (!m->act_block || !m->tgt) {
+    if (m->local_classes != m->classes)
+        m->tp_xent = malloc(4 * sizeof(double) * (size_t)max_batch * (size_t)m->targets);
+    if (!m->act_block || !m->tgt || (m->local_classes != m->classes && !m->tp_xent)) {
         pt_model_destroy(m);
         return PT_ERR(PT_ERR_NOMEM, "lower --batch", "cannot allocate %zu bytes of activations",
                       abytes);
@@ -169,6 +207,7 @@ void pt_model_destroy(pt_model *m)
     m->be->free(m->act_block);
     free(m->buf);
     free(m->tgt);
+    free(m->tp_xent);
     memset(m, 0, sizeof *m);
 }
 
@@ -188,8 +227,9 @@ void pt_model_use_param_buffer(pt_model *m, float *w)
     m->w_external = 1;
 }
 
-/* Each tensor draws from its own Philox stream (tensor index), element by element, so the values
- * do not depend on the rank count or on any other tensor. */
+/* Each tensor draws from its own Philox stream (tensor index), element by element at the element's
+ * index in the global tensor, so the values depend neither on the rank count, nor on the tp split,
+ * nor on any other tensor. */
 pt_status pt_model_init(pt_model *m, uint64_t seed)
 {
     const size_t bytes = sizeof(float) * (size_t)m->numel;
@@ -203,14 +243,15 @@ pt_status pt_model_init(pt_model *m, uint64_t seed)
         const uint64_t stream = PT_STREAM_INIT + (uint64_t)t;
         float *dst = host + pp->offset;
         for (int64_t i = 0; i < pp->numel; i++) {
+            const uint64_t gi = (uint64_t)pt_param_global_index(pp, i);
             switch ((pt_init_kind)pp->init) {
             case PT_INIT_ZERO: dst[i] = 0.0f; break;
             case PT_INIT_CONST: dst[i] = pp->init_arg; break;
             case PT_INIT_UNIFORM:
-                dst[i] = (2.0f * pt_rng_uniform(seed, stream, (uint64_t)i) - 1.0f) * pp->init_arg;
+                dst[i] = (2.0f * pt_rng_uniform(seed, stream, gi) - 1.0f) * pp->init_arg;
                 break;
             case PT_INIT_NORMAL:
-                dst[i] = pt_rng_normal(seed, stream, (uint64_t)i) * pp->init_arg;
+                dst[i] = pt_rng_normal(seed, stream, gi) * pp->init_arg;
                 break;
             }
         }
@@ -257,11 +298,14 @@ double pt_model_loss_backward(pt_model *m, const int32_t *labels, int rows, cons
                 m->tgt[(int64_t)r * T + t] = (int32_t)m->x[(int64_t)r * m->input_size + t + 1];
         y = m->tgt;
     }
-    if (dlogits_scale == 0.0f)
-        return be->softmax_xent(out->a, y, rows * T, m->classes, 0.0f, NULL, correct) / T;
-
-    double loss = be->softmax_xent(out->a, y, rows * T, m->classes, dlogits_scale / (float)T,
-                                   out->g, correct) / T;
+    double loss;
+    if (m->local_classes != m->classes) /* vocabulary-parallel logits: reduce over tp */
+        loss = pt_tp_softmax_xent(m, out->a, y, rows * T, dlogits_scale / (float)T,
+                                  dlogits_scale == 0.0f ? NULL : out->g, correct) / T;
+    else
+        loss = be->softmax_xent(out->a, y, rows * T, m->classes, dlogits_scale / (float)T,
+                                dlogits_scale == 0.0f ? NULL : out->g, correct) / T;
+    if (dlogits_scale == 0.0f) return loss;
     memset(m->slot_written, 0, sizeof m->slot_written);
     memset(m->param_written, 0, sizeof m->param_written);
     m->slot_written[m->nodes[m->nnodes - 1].out] = 1;
@@ -283,6 +327,9 @@ double pt_model_loss_backward(pt_model *m, const int32_t *labels, int rows, cons
 pt_status pt_model_status(const pt_model *m) { return m->status; }
 
 int pt_model_classes(const pt_model *m) { return m->classes; }
+int pt_model_local_classes(const pt_model *m) { return m->local_classes; }
+int pt_model_tp_size(const pt_model *m) { return m->tp_size; }
+int pt_model_tp_rank(const pt_model *m) { return m->tp_rank; }
 int pt_model_input_size(const pt_model *m) { return m->input_size; }
 int pt_model_targets(const pt_model *m) { return m->targets; }
 

@@ -100,6 +100,108 @@ static int add_linear(pt_model *m, const char *name, int in, int P, int din, int
     return out;
 }
 
+/* ------------------------------------------------------------------ tensor parallelism
+ *
+ * Megatron's pair of dense layers: a column-parallel layer (each tp rank holds a slice of the
+ * output features; its input passes a tp_f node, whose backward sums the input gradient over
+ * tp) followed by a row-parallel one (each rank holds the matching slice of the input features
+ * and computes a partial output, summed by a tp_g node; the bias, activation and dropout follow
+ * on the full output, in a bias_act node). Parameters keep the serial names, order and tensor
+ * indices; nodes the serial graph lacks do not shift the serial nodes' dropout ids. */
+typedef enum { TP_REPLICATED = 0, TP_COLUMN, TP_ROW } tp_layout;
+
+static pt_node *add_extra_node(pt_model *m, const pt_op *op, int in, int out)
+{
+    m->nextra_nodes++;
+    pt_node *n = pt_graph_node(m, op, in, -1, out);
+    if (!n) m->nextra_nodes--;
+    return n;
+}
+
+/* A communication node over slot `in`, the new slot or -1: tp_f or tp_g (same size), or with
+ * sequence parallelism tp_seq_gather (a shard of P/tp positions -> all P) or tp_seq_scatter
+ * (P positions -> a shard). */
+static int add_tp_comm(pt_model *m, const pt_op *op, int in, int P)
+{
+    /* the input slot's size is set only after the build: it is the input size */
+    const int64_t size = in == 0 ? m->input_size : m->slots[in].size;
+    const int64_t out_size = op == &pt_op_tp_seq_gather    ? size * m->tp_size
+                             : op == &pt_op_tp_seq_scatter ? size / m->tp_size
+                                                           : size;
+    const int64_t whole = out_size > size ? out_size : size;
+    const int out = pt_graph_slot(m, out_size);
+    pt_node *n = out < 0 ? NULL : add_extra_node(m, op, in, out);
+    if (!n) return -1;
+    n->ia[0] = P, n->ia[1] = (int)(whole / P);
+    return out;
+}
+
+/* Sequence parallelism at tp > 1: the comm nodes that replace f and g. */
+static int seq_par(const pt_model *m) { return m->opt.sequence_parallel && m->tp_size > 1; }
+static const pt_op *op_f(const pt_model *m) { return seq_par(m) ? &pt_op_tp_seq_gather : &pt_op_tp_f; }
+static const pt_op *op_g(const pt_model *m) { return seq_par(m) ? &pt_op_tp_seq_scatter : &pt_op_tp_g; }
+
+/* A dense layer as add_linear, laid out over tp. The weight's global shape is (dout x din);
+ * blocks > 1 (column-parallel only) splits each of dout's `blocks` blocks over tp (fused q,k,v).
+ * A row-parallel layer's input is already this rank's slice (din / tp features). */
+static int add_linear_tp(pt_model *m, const char *name, int in, int P, int din, int dout,
+                         pt_act act, float dropout, pt_init_kind init, float w_arg,
+                         tp_layout layout, int blocks)
+{
+    const int tp = m->tp_size;
+    if (tp <= 1 || layout == TP_REPLICATED)
+        return add_linear(m, name, in, P, din, dout, act, dropout, 1, init, w_arg);
+    char pn[PT_NAME_LEN];
+    const pt_init_kind bias_init = init == PT_INIT_UNIFORM ? init : PT_INIT_ZERO;
+    const float bias_arg = 1.0f / sqrtf((float)din); /* global fan-in, as nn.Linear */
+    if (layout == TP_COLUMN) {
+        /* the data (slot 0) is the same on every rank and takes no gradient: it needs no f */
+        const int x = in == 0 && !seq_par(m) ? 0 : add_tp_comm(m, op_f(m), in, P), dl = dout / tp;
+        const int out = x < 0 ? -1 : pt_graph_slot(m, (int64_t)P * dl);
+        pt_node *n = out < 0 ? NULL : pt_graph_node(m, &pt_op_linear, x, -1, out);
+        if (!n) return -1;
+        n->ia[0] = P, n->ia[1] = din, n->ia[2] = dl;
+        n->ia[3] = m->tp_rank * dl, n->ia[4] = dout; /* dropout by global column (blocks = 1) */
+        n->act = act, n->dropout = dropout;
+        snprintf(pn, sizeof pn, "%s/weight", name);
+        n->p[0] = pt_graph_param_split(m, pn, 2, (int64_t[]){dout, din}, 0, blocks, init, w_arg);
+        snprintf(pn, sizeof pn, "%s/bias", name);
+        n->p[1] = pt_graph_param_split(m, pn, 1, (int64_t[]){dout}, 0, blocks, bias_init, bias_arg);
+        n->np = 2;
+        if (n->p[0] < 0 || n->p[1] < 0) return -1;
+        if (act != PT_ACT_NONE && act != PT_ACT_RELU) n->aux_row = (int64_t)P * dl;
+        return out;
+    }
+    /* TP_ROW: partial = x_local W_local^T; full = g(partial); y = dropout(act(full + b)). With
+     * sequence parallelism `full` is this rank's shard of positions, and so the bias gradient is
+     * a partial sum (grad_over_tp). */
+    const int dl = din / tp;
+    const int part = pt_graph_slot(m, (int64_t)P * dout);
+    pt_node *n = part < 0 ? NULL : pt_graph_node(m, &pt_op_linear, in, -1, part);
+    if (!n) return -1;
+    n->ia[0] = P, n->ia[1] = dl, n->ia[2] = dout;
+    snprintf(pn, sizeof pn, "%s/weight", name);
+    n->p[0] = pt_graph_param_split(m, pn, 2, (int64_t[]){dout, din}, 1, 1, init, w_arg);
+    n->np = 1;
+    const int id = n->id, full = n->p[0] < 0 ? -1 : add_tp_comm(m, op_g(m), part, P);
+    const int Pb = seq_par(m) ? P / tp : P; /* positions the bias is added to */
+    const int out = full < 0 ? -1 : pt_graph_slot(m, (int64_t)Pb * dout);
+    pt_node *b = out < 0 ? NULL : add_extra_node(m, &pt_op_bias_act, full, out);
+    if (!b) return -1;
+    b->id = id; /* the serial layer's dropout stream */
+    b->ia[0] = Pb, b->ia[1] = dout;
+    b->act = act, b->dropout = dropout;
+    snprintf(pn, sizeof pn, "%s/bias", name);
+    b->p[0] = pt_graph_param(m, pn, 1, (int64_t[]){dout}, bias_init, bias_arg);
+    b->np = 1;
+    if (b->p[0] < 0) return -1;
+    m->params[b->p[0]].grad_over_tp = seq_par(m);
+    if (act != PT_ACT_NONE && act != PT_ACT_RELU) b->aux_row = (int64_t)Pb * dout;
+    return out;
+}
+
+#define TP_HINT "choose --tp dividing it, or widths divisible by --tp"
+
 static int add_conv(pt_model *m, const char *name, int in, int H, int cin, int cout, int k, int s,
                     int pad, int bias, pt_act act, pt_init_kind init, int *Ho)
 {
@@ -191,6 +293,14 @@ static int add_add(pt_model *m, int a, int b, pt_act act)
 
 /* ------------------------------------------------------------------ the models */
 
+static pt_status no_tp_layout(const pt_model *m)
+{
+    if (m->tp_size <= 1) return PT_OK;
+    return PT_ERR(PT_ERR_ARG, "tensor parallelism covers mlp and gpt (docs/MODELS.md)",
+                  "model '%s' has no tensor-parallel layout; use --tp 1 (got --tp %d)", m->spec,
+                  m->tp_size);
+}
+
 #define MLP_HINT "write it as mlp:IN-HIDDEN-...-CLASSES, e.g. mlp:784-1024-1024-10"
 
 /* "784-1024-10" -> widths; each must be a positive integer, separated by single '-'. */
@@ -228,14 +338,23 @@ static pt_status build_mlp(pt_model *m, const char *dims_str)
     PT_TRY(parse_mlp(dims_str, dims, &n));
     m->input_size = dims[0];
     m->classes = dims[n - 1];
+    /* tp: layers pair up, fc1 column- and fc2 row-parallel, fc3 and fc4, ...; an odd last layer
+     * is replicated. A pair splits the width between its two layers. */
+    const int tp = m->tp_size, nlayers = n - 1;
+    for (int i = 1; tp > 1 && i + 1 <= nlayers; i += 2)
+        if (dims[i] % tp)
+            return PT_ERR(PT_ERR_ARG, TP_HINT, "mlp:%s: --tp %d does not divide the width %d "
+                          "between fc%d (column-parallel) and fc%d (row-parallel)", dims_str, tp,
+                          dims[i], i, i + 1);
     int x = 0;
     for (int i = 1; i < n; i++) {
         char name[16];
         snprintf(name, sizeof name, "fc%d", i);
         const int last = i == n - 1;
-        x = add_linear(m, name, x, 1, dims[i - 1], dims[i], last ? PT_ACT_NONE : m->opt.act,
-                       last ? 0.0f : m->opt.dropout, 1, PT_INIT_UNIFORM,
-                       1.0f / sqrtf((float)dims[i - 1]));
+        const tp_layout layout = i % 2 ? (i < nlayers ? TP_COLUMN : TP_REPLICATED) : TP_ROW;
+        x = add_linear_tp(m, name, x, 1, dims[i - 1], dims[i], last ? PT_ACT_NONE : m->opt.act,
+                          last ? 0.0f : m->opt.dropout, PT_INIT_UNIFORM,
+                          1.0f / sqrtf((float)dims[i - 1]), layout, 1);
         CHECK_BUILD(x >= 0);
     }
     return PT_OK;
@@ -254,6 +373,7 @@ static pt_status parse_cnn(const char *spec, const char *args, spec_key *k, int 
 
 static pt_status build_cnn(pt_model *m, const char *args)
 {
+    PT_TRY(no_tp_layout(m));
     spec_key k[MAX_KEYS];
     int nk;
     PT_TRY(parse_cnn(m->spec, args, k, &nk));
@@ -289,6 +409,7 @@ static pt_status parse_resnet(const char *spec, const char *args, spec_key *k, i
 
 static pt_status build_resnet(pt_model *m, const char *args)
 {
+    PT_TRY(no_tp_layout(m));
     spec_key k[MAX_KEYS];
     int nk;
     PT_TRY(parse_resnet(m->spec, args, k, &nk));
@@ -343,15 +464,20 @@ static int add_embedding(pt_model *m, int T, int D, int V, int pos, int stride)
     pt_node *n = out < 0 ? NULL : pt_graph_node(m, &pt_op_embedding, 0, -1, out);
     if (!n) return -1;
     n->ia[0] = T, n->ia[1] = D, n->ia[2] = V, n->ia[3] = stride;
-    /* GPT-2's N(0, 0.02); nn.Embedding's N(0, 1) for TextCNN */
-    n->p[0] = pt_graph_param(m, "wte/weight", 2, (int64_t[]){V, D}, PT_INIT_NORMAL,
-                             pos ? 0.02f : 1.0f);
+    /* GPT-2's N(0, 0.02); nn.Embedding's N(0, 1) for TextCNN. Over tp, vocabulary-parallel:
+     * rows [v0, v0 + V/tp) here, the ranks' outputs summed by a tp_g node. */
+    n->p[0] = pt_graph_param_split(m, "wte/weight", 2, (int64_t[]){V, D}, 0, 1, PT_INIT_NORMAL,
+                                   pos ? 0.02f : 1.0f);
     n->np = 1;
     if (pos) {
         n->p[1] = pt_graph_param(m, "wpe/weight", 2, (int64_t[]){T, D}, PT_INIT_NORMAL, 0.02f);
         n->np = 2;
     }
-    return n->p[0] < 0 || (pos && n->p[1] < 0) ? -1 : out;
+    if (n->p[0] < 0 || (pos && n->p[1] < 0)) return -1;
+    if (m->tp_size <= 1) return out;
+    n->ia[4] = m->tp_rank * (V / m->tp_size), n->ia[5] = V / m->tp_size;
+    n->ia[6] = m->tp_rank != 0; /* wpe is replicated: one rank adds it before the sum */
+    return add_tp_comm(m, op_g(m), out, T);
 }
 
 static pt_status parse_textcnn(const char *spec, const char *args, spec_key *k, int *nk)
@@ -372,6 +498,7 @@ static pt_status parse_textcnn(const char *spec, const char *args, spec_key *k, 
 
 static pt_status build_textcnn(pt_model *m, const char *args)
 {
+    PT_TRY(no_tp_layout(m));
     spec_key k[MAX_KEYS];
     int nk;
     PT_TRY(parse_textcnn(m->spec, args, k, &nk));
@@ -426,6 +553,23 @@ static pt_status build_gpt(pt_model *m, const char *args)
     m->input_size = T + 1; /* T inputs and, shifted by one, T targets */
     m->targets = T;
     m->classes = V;
+    /* tp (Megatron): attention split by heads (q,k,v column-parallel, attn_proj row-parallel),
+     * the MLP as a column/row pair, the vocabulary split for the embedding and the tied output
+     * layer (local logits; pt_tp_softmax_xent reduces the loss over tp). */
+    const int tp = m->tp_size;
+    if (tp > 1 && Hh % tp)
+        return PT_ERR(PT_ERR_ARG, TP_HINT, "%s: --tp %d does not divide heads=%d", m->spec, tp, Hh);
+    if (tp > 1 && (4 * D) % tp)
+        return PT_ERR(PT_ERR_ARG, TP_HINT, "%s: --tp %d does not divide the MLP width 4*d=%d",
+                      m->spec, tp, 4 * D);
+    if (tp > 1 && V % tp)
+        return PT_ERR(PT_ERR_ARG, TP_HINT, "%s: --tp %d does not divide vocab=%d", m->spec, tp, V);
+    if (seq_par(m) && T % tp)
+        return PT_ERR(PT_ERR_ARG, "choose ctx divisible by --tp, or leave --sequence-parallel out",
+                      "%s: --sequence-parallel: --tp %d does not divide ctx=%d", m->spec, tp, T);
+    const int Ts = seq_par(m) ? T / tp : T; /* positions per rank outside the tp layers */
+    const int Dl = D / tp, Hl = Hh / tp, Vl = V / tp;
+    m->local_classes = Vl, m->vocab_start = (int64_t)m->tp_rank * Vl;
     const float std = 0.02f, proj_std = 0.02f / sqrtf(2.0f * (float)L); /* GPT-2 */
     int x = add_embedding(m, T, D, V, 1, T + 1);
     CHECK_BUILD(x >= 0);
@@ -433,31 +577,40 @@ static pt_status build_gpt(pt_model *m, const char *args)
         char g[48];
         int h, a;
         snprintf(g, sizeof g, "h%d/ln1", l);
-        CHECK_BUILD((h = add_ln(m, g, x, T, D)) >= 0);
+        CHECK_BUILD((h = add_ln(m, g, x, Ts, D)) >= 0);
         snprintf(g, sizeof g, "h%d/attn_qkv", l);
-        CHECK_BUILD((a = add_linear(m, g, h, T, D, 3 * D, PT_ACT_NONE, 0, 1, PT_INIT_NORMAL, std)) >= 0);
-        int o = pt_graph_slot(m, (int64_t)T * D);
+        CHECK_BUILD((a = add_linear_tp(m, g, h, T, D, 3 * D, PT_ACT_NONE, 0, PT_INIT_NORMAL, std,
+                                       TP_COLUMN, 3)) >= 0);
+        int o = pt_graph_slot(m, (int64_t)T * Dl);
         pt_node *n = o < 0 ? NULL : pt_graph_node(m, &pt_op_attention, a, -1, o);
         CHECK_BUILD(n);
-        n->ia[0] = T, n->ia[1] = D, n->ia[2] = Hh;
-        n->aux_row = (int64_t)Hh * T;
+        n->ia[0] = T, n->ia[1] = Dl, n->ia[2] = Hl; /* this rank's heads */
+        n->aux_row = (int64_t)Hl * T;
         snprintf(g, sizeof g, "h%d/attn_proj", l);
-        CHECK_BUILD((a = add_linear(m, g, o, T, D, D, PT_ACT_NONE, 0, 1, PT_INIT_NORMAL, proj_std)) >= 0);
+        CHECK_BUILD((a = add_linear_tp(m, g, o, T, D, D, PT_ACT_NONE, 0, PT_INIT_NORMAL, proj_std,
+                                       TP_ROW, 1)) >= 0);
         CHECK_BUILD((x = add_add(m, x, a, PT_ACT_NONE)) >= 0);
         snprintf(g, sizeof g, "h%d/ln2", l);
-        CHECK_BUILD((h = add_ln(m, g, x, T, D)) >= 0);
+        CHECK_BUILD((h = add_ln(m, g, x, Ts, D)) >= 0);
         snprintf(g, sizeof g, "h%d/mlp_fc", l);
-        CHECK_BUILD((a = add_linear(m, g, h, T, D, 4 * D, PT_ACT_GELU, 0, 1, PT_INIT_NORMAL, std)) >= 0);
+        CHECK_BUILD((a = add_linear_tp(m, g, h, T, D, 4 * D, PT_ACT_GELU, 0, PT_INIT_NORMAL, std,
+                                       TP_COLUMN, 1)) >= 0);
         snprintf(g, sizeof g, "h%d/mlp_proj", l);
-        CHECK_BUILD((a = add_linear(m, g, a, T, 4 * D, D, PT_ACT_NONE, 0, 1, PT_INIT_NORMAL, proj_std)) >= 0);
+        CHECK_BUILD((a = add_linear_tp(m, g, a, T, 4 * D, D, PT_ACT_NONE, 0, PT_INIT_NORMAL,
+                                       proj_std, TP_ROW, 1)) >= 0);
         CHECK_BUILD((x = add_add(m, x, a, PT_ACT_NONE)) >= 0);
     }
-    CHECK_BUILD((x = add_ln(m, "ln_f", x, T, D)) >= 0);
+    CHECK_BUILD((x = add_ln(m, "ln_f", x, Ts, D)) >= 0);
+    /* a layer norm on a shard of positions: each rank's gradient is a partial sum */
+    for (int i = 0; seq_par(m) && i < m->nnodes; i++)
+        if (m->nodes[i].op == &pt_op_layernorm)
+            m->params[m->nodes[i].p[0]].grad_over_tp = m->params[m->nodes[i].p[1]].grad_over_tp = 1;
+    if (tp > 1) CHECK_BUILD((x = add_tp_comm(m, op_f(m), x, T)) >= 0); /* before the vocabulary split */
     /* the output layer borrows the token embedding (weight tying): owns no parameter */
-    int out = pt_graph_slot(m, (int64_t)T * V);
+    int out = pt_graph_slot(m, (int64_t)T * Vl);
     pt_node *n = out < 0 ? NULL : pt_graph_node(m, &pt_op_linear, x, -1, out);
     CHECK_BUILD(n);
-    n->ia[0] = T, n->ia[1] = D, n->ia[2] = V;
+    n->ia[0] = T, n->ia[1] = D, n->ia[2] = Vl;
     n->p[0] = m->nodes[0].p[0];
     n->np = 0;
     return PT_OK;
@@ -541,5 +694,10 @@ pt_status pt_graph_build(pt_model *m)
 {
     const char *args;
     const int i = find_model(m->spec, &args);
-    return i < 0 ? PT_ERR_ARG : models[i].build(m, args);
+    if (i < 0) return PT_ERR_ARG;
+    if (m->opt.sequence_parallel && models[i].build != build_gpt)
+        return PT_ERR(PT_ERR_ARG, "leave --sequence-parallel out for this model",
+                      "model '%s': --sequence-parallel applies to gpt only (it shards a sequence)",
+                      m->spec);
+    return models[i].build(m, args);
 }

@@ -1,15 +1,31 @@
 /* Dense ops: the linear layer (applied to every position of a sample) with a fused bias,
- * activation and dropout, and the residual add.
+ * activation and dropout, the bias + activation + dropout alone, and the residual add.
  *
- *   linear   ia = {P positions, Din, Dout}; p = {W (Dout x Din, as nn.Linear), b or -1}
+ *   linear   ia = {P positions, Din, Dout, col_offset, global Dout or 0}; p = {W (Dout x Din, as
+ *            nn.Linear), b or -1}
  *     forward   y = dropout(act(x W^T + b))           over the rows*P positions
  *     backward  dz = act'(.) * dropout(dy);  dW += dz^T x;  db = colsum dz;  dx (+)= dz W
  *   ReLU needs no saved state (its output is the mask); GELU and tanh keep their pre-activation.
+ *   A column-parallel layer holds output columns [col_offset, col_offset + Dout) of a layer
+ *   global Dout wide: its dropout mask is keyed by the global column, as in the serial run.
+ *
+ *   bias_act ia = {P, D}; p = {b}: y = dropout(act(x + b)), the tail of a row-parallel layer,
+ *            which adds its bias only after the partial outputs are summed over tp (tp_g).
  *
  *   add      out = act(in0 + in1), act NONE or ReLU (a residual block's closing ReLU). */
 #include <string.h>
 
 #include "graph.h"
+
+/* The mask of position (sample row_offset + r, position p, global column) over the rows*P
+ * positions, each global_dout wide: the serial mask, whatever slice of columns this rank holds. */
+static void linear_dropout(pt_model *m, const pt_node *n, float *y, int rows, const pt_fwd_ctx *ctx)
+{
+    const int P = n->ia[0], dout = n->ia[2];
+    const int64_t width = n->ia[4] ? n->ia[4] : dout;
+    m->be->dropout_cols(y, rows * P, dout, ctx->row_offset * P, n->ia[3], width, n->dropout,
+                        ctx->seed, pt_dropout_stream(ctx->step, n->id));
+}
 
 static void linear_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
 {
@@ -23,9 +39,7 @@ static void linear_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *
                              n->act);
     else if (n->act == PT_ACT_RELU)
         pt_relu_inplace(y, (int64_t)M * dout);
-    if (ctx->train && n->dropout > 0.0f)
-        be->dropout(y, rows, P * dout, ctx->row_offset, n->dropout, ctx->seed,
-                    pt_dropout_stream(ctx->step, n->id));
+    if (ctx->train && n->dropout > 0.0f) linear_dropout(m, n, y, rows, ctx);
 }
 
 static void linear_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
@@ -34,9 +48,7 @@ static void linear_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx 
     const int P = n->ia[0], din = n->ia[1], dout = n->ia[2], M = rows * P;
     pt_slot *out = pt_out(m, n), *in = pt_in(m, n, 0);
     float *dz = out->g; /* only this node reads it: overwritten in place */
-    if (ctx->train && n->dropout > 0.0f)
-        be->dropout(dz, rows, P * dout, ctx->row_offset, n->dropout, ctx->seed,
-                    pt_dropout_stream(ctx->step, n->id));
+    if (ctx->train && n->dropout > 0.0f) linear_dropout(m, n, dz, rows, ctx);
     if (n->act == PT_ACT_RELU) m->be->act_backward(dz, dz, out->a, (int64_t)M * dout, PT_ACT_RELU);
     else if (n->act != PT_ACT_NONE) be->act_backward(dz, dz, n->aux, (int64_t)M * dout, n->act);
     be->gemm(true, false, dout, din, M, 1.0f, dz, dout, in->a, din, pt_param_beta(m, n, 0),
@@ -52,6 +64,44 @@ static void linear_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx 
 }
 
 const pt_op pt_op_linear = {"linear", NULL, linear_forward, linear_backward};
+
+static void bias_act_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
+{
+    const int P = n->ia[0], D = n->ia[1], M = rows * P;
+    float *y = pt_out(m, n)->a;
+    memcpy(y, pt_in(m, n, 0)->a, sizeof(float) * (size_t)M * D);
+    m->be->bias_act_forward(y, n->aux_row ? n->aux : NULL, pt_pw(m, n, 0), M, D, n->act);
+    if (ctx->train && n->dropout > 0.0f)
+        m->be->dropout(y, rows, P * D, ctx->row_offset, n->dropout, ctx->seed,
+                       pt_dropout_stream(ctx->step, n->id));
+}
+
+static void bias_act_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
+{
+    const pt_backend *be = m->be;
+    const int P = n->ia[0], D = n->ia[1], M = rows * P;
+    pt_slot *out = pt_out(m, n);
+    float *dz = out->g; /* only this node reads it: overwritten in place */
+    if (ctx->train && n->dropout > 0.0f)
+        be->dropout(dz, rows, P * D, ctx->row_offset, n->dropout, ctx->seed,
+                    pt_dropout_stream(ctx->step, n->id));
+    if (n->act == PT_ACT_RELU) be->act_backward(dz, dz, out->a, (int64_t)M * D, PT_ACT_RELU);
+    else if (n->act != PT_ACT_NONE) be->act_backward(dz, dz, n->aux, (int64_t)M * D, n->act);
+    pt_param_beta(m, n, 0);
+    be->bias_backward(pt_pg(m, n, 0), dz, M, D);
+    const int beta = pt_in_beta(m, n, 0);
+    if (beta < 0) return;
+    float *dx = pt_in(m, n, 0)->g;
+    const int64_t N = (int64_t)M * D;
+    if (!beta) {
+        memcpy(dx, dz, sizeof(float) * (size_t)N);
+        return;
+    }
+#pragma omp parallel for simd schedule(static) if (N >= 16384)
+    for (int64_t i = 0; i < N; i++) dx[i] += dz[i];
+}
+
+const pt_op pt_op_bias_act = {"bias_act", NULL, bias_act_forward, bias_act_backward};
 
 static void add_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
 {

@@ -1,10 +1,14 @@
 /* Sequence ops: token (+ position) embedding and causal multi-head self-attention.
  *
  *   embedding   in: the sample's tokens (stored as floats, row stride ia[3]); out (T x D);
- *               ia = {T, D, V, stride}; p = {wte (V x D), wpe (T x D) or -1}
+ *               ia = {T, D, V, stride, v0, Vl, no_wpe}; p = {wte (Vl x D), wpe (T x D) or -1}
  *     y[t] = wte[tok[t]] + wpe[t]. The backward scatters into wte by column blocks, so threads
  *     never write the same element and the sum order is fixed. A tied output layer (a linear node
  *     that borrows wte) adds its part of wte's gradient first; the embedding accumulates.
+ *     Vocabulary-parallel (Vl > 0): this rank holds rows [v0, v0 + Vl) of wte; other tokens give
+ *     0, and a tp_g node sums the ranks' outputs. wpe is replicated, so only the rank with
+ *     no_wpe = 0 adds it (the sum counts it once; adding zeros keeps the serial bits); every rank
+ *     computes its whole gradient.
  *
  *   attention   in: qkv (T x 3D, per position [q | k | v], head h in columns h*dh..), out (T x D);
  *               ia = {T, D, H}; saves the log-sum-exp of every (head, query) row, H*T floats
@@ -25,17 +29,30 @@ static inline int token_at(const float *row, int t, int V)
     return v < 0 ? 0 : v >= V ? V - 1 : v; /* data is validated on load; never index outside */
 }
 
+/* The row of this rank's wte slice holding token t of a sample, or -1 when another rank has it. */
+static inline int local_row(const pt_node *n, const float *row, int t)
+{
+    const int V = n->ia[2], v0 = n->ia[4], Vl = n->ia[5] ? n->ia[5] : V;
+    const int v = token_at(row, t, V) - v0;
+    return v >= 0 && v < Vl ? v : -1;
+}
+
 static void embed_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
 {
-    const int T = n->ia[0], D = n->ia[1], V = n->ia[2], stride = n->ia[3];
+    const int T = n->ia[0], D = n->ia[1], stride = n->ia[3];
     const float *x = pt_in(m, n, 0)->a, *wte = pt_pw(m, n, 0);
-    const float *wpe = n->p[1] >= 0 ? pt_pw(m, n, 1) : NULL;
+    const float *wpe = n->p[1] >= 0 && !n->ia[6] ? pt_pw(m, n, 1) : NULL;
     float *y = pt_out(m, n)->a;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < rows; b++)
         for (int t = 0; t < T; t++) {
-            const float *e = wte + (int64_t)token_at(x + (int64_t)b * stride, t, V) * D;
+            const int v = local_row(n, x + (int64_t)b * stride, t);
             float *yt = y + ((int64_t)b * T + t) * D;
+            if (v < 0) { /* another tp rank's token */
+                for (int i = 0; i < D; i++) yt[i] = wpe ? wpe[(int64_t)t * D + i] : 0.0f;
+                continue;
+            }
+            const float *e = wte + (int64_t)v * D;
             if (wpe)
                 for (int i = 0; i < D; i++) yt[i] = e[i] + wpe[(int64_t)t * D + i];
             else
@@ -45,17 +62,20 @@ static void embed_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *c
 
 static void embed_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
 {
-    const int T = n->ia[0], D = n->ia[1], V = n->ia[2], stride = n->ia[3];
+    const int T = n->ia[0], D = n->ia[1], stride = n->ia[3];
+    const int Vl = n->ia[5] ? n->ia[5] : n->ia[2];
     const float *x = pt_in(m, n, 0)->a, *dy = pt_out(m, n)->g;
     float *dwte = pt_pg(m, n, 0);
     const float beta = pt_param_beta(m, n, 0);
-    if (beta == 0.0f) m->be->zero(dwte, sizeof(float) * (size_t)V * D);
+    if (beta == 0.0f) m->be->zero(dwte, sizeof(float) * (size_t)Vl * D);
 #pragma omp parallel for schedule(static)
     for (int c0 = 0; c0 < D; c0 += 16) {
         const int c1 = c0 + 16 < D ? c0 + 16 : D;
         for (int b = 0; b < rows; b++)
             for (int t = 0; t < T; t++) {
-                float *d = dwte + (int64_t)token_at(x + (int64_t)b * stride, t, V) * D;
+                const int v = local_row(n, x + (int64_t)b * stride, t);
+                if (v < 0) continue;
+                float *d = dwte + (int64_t)v * D;
                 const float *g = dy + ((int64_t)b * T + t) * D;
                 for (int c = c0; c < c1; c++) d[c] += g[c];
             }
