@@ -1,8 +1,12 @@
-/* The data-parallel step strategy: every rank of a dp group holds the model (or, with tp > 1,
- * the same tensor-parallel part of it); each computes the gradient of its rows, scaled by
- * 1/global batch, and the sum over dp is the gradient of the global batch. Gradient
- * synchronization (buckets overlapped with backward, ZeRO-1, the exact reduction of
- * --reproducible) is grad_sync.c; compression (--compress) replaces its allreduce. */
+/* The data-parallel step strategy, and with tp > 1 tensor x data parallelism: every rank of a
+ * dp group holds the model (with tp > 1 the same tensor-parallel part of it: the ranks of a dp
+ * group share their tp coordinate); each computes the gradient of its rows, scaled by 1/global
+ * batch, and the sum over dp is the gradient of the global batch. Gradient synchronization
+ * (buckets overlapped with backward, ZeRO-1 within the dp group, the exact reduction of
+ * --reproducible) is grad_sync.c; compression (--compress) replaces its allreduce. Tensor
+ * parallelism adds two things here (the model's own tp communication is in its graph):
+ * partial gradients (grad_over_tp) summed over tp, and a gradient norm that counts every
+ * parameter once (docs/MODELS.md, "Which parameters are sharded"). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +22,8 @@
 typedef struct {
     pt_grad_sync gs;
     pt_compressor z;
+    float *tp_partial; /* host staging of the grad_over_tp gradients for their sum over tp */
+    int64_t tp_partial_n;
 } dp_state;
 
 static dp_state *state_of(const pt_train_state *s) { return (dp_state *)s->strategy_state; }
@@ -93,6 +99,11 @@ static pt_status dp_setup(pt_train_state *s)
     st = pt_train_make_optimizer(s, d->gs.shard_off, d->gs.shard_count);
     PT_TRY(pt_agree(s->world, st, NULL));
     st = make_compressor(s, d);
+    PT_TRY(pt_agree(s->world, st, NULL));
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i].grad_over_tp) d->tp_partial_n += m->params[i].numel;
+    if (d->tp_partial_n && !(d->tp_partial = malloc(sizeof(float) * (size_t)d->tp_partial_n)))
+        st = PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the partial gradients of the tp group");
     return pt_agree(s->world, st, NULL);
 }
 
@@ -128,6 +139,50 @@ static pt_status dp_forward_backward(pt_train_state *s, bool have_rows, pt_step_
     return PT_OK;
 }
 
+/* The part of the flat gradient this rank holds reduced after the dp sync: the whole buffer,
+ * or its ZeRO-1 shard (in grad_sync's shard buffer, element j at flat offset *off + j). The
+ * ranks of a tp group share their dp rank, hence their shard. */
+static float *reduced_grad(pt_train_state *s, dp_state *d, int64_t *off, int64_t *n)
+{
+    if (!d->gs.zero || d->gs.exact || d->gs.size == 1) {
+        *off = 0, *n = s->model.numel;
+        return s->model.g;
+    }
+    return pt_grad_sync_grad(&d->gs, off, n);
+}
+
+/* The intersection of parameter p with the flat range [off, off + n): [*lo, *hi). */
+static bool overlap(const pt_param *p, int64_t off, int64_t n, int64_t *lo, int64_t *hi)
+{
+    *lo = p->offset > off ? p->offset : off;
+    *hi = p->offset + p->numel < off + n ? p->offset + p->numel : off + n;
+    return *lo < *hi;
+}
+
+/* Sequence parallelism leaves partial gradients of the replicated layer norms and biases on
+ * each tp rank (grad_over_tp): one allreduce over tp of all of them, on the part this rank
+ * updates. Summing after the dp reduction gives the same total as before it (both are sums). */
+static pt_status sum_partial_over_tp(pt_train_state *s, dp_state *d)
+{
+    const pt_model *m = &s->model;
+    int64_t off, n, lo, hi, k = 0;
+    float *g = reduced_grad(s, d, &off, &n);
+    const pt_backend *be = m->be;
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i].grad_over_tp && overlap(&m->params[i], off, n, &lo, &hi)) {
+            be->to_host(d->tp_partial + k, g + (lo - off), sizeof(float) * (size_t)(hi - lo));
+            k += hi - lo;
+        }
+    PT_TRY(pt_allreduce(s->tp, PT_IN_PLACE, d->tp_partial, k, PT_F32, PT_SUM));
+    k = 0;
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i].grad_over_tp && overlap(&m->params[i], off, n, &lo, &hi)) {
+            be->to_device(g + (lo - off), d->tp_partial + k, sizeof(float) * (size_t)(hi - lo));
+            k += hi - lo;
+        }
+    return PT_OK;
+}
+
 static pt_status dp_sync(pt_train_state *s, pt_step_report *r)
 {
     dp_state *d = state_of(s);
@@ -140,12 +195,32 @@ static pt_status dp_sync(pt_train_state *s, pt_step_report *r)
     r->comm_span_s = s->dp_size > 1 ? d->gs.t_last_done - d->gs.t_first : 0.0;
     r->started_early = d->gs.started_early;
     if (s->cfg->reproducible) PT_TRY(pt_grad_sync_exact_reduce(&d->gs));
-    return PT_OK;
+    return d->tp_partial_n ? sum_partial_over_tp(s, d) : PT_OK;
 }
 
+/* The squared norm of the global gradient, every parameter counted once: a tp-split tensor's
+ * slices are distinct (summed over tp), a replicated one is the same on every tp rank (counted
+ * on tp rank 0 only). Under ZeRO-1 the shards are summed over dp too. */
 static pt_status dp_grad_sum_squares(pt_train_state *s, double *ss)
 {
-    return pt_grad_sync_sum_squares(&state_of(s)->gs, ss);
+    dp_state *d = state_of(s);
+    if (s->tp->size == 1) return pt_grad_sync_sum_squares(&d->gs, ss);
+    const pt_model *m = &s->model;
+    int64_t off, n, lo, hi;
+    const float *g = reduced_grad(s, d, &off, &n);
+    double sum = 0.0;
+    for (int i = 0; i < m->nparams; i++) {
+        const pt_param *p = &m->params[i];
+        if ((p->split_dim >= 0 || s->tp->rank == 0) && overlap(p, off, n, &lo, &hi))
+            sum += m->be->sum_squares(g + (lo - off), hi - lo);
+    }
+    if (d->gs.zero && !d->gs.exact && d->gs.size > 1) /* ZeRO-1: a shard per dp rank */
+        PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, &sum, 1, MPI_DOUBLE, MPI_SUM, s->dp->comm,
+                                "the gradient norm of the ZeRO shards"));
+    PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, &sum, 1, MPI_DOUBLE, MPI_SUM, s->tp->comm,
+                            "the gradient norm over the tensor-parallel group"));
+    *ss = sum;
+    return PT_OK;
 }
 
 static void dp_clip(pt_train_state *s, double norm, double max_norm)
@@ -168,6 +243,14 @@ static void dp_memory(const pt_train_state *s, pt_memory_bytes *mb)
     mb->grad = mb->param + (d->gs.gshard ? 4.0 * (double)d->gs.shard_count : 0);
     mb->optim = 4.0 * (double)s->opt.n * s->opt.nstates;
     mb->exact_acc = d->gs.acc ? 16.0 * (double)s->model.numel : 0.0;
+    /* the model's activation block: every slot's values and gradients and every node's saved
+     * state, for max_batch rows (the ops' shared scratch is not counted) */
+    const pt_model *m = &s->model;
+    double act = 0.0;
+    for (int i = 1; i < m->nslots; i++) act += 2.0 * m->max_batch * (double)m->slots[i].size;
+    for (int i = 0; i < m->nnodes; i++)
+        act += (double)m->max_batch * (double)m->nodes[i].aux_row + (double)m->nodes[i].aux_fixed;
+    mb->activation = 4.0 * act;
     mb->sharded_optim = s->cfg->zero == 1;
 }
 
@@ -214,6 +297,7 @@ static void dp_teardown(pt_train_state *s)
     if (!d) return;
     pt_grad_sync_free(&d->gs);
     pt_compressor_free(&d->z);
+    free(d->tp_partial);
     free(d);
     s->strategy_state = NULL;
 }

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "paratrain/log.h"
 #include "paratrain/strategy.h"
@@ -32,16 +33,18 @@ void pt_train_report_memory(pt_train_state *s)
     const double mib = 1048576.0;
     pt_memory_bytes mb;
     s->strategy->memory(s, &mb);
-    const double p = mb.param, g = mb.grad, o = mb.optim, x = mb.exact_acc;
+    const double p = mb.param, g = mb.grad, o = mb.optim, x = mb.exact_acc, a = mb.activation;
     pt_metrics_write(&s->metrics, "memory",
                      "\"param_bytes\": %.0f, \"grad_bytes\": %.0f, \"optim_bytes\": %.0f, "
-                     "\"exact_acc_bytes\": %.0f, \"zero\": %lld",
-                     p, g, o, x, (long long)s->cfg->zero);
+                     "\"exact_acc_bytes\": %.0f, \"activation_bytes\": %.0f, \"zero\": %lld, "
+                     "\"tp\": %d",
+                     p, g, o, x, a, (long long)s->cfg->zero, s->grid.size[PT_AXIS_TP]);
     if (!s->cfg->quiet)
         pt_log_info("memory per rank: parameters %.1f MiB, gradients %.1f MiB, optimizer state "
-                    "%.1f MiB (%s)%s",
+                    "%.1f MiB (%s), activations %.1f MiB%s%s",
                     p / mib, g / mib, o / mib,
-                    s->cfg->zero ? "ZeRO-1: this rank's shard" : "replicated",
+                    s->cfg->zero ? "ZeRO-1: this rank's shard" : "replicated", a / mib,
+                    s->grid.size[PT_AXIS_TP] > 1 ? " (tensor-parallel part)" : "",
                     x > 0 ? ", exact accumulator" : "");
     if (!s->cfg->quiet && x > 0) pt_log_info("  exact accumulator %.1f MiB", x / mib);
 }
@@ -131,8 +134,42 @@ pt_status pt_train_report_progress(pt_train_state *s, pt_train_progress *p, floa
     return PT_OK;
 }
 
+/* A fingerprint of the global parameters that does not depend on the grid: their norm and a
+ * random projection sum_i w_i h(tensor, global index i), h in [-1, 1) from a hash, each element
+ * counted once (tp-split tensors' slices on their ranks, replicated ones on tp rank 0), summed
+ * over tp. Tests compare it with the serial run's while checkpoints cannot hold tp > 1. */
+static pt_status param_fingerprint(pt_train_state *s, double out[2])
+{
+    const pt_model *m = &s->model;
+    float *w = malloc(sizeof(float) * (size_t)(m->numel + 1));
+    if (!w) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the parameter fingerprint");
+    m->be->to_host(w, m->w, sizeof(float) * (size_t)m->numel);
+    out[0] = out[1] = 0.0;
+    for (int t = 0; t < m->nparams; t++) {
+        const pt_param *p = &m->params[t];
+        if (p->split_dim < 0 && s->tp->rank != 0) continue;
+        for (int64_t i = 0; i < p->numel; i++) {
+            uint64_t z = ((uint64_t)t << 40) ^ (uint64_t)pt_param_global_index(p, i);
+            z += 0x9e3779b97f4a7c15ull; /* splitmix64 */
+            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+            z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+            z ^= z >> 31;
+            const double v = w[p->offset + i], h = (double)(z >> 11) * 0x1p-52 - 1.0;
+            out[0] += v * v, out[1] += v * h;
+        }
+    }
+    free(w);
+    if (s->tp->size > 1)
+        PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, out, 2, MPI_DOUBLE, MPI_SUM, s->tp->comm,
+                                "the parameter fingerprint over the tensor-parallel group"));
+    out[0] = sqrt(out[0]);
+    return PT_OK;
+}
+
 pt_status pt_train_report_end(pt_train_state *s, pt_train_progress *p, const pt_train_result *res)
 {
+    double fp[2];
+    PT_TRY(param_fingerprint(s, fp));
     PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, &p->tot_sent, 1, MPI_DOUBLE, MPI_SUM, s->world,
                             "the bytes sent in the run"));
     double spread;
@@ -143,11 +180,11 @@ pt_status pt_train_report_end(pt_train_state *s, pt_train_progress *p, const pt_
                      "\"compute_s\": %.3f, \"comm_s\": %.3f, \"update_s\": %.3f, "
                      "\"grad_comm_span_s\": %.3f, \"grad_comm_exposed_s\": %.3f, "
                      "\"grad_comm_overlap\": %.4f, \"bytes_sent_total\": %.0f, "
-                     "\"replica_max_diff\": %.6g",
+                     "\"replica_max_diff\": %.6g, \"param_norm\": %.9g, \"param_probe\": %.9g",
                      (long long)s->step, (double)s->step / (double)s->steps_per_epoch,
                      res->train_seconds, res->samples_per_s, s->have_test ? res->test_accuracy : NAN,
                      p->phase[0], p->phase[1], p->phase[2], p->phase[3], p->comm_span,
                      p->comm_exposed, hidden_fraction(p->comm_span, p->comm_exposed),
-                     p->tot_sent / (double)s->world_size, spread);
+                     p->tot_sent / (double)s->world_size, spread, fp[0], fp[1]);
     return PT_OK;
 }
