@@ -97,6 +97,10 @@ static void check_grid(int rank, int np, int tp, int pp, const char *order)
         }
         MPI_Comm_free(&split);
     }
+    CHECK(g.all.size == np && g.all.rank == rank, "world group: rank %d of %d", g.all.rank, g.all.size);
+    float one = 1.0f;
+    REQUIRE_OK(pt_allreduce(&g.all, PT_IN_PLACE, &one, 1, PT_F32, PT_SUM));
+    CHECK(one == (float)np, "allreduce over the world group: %g", one);
     REQUIRE_OK(pt_grid_free(&g));
 }
 

@@ -31,7 +31,8 @@ typedef struct pt_grid {
     char order_text[16];      /* as given, normalized: "pp,dp,tp" */
     MPI_Comm axis_comm[PT_NAXES]; /* MPI_Cart_sub keeping one axis (owned) */
     pt_comm group[PT_NAXES];  /* this rank's group along each axis, on axis_comm */
-    int ngroups;              /* groups initialized so far (pt_grid_free frees those) */
+    pt_comm all;              /* every rank, on cart (world order): collectives over the world */
+    int ngroups;              /* of the PT_NAXES + 1 initialized so far (pt_grid_free frees those) */
 } pt_grid;
 
 const char *pt_axis_name(pt_axis a);

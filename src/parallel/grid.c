@@ -68,6 +68,9 @@ int pt_grid_rank_of(const int size[PT_NAXES], const int order[PT_NAXES], const i
     return r;
 }
 
+/* data-parallel group first: it holds the big shared buffers, and is freed first */
+static const pt_axis init_order[PT_NAXES] = {PT_AXIS_DP, PT_AXIS_TP, PT_AXIS_PP, PT_AXIS_EP};
+
 /* MPI_Cart_create and MPI_Cart_sub are blocking collectives: the armed watchdog bounds them. */
 static pt_status make_communicators(pt_grid *g)
 {
@@ -104,10 +107,9 @@ pt_status pt_grid_create(pt_grid *g, MPI_Comm world, int tp, int pp, const char 
     pt_watchdog_arm("MPI_Cart_create/MPI_Cart_sub", "creating the process grid", -1);
     pt_status st = make_communicators(g);
     pt_watchdog_disarm();
-    /* data-parallel group first: it holds the big shared buffers, and is freed first */
-    static const pt_axis init_order[PT_NAXES] = {PT_AXIS_DP, PT_AXIS_TP, PT_AXIS_PP, PT_AXIS_EP};
-    for (int i = 0; st == PT_OK && i < PT_NAXES; i++) {
-        st = pt_comm_init(&g->group[init_order[i]], g->axis_comm[init_order[i]]);
+    for (int i = 0; st == PT_OK && i <= PT_NAXES; i++) {
+        st = i < PT_NAXES ? pt_comm_init(&g->group[init_order[i]], g->axis_comm[init_order[i]])
+                          : pt_comm_init(&g->all, g->cart);
         if (st == PT_OK) g->ngroups++;
     }
     if (st != PT_OK && !pt_watchdog_peer_lost()) pt_grid_free(g);
@@ -116,9 +118,8 @@ pt_status pt_grid_create(pt_grid *g, MPI_Comm world, int tp, int pp, const char 
 
 pt_status pt_grid_free(pt_grid *g)
 {
-    static const pt_axis init_order[PT_NAXES] = {PT_AXIS_DP, PT_AXIS_TP, PT_AXIS_PP, PT_AXIS_EP};
     for (int i = 0; i < g->ngroups; i++) /* a lost peer: the first failure names it, stop there */
-        PT_TRY(pt_comm_free(&g->group[init_order[i]]));
+        PT_TRY(pt_comm_free(i < PT_NAXES ? &g->group[init_order[i]] : &g->all));
     g->ngroups = 0;
     pt_watchdog_arm("MPI_Comm_free", "the communicators of the process grid", -1);
     for (int a = 0; a < PT_NAXES; a++)
