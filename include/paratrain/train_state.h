@@ -56,7 +56,6 @@ typedef struct pt_train_state {
     pt_train_batch batch;
     /* model, optimizer */
     pt_model model;
-    bool have_model;
     pt_optimizer opt;
     pt_schedule sched;
     float dgc_momentum; /* --dgc: the optimizer's momentum, applied by the compressor instead */

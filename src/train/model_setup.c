@@ -75,7 +75,6 @@ pt_status pt_train_setup_model(pt_train_state *s, int max_batch)
     const pt_train_config *c = s->cfg;
     pt_status st = pt_train_build_model(&s->model, c, &s->train, max_batch, s->tp);
     PT_TRY(pt_agree(s->world, st, NULL));
-    s->have_model = true;
     st = pt_model_init(&s->model, c->seed);
     PT_TRY(pt_agree(s->world, st, NULL));
     s->model.allreduce_sum = sum_over_dp;
