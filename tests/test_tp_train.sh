@@ -78,6 +78,11 @@ for grid in 2x2 4x1 2x3; do
     run "gpt-sp-tp$tp-dp$dp" "$np" $gpt --tp "$tp" --sequence-parallel
     compare gpt-serial "gpt-sp-tp$tp-dp$dp"
 done
+# dp innermost: the tp groups are strided ranks ({0, 2}, {1, 3}), the result the same
+# shellcheck disable=SC2086
+run mlp-tp2-dp2-strided 4 $mlp --tp 2 --grid-order pp,tp,dp
+compare mlp-serial mlp-tp2-dp2-strided
+grep -q '"grid_order": "pp,tp,dp"' "$WORK/mlp-tp2-dp2-strided.jsonl" || fail "start record lacks the grid order"
 # the memory record names parameter, gradient, optimizer-state and activation bytes per rank
 grep -q '"event": "memory".*"activation_bytes": [1-9]' "$WORK/gpt-tp2-dp2-zero.jsonl" || fail "memory record lacks activation bytes"
 pass "tp x dp equals the serial run (largest differences: steps $WORST_STEP, parameters $WORST_PARAM)"
