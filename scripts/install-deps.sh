@@ -2,8 +2,9 @@
 # Installs the Debian 12 packages paratrain needs to build, test and run its main job (Slurm and
 # munge are there for the job-template test, which starts a private Slurm).
 # Idempotent and quiet: installs only what is missing. Run as root (or through sudo).
-#   scripts/install-deps.sh          build + test + data
-#   scripts/install-deps.sh --bench  also what the benchmarks compare against (PyTorch, gnuplot)
+#   scripts/install-deps.sh          build + test + data (PyTorch, h5py and numpy too: the
+#                                    checkpoint export test runs the exported model in PyTorch)
+#   scripts/install-deps.sh --bench  also what the benchmarks compare against (gnuplot)
 #   scripts/install-deps.sh --ci     also the hardening checks' tools (.ci/sanitize.sh: gcc's
 #                                    ASan/UBSan and llvm-symbolizer; .ci/valgrind.sh: valgrind;
 #                                    tests/fuzz: clang with libFuzzer and its OpenMP runtime)
@@ -13,10 +14,11 @@
 set -eu
 pkgs="autoconf automake libtool pkg-config make gcc openmpi-bin libopenmpi-dev libopenblas-dev libopenblas-openmp-dev
       libhdf5-openmpi-dev hdf5-tools zlib1g-dev dataset-fashion-mnist bible-kjv bible-kjv-text util-linux
-      slurm-wlm munge slurm-wlm-torque"
+      slurm-wlm munge slurm-wlm-torque
+      python3-torch python3-h5py python3-numpy"  # the last three: tests/test_torch_export.sh
 for opt in "$@"; do
     case $opt in
-    --bench) pkgs="$pkgs python3-torch python3-h5py python3-numpy gnuplot-nox" ;;
+    --bench) pkgs="$pkgs gnuplot-nox" ;;
     --ci) pkgs="$pkgs valgrind clang-14 libclang-rt-14-dev libomp-14-dev llvm-14" ;;
     --mpich) pkgs="$pkgs mpich libmpich-dev libhdf5-mpich-dev" ;;
     --cross) pkgs="$pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross file" ;;

@@ -1,6 +1,6 @@
 /* Checkpoints on HDF5 (layout in docs/CHECKPOINT_FORMAT.md):
  *
- *   DIR/step_NNNNNNNN.h5   /params/<layer>/<name>            real shapes, float32
+ *   DIR/step_NNNNNNNN.h5   /params/<layer>/<name>            global shapes, float32
  *                          /optim/<state>/<layer>/<name>     one group per optimizer state
  *                          root attributes: format_version, step, epoch, step_in_epoch, seed,
  *                          model, optimizer, optimizer_steps, config, process_grid, rng, ...
@@ -44,6 +44,13 @@ typedef struct {
     char config[8192]; /* the resolved configuration, as "key = value" lines */
 } pt_ckpt_meta;
 
+/* Where a rank's tensors sit in the process grid (design.md #9, #14): its data-parallel rank
+ * and group size, and its tensor-parallel rank and group size. The ranks of the communicator a
+ * save or load runs on are exactly the dp_size x tp_size of the grid (pp = 1). */
+typedef struct {
+    int dp_rank, dp_size, tp_rank, tp_size;
+} pt_ckpt_dist;
+
 /* Collective over comm, with parallel HDF5: rank r writes slice r (pt_shard_range) of the flat
  * parameters and of every optimizer state, which under ZeRO-1 is its own shard (opt->offset,
  * opt->n must cover that slice). Every rank returns the same status. `opt` may be NULL.
@@ -70,6 +77,20 @@ typedef struct {
 pt_status pt_ckpt_save_ex(MPI_Comm comm, const char *dir, const pt_model *m,
                           const pt_optimizer *opt, const pt_ckpt_meta *meta,
                           const pt_ckpt_rank_states *rs, char *written_path);
+
+/* pt_ckpt_save_ex on a tensor-parallel grid. Every dataset is one global tensor with its global
+ * shape (pt_param.gshape) and each rank writes its hyperslab of it, collectively: a tensor split
+ * over tp (split_dim, split_blocks: a block-strided hyperslab) by the ranks holding its shards,
+ * the dp replicas of a shard each writing slice dp_rank (pt_shard_range of the local flat
+ * buffer) of it; a replicated tensor by tp rank 0's dp group alone. Optimizer state: the same
+ * slice, which under ZeRO-1 must lie inside [opt->offset, opt->offset + opt->n) of the local
+ * buffer. Every dataset's crc32 is the checksum of the whole global tensor in row-major order,
+ * whatever the grid. dist NULL: every rank of comm a dp rank, tp = 1 (pt_ckpt_save_ex, whose
+ * files are as before tensor parallelism). */
+pt_status pt_ckpt_save_dist(MPI_Comm comm, const char *dir, const pt_model *m,
+                            const pt_optimizer *opt, const pt_ckpt_meta *meta,
+                            const pt_ckpt_rank_states *rs, const pt_ckpt_dist *dist,
+                            char *written_path);
 
 /* Reads row `rank of comm` of every state of rs from `path` into rs->data, checking the
  * checksums (combined over the ranks). Collective. *found is 1 when every state was there with
@@ -101,6 +122,16 @@ pt_status pt_ckpt_read_meta(const char *path, pt_ckpt_meta *meta, char *spec, si
  * slices' checksums are combined); otherwise local, and comm may be MPI_COMM_NULL. */
 pt_status pt_ckpt_load(MPI_Comm comm, const char *path, pt_model *m, pt_optimizer *opt,
                        pt_ckpt_meta *meta);
+
+/* pt_ckpt_load on a tensor-parallel grid: each rank reads its local tensors (its tp shard, or
+ * all of a replicated tensor) and its slice [opt->offset, opt->offset + opt->n) of its local
+ * optimizer state from their global positions, so a checkpoint written on any grid (tp, dp,
+ * ZeRO) loads on any other; on the same grid bitwise as it was saved. Shapes are checked against
+ * gshape; a shard's checksum is combined over comm from the shards that cover the tensor.
+ * Collective over comm when a tensor is split or the optimizer state sharded; otherwise local.
+ * dist NULL: tp = 1 (pt_ckpt_load). */
+pt_status pt_ckpt_load_dist(MPI_Comm comm, const char *path, pt_model *m, pt_optimizer *opt,
+                            pt_ckpt_meta *meta, const pt_ckpt_dist *dist);
 
 /* Reads the metadata and every dataset of a checkpoint and checks every checksum, without a
  * model (what --resume auto uses to choose). Local. */

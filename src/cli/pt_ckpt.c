@@ -1,6 +1,7 @@
 /* pt-ckpt: inspect and compare checkpoints.
  *
- *   pt-ckpt info CKPT              attributes, datasets with shapes, checksum verification
+ *   pt-ckpt info CKPT              attributes, the process grid that wrote it, datasets with
+ *                                  their global shapes, checksum verification
  *   pt-ckpt diff A B [--tol X]     per-dataset max |a - b|; exit 0 when every dataset is within X
  *                                  (default 0: bitwise equal), 1 otherwise
  *
@@ -143,6 +144,16 @@ static int info(const char *arg)
     if (f < 0) return 1;
     printf("%s\n", path);
     H5Aiterate2(f, H5_INDEX_NAME, H5_ITER_INC, NULL, print_attr, NULL);
+    pt_ckpt_meta meta;
+    if (pt_ckpt_read_meta(path, &meta, NULL, 0, NULL, 0) != PT_OK) {
+        fprintf(stderr, "pt-ckpt: error: %s\n", pt_error_message());
+        H5Fclose(f);
+        return 1;
+    }
+    /* the grid that wrote it; the tensors are stored whole (global shapes), whatever the grid */
+    printf("grid: dp=%d tp=%d pp=%d zero=%d order=%s\n", meta.dp_size, meta.tp_size,
+           meta.pp_size, meta.zero, meta.grid_order);
+    printf("datasets (global shape):\n");
     name_list l;
     if (list_datasets(f, path, &l)) {
         H5Fclose(f);

@@ -1,5 +1,8 @@
-/* Checkpoint save and load. Parameters are replicated under pure data parallelism, so rank 0
- * writes the file and broadcasts the outcome; sharded writes arrive with ZeRO ([data-parallel]). */
+/* Checkpoint save and load (docs/CHECKPOINT_FORMAT.md). Every dataset is a global tensor; all
+ * ranks write it collectively, each its hyperslab: its slice of the flat buffers (ZeRO-1's
+ * shard), at the global positions of its tensor-parallel shard (pt_ckpt_save_dist). Loading
+ * reads each rank's part for whatever grid it runs on. Rank 0 publishes the file (rename, then
+ * `latest`) and every rank learns the outcome. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -57,15 +60,213 @@ static pt_status combine_crc(MPI_Comm comm, uint32_t crc, int64_t elems, uint32_
     return PT_OK;
 }
 
-/* Collective: creates dataset `path` with p's real shape; each rank writes the part of it that
- * lies in its slice [lo, hi) of the flat buffer (`slice` holds those hi - lo elements), and all
- * store the CRC-32 of the whole dataset. */
+/* ------------------------------------------------------------------ the global layout
+ * (design.md #14): every dataset holds a whole global tensor; a rank writes and reads the part
+ * of it that its local (tensor-parallel) shard holds. */
+
+/* Whether this rank holds only part of p (split over tp). A tensor with split_dim set at tp = 1
+ * holds all of it; buffers may leave gshape unset. */
+static bool tp_split(const pt_param *p)
+{
+    return p->split_dim >= 0 && p->split_dim < p->ndim && p->gnumel > p->numel;
+}
+
+static int64_t global_numel(const pt_param *p) { return tp_split(p) ? p->gnumel : p->numel; }
+
+static const int64_t *global_shape(const pt_param *p) { return tp_split(p) ? p->gshape : p->shape; }
+
+/* The global index along split_dim of local index i (paratrain/model.h). */
+static int64_t global_index(const pt_param *p, int64_t i)
+{
+    const int d = p->split_dim, sb = p->split_blocks > 0 ? p->split_blocks : 1;
+    const int64_t lb = p->shape[d] / sb;
+    return (i / lb) * (p->gshape[d] / sb) + p->split_start + i % lb;
+}
+
+/* Adds the box of local indices {start[k]} (k < d) x [r0, r1) (dimension d) x everything (k > d)
+ * to the selection, at its global position: one hyperslab per block of the split dimension. */
+static herr_t add_box(hid_t sp, const pt_param *p, int d, const hsize_t *start, hsize_t r0,
+                      hsize_t r1)
+{
+    hsize_t gs[H5S_MAX_RANK], gc[H5S_MAX_RANK];
+    const int s = p->split_dim;
+    for (int k = 0; k < p->ndim; k++) {
+        gs[k] = k < d ? start[k] : k == d ? r0 : 0;
+        gc[k] = k < d ? 1 : k == d ? r1 - r0 : (hsize_t)p->shape[k];
+    }
+    const hsize_t i0 = gs[s], i1 = gs[s] + gc[s];
+    const hsize_t lb = (hsize_t)(p->shape[s] / (p->split_blocks > 0 ? p->split_blocks : 1));
+    herr_t rc = 0;
+    for (hsize_t i = i0; i < i1;) {
+        const hsize_t end = (i / lb + 1) * lb < i1 ? (i / lb + 1) * lb : i1;
+        gs[s] = (hsize_t)global_index(p, (int64_t)i), gc[s] = end - i;
+        rc |= H5Sselect_hyperslab(sp, H5S_SELECT_OR, gs, NULL, gc, NULL) < 0;
+        i = end;
+    }
+    return rc;
+}
+
+/* Local elements [lo, hi) of the sub-array at local prefix start[0..d-1], as boxes (h5util.c's
+ * select_range, over the local shape). */
+static herr_t local_boxes(hid_t sp, const pt_param *p, int d, hsize_t *start, int64_t lo,
+                          int64_t hi)
+{
+    int64_t inner = 1;
+    for (int k = d + 1; k < p->ndim; k++) inner *= p->shape[k];
+    int64_t r0 = lo / inner, r1 = hi / inner;
+    if (r0 == r1) { /* inside one row of dimension d */
+        start[d] = (hsize_t)r0;
+        return local_boxes(sp, p, d + 1, start, lo % inner, hi % inner);
+    }
+    herr_t rc = 0;
+    if (lo % inner) { /* the partial first row */
+        start[d] = (hsize_t)r0;
+        rc |= local_boxes(sp, p, d + 1, start, lo % inner, inner);
+        r0++;
+    }
+    if (r1 > r0) rc |= add_box(sp, p, d, start, (hsize_t)r0, (hsize_t)r1); /* whole rows */
+    if (hi % inner) { /* the partial last row */
+        start[d] = (hsize_t)r1;
+        rc |= local_boxes(sp, p, d + 1, start, 0, hi % inner);
+    }
+    return rc;
+}
+
+/* Selects in sp (the global tensor's dataspace) where p's local elements [lo, hi) (counted from
+ * p's start, in local row-major order) lie. The global index is monotone in the local one, so
+ * HDF5's row-major walk of the selection meets them in local order: a contiguous memory buffer
+ * of hi - lo elements pairs with it. Unsplit: the linear range itself. */
+static pt_status select_local(hid_t sp, const pt_param *p, int64_t lo, int64_t hi)
+{
+    if (!tp_split(p)) return pt_h5_select_linear(sp, (hsize_t)lo, (hsize_t)hi);
+    if (H5Sselect_none(sp) < 0)
+        return PT_ERR(PT_ERR_HDF5, "is the HDF5 library intact?", "H5Sselect_none failed for '%s'", p->name);
+    hsize_t start[H5S_MAX_RANK] = {0};
+    if (lo < hi && local_boxes(sp, p, 0, start, lo, hi) != 0)
+        return PT_ERR(PT_ERR_HDF5, "is the HDF5 library intact?",
+                      "cannot select local elements [%lld, %lld) of '%s' in its global tensor",
+                      (long long)lo, (long long)hi, p->name);
+    return PT_OK;
+}
+
+/* What one rank wrote or read of a global tensor, as runs contiguous in the global row-major
+ * order: global element offset, elements, and the CRC-32 of their bytes. */
+typedef struct {
+    int64_t g, len;
+    uint32_t crc;
+} crc_run;
+typedef struct {
+    crc_run *r;
+    int n, cap;
+} run_list;
+
+static pt_status push_run(run_list *l, int64_t g, int64_t len, uint32_t crc)
+{
+    if (l->n == l->cap) {
+        const int cap = l->cap ? 2 * l->cap : 4;
+        crc_run *r = realloc(l->r, sizeof *r * (size_t)cap);
+        PT_ALLOC_CHECK(r, sizeof *r * (size_t)cap);
+        l->r = r, l->cap = cap;
+    }
+    l->r[l->n++] = (crc_run){g, len, crc};
+    return PT_OK;
+}
+
+/* Appends the runs of p's local elements [lo, hi) (from p's start; `data` holds them). A run
+ * ends where a block of the split dimension does: a block of lb = shape[d] / split_blocks local
+ * indices along d, at one index of the dimensions before d, is contiguous in the global tensor. */
+static pt_status add_runs(run_list *l, const pt_param *p, const float *data, int64_t lo, int64_t hi)
+{
+    if (hi <= lo) return PT_OK;
+    if (!tp_split(p)) return push_run(l, lo, hi - lo, pt_crc32(data, sizeof(float) * (size_t)(hi - lo)));
+    const int d = p->split_dim;
+    int64_t inner = 1;
+    for (int k = d + 1; k < p->ndim; k++) inner *= p->shape[k];
+    const int64_t mid = p->shape[d], blk = mid / (p->split_blocks > 0 ? p->split_blocks : 1) * inner;
+    for (int64_t e = lo; e < hi;) {
+        const int64_t end = (e / blk + 1) * blk < hi ? (e / blk + 1) * blk : hi;
+        const int64_t o = e / (mid * inner), i = e / inner % mid, r = e % inner;
+        const int64_t g = (o * p->gshape[d] + global_index(p, i)) * inner + r;
+        PT_TRY(push_run(l, g, end - e, pt_crc32(data + (e - lo), sizeof(float) * (size_t)(end - e))));
+        e = end;
+    }
+    return PT_OK;
+}
+
+static int by_offset(const void *a, const void *b)
+{
+    const int64_t x = ((const crc_run *)a)->g, y = ((const crc_run *)b)->g;
+    return (x > y) - (x < y);
+}
+
+/* Collective: the CRC-32 of a global tensor of `numel` elements from every rank's runs, which
+ * together cover each element once: gathered, put in global order and combined (zlib's
+ * crc32_combine). Every rank gets the same result. */
+static pt_status combine_runs(MPI_Comm comm, const run_list *l, int64_t numel, const char *name,
+                              uint32_t *out)
+{
+    int size;
+    PT_MPI_CHECK(MPI_Comm_size(comm, &size));
+    int64_t n = l->n, *counts = malloc(sizeof(int64_t) * (size_t)size);
+    PT_ALLOC_CHECK(counts, sizeof(int64_t) * (size_t)size);
+    pt_status st = pt_mpi_allgather(&n, 1, MPI_INT64_T, counts, comm, "the checksums of a checkpoint");
+    int64_t most = 1, total = 0;
+    for (int r = 0; st == PT_OK && r < size; r++) most = counts[r] > most ? counts[r] : most, total += counts[r];
+    uint64_t *mine = st == PT_OK ? calloc((size_t)(3 * most), sizeof(uint64_t)) : NULL;
+    uint64_t *all = mine ? malloc(sizeof(uint64_t) * (size_t)(3 * most * size)) : NULL;
+    crc_run *runs = all ? malloc(sizeof(crc_run) * (size_t)(total + 1)) : NULL;
+    if (st == PT_OK && !runs) st = PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the checksums of '%s'", name);
+    for (int i = 0; st == PT_OK && i < l->n; i++)
+        mine[3 * i] = (uint64_t)l->r[i].g, mine[3 * i + 1] = (uint64_t)l->r[i].len, mine[3 * i + 2] = l->r[i].crc;
+    /* a failed allocation on one rank: the others would wait in the allgather; agree first */
+    st = pt_agree(comm, st, NULL);
+    if (st == PT_OK)
+        st = pt_mpi_allgather(mine, (int)(3 * most), MPI_UINT64_T, all, comm, "the checksums of a checkpoint");
+    int64_t k = 0;
+    for (int r = 0; st == PT_OK && r < size; r++)
+        for (int64_t i = 0; i < counts[r]; i++, k++) {
+            const uint64_t *v = all + 3 * (most * r + i);
+            runs[k] = (crc_run){(int64_t)v[0], (int64_t)v[1], (uint32_t)v[2]};
+        }
+    if (st == PT_OK) qsort(runs, (size_t)total, sizeof *runs, by_offset);
+    uint32_t c = 0;
+    int64_t at = 0;
+    for (int64_t i = 0; st == PT_OK && i < total; i++) {
+        if (runs[i].len == 0) continue;
+        if (runs[i].g != at) break; /* a gap or an overlap: reported below */
+        c = pt_crc32_combine(c, runs[i].crc, runs[i].len * (int64_t)sizeof(float));
+        at += runs[i].len;
+    }
+    if (st == PT_OK && at != numel)
+        st = PT_ERR(PT_ERR_INTERNAL, "the ranks' shards do not cover the tensor: check the model's "
+                    "split fields (paratrain/model.h) and the distribution",
+                    "the pieces of '%s' cover %lld of its %lld elements without gap or overlap",
+                    name, (long long)at, (long long)numel);
+    free(counts), free(mine), free(all), free(runs);
+    PT_TRY(st);
+    *out = c;
+    return PT_OK;
+}
+
+/* Elements of the model's global parameter tensors (m->numel at tp = 1). */
+static int64_t global_params(const pt_model *m)
+{
+    int64_t n = 0;
+    for (int i = 0; i < m->nparams; i++) n += global_numel(&m->params[i]);
+    return n;
+}
+
+/* Collective: creates dataset `path` with p's global shape; each rank writes the part of it
+ * that lies in its slice [lo, hi) of the local flat buffer (`slice` holds those hi - lo
+ * elements) when `writer` (a replicated tensor is written by tp rank 0 alone), and all store
+ * the CRC-32 of the whole global tensor. */
 static pt_status write_tensor(MPI_Comm comm, hid_t f, hid_t dxpl, const char *path,
-                              const pt_param *p, const float *slice, int64_t lo, int64_t hi)
+                              const pt_param *p, const float *slice, int64_t lo, int64_t hi,
+                              bool writer)
 {
     pt_status st = pt_h5_make_parents(f, path);
     hsize_t dims[PT_MAX_DIMS];
-    for (int i = 0; i < p->ndim; i++) dims[i] = (hsize_t)p->shape[i];
+    for (int i = 0; i < p->ndim; i++) dims[i] = (hsize_t)global_shape(p)[i];
     hid_t fsp = H5Screate_simple(p->ndim, dims, NULL);
     hid_t ds = st == PT_OK ? H5Dcreate2(f, path, H5T_IEEE_F32LE, fsp, H5P_DEFAULT, H5P_DEFAULT,
                                          H5P_DEFAULT) : -1;
@@ -73,8 +274,8 @@ static pt_status write_tensor(MPI_Comm comm, hid_t f, hid_t dxpl, const char *pa
         st = PT_ERR(PT_ERR_IO, "check free disk space", "cannot create dataset '%s'", path);
     int64_t a = lo > p->offset ? lo : p->offset;
     int64_t b = hi < p->offset + p->numel ? hi : p->offset + p->numel;
-    if (b < a) b = a;
-    if (st == PT_OK) st = pt_h5_select_linear(fsp, (hsize_t)(a - p->offset), (hsize_t)(b - p->offset));
+    if (b < a || !writer) b = a;
+    if (st == PT_OK) st = select_local(fsp, p, a - p->offset, b - p->offset);
     hsize_t mn = (hsize_t)(b > a ? b - a : 1);
     hid_t msp = H5Screate_simple(1, &mn, NULL);
     if (msp < 0 && st == PT_OK)
@@ -87,10 +288,12 @@ static pt_status write_tensor(MPI_Comm comm, hid_t f, hid_t dxpl, const char *pa
         st = PT_ERR(PT_ERR_IO, "check free disk space", "cannot write dataset '%s'", path);
     if (msp >= 0) H5Sclose(msp);
     H5Sclose(fsp);
+    run_list runs = {0};
+    if (st == PT_OK) st = add_runs(&runs, p, slice + (a - lo), a - p->offset, b - p->offset);
     st = pt_agree(comm, st, NULL);
     uint32_t crc = 0;
-    if (st == PT_OK)
-        st = combine_crc(comm, pt_crc32(slice + (a - lo), sizeof(float) * (size_t)(b - a)), b - a, &crc);
+    if (st == PT_OK) st = combine_runs(comm, &runs, global_numel(p), path, &crc);
+    free(runs.r);
     if (st == PT_OK) st = pt_h5_attr_write_i64(ds, "crc32", crc);
     if (ds >= 0) H5Dclose(ds);
     return pt_agree(comm, st, NULL);
@@ -155,13 +358,14 @@ static pt_status reserve_space(const char *path, int64_t bytes)
 
 static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
                             const pt_optimizer *opt, const pt_ckpt_meta *meta,
-                            const pt_ckpt_rank_states *rs)
+                            const pt_ckpt_rank_states *rs, const pt_ckpt_dist *dist)
 {
     int rank, size;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
+    /* the dp replicas of a tp shard split it as ZeRO-1 does; replicated tensors: tp rank 0 */
     int64_t lo, cnt;
-    pt_shard_range(m->numel, size, rank, &lo, &cnt);
+    pt_shard_range(m->numel, dist->dp_size, dist->dp_rank, &lo, &cnt);
     const int64_t hi = lo + cnt;
     size_t bytes = sizeof(float) * (size_t)(cnt ? cnt : 1);
     float *host = malloc(bytes);
@@ -201,15 +405,17 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
     m->be->to_host(host, m->w + lo, sizeof(float) * (size_t)cnt);
     for (int i = 0; i < m->nparams && st == PT_OK; i++) {
         snprintf(name, sizeof name, "params/%s", m->params[i].name);
-        st = write_tensor(comm, f, dxpl, name, &m->params[i], host, lo, hi);
+        st = write_tensor(comm, f, dxpl, name, &m->params[i], host, lo, hi,
+                          tp_split(&m->params[i]) || dist->tp_rank == 0);
     }
     /* Buffers (batch-norm running statistics) are equal on every rank (the trainer averages them
      * first); each rank writes its slice of them the same way. */
     int64_t blo, bcnt;
-    pt_shard_range(m->nbuf, size, rank, &blo, &bcnt);
+    pt_shard_range(m->nbuf, dist->dp_size, dist->dp_rank, &blo, &bcnt);
     for (int i = 0; i < m->nbuffers && st == PT_OK; i++) {
         snprintf(name, sizeof name, "buffers/%s", m->buffers[i].name);
-        st = write_tensor(comm, f, dxpl, name, &m->buffers[i], m->buf + blo, blo, blo + bcnt);
+        st = write_tensor(comm, f, dxpl, name, &m->buffers[i], m->buf + blo, blo, blo + bcnt,
+                          tp_split(&m->buffers[i]) || dist->tp_rank == 0);
     }
     /* Test hooks (paratrain/fault.h, docs/FAULTS.md), half-way through the file: "ckpt-save"
      * fails the save (an I/O error); "ckpt-crash" kills a rank as a node failure would;
@@ -231,7 +437,8 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
         m->be->to_host(host, opt->state[s] + (lo - opt->offset), sizeof(float) * (size_t)cnt);
         for (int i = 0; i < m->nparams && st == PT_OK; i++) {
             snprintf(name, sizeof name, "optim/%s/%s", opt->state_names[s], m->params[i].name);
-            st = write_tensor(comm, f, dxpl, name, &m->params[i], host, lo, hi);
+            st = write_tensor(comm, f, dxpl, name, &m->params[i], host, lo, hi,
+                              tp_split(&m->params[i]) || dist->tp_rank == 0);
         }
     }
     for (int s = 0; rs && s < rs->count && st == PT_OK; s++)
@@ -239,8 +446,12 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
     free(host);
     H5Pclose(dxpl);
     if (st == PT_OK) { /* attributes: collective, the same values on every rank */
-        char grid[64];
-        snprintf(grid, sizeof grid, "dp=%d tp=1 pp=1", meta->dp_size);
+        char grid[64], order[sizeof meta->grid_order];
+        const int tp = dist->tp_size, pp = meta->pp_size > 0 ? meta->pp_size : 1;
+        /* the ZeRO stage; a sharded optimizer state is at least stage 1 whatever the caller said */
+        const int zero = meta->zero > 0 ? meta->zero : opt && opt->n < m->numel ? 1 : 0;
+        snprintf(order, sizeof order, "%s", meta->grid_order[0] ? meta->grid_order : "pp,dp,tp");
+        snprintf(grid, sizeof grid, "dp=%d tp=%d pp=%d", dist->dp_size, tp, pp);
         pt_status a[] = {
             pt_h5_attr_write_i64(f, "format_version", PT_CKPT_FORMAT_VERSION),
             pt_h5_attr_write_i64(f, "step", meta->step),
@@ -251,8 +462,13 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
             pt_h5_attr_write_str(f, "model", m->spec),
             pt_h5_attr_write_str(f, "optimizer", opt ? pt_optim_name(&opt->cfg) : "none"),
             pt_h5_attr_write_i64(f, "optimizer_steps", opt ? opt->t : 0),
-            pt_h5_attr_write_i64(f, "num_params", m->numel),
+            pt_h5_attr_write_i64(f, "num_params", global_params(m)),
             pt_h5_attr_write_str(f, "process_grid", grid),
+            pt_h5_attr_write_i64(f, "dp_size", dist->dp_size),
+            pt_h5_attr_write_i64(f, "tp_size", tp),
+            pt_h5_attr_write_i64(f, "pp_size", pp),
+            pt_h5_attr_write_i64(f, "zero", zero),
+            pt_h5_attr_write_str(f, "grid_order", order),
             pt_h5_attr_write_i64(f, "writers", size),
             pt_h5_attr_write_i64(f, "optimizer_sharded", opt && opt->n < m->numel),
             pt_h5_attr_write_f64(f, "early_stop_best", meta->es_best),
@@ -303,8 +519,9 @@ static pt_status publish(const char *dir, const char *tmp, const char *final_pat
 int64_t pt_ckpt_expected_bytes(const pt_model *m, const pt_optimizer *opt,
                                const pt_ckpt_rank_states *rs, int writers)
 {
-    int64_t elems = m->numel + m->nbuf, datasets = m->nparams + m->nbuffers;
-    if (opt) elems += (int64_t)opt->nstates * m->numel, datasets += (int64_t)opt->nstates * m->nparams;
+    int64_t params = global_params(m), elems = params, datasets = m->nparams + m->nbuffers;
+    for (int i = 0; i < m->nbuffers; i++) elems += global_numel(&m->buffers[i]);
+    if (opt) elems += (int64_t)opt->nstates * params, datasets += (int64_t)opt->nstates * m->nparams;
     if (rs) elems += (int64_t)rs->count * rs->n * writers, datasets += rs->count;
     /* HDF5's metadata, measured: ~1.7 KiB per dataset and its group, the superblock and the
      * attributes (config up to 8 KiB); rounded up to 4 KiB per dataset + 64 KiB */
@@ -344,9 +561,40 @@ pt_status pt_ckpt_save_ex(MPI_Comm comm, const char *dir, const pt_model *m,
                           const pt_optimizer *opt, const pt_ckpt_meta *meta,
                           const pt_ckpt_rank_states *rs, char *written_path)
 {
+    return pt_ckpt_save_dist(comm, dir, m, opt, meta, rs, NULL, written_path);
+}
+
+/* The distribution of a run without tensor parallelism: every rank of comm a dp rank. */
+static pt_status dist_of(MPI_Comm comm, const pt_ckpt_dist *given, pt_ckpt_dist *d)
+{
+    int rank = 0, size = 1;
+    if (comm != MPI_COMM_NULL) {
+        PT_MPI_CHECK(MPI_Comm_rank(comm, &rank));
+        PT_MPI_CHECK(MPI_Comm_size(comm, &size));
+    }
+    if (!given) {
+        *d = (pt_ckpt_dist){.dp_rank = rank, .dp_size = size, .tp_rank = 0, .tp_size = 1};
+        return PT_OK;
+    }
+    *d = *given;
+    if (d->dp_size < 1 || d->tp_size < 1 || d->dp_rank < 0 || d->dp_rank >= d->dp_size ||
+        d->tp_rank < 0 || d->tp_rank >= d->tp_size || d->dp_size * d->tp_size != size)
+        return PT_ERR(PT_ERR_ARG, "the grid's dp x tp must be the communicator's size",
+                      "bad checkpoint distribution dp %d/%d tp %d/%d over %d ranks", d->dp_rank,
+                      d->dp_size, d->tp_rank, d->tp_size, size);
+    return PT_OK;
+}
+
+pt_status pt_ckpt_save_dist(MPI_Comm comm, const char *dir, const pt_model *m,
+                            const pt_optimizer *opt, const pt_ckpt_meta *meta,
+                            const pt_ckpt_rank_states *rs, const pt_ckpt_dist *dist,
+                            char *written_path)
+{
     pt_h5_quiet();
     int rank;
     PT_MPI_CHECK(MPI_Comm_rank(comm, &rank));
+    pt_ckpt_dist d;
+    PT_TRY(pt_agree(comm, dist_of(comm, dist, &d), NULL));
     char base[64], tmp[PT_PATH_MAX + 96], path[PT_PATH_MAX + 96];
     snprintf(base, sizeof base, "step_%08lld.h5", (long long)meta->step);
     snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, base);
@@ -358,7 +606,7 @@ pt_status pt_ckpt_save_ex(MPI_Comm comm, const char *dir, const pt_model *m,
     PT_MPI_CHECK(MPI_Comm_size(comm, &size));
     const int64_t need = pt_ckpt_expected_bytes(m, opt, rs, size);
     PT_TRY(pt_agree(comm, rank == 0 ? check_space(dir, need, meta->step) : PT_OK, NULL));
-    pt_status st = write_file(comm, tmp, m, opt, meta, rs);
+    pt_status st = write_file(comm, tmp, m, opt, meta, rs, &d);
     if (rank == 0) {
         if (st == PT_OK) st = publish(dir, tmp, path, base);
         if (st != PT_OK) unlink(tmp);
@@ -473,6 +721,29 @@ static pt_status read_meta(hid_t f, const char *path, pt_ckpt_meta *meta, char *
     char grid[64];
     PT_TRY(pt_h5_attr_read_str(f, "process_grid", grid, sizeof grid, path));
     if (sscanf(grid, "dp=%d", &meta->dp_size) != 1) meta->dp_size = 0;
+    /* the grid (format_version 1 files before tensor parallelism have only process_grid and
+     * optimizer_sharded: tp = pp = 1, ZeRO 1 when sharded) */
+    meta->tp_size = meta->pp_size = 1;
+    snprintf(meta->grid_order, sizeof meta->grid_order, "pp,dp,tp");
+    if (H5Aexists(f, "optimizer_sharded") > 0) {
+        PT_TRY(pt_h5_attr_read_i64(f, "optimizer_sharded", &v, path));
+        meta->zero = v ? 1 : 0;
+    }
+    if (H5Aexists(f, "tp_size") > 0) {
+        PT_TRY(pt_h5_attr_read_i64(f, "dp_size", &v, path));
+        meta->dp_size = (int)v;
+        PT_TRY(pt_h5_attr_read_i64(f, "tp_size", &v, path));
+        meta->tp_size = (int)v;
+        PT_TRY(pt_h5_attr_read_i64(f, "pp_size", &v, path));
+        meta->pp_size = (int)v;
+        PT_TRY(pt_h5_attr_read_i64(f, "zero", &v, path));
+        meta->zero = (int)v;
+        PT_TRY(pt_h5_attr_read_str(f, "grid_order", meta->grid_order, sizeof meta->grid_order, path));
+    }
+    if (meta->tp_size < 1 || meta->pp_size < 1 || meta->dp_size < 0 || meta->zero < 0)
+        return PT_ERR(PT_ERR_FORMAT, "the checkpoint file is damaged",
+                      "checkpoint '%s' has a bad process grid: dp=%d tp=%d pp=%d zero=%d", path,
+                      meta->dp_size, meta->tp_size, meta->pp_size, meta->zero);
     if (spec) PT_TRY(pt_h5_attr_read_str(f, "model", spec, spec_len, path));
     if (optname) PT_TRY(pt_h5_attr_read_str(f, "optimizer", optname, opt_len, path));
     return PT_OK;
@@ -488,12 +759,11 @@ pt_status pt_ckpt_read_meta(const char *path, pt_ckpt_meta *meta, char *spec, si
     return st;
 }
 
-/* Reads the part of dataset `name` (shape-checked against p) that lies in the flat slice
- * [lo, hi) into dst (which holds flat elements lo..hi-1). *piece is the CRC-32 of what was read
- * (*len elements) and *stored the dataset's crc32 attribute. */
+/* Reads the part of dataset `name` (shape-checked against p's global shape) that this rank's
+ * local elements in the flat slice [lo, hi) hold into dst (which holds flat elements
+ * lo..hi-1), appending their runs (add_runs) to *runs; *stored is the dataset's crc32. */
 static pt_status read_tensor(hid_t f, const char *file, const char *name, const pt_param *p,
-                             float *dst, int64_t lo, int64_t hi, uint32_t *piece, int64_t *len,
-                             uint32_t *stored)
+                             float *dst, int64_t lo, int64_t hi, run_list *runs, uint32_t *stored)
 {
     if (H5Lexists(f, name, H5P_DEFAULT) <= 0)
         return PT_ERR(PT_ERR_MISMATCH, "the checkpoint belongs to another model",
@@ -506,7 +776,7 @@ static pt_status read_tensor(hid_t f, const char *file, const char *name, const 
     int nd = H5Sget_simple_extent_ndims(sp);
     int ok = nd == p->ndim;
     if (ok) H5Sget_simple_extent_dims(sp, dims, NULL);
-    for (int i = 0; ok && i < nd; i++) ok = (int64_t)dims[i] == p->shape[i];
+    for (int i = 0; ok && i < nd; i++) ok = (int64_t)dims[i] == global_shape(p)[i];
     int64_t a = lo > p->offset ? lo : p->offset;
     int64_t b = hi < p->offset + p->numel ? hi : p->offset + p->numel;
     if (b < a) b = a;
@@ -515,11 +785,11 @@ static pt_status read_tensor(hid_t f, const char *file, const char *name, const 
         char want[64];
         st = PT_ERR(PT_ERR_MISMATCH, "the checkpoint belongs to another model",
                     "'%s' in '%s' does not have the model's shape %s", name, file,
-                    pt_shape_str(p->ndim, p->shape, want, sizeof want));
+                    pt_shape_str(p->ndim, global_shape(p), want, sizeof want));
     } else if ((st = pt_h5_attr_read_i64(ds, "crc32", &crc, file)) == PT_OK && b > a) {
         hsize_t mn = (hsize_t)(b - a);
         hid_t msp = H5Screate_simple(1, &mn, NULL);
-        st = pt_h5_select_linear(sp, (hsize_t)(a - p->offset), (hsize_t)(b - p->offset));
+        st = select_local(sp, p, a - p->offset, b - p->offset);
         if (st == PT_OK && H5Dread(ds, H5T_NATIVE_FLOAT, msp, sp, H5P_DEFAULT, dst + (a - lo)) < 0)
             st = PT_ERR(PT_ERR_FORMAT, "the checkpoint file is damaged",
                         "cannot read '%s' from '%s'", name, file);
@@ -527,8 +797,7 @@ static pt_status read_tensor(hid_t f, const char *file, const char *name, const 
     }
     H5Sclose(sp);
     H5Dclose(ds);
-    *piece = st == PT_OK ? pt_crc32(dst + (a - lo), sizeof(float) * (size_t)(b - a)) : 0;
-    *len = b - a;
+    if (st == PT_OK) st = add_runs(runs, p, dst + (a - lo), a - p->offset, b - p->offset);
     *stored = (uint32_t)crc;
     return st;
 }
@@ -539,13 +808,62 @@ static pt_status checksum_error(const char *name, const char *file)
                   "checksum mismatch for '%s' in '%s'", name, file);
 }
 
+/* A dataset's checksum that one rank cannot check alone (it read part of the tensor): checked
+ * once every rank has read, from all ranks' runs. */
+typedef struct {
+    char name[PT_NAME_LEN + 64];
+    uint32_t stored;
+    int64_t numel;
+    run_list runs;
+} pending_check;
+
+/* Reads dataset `name` for p (flat slice [lo, hi) of dst, see read_tensor). `whole`: this rank
+ * read all of the global tensor and checks it here; otherwise the check goes to *pc, with this
+ * rank's runs when `contributes` (the ranks that contribute cover the tensor once). */
+static pt_status read_checked(hid_t f, const char *file, const char *name, const pt_param *p,
+                              float *dst, int64_t lo, int64_t hi, bool whole, bool contributes,
+                              pending_check *pc, int *npc)
+{
+    run_list runs = {0};
+    uint32_t stored = 0;
+    pt_status st = read_tensor(f, file, name, p, dst, lo, hi, &runs, &stored);
+    if (st == PT_OK && whole) {
+        uint32_t c = 0;
+        for (int i = 0; i < runs.n; i++) c = pt_crc32_combine(c, runs.r[i].crc, runs.r[i].len * (int64_t)sizeof(float));
+        if (c != stored) st = checksum_error(name, file);
+    }
+    if (st == PT_OK && !whole) {
+        pending_check *q = &pc[(*npc)++];
+        snprintf(q->name, sizeof q->name, "%s", name);
+        q->stored = stored, q->numel = global_numel(p);
+        q->runs = contributes ? runs : (run_list){0};
+        if (contributes) return PT_OK; /* the runs now belong to q */
+    }
+    free(runs.r);
+    return st;
+}
+
 pt_status pt_ckpt_load(MPI_Comm comm, const char *path, pt_model *m, pt_optimizer *opt,
                        pt_ckpt_meta *meta)
 {
+    return pt_ckpt_load_dist(comm, path, m, opt, meta, NULL);
+}
+
+pt_status pt_ckpt_load_dist(MPI_Comm comm, const char *path, pt_model *m, pt_optimizer *opt,
+                            pt_ckpt_meta *meta, const pt_ckpt_dist *dist)
+{
     hid_t f;
     const bool sharded = opt && opt->n < m->numel;
-    pt_status st = open_ckpt(path, &f);
-    if (sharded) PT_TRY(pt_agree(comm, st, NULL));
+    bool split = false; /* some tensor is split over tp: its checksum needs the other shards */
+    for (int i = 0; i < m->nparams; i++) split |= tp_split(&m->params[i]);
+    for (int i = 0; i < m->nbuffers; i++) split |= tp_split(&m->buffers[i]);
+    const bool collective = sharded || split;
+    pt_ckpt_dist d;
+    pt_status st = dist_of(comm, dist, &d);
+    if (st == PT_OK && collective && comm == MPI_COMM_NULL)
+        st = PT_ERR(PT_ERR_ARG, NULL, "loading a sharded model from '%s' needs a communicator", path);
+    if (st == PT_OK) st = open_ckpt(path, &f);
+    if (collective && comm != MPI_COMM_NULL) PT_TRY(pt_agree(comm, st, NULL));
     else if (st != PT_OK) return st;
     char spec[256], optname[32];
     st = read_meta(f, path, meta, spec, sizeof spec, optname, sizeof optname);
@@ -559,35 +877,35 @@ pt_status pt_ckpt_load(MPI_Comm comm, const char *path, pt_model *m, pt_optimize
     size_t bytes = sizeof(float) * (size_t)m->numel;
     float *host = st == PT_OK ? malloc(bytes) : NULL;
     if (st == PT_OK && !host) st = PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate %zu bytes", bytes);
+    const int ns = opt ? opt->nstates : 0, np = m->nparams;
+    pending_check *pc = calloc((size_t)((ns + 1) * np + m->nbuffers + 1), sizeof *pc);
+    int npc = 0;
+    if (st == PT_OK && !pc) st = PT_ERR(PT_ERR_NOMEM, NULL, "no memory for checksums");
     char name[PT_NAME_LEN + 64];
-    uint32_t piece, stored;
-    int64_t len;
-    /* parameters: every rank reads them whole and checks them itself */
+    /* parameters: every rank reads its local tensors whole (a tp shard, or all of a replicated
+     * one); a shard's checksum is combined from the shards of dp rank 0's tp group */
     for (int i = 0; st == PT_OK && i < m->nparams; i++) {
-        snprintf(name, sizeof name, "params/%s", m->params[i].name);
-        st = read_tensor(f, path, name, &m->params[i], host, 0, m->numel, &piece, &len, &stored);
-        if (st == PT_OK && piece != stored) st = checksum_error(name, path);
+        const pt_param *p = &m->params[i];
+        snprintf(name, sizeof name, "params/%s", p->name);
+        st = read_checked(f, path, name, p, host, 0, m->numel, !tp_split(p), d.dp_rank == 0, pc, &npc);
     }
     if (st == PT_OK) m->be->to_device(m->w, host, bytes);
     for (int i = 0; st == PT_OK && i < m->nbuffers; i++) {
-        snprintf(name, sizeof name, "buffers/%s", m->buffers[i].name);
-        st = read_tensor(f, path, name, &m->buffers[i], m->buf, 0, m->nbuf, &piece, &len, &stored);
-        if (st == PT_OK && piece != stored) st = checksum_error(name, path);
+        const pt_param *p = &m->buffers[i];
+        snprintf(name, sizeof name, "buffers/%s", p->name);
+        st = read_checked(f, path, name, p, m->buf, 0, m->nbuf, !tp_split(p), d.dp_rank == 0, pc, &npc);
     }
-    /* optimizer state: this rank's slice [offset, offset + n): the checkpoint reshards to any
-     * number of ranks. A partial slice is checked by combining every rank's piece checksums. */
-    const int ns = opt ? opt->nstates : 0, np = m->nparams;
-    uint32_t *pieces = calloc((size_t)(ns * np + 1), 2 * sizeof(uint32_t));
-    int64_t *lens = calloc((size_t)(ns * np + 1), sizeof(int64_t));
-    if (st == PT_OK && (!pieces || !lens)) st = PT_ERR(PT_ERR_NOMEM, NULL, "no memory for checksums");
+    /* optimizer state: this rank's slice [offset, offset + n) of its local flat buffer, read from
+     * the global tensors' matching positions: the checkpoint reshards to any grid. The ranks
+     * that contribute a partial tensor's runs cover it once: under ZeRO-1 every dp rank (its
+     * slice), else dp rank 0; of a replicated tensor, tp rank 0 alone. */
     for (int s = 0; st == PT_OK && s < ns; s++) {
         for (int i = 0; st == PT_OK && i < np; i++) {
-            snprintf(name, sizeof name, "optim/%s/%s", opt->state_names[s], m->params[i].name);
-            const int k = s * np + i;
-            st = read_tensor(f, path, name, &m->params[i], host, opt->offset,
-                             opt->offset + opt->n, &pieces[2 * k], &lens[k], &pieces[2 * k + 1]);
-            if (st == PT_OK && !sharded && pieces[2 * k] != pieces[2 * k + 1])
-                st = checksum_error(name, path);
+            const pt_param *p = &m->params[i];
+            snprintf(name, sizeof name, "optim/%s/%s", opt->state_names[s], p->name);
+            st = read_checked(f, path, name, p, host, opt->offset, opt->offset + opt->n,
+                              !sharded && !tp_split(p),
+                              (sharded || d.dp_rank == 0) && (tp_split(p) || d.tp_rank == 0), pc, &npc);
         }
         if (st == PT_OK) m->be->to_device(opt->state[s], host, sizeof(float) * (size_t)opt->n);
     }
@@ -598,19 +916,16 @@ pt_status pt_ckpt_load(MPI_Comm comm, const char *path, pt_model *m, pt_optimize
     }
     free(host);
     H5Fclose(f);
-    if (sharded) {
+    if (collective) { /* every rank has the same list of pending checks, or has failed */
         st = pt_agree(comm, st, NULL);
-        for (int k = 0; st == PT_OK && k < ns * np; k++) {
+        for (int k = 0; st == PT_OK && k < npc; k++) {
             uint32_t whole;
-            st = combine_crc(comm, pieces[2 * k], lens[k], &whole);
-            if (st == PT_OK && whole != pieces[2 * k + 1]) {
-                snprintf(name, sizeof name, "optim/%s/%s", opt->state_names[k / np],
-                         m->params[k % np].name);
-                st = checksum_error(name, path);
-            }
+            st = combine_runs(comm, &pc[k].runs, pc[k].numel, pc[k].name, &whole);
+            if (st == PT_OK && whole != pc[k].stored) st = checksum_error(pc[k].name, path);
         }
     }
-    free(pieces), free(lens);
+    for (int k = 0; pc && k < npc; k++) free(pc[k].runs.r);
+    free(pc);
     return st;
 }
 

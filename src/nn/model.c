@@ -73,6 +73,7 @@ int pt_graph_buffer(pt_model *m, const char *name, int64_t n, float init)
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", name);
     p->ndim = 1, p->shape[0] = n, p->numel = n, p->offset = m->nbuf;
+    p->gshape[0] = n, p->gnumel = n, p->split_dim = -1, p->split_blocks = 1; /* never split */
     p->init = PT_INIT_CONST, p->init_arg = init;
     m->nbuf += n;
     return m->nbuffers++;
