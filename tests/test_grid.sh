@@ -18,7 +18,6 @@ expect_error short-order 2 "it must name pp, dp and tp" train --data "$DATA" $sm
 expect_error pp-not-built 2 "pipeline parallelism is not built yet (issue 18)" train --data "$DATA" $small --pp 2
 expect_error tp-range 2 "--tp 0 is out of range" train --data "$DATA" $small --tp 0
 expect_error seq-par-no-tp 2 "--sequence-parallel splits tensor-parallel layers" train --data "$DATA" $small --sequence-parallel
-expect_error tp-ckpt 2 "checkpoints of tensor-parallel runs need the global-layout writer" train --data "$DATA" $small --tp 2 --ckpt-dir "$WORK/ck"
 # any order is accepted and recorded: the metrics start record names the grid
 mpirun_t 2 120 "$PARATRAIN" train --data "$DATA" $small --grid-order tp,dp,pp --metrics "$WORK/order.jsonl" \
     >"$WORK/order.out" 2>&1 || { cat "$WORK/order.out"; fail "training with --grid-order tp,dp,pp"; }

@@ -81,6 +81,13 @@ static void fill_meta(const pt_train_state *s, pt_ckpt_meta *meta)
     pt_train_config_dump(s->cfg, meta->config, sizeof meta->config);
 }
 
+/* Where this rank's tensors sit in the grid: its dp and tp coordinates (pp = 1). */
+static pt_ckpt_dist dist_of(const pt_train_state *s)
+{
+    return (pt_ckpt_dist){.dp_rank = s->dp_rank, .dp_size = s->dp_size,
+                          .tp_rank = s->grid.coord[PT_AXIS_TP], .tp_size = s->grid.size[PT_AXIS_TP]};
+}
+
 /* The per-rank state a bitwise resume needs (compression's residual and DGC momentum). */
 static void rank_states(pt_train_state *s, pt_ckpt_rank_states *rs)
 {
@@ -98,10 +105,12 @@ pt_status pt_train_save_checkpoint(pt_train_state *s, char *path_out)
     pt_ckpt_rank_states rs;
     rank_states(s, &rs);
     /* collective HDF5 writes and closes cannot be bounded one by one: the armed watchdog bounds
-     * the save (every agreement inside it that completes counts as progress). Over the world:
-     * correct while tp = 1 (pt_train_check_grid_options refuses checkpoints at tp > 1). */
+     * the save (every agreement inside it that completes counts as progress). Every dataset is
+     * a global tensor; each rank writes its hyperslab (design.md #14), so any grid loads it. */
+    const pt_ckpt_dist dist = dist_of(s);
     pt_watchdog_arm("collective HDF5 I/O", "writing a checkpoint (pt_ckpt_save)", -1);
-    pt_status st = pt_ckpt_save_ex(s->world, s->cfg->ckpt_dir, &s->model, &s->opt, &meta, &rs, path);
+    pt_status st = pt_ckpt_save_dist(s->world, s->cfg->ckpt_dir, &s->model, &s->opt, &meta, &rs,
+                                     &dist, path);
     pt_watchdog_disarm();
     PT_TRY(st);
     pt_metrics_write(&s->metrics, "checkpoint", "\"step\": %lld, \"epoch\": %.4f, \"path\": \"%s\"",
@@ -136,11 +145,12 @@ static pt_status check_meta(pt_train_state *s, const char *path, const pt_ckpt_m
     return st;
 }
 
-/* Loads a checkpoint on every rank (resharding the optimizer state to this run's ranks) and
- * checks that it fits this run. Collective. */
+/* Loads a checkpoint on every rank (each its tensor-parallel shard and its slice of the
+ * optimizer state, whatever grid wrote it) and checks that it fits this run. Collective. */
 static pt_status load_checked(pt_train_state *s, const char *path, pt_ckpt_meta *meta)
 {
-    pt_status st = pt_ckpt_load(s->world, path, &s->model, &s->opt, meta);
+    const pt_ckpt_dist dist = dist_of(s);
+    pt_status st = pt_ckpt_load_dist(s->world, path, &s->model, &s->opt, meta, &dist);
     if (st == PT_OK) st = check_meta(s, path, meta);
     return pt_agree(s->world, st, NULL);
 }
@@ -212,7 +222,8 @@ pt_status pt_train_resume(pt_train_state *s)
     s->es.best = meta.es_best, s->es.best_step = meta.es_best_step;
     s->es.bad_evals = meta.es_bad_evals;
     if (!c->quiet)
-        pt_log_info("resumed from %s at step %lld (written by %d rank%s, read by %d)", path,
-                    (long long)s->step, meta.dp_size, meta.dp_size == 1 ? "" : "s", s->world_size);
+        pt_log_info("resumed from %s at step %lld (written by dp %d x tp %d, read by dp %d x tp %d)",
+                    path, (long long)s->step, meta.dp_size, meta.tp_size > 0 ? meta.tp_size : 1,
+                    s->dp_size, s->grid.size[PT_AXIS_TP]);
     return PT_OK;
 }

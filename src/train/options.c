@@ -25,12 +25,6 @@ pt_status pt_train_check_grid_options(pt_train_state *s)
                           "accumulator's headroom); --batch %lld / --repro-chunk %lld is %lld",
                           (long long)c->batch, (long long)ch, (long long)(c->batch / ch));
     }
-    if (s->grid.size[PT_AXIS_TP] > 1 && (c->ckpt_dir[0] || c->resume[0]))
-        /* today's writer stores each rank's slice of the flat buffer: at tp > 1 those are parts
-         * of different tensors, and the file would be wrong (design.md #14) */
-        return PT_ERR(PT_ERR_ARG, "drop --ckpt-dir and --resume, or train with --tp 1",
-                      "checkpoints of tensor-parallel runs need the global-layout writer "
-                      "(--tp %d)", s->grid.size[PT_AXIS_TP]);
     return PT_OK;
 }
 
