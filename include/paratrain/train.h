@@ -1,8 +1,10 @@
-/* Data-parallel training and evaluation (the programs in src/cli/ are thin shells around these).
+/* Training and evaluation (the programs in src/cli/ are thin shells around these).
  *
- * Every rank holds the whole model; a global batch of `batch` samples is split contiguously over
- * the ranks; each rank's gradient is its samples' summed gradient divided by the GLOBAL batch, so
- * the sum over ranks (pt_allreduce) is the gradient of the global batch whatever the rank count. */
+ * The ranks form a process grid (paratrain/grid.h) of pp x dp x tp. A global batch of `batch`
+ * samples is split contiguously over the dp ranks (every rank of a tp group sees the same rows);
+ * each dp rank's gradient is its samples' summed gradient divided by the GLOBAL batch, so the sum
+ * over dp is the gradient of the global batch whatever the grid. The loop and its step strategies
+ * are src/train/ and src/parallel/ (docs/ARCHITECTURE.md). */
 #ifndef PARATRAIN_TRAIN_H
 #define PARATRAIN_TRAIN_H
 
@@ -40,6 +42,9 @@ typedef struct {
     char resume[PT_PATH_MAX];
     char metrics[PT_PATH_MAX];
     char allreduce[32];
+    int64_t tp, pp;      /* tensor- and pipeline-parallel sizes of the grid (dp = ranks / (tp pp)) */
+    char grid_order[32]; /* the grid's axes, outermost first: a permutation of pp,dp,tp */
+    bool sequence_parallel; /* tp > 1: layer norms and dropout split along the sequence */
     int64_t zero;        /* ZeRO stage: 0 (replicated optimizer state) or 1 (sharded) */
     double bucket_mb;    /* gradient bucket size in MiB (0: one allreduce after backward) */
     bool sync_bn;        /* batch norm over the global batch (synchronized statistics) */

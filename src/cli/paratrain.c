@@ -1,4 +1,5 @@
-/* paratrain: train and evaluate models, data parallel over MPI.
+/* paratrain: train and evaluate models over MPI: data parallel, and tensor x data parallel on a
+ * process grid (--tp N; docs/ARCHITECTURE.md).
  *
  *   mpirun -np 2 paratrain train --data data/fashion-mnist --epochs 10 --ckpt-dir runs/mlp
  *   paratrain eval --ckpt runs/mlp
@@ -211,8 +212,11 @@ static void usage(FILE *fp)
           "       paratrain eval --ckpt CKPT [--data DIR] [--split test|val|train]\n"
           "       paratrain --help | --version\n"
           "\n"
-          "Trains data parallel over the ranks of mpirun (any number, 1 included). Options can\n"
-          "also come from a config file of 'option = value' lines; flags override the file.\n"
+          "Trains over the ranks of mpirun (any number, 1 included), arranged as a grid of\n"
+          "pp x dp x tp (--tp N: Megatron tensor parallelism for mlp and gpt inside groups of N\n"
+          "consecutive ranks; the global batch is split over the dp = ranks / (tp x pp) groups).\n"
+          "Options can also come from a config file of 'option = value' lines; flags override\n"
+          "the file.\n"
           "\n"
           "train options [default]:\n",
           fp);

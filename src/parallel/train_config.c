@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "paratrain/comm.h"
+#include "paratrain/grid.h"
 #include "paratrain/compress.h"
 #include "paratrain/model.h"
 #include "paratrain/optim.h"
@@ -76,6 +77,14 @@ static const opt_row rows[] = {
                                    "--ckpt-dir that passes its checks; none: start fresh), a "
                                    "directory or a file"),
     ROW("metrics", OPT_STR, metrics, "JSON-lines metrics file (empty: none)"),
+    NUM("tp", OPT_I64, tp, 1, 4096, 0, "tensor-parallel ranks per group (Megatron layers; 1: none)"),
+    NUM("pp", OPT_I64, pp, 1, 4096, 0, "pipeline stages (not built yet: 1)"),
+    ROW("grid-order", OPT_STR, grid_order, "process grid axes, outermost first: a permutation of "
+                                           "pp,dp,tp (default: tp innermost, so a tp group is "
+                                           "consecutive ranks)"),
+    ROW("sequence-parallel", OPT_BOOL, sequence_parallel, "with --tp > 1: split layer norms and "
+                                                          "dropout along the sequence "
+                                                          "(reduce-scatter / all-gather)"),
     NUM("zero", OPT_I64, zero, 0, 1, 0, "ZeRO stage: 0, or 1 to shard the optimizer state over the ranks "
                               "(reduce-scatter, shard update, allgather)"),
     NUM("bucket-mb", OPT_F64, bucket_mb, 0, 65536, 0, "gradient bucket size in MiB; buckets are reduced while "
@@ -132,6 +141,8 @@ void pt_train_config_defaults(pt_train_config *c)
     c->gamma = 0.1, c->batch = 128, c->epochs = 1, c->seed = 1;
     c->log_every = 50, c->eval_batch = 1000, c->validate_data = true;
     c->bucket_mb = 0.0, c->repro_chunk = 8;
+    c->tp = 1, c->pp = 1;
+    snprintf(c->grid_order, sizeof c->grid_order, "%s", PT_GRID_ORDER_DEFAULT);
 }
 
 static const opt_row *find(const char *key)
@@ -372,6 +383,13 @@ pt_status pt_train_config_check(const pt_train_config *c)
         return PT_ERR(PT_ERR_ARG, "drop --zero, --bucket-mb and --reproducible, or --compress",
                       "--compress %s replaces the whole-gradient allreduce, so it does not combine "
                       "with ZeRO-1, buckets or the exact reduction", c->compress);
+    int order[PT_NAXES];
+    PT_TRY(pt_grid_parse_order(c->grid_order, order, NULL, 0));
+    if (c->pp > 1)
+        return PT_ERR(PT_ERR_ARG, "train with --pp 1", "pipeline parallelism is not built yet (issue 18)");
+    if (c->sequence_parallel && c->tp < 2)
+        return PT_ERR(PT_ERR_ARG, "add --tp N (N > 1) or drop --sequence-parallel",
+                      "--sequence-parallel splits tensor-parallel layers; --tp is %lld", (long long)c->tp);
     if ((!strcmp(c->resume, "latest") || !strcmp(c->resume, "auto")) && !c->ckpt_dir[0])
         return PT_ERR(PT_ERR_ARG, "give --ckpt-dir DIR", "--resume %s needs --ckpt-dir", c->resume);
     if (c->epochs == 0 && c->max_steps == 0)
