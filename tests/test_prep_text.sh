@@ -21,6 +21,10 @@ printf 'Ge1:1 In the beginning.\nthis is not a verse\n' >"$WORK/noref"
 printf 'Ge1:1 In the beginning.\nXyz3:4 Unknown book.\n' >"$WORK/badbook"
 printf 'Ge1:1 In the beginning.\nGe1:x no verse number\n' >"$WORK/badnum"
 head -c 3000 /dev/urandom >"$WORK/binary"
+# a NUL first: a reader that stops at the first NUL sees an empty file (the random one above
+# starts with one 1 time in 256, which is how this was found)
+{ printf '\0'; head -c 3000 /dev/urandom; } >"$WORK/nul"
+printf 'Ge1:1 In the beginning.\n\0Ge1:2 And the earth was without form.\n' >"$WORK/nul2"
 for ds in kjv-lm kjv-books; do
     expect_error "$ds-missing" "cannot open" $ds "$WORK/does-not-exist"
     expect_error "$ds-empty" "empty" $ds "$WORK/empty"
@@ -28,6 +32,8 @@ for ds in kjv-lm kjv-books; do
     expect_error "$ds-badbook" "line 2 is not a verse" $ds "$WORK/badbook"
     expect_error "$ds-badnum" "line 2 is not a verse" $ds "$WORK/badnum"
     expect_error "$ds-binary" "line 1 is not a verse" $ds "$WORK/binary"
+    expect_error "$ds-nul" "line 1 is not a verse" $ds "$WORK/nul"
+    expect_error "$ds-nul2" "line 2 is not a verse" $ds "$WORK/nul2"
 done
 expect_error "lm-short" "fewer than" kjv-lm "$WORK/good1" 100 2
 expect_error "lm-ctx-1" "--ctx wants an integer in 2\.\.65535, got '1'" kjv-lm "$WORK/good1" 1 2

@@ -83,14 +83,17 @@ static pt_status parse(const char *path, char **buf_out, verse **vs_out, int64_t
     buf[size] = '\0';
     int64_t nv = 0, line = 0;
     pt_status st = PT_OK;
-    for (char *p = buf; *p && st == PT_OK;) {
-        char *eol = strchr(p, '\n');
-        if (!eol) eol = p + strlen(p);
+    /* Lines are bounded by the file size, not by NUL: a NUL byte (binary data) must make its
+     * line fail the verse check below, not end the text early. */
+    char *const stop = buf + size;
+    for (char *p = buf; p < stop && st == PT_OK;) {
+        char *eol = memchr(p, '\n', (size_t)(stop - p));
+        if (!eol) eol = stop;
         line++;
         char *end = eol;
         if (end > p && end[-1] == '\r') end--;
         if (end == p) { /* blank line */
-            p = *eol ? eol + 1 : eol;
+            p = eol < stop ? eol + 1 : eol;
             continue;
         }
         /* book: an optional leading digit, then letters */
@@ -124,7 +127,7 @@ static pt_status parse(const char *path, char **buf_out, verse **vs_out, int64_t
         vs[nv].book = book, vs[nv].chapter = (int)ch;
         vs[nv].text = r + 1, vs[nv].len = (int)(end - (r + 1));
         nv++;
-        p = *eol ? eol + 1 : eol;
+        p = eol < stop ? eol + 1 : eol;
     }
     if (st == PT_OK && nv == 0)
         st = PT_ERR(PT_ERR_FORMAT, NULL, "'%s' holds no verses", path);
