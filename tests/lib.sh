@@ -64,8 +64,10 @@ MPI_RANK_EXPR='${OMPI_COMM_WORLD_RANK:-${PMI_RANK:-${PMIX_RANK:-0}}}'
 
 # The process counts a test runs at: test_nps N... prints those up to PT_TEST_MAX_NP (default:
 # all) and says on stderr which it leaves out. .ci/mpich.sh sets PT_TEST_MAX_NP=2: MPICH's ch4
-# ranks busy-poll without yielding, so on 2 cores t_comm takes about 75 s at np 3, 130 s at 4, 220 s
+# ranks busy-poll without yielding, so on 2 cores t_comm took about 75 s at np 3, 130 s at 4, 220 s
 # at 5 and over 300 s at 7 (Open MPI, which yields when idle, runs all of np 1..8 in under 2 min).
+# Those times predate the yield in paratrain's own polling wait (src/comm/schedule.c, which made
+# the 64-byte segmented ring at np 3 finish); MPICH's own collectives still spin.
 test_nps() {
     _out="" _cut=""
     for _n in "$@"; do

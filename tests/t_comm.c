@@ -238,6 +238,18 @@ static int watchdog(void)
     return 1;
 }
 
+/* T_COMM_PROGRESS=1: rank 0 says on stderr how long each part took (tells a slow run from a hung
+ * one, e.g. the 64-byte segmented ring at np 3 under MPICH on 2 cores: docs/TESTING.md). */
+static void progress(const pt_comm *c, const char *what)
+{
+    static double t0 = -1.0;
+    if (rank != 0 || !getenv("T_COMM_PROGRESS")) return;
+    const double t = MPI_Wtime();
+    if (t0 < 0) t0 = t;
+    fprintf(stderr, "t_comm: %s: %s done at %.1f s\n", pt_allreduce_algo_name(c->algo), what, t - t0);
+    fflush(stderr);
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -252,6 +264,7 @@ int main(int argc, char **argv)
     const int64_t counts[] = {0, 1, size - 1, size, size + 1, pof2 - 1, 1009};
     const pt_dtype types[] = {PT_F32, PT_F64, PT_I32, PT_I64, PT_F16, PT_BF16, PT_I128};
     const pt_reduce_op ops[] = {PT_SUM, PT_MAX, PT_MIN, PT_AVG};
+    progress(&c, "start");
     for (int a = 0; a < PT_ALLREDUCE_NALGOS; a++) {
         c.algo = (pt_allreduce_algo)a;
         for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
@@ -274,9 +287,12 @@ int main(int argc, char **argv)
                     for (int ip = 0; ip < 2; ip++) run_case(&c, t, ops[oi], counts[ni], ip);
             }
         }
+        progress(&c, "small cases");
         run_case(&c, PT_F32, PT_SUM, (1 << 22) + 7, 1); /* ~4M elements, odd */
+        progress(&c, "f32 sum n=4194311");
         run_case(&c, PT_F32, PT_SUM, 1000003, 0);       /* a large prime */
         run_case(&c, PT_I64, PT_MAX, 1000003, 1);
+        progress(&c, "n=1000003 f32 and i64");
         run_nonblocking(&c);
         if (c.algo != PT_ALLREDUCE_MPI && (c.algo != PT_ALLREDUCE_HIERARCHICAL || c.uniform))
             run_i128_wide(&c);

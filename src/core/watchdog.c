@@ -207,7 +207,13 @@ static void *watch(void *arg)
         fprintf(stderr, "%s%s%s\n", program, program[0] ? ": error: " : "", lost_msg);
         fflush(stderr);
         if (abort_code) {
-            MPI_Abort(MPI_COMM_WORLD, abort_code); /* ends every rank (a stopped one too) */
+            /* Inside MPI_Finalize the library may have freed MPI_COMM_WORLD already: MPICH 4.0
+             * has, and its MPI_Abort then fails ("Invalid communicator") and ends this process
+             * with the low byte of its error class (exit 5 under Hydra, not 69). A non-zero exit
+             * before MPI_Finalize returns makes either launcher (Open MPI's mpirun, Hydra) kill
+             * every other rank, a stopped one too, and report this exit code. */
+            if (!(armed[k].op && strcmp(armed[k].op, "MPI_Finalize") == 0))
+                MPI_Abort(MPI_COMM_WORLD, abort_code); /* ends every rank (a stopped one too) */
             _exit(abort_code);
         }
         /* print only: the call stays blocked, as without a watchdog */
