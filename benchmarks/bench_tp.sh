@@ -10,7 +10,8 @@
 # Each run trains STEPS steps (--stop-at, so no final evaluation: the kjv test split takes minutes)
 # with a train record per step; its tokens/s is the median of steps 2..STEPS (step 1 allocates),
 # tokens = samples x ctx. AdamW, batch 16, ctx 128, 4 layers; d 256 with 4 heads, d 512 with 8.
-# TP_ALLREDUCE=ALGO sets --allreduce (the tp group's and the gradient's algorithm; default auto).
+# TP_ALLREDUCE=ALGO sets --allreduce (the tp group's and the gradient's algorithm; default auto);
+# a fourth mode, tp2mpi, is --tp 2 with --allreduce mpi (MPI_Allreduce for the tp collectives).
 set -eu
 cd "$(dirname "$0")/.."
 . benchmarks/common.sh
@@ -46,10 +47,12 @@ echo "d,mode,repeat,tokens_per_s,tp_bytes_sent_per_step,grad_bytes_sent_per_step
 for r in $(seq "$REPEATS"); do
     for d in $DS; do
         # rotate the order each repeat so that no mode always runs first
-        case $((r % 3)) in 1) order="tp2 dp2 t2" ;; 2) order="dp2 t2 tp2" ;; *) order="t2 tp2 dp2" ;; esac
+        case $((r % 4)) in 1) order="tp2 dp2 t2 tp2mpi" ;; 2) order="dp2 t2 tp2mpi tp2" ;;
+                            3) order="t2 tp2mpi tp2 dp2" ;; *) order="tp2mpi tp2 dp2 t2" ;; esac
         for mode in $order; do
             case $mode in
                 tp2) tp_run 2 1 "$d" "$m" --tp 2 ;;
+                tp2mpi) tp_run 2 1 "$d" "$m" --tp 2 --allreduce mpi ;;
                 dp2) tp_run 2 1 "$d" "$m" ;;
                 t2) tp_run 1 2 "$d" "$m" ;;
             esac
@@ -80,15 +83,15 @@ echo "load after: $(uptime)"
 
 echo
 echo "gpt 4 layers, ctx $CTX, batch $B, AdamW, 2 ranks: tokens/s, median of $REPEATS (min-max)"
-echo "d     tp 2 (2x1 thr)          dp 2 (2x1 thr)          1 rank x 2 thr          tp2/dp2"
+echo "d     tp 2 (2x1 thr)          dp 2 (2x1 thr)          1 rank x 2 thr          tp 2, --allreduce mpi   tp2/dp2  tp2mpi/dp2"
 for d in $DS; do
     row="$d"
-    for mode in tp2 dp2 t2; do
+    for mode in tp2 dp2 t2 tp2mpi; do
         v=$(grep "^$d,$mode," "$tcsv" | cut -d, -f4)
         row="$row $(echo "$v" | med) $(echo "$v" | sort -g | head -1) $(echo "$v" | sort -g | tail -1)"
     done
-    echo "$row" | awk '{ printf "%-5s %8.0f (%6.0f-%6.0f)  %8.0f (%6.0f-%6.0f)  %8.0f (%6.0f-%6.0f)  %5.2fx\n",
-                          $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $2 / $5 }'
+    echo "$row" | awk '{ printf "%-5s %8.0f (%6.0f-%6.0f)  %8.0f (%6.0f-%6.0f)  %8.0f (%6.0f-%6.0f)  %8.0f (%6.0f-%6.0f)  %5.2fx  %5.2fx\n",
+                          $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $2 / $5, $11 / $5 }'
 done
 
 echo
