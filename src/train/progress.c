@@ -190,12 +190,13 @@ pt_status pt_train_report_end(pt_train_state *s, pt_train_progress *p, const pt_
                      "\"compute_s\": %.3f, \"comm_s\": %.3f, \"update_s\": %.3f, "
                      "\"grad_comm_span_s\": %.3f, \"grad_comm_exposed_s\": %.3f, "
                      "\"grad_comm_overlap\": %.4f, \"bytes_sent_total\": %.0f, "
-                     "\"replica_max_diff\": %.6g, \"param_norm\": %.9g, \"param_probe\": %.9g, \"tp_bytes_sent_total\": %.0f",
+                     "\"tp_bytes_sent_total\": %.0f, \"replica_max_diff\": %.6g, "
+                     "\"param_norm\": %.9g, \"param_probe\": %.9g",
                      (long long)s->step, (double)s->step / (double)s->steps_per_epoch,
                      res->train_seconds, res->samples_per_s, s->have_test ? res->test_accuracy : NAN,
                      p->phase[0], p->phase[1], p->phase[2], p->phase[3], p->comm_span,
                      p->comm_exposed, hidden_fraction(p->comm_span, p->comm_exposed),
-                     p->tot_sent / (double)s->world_size, spread, fp[0], fp[1],
-                     tp_sent / (double)s->world_size);
+                     p->tot_sent / (double)s->world_size, tp_sent / (double)s->world_size, spread,
+                     fp[0], fp[1]);
     return PT_OK;
 }
