@@ -11,13 +11,16 @@
 # with a train record per step; its tokens/s is the median of steps 2..STEPS (step 1 allocates),
 # tokens = samples x ctx. AdamW, batch 16, ctx 128, 4 layers; d 256 with 4 heads, d 512 with 8.
 # TP_ALLREDUCE=ALGO sets --allreduce (the tp group's and the gradient's algorithm; default auto);
-# a fourth mode, tp2mpi, is --tp 2 with --allreduce mpi (MPI_Allreduce for the tp collectives).
+# MODES (default "tp2 dp2 t2 tp2mpi") picks the modes: tp2 (--tp 2), dp2, t2 (1 rank x 2 threads),
+# tp2mpi (--tp 2 --allreduce mpi: MPI_Allreduce for the tp collectives), tp2rd (--tp 2
+# --allreduce recursive_doubling); the / dp 2 column needs dp2 among them.
 set -eu
 cd "$(dirname "$0")/.."
 . benchmarks/common.sh
 REPEATS=${1:-3}
 STEPS=${STEPS:-5}
 DS=${DS:-256 512}
+MODES=${MODES:-tp2 dp2 t2 tp2mpi}
 LM=${LM:-data/kjv-lm}
 L=4 B=16 CTX=128 V=256
 [ -f "$LM/index.h5" ] || ./pt-prep kjv-lm --out "$LM" >/dev/null
@@ -47,12 +50,15 @@ echo "d,mode,repeat,tokens_per_s,tp_bytes_sent_per_step,grad_bytes_sent_per_step
 for r in $(seq "$REPEATS"); do
     for d in $DS; do
         # rotate the order each repeat so that no mode always runs first
-        case $((r % 4)) in 1) order="tp2 dp2 t2 tp2mpi" ;; 2) order="dp2 t2 tp2mpi tp2" ;;
-                            3) order="t2 tp2mpi tp2 dp2" ;; *) order="tp2mpi tp2 dp2 t2" ;; esac
+        set -- $MODES
+        k=$(((r - 1) % $#))
+        while [ "$k" -gt 0 ]; do m1=$1; shift; set -- "$@" "$m1"; k=$((k - 1)); done
+        order="$*"
         for mode in $order; do
             case $mode in
                 tp2) tp_run 2 1 "$d" "$m" --tp 2 ;;
                 tp2mpi) tp_run 2 1 "$d" "$m" --tp 2 --allreduce mpi ;;
+                tp2rd) tp_run 2 1 "$d" "$m" --tp 2 --allreduce recursive_doubling ;;
                 dp2) tp_run 2 1 "$d" "$m" ;;
                 t2) tp_run 1 2 "$d" "$m" ;;
             esac
@@ -83,22 +89,22 @@ echo "load after: $(uptime)"
 
 echo
 echo "gpt 4 layers, ctx $CTX, batch $B, AdamW, 2 ranks: tokens/s, median of $REPEATS (min-max)"
-echo "d     tp 2 (2x1 thr)          dp 2 (2x1 thr)          1 rank x 2 thr          tp 2, --allreduce mpi   tp2/dp2  tp2mpi/dp2"
+echo "d     mode     tokens/s  (min-max)        / dp 2"
 for d in $DS; do
-    row="$d"
-    for mode in tp2 dp2 t2 tp2mpi; do
+    dp=$(grep "^$d,dp2," "$tcsv" | cut -d, -f4 | med)
+    for mode in $MODES; do
         v=$(grep "^$d,$mode," "$tcsv" | cut -d, -f4)
-        row="$row $(echo "$v" | med) $(echo "$v" | sort -g | head -1) $(echo "$v" | sort -g | tail -1)"
+        echo "$d $mode $(echo "$v" | med) $(echo "$v" | sort -g | head -1) $(echo "$v" | sort -g | tail -1) $dp" |
+            awk '{ printf "%-5s %-7s %9.0f  (%6.0f-%6.0f)  %5.2fx\n", $1, $2, $3, $4, $5, ($6 > 0 ? $3 / $6 : 0) }'
     done
-    echo "$row" | awk '{ printf "%-5s %8.0f (%6.0f-%6.0f)  %8.0f (%6.0f-%6.0f)  %8.0f (%6.0f-%6.0f)  %8.0f (%6.0f-%6.0f)  %5.2fx  %5.2fx\n",
-                          $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $2 / $5, $11 / $5 }'
 done
-
 echo
-echo "tp 2 collectives: bytes sent per rank per step (ring allreduce at p=2 sends 2(p-1)/p = 1x the buffer)"
+tpm=tp2 # the mode whose counter is compared: tp2, else the first tp 2 mode run
+case " $MODES " in *" tp2 "*) ;; *) for x in $MODES; do case $x in tp2*) tpm=$x; break ;; esac; done ;; esac
+echo "tp 2 collectives ($tpm): bytes sent per rank per step (ring allreduce at p=2 sends 2(p-1)/p = 1x the buffer)"
 echo "d     Megatron 4L x bsh     + embedding g, output f    + xent sums (counted)   measured     measured/full"
 for d in $DS; do
-    meas=$(grep "^$d,tp2," "$tcsv" | cut -d, -f5 | med)
+    meas=$(grep "^$d,$tpm," "$tcsv" | cut -d, -f5 | med)
     awk -v d="$d" -v L=$L -v b=$B -v s=$CTX -v meas="$meas" 'BEGIN {
         p = 2; ring = 2 * (p - 1) / p; bsh = 4 * b * s * d  # bytes of one b.s.h fp32 buffer
         meg = 4 * L * ring * bsh; emb = meg + 2 * ring * bsh
