@@ -49,9 +49,15 @@ void pt_train_report_memory(pt_train_state *s)
     if (!s->cfg->quiet && x > 0) pt_log_info("  exact accumulator %.1f MiB", x / mib);
 }
 
+/* Bytes paratrain's own collectives sent on the tp group's pt_comm (the model's tp nodes, the
+ * vocabulary-parallel cross-entropy's reductions, the grad_over_tp sum): the counter at the start
+ * record and at the last train record, for the per-step figure of the train records. */
+static uint64_t tp_sent_start, tp_sent_last;
+
 pt_status pt_train_report_start(pt_train_state *s)
 {
     const pt_train_config *c = s->cfg;
+    tp_sent_start = tp_sent_last = s->tp->bytes_sent;
     /* OpenMP threads per rank, fewest and most over the ranks (what tests of 2 threads check) */
     int thr[2] = {omp_get_max_threads(), -omp_get_max_threads()};
     PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, thr, 2, MPI_INT, MPI_MIN, s->world, "the ranks' thread counts"));
@@ -93,12 +99,14 @@ pt_status pt_train_report_progress(pt_train_state *s, pt_train_progress *p, floa
     char eta[32], bytes[160] = "";
     /* bytes per step, the mean over the ranks, next to what a dense ring allreduce over dp sends
      * (2(p-1)/p 4n) and top-k's bound (2k(p-1)/p pairs of 8 bytes) */
-    double b[4] = {p->int_sent, p->int_recv, p->tot_sent, p->int_k};
-    PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, b, 4, MPI_DOUBLE, MPI_SUM, s->world,
+    double b[5] = {p->int_sent, p->int_recv, p->tot_sent, p->int_k,
+                   (double)(s->tp->bytes_sent - tp_sent_last)};
+    tp_sent_last = s->tp->bytes_sent;
+    PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, b, 5, MPI_DOUBLE, MPI_SUM, s->world,
                             "the byte counts of a log line"));
     const double W = (double)s->world_size, P = (double)s->dp_size;
     const double per = 1.0 / ((double)p->int_steps * W);
-    const double sent_ps = b[0] * per, recv_ps = b[1] * per, k_ps = b[3] * per;
+    const double sent_ps = b[0] * per, recv_ps = b[1] * per, k_ps = b[3] * per, tp_ps = b[4] * per;
     const double dense_ps = 2.0 * (P - 1) / P * 4.0 * (double)s->model.numel;
     const double bound_ps = 2.0 * k_ps * (P - 1) / P * 8.0;
     if (s->wire == PT_WIRE_TOPK)
@@ -117,11 +125,11 @@ pt_status pt_train_report_progress(pt_train_state *s, pt_train_progress *p, floa
                      "\"bytes_recv_per_step\": %.0f, \"dense_bytes_per_step\": %.0f, "
                      "\"bound_bytes_per_step\": %.0f, \"bytes_sent_total\": %.0f, "
                      "\"k_per_step\": %.0f, \"grad_buckets\": %d, "
-                     "\"grad_buckets_early\": %.2f",
+                     "\"grad_buckets_early\": %.2f, \"tp_bytes_sent_per_step\": %.0f",
                      (long long)s->step, ep, p->int_loss / n, lr, p->grad_norm, sps,
                      now - p->t_start, p->int_span / n, p->int_exposed / n,
                      hidden_fraction(p->int_span, p->int_exposed), sent_ps, recv_ps, dense_ps,
-                     bound_ps, b[2] / W, k_ps, s->strategy->buckets(s), p->int_early / n);
+                     bound_ps, b[2] / W, k_ps, s->strategy->buckets(s), p->int_early / n, tp_ps);
     if (!c->quiet)
         pt_log_info("epoch %lld/%lld  step %lld/%lld  loss %.4f  lr %.4g  %.0f samples/s  "
                     "ETA %s%s",
@@ -172,7 +180,9 @@ pt_status pt_train_report_end(pt_train_state *s, pt_train_progress *p, const pt_
     PT_TRY(param_fingerprint(s, fp));
     PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, &p->tot_sent, 1, MPI_DOUBLE, MPI_SUM, s->world,
                             "the bytes sent in the run"));
-    double spread;
+    double spread, tp_sent = (double)(s->tp->bytes_sent - tp_sent_start);
+    PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, &tp_sent, 1, MPI_DOUBLE, MPI_SUM, s->world,
+                            "the tp group's bytes sent in the run"));
     PT_TRY(s->strategy->replica_spread(s, &spread));
     pt_metrics_write(&s->metrics, "end",
                      "\"step\": %lld, \"epoch\": %.4f, \"train_seconds\": %.3f, "
@@ -180,11 +190,13 @@ pt_status pt_train_report_end(pt_train_state *s, pt_train_progress *p, const pt_
                      "\"compute_s\": %.3f, \"comm_s\": %.3f, \"update_s\": %.3f, "
                      "\"grad_comm_span_s\": %.3f, \"grad_comm_exposed_s\": %.3f, "
                      "\"grad_comm_overlap\": %.4f, \"bytes_sent_total\": %.0f, "
-                     "\"replica_max_diff\": %.6g, \"param_norm\": %.9g, \"param_probe\": %.9g",
+                     "\"tp_bytes_sent_total\": %.0f, \"replica_max_diff\": %.6g, "
+                     "\"param_norm\": %.9g, \"param_probe\": %.9g",
                      (long long)s->step, (double)s->step / (double)s->steps_per_epoch,
                      res->train_seconds, res->samples_per_s, s->have_test ? res->test_accuracy : NAN,
                      p->phase[0], p->phase[1], p->phase[2], p->phase[3], p->comm_span,
                      p->comm_exposed, hidden_fraction(p->comm_span, p->comm_exposed),
-                     p->tot_sent / (double)s->world_size, spread, fp[0], fp[1]);
+                     p->tot_sent / (double)s->world_size, tp_sent / (double)s->world_size, spread,
+                     fp[0], fp[1]);
     return PT_OK;
 }
