@@ -1,0 +1,441 @@
+/* The parameter-server step strategy (issue 15; docs/ARCHITECTURE.md, "Parameter server").
+ *
+ * Roles: S server ranks (paratrain/ps.h: placement) own the key ranges of pt_ps_shard_keys and
+ * hold the optimizer state of their range only; W = world - S workers split the global batch
+ * as W data-parallel ranks would (pt_batch_share over the worker index). Every rank keeps a whole
+ * copy of the parameters, which the servers refresh after each update, so evaluation, the loop's
+ * end record and checkpoints see the authoritative parameters on every rank.
+ *
+ * Transport: MPI_Isend / MPI_Irecv on a duplicate of the world, completed by pt_wait_bounded
+ * (watchdog.h), which names a dead peer within PT_COLL_TIMEOUT.
+ *
+ * BSP (this file's step): sync = every worker pushes its gradient slice to each server; each
+ * server receives all W pushes of the step and sums them in worker order (the gradient of the
+ * global batch: each worker's gradient is already scaled by 1/global batch); the gradient norm is
+ * summed over the servers' ranges; update = each server steps its optimizer on its range and sends
+ * the range to every other rank (the workers' pull, and the other servers' copy). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "paratrain/agree.h"
+#include "paratrain/ckpt.h"
+#include "paratrain/log.h"
+#include "paratrain/ps.h"
+#include "paratrain/strategy.h"
+#include "paratrain/watchdog.h"
+
+enum { TAG_PUSH = 4101, TAG_PULL = 4102, TAG_STATE = 4103 };
+
+typedef struct {
+    pt_ps_sync sync;
+    int bound;
+    int S, W;
+    MPI_Comm comm;          /* a duplicate of the world: the PS messages' own context */
+    int *server;            /* world rank of server k */
+    int *worker;            /* world rank of worker w */
+    int me_server, me_worker; /* this rank's index in its role, -1 in the other */
+    int64_t *bounds;        /* S + 1: server k owns [bounds[k], bounds[k+1]) */
+    float *stage;           /* server: W pushes of its range */
+    MPI_Request *req;
+    int *peer;
+    uint64_t bytes_sent, bytes_recv;
+    pt_optimizer ckpt_opt;  /* checkpoint stand-in: pt_shard_range(numel, world, rank) layout */
+    bool have_ckpt_opt;
+} ps_state;
+
+static ps_state *state_of(const pt_train_state *s) { return (ps_state *)s->strategy_state; }
+
+static int64_t range_off(const ps_state *p, int k) { return p->bounds[k]; }
+static int64_t range_n(const ps_state *p, int k) { return p->bounds[k + 1] - p->bounds[k]; }
+
+/* Roles and the batch share; before the model is built (the share sizes its batch). The same
+ * answer on every rank. */
+pt_status pt_ps_batch_share(pt_train_state *s)
+{
+    const pt_train_config *c = s->cfg;
+    const int S = (int)c->ps_servers, world = s->world_size;
+    pt_ps_sync sync;
+    int bound;
+    pt_ps_placement pl;
+    PT_TRY(pt_ps_parse_sync(c->ps_sync, &sync, &bound));
+    PT_TRY(pt_ps_parse_placement(c->ps_placement, &pl));
+    if (S >= world)
+        return PT_ERR(PT_ERR_ARG, "run more ranks than servers (mpirun -np > S)",
+                      "--ps-servers %d leaves no worker among %d rank%s", S, world,
+                      world == 1 ? "" : "s");
+    const int W = world - S;
+    if (c->batch < W)
+        return PT_ERR(PT_ERR_ARG, "every worker needs at least one sample per step",
+                      "--batch %lld is smaller than the %d workers", (long long)c->batch, W);
+    int w = 0, me = -1;
+    for (int r = 0, k = 0; r < world; r++) {
+        if (k < S && pt_ps_server_rank(k, S, world, pl) == r) {
+            k++;
+            continue;
+        }
+        if (r == s->world_rank) me = w;
+        w++;
+    }
+    if (me >= 0) pt_batch_share(c->batch, me, W, &s->batch.row_offset, &s->batch.rows);
+    else s->batch.row_offset = 0, s->batch.rows = 0;
+    return PT_OK;
+}
+
+static pt_status ps_setup(pt_train_state *s)
+{
+    const pt_train_config *c = s->cfg;
+    pt_model *m = &s->model;
+    ps_state *p = calloc(1, sizeof *p);
+    if (!p) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the parameter-server state");
+    s->strategy_state = p;
+    p->comm = MPI_COMM_NULL;
+    pt_ps_placement pl;
+    pt_status st = pt_ps_parse_sync(c->ps_sync, &p->sync, &p->bound);
+    if (st == PT_OK) st = pt_ps_parse_placement(c->ps_placement, &pl);
+    if (st == PT_OK && strcmp(m->be->name, "cpu"))
+        st = PT_ERR(PT_ERR_ARG, "train the parameter server with --backend cpu",
+                    "--ps-servers moves host buffers; backend '%s' is not supported", m->be->name);
+    if (st == PT_OK && pt_model_has_batchnorm(m))
+        st = PT_ERR(PT_ERR_ARG, "train models without batch norm with --ps-servers",
+                    "batch-norm running statistics live on the workers, not on the servers that "
+                    "hold the parameters; '%s' has batch norm", c->model);
+    if (st == PT_OK && p->sync != PT_PS_BSP)
+        st = PT_ERR(PT_ERR_ARG, "use --ps-sync bsp", "--ps-sync %s is not built yet", c->ps_sync);
+    PT_TRY(pt_agree(s->world, st, NULL));
+    p->S = (int)c->ps_servers, p->W = s->world_size - p->S;
+    p->me_server = p->me_worker = -1;
+    p->server = malloc(sizeof(int) * (size_t)p->S);
+    p->worker = malloc(sizeof(int) * (size_t)p->W);
+    p->bounds = malloc(sizeof(int64_t) * (size_t)(p->S + 1));
+    const int npeer = s->world_size + 1;
+    p->req = malloc(sizeof(MPI_Request) * (size_t)npeer);
+    p->peer = malloc(sizeof(int) * (size_t)npeer);
+    int64_t *toff = malloc(sizeof(int64_t) * (size_t)(m->nparams + 1));
+    int64_t *tnum = malloc(sizeof(int64_t) * (size_t)(m->nparams + 1));
+    if (!p->server || !p->worker || !p->bounds || !p->req || !p->peer || !toff || !tnum)
+        st = PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the parameter-server tables");
+    if (st == PT_OK) {
+        for (int r = 0, k = 0, w = 0; r < s->world_size; r++) {
+            if (k < p->S && pt_ps_server_rank(k, p->S, s->world_size, pl) == r) {
+                if (r == s->world_rank) p->me_server = k;
+                p->server[k++] = r;
+            } else {
+                if (r == s->world_rank) p->me_worker = w;
+                p->worker[w++] = r;
+            }
+        }
+        for (int i = 0; i < m->nparams; i++) toff[i] = m->params[i].offset, tnum[i] = m->params[i].numel;
+        st = pt_ps_shard_keys(toff, tnum, m->nparams, m->numel, p->S, p->bounds);
+    }
+    free(toff), free(tnum);
+    if (st == PT_OK && p->me_server >= 0) {
+        const int64_t n = range_n(p, p->me_server);
+        if (!(p->stage = malloc(sizeof(float) * (size_t)(n * p->W + 1))))
+            st = PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the pushes of a server");
+    }
+    /* the optimizer state of the server's range only; a worker keeps none */
+    if (st == PT_OK)
+        st = p->me_server >= 0
+                 ? pt_train_make_optimizer(s, range_off(p, p->me_server), range_n(p, p->me_server))
+                 : pt_train_make_optimizer(s, 0, 0);
+    PT_TRY(pt_agree(s->world, st, NULL));
+    pt_watchdog_arm("MPI_Comm_dup", "the parameter server's communicator", -1);
+    const int rc = MPI_Comm_dup(s->world, &p->comm);
+    pt_watchdog_disarm();
+    if (rc != MPI_SUCCESS) p->comm = MPI_COMM_NULL;
+    st = rc == MPI_SUCCESS ? PT_OK : PT_ERR(PT_ERR_MPI, NULL, "MPI_Comm_dup failed for the parameter server");
+    PT_TRY(pt_agree(s->world, st, NULL));
+    if (!c->quiet && s->world_rank == 0) {
+        char sync[32];
+        snprintf(sync, sizeof sync, p->sync == PT_PS_BSP ? "bsp" : p->sync == PT_PS_ASP ? "asp" : "ssp:%d",
+                 p->bound);
+        pt_log_info("parameter server: %d server%s (%s), %d worker%s, %s; server 0 owns %lld of %lld "
+                    "parameters",
+                    p->S, p->S == 1 ? "" : "s", pl == PT_PS_SPREAD ? "spread" : "first", p->W,
+                    p->W == 1 ? "" : "s", sync, (long long)range_n(p, 0), (long long)m->numel);
+    }
+    s->wire = PT_WIRE_DENSE;
+    return PT_OK;
+}
+
+static pt_status ps_forward_backward(pt_train_state *s, bool have_rows, pt_step_report *r)
+{
+    const pt_train_config *c = s->cfg;
+    const pt_train_batch *b = &s->batch;
+    pt_model *m = &s->model;
+    r->loss_sum = 0.0;
+    r->status = PT_OK;
+    if (state_of(s)->me_worker < 0) return PT_OK; /* a server computes nothing */
+    pt_fwd_ctx ctx = {.train = 1, .seed = c->seed, .step = s->step, .row_offset = b->row_offset};
+    if (have_rows && b->rows > 0) {
+        pt_model_forward(m, b->x, (int)b->rows, &ctx);
+        r->loss_sum = pt_model_loss_backward(m, b->y, (int)b->rows, &ctx, 1.0f / (float)c->batch, NULL);
+        r->status = pt_model_status(m);
+    } else {
+        m->be->zero(m->g, sizeof(float) * (size_t)m->numel);
+    }
+    return PT_OK;
+}
+
+/* Push (BSP): workers send each server its slice; a server sums the W pushes in worker order. */
+static pt_status ps_sync(pt_train_state *s, pt_step_report *r)
+{
+    ps_state *p = state_of(s);
+    pt_model *m = &s->model;
+    const double t0 = pt_now();
+    int n = 0;
+    if (p->me_worker >= 0) {
+        for (int k = 0; k < p->S; k++) {
+            PT_MPI_CHECK(MPI_Isend(m->g + range_off(p, k), (int)range_n(p, k), MPI_FLOAT,
+                                   p->server[k], TAG_PUSH, p->comm, &p->req[n]));
+            p->peer[n++] = p->server[k];
+            r->bytes_sent += sizeof(float) * (uint64_t)range_n(p, k);
+        }
+        PT_TRY(pt_wait_bounded(n, p->req, p->peer, p->comm, "MPI_Isend",
+                               "a worker's gradient push to the servers"));
+    } else {
+        const int k = p->me_server;
+        const int64_t cnt = range_n(p, k);
+        for (int w = 0; w < p->W; w++) {
+            PT_MPI_CHECK(MPI_Irecv(p->stage + (int64_t)w * cnt, (int)cnt, MPI_FLOAT, p->worker[w],
+                                   TAG_PUSH, p->comm, &p->req[n]));
+            p->peer[n++] = p->worker[w];
+            r->bytes_recv += sizeof(float) * (uint64_t)cnt;
+        }
+        PT_TRY(pt_wait_bounded(n, p->req, p->peer, p->comm, "MPI_Irecv",
+                               "the workers' gradient pushes of a step (BSP)"));
+        /* the gradient of the global batch, summed in worker order */
+        float *g = m->g + range_off(p, k);
+        memcpy(g, p->stage, sizeof(float) * (size_t)cnt);
+        for (int w = 1; w < p->W; w++) {
+            const float *x = p->stage + (int64_t)w * cnt;
+            for (int64_t i = 0; i < cnt; i++) g[i] += x[i];
+        }
+    }
+    r->comm_wait_s = pt_now() - t0;
+    r->sent_elems = (double)m->numel;
+    p->bytes_sent += r->bytes_sent, p->bytes_recv += r->bytes_recv;
+    return PT_OK;
+}
+
+static pt_status ps_grad_sum_squares(pt_train_state *s, double *ss)
+{
+    ps_state *p = state_of(s);
+    double sum = 0.0;
+    if (p->me_server >= 0)
+        sum = s->model.be->sum_squares(s->model.g + range_off(p, p->me_server), range_n(p, p->me_server));
+    PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, &sum, 1, MPI_DOUBLE, MPI_SUM, s->world,
+                            "the gradient norm over the servers' ranges"));
+    *ss = sum;
+    return PT_OK;
+}
+
+static void ps_clip(pt_train_state *s, double norm, double max_norm)
+{
+    ps_state *p = state_of(s);
+    if (p->me_server < 0) return;
+    pt_clip_grad_scale(s->model.be, s->model.g + range_off(p, p->me_server), range_n(p, p->me_server),
+                       norm, max_norm);
+}
+
+/* The servers' ranges to every other rank: each rank's copy of the parameters whole again. */
+static pt_status broadcast_ranges(pt_train_state *s, const char *what)
+{
+    ps_state *p = state_of(s);
+    float *w = s->model.w;
+    int n = 0;
+    for (int k = 0; k < p->S; k++) {
+        if (k == p->me_server) continue;
+        PT_MPI_CHECK(MPI_Irecv(w + range_off(p, k), (int)range_n(p, k), MPI_FLOAT, p->server[k],
+                               TAG_PULL, p->comm, &p->req[n]));
+        p->peer[n++] = p->server[k];
+        p->bytes_recv += sizeof(float) * (uint64_t)range_n(p, k);
+    }
+    if (p->me_server >= 0) {
+        const int k = p->me_server;
+        for (int r = 0; r < s->world_size; r++) {
+            if (r == s->world_rank) continue;
+            PT_MPI_CHECK(MPI_Isend(w + range_off(p, k), (int)range_n(p, k), MPI_FLOAT, r, TAG_PULL,
+                                   p->comm, &p->req[n]));
+            p->peer[n++] = r;
+        }
+    }
+    return pt_wait_bounded(n, p->req, p->peer, p->comm, "MPI_Isend/MPI_Irecv", what);
+}
+
+static pt_status ps_update(pt_train_state *s, float lr)
+{
+    ps_state *p = state_of(s);
+    if (p->me_server >= 0) {
+        const int64_t off = range_off(p, p->me_server);
+        pt_optim_step(&s->opt, s->model.w + off, s->model.g + off, lr);
+    } else {
+        s->opt.t++; /* the update count, alike on every rank (a checkpoint attribute) */
+    }
+    return broadcast_ranges(s, "the parameters the servers updated (the workers' pull, BSP)");
+}
+
+static void ps_memory(const pt_train_state *s, pt_memory_bytes *mb)
+{
+    const ps_state *p = state_of(s);
+    memset(mb, 0, sizeof *mb);
+    mb->param = 4.0 * (double)s->model.numel;
+    mb->grad = mb->param + (p->me_server >= 0 ? 4.0 * (double)range_n(p, p->me_server) * p->W : 0.0);
+    mb->optim = 4.0 * (double)s->opt.n * s->opt.nstates;
+    mb->sharded_optim = 1;
+}
+
+static int ps_buckets(const pt_train_state *s)
+{
+    (void)s;
+    return 0;
+}
+
+static int ps_rank_states(pt_train_state *s, const char **names, float **data, int max)
+{
+    (void)s, (void)names, (void)data, (void)max;
+    return 0;
+}
+
+static void ps_reset_rank_states(pt_train_state *s) { (void)s; }
+
+/* max |w - w of rank 0| over ranks and elements: every copy is refreshed from the servers, so
+ * they agree bitwise. */
+static pt_status ps_replica_spread(pt_train_state *s, double *spread_out)
+{
+    const int64_t n = s->model.numel;
+    double spread = 0.0;
+    float *w = malloc(sizeof(float) * (size_t)(2 * n + 1));
+    if (!w) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory to compare the replicas");
+    memcpy(w, s->model.w, sizeof(float) * (size_t)n);
+    memcpy(w + n, w, sizeof(float) * (size_t)n);
+    pt_status st = pt_mpi_bcast(w + n, (int)n, MPI_FLOAT, 0, s->world,
+                                "rank 0's parameters, to compare the copies");
+    for (int64_t i = 0; i < n && st == PT_OK; i++) {
+        const double d = fabs((double)w[i] - (double)w[n + i]);
+        if (!(d <= spread)) spread = d == d ? d : INFINITY;
+    }
+    free(w);
+    PT_TRY(st);
+    PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, &spread, 1, MPI_DOUBLE, MPI_MAX, s->world,
+                            "the largest difference between the copies"));
+    *spread_out = spread;
+    return PT_OK;
+}
+
+/* Moves optimizer state between the servers' ranges and the checkpoint layout (rank r holds
+ * pt_shard_range(numel, world, r)): to_ckpt from the servers into ckpt_opt, else back. */
+static pt_status move_state(pt_train_state *s, bool to_ckpt)
+{
+    ps_state *p = state_of(s);
+    pt_optimizer *o = &s->opt, *c = &p->ckpt_opt;
+    const int64_t numel = s->model.numel;
+    const int world = s->world_size, me = s->world_rank;
+    for (int st = 0; st < o->nstates; st++) {
+        int n = 0;
+        /* this rank's checkpoint slice from (or to) every server overlapping it */
+        for (int k = 0; k < p->S; k++) {
+            const int64_t lo = range_off(p, k) > c->offset ? range_off(p, k) : c->offset;
+            const int64_t hi0 = range_off(p, k) + range_n(p, k), hi1 = c->offset + c->n;
+            const int64_t hi = hi0 < hi1 ? hi0 : hi1;
+            if (lo >= hi) continue;
+            float *dst = c->state[st] + (lo - c->offset);
+            if (k == p->me_server) { /* local part */
+                float *src = o->state[st] + (lo - o->offset);
+                if (to_ckpt) memcpy(dst, src, sizeof(float) * (size_t)(hi - lo));
+                else memcpy(src, dst, sizeof(float) * (size_t)(hi - lo));
+                continue;
+            }
+            if (to_ckpt)
+                PT_MPI_CHECK(MPI_Irecv(dst, (int)(hi - lo), MPI_FLOAT, p->server[k], TAG_STATE,
+                                       p->comm, &p->req[n]));
+            else
+                PT_MPI_CHECK(MPI_Isend(dst, (int)(hi - lo), MPI_FLOAT, p->server[k], TAG_STATE,
+                                       p->comm, &p->req[n]));
+            p->peer[n++] = p->server[k];
+        }
+        /* a server: its range to (or from) every other rank's checkpoint slice */
+        if (p->me_server >= 0) {
+            for (int r = 0; r < world; r++) {
+                if (r == me) continue;
+                int64_t so, sn;
+                pt_shard_range(numel, world, r, &so, &sn);
+                const int64_t lo = range_off(p, p->me_server) > so ? range_off(p, p->me_server) : so;
+                const int64_t hi0 = o->offset + o->n, hi = hi0 < so + sn ? hi0 : so + sn;
+                if (lo >= hi) continue;
+                float *src = o->state[st] + (lo - o->offset);
+                if (to_ckpt)
+                    PT_MPI_CHECK(MPI_Isend(src, (int)(hi - lo), MPI_FLOAT, r, TAG_STATE, p->comm,
+                                           &p->req[n]));
+                else
+                    PT_MPI_CHECK(MPI_Irecv(src, (int)(hi - lo), MPI_FLOAT, r, TAG_STATE, p->comm,
+                                           &p->req[n]));
+                p->peer[n++] = r;
+            }
+        }
+        PT_TRY(pt_wait_bounded(n, p->req, p->peer, p->comm, "MPI_Isend/MPI_Irecv",
+                               "optimizer state between the servers and the checkpoint layout"));
+    }
+    return PT_OK;
+}
+
+/* The checkpoint's optimizer: a stand-in in pt_shard_range layout (what pt_ckpt_save_dist and
+ * pt_ckpt_load_dist expect of world rank r), filled from the servers when saving. */
+static pt_status ps_ckpt_state(pt_train_state *s, bool save, pt_optimizer **opt)
+{
+    ps_state *p = state_of(s);
+    pt_status st = PT_OK;
+    if (!p->have_ckpt_opt) {
+        int64_t off, n;
+        pt_shard_range(s->model.numel, s->world_size, s->world_rank, &off, &n);
+        st = pt_optim_create(&p->ckpt_opt, &s->opt.cfg, s->model.be, n);
+        p->ckpt_opt.offset = off;
+        p->have_ckpt_opt = st == PT_OK;
+    }
+    PT_TRY(pt_agree(s->world, st, NULL));
+    if (save) {
+        PT_TRY(move_state(s, true));
+        p->ckpt_opt.t = s->opt.t;
+    }
+    *opt = &p->ckpt_opt;
+    return PT_OK;
+}
+
+/* After a load into the stand-in: the state back to the servers' ranges. */
+static pt_status ps_ckpt_loaded(pt_train_state *s)
+{
+    ps_state *p = state_of(s);
+    PT_TRY(move_state(s, false));
+    s->opt.t = p->ckpt_opt.t;
+    return PT_OK;
+}
+
+static void ps_teardown(pt_train_state *s)
+{
+    ps_state *p = state_of(s);
+    if (!p) return;
+    if (p->comm != MPI_COMM_NULL) MPI_Comm_free(&p->comm);
+    if (p->have_ckpt_opt) pt_optim_destroy(&p->ckpt_opt);
+    free(p->server), free(p->worker), free(p->bounds), free(p->stage), free(p->req), free(p->peer);
+    free(p);
+    s->strategy_state = NULL;
+}
+
+const pt_step_strategy pt_strategy_param_server = {
+    .name = "parameter server",
+    .setup = ps_setup,
+    .forward_backward = ps_forward_backward,
+    .sync = ps_sync,
+    .grad_sum_squares = ps_grad_sum_squares,
+    .clip = ps_clip,
+    .update = ps_update,
+    .memory = ps_memory,
+    .buckets = ps_buckets,
+    .rank_states = ps_rank_states,
+    .reset_rank_states = ps_reset_rank_states,
+    .replica_spread = ps_replica_spread,
+    .ckpt_state = ps_ckpt_state,
+    .ckpt_loaded = ps_ckpt_loaded,
+    .teardown = ps_teardown,
+};

@@ -1,0 +1,69 @@
+#!/bin/sh
+# Parameter server (issue 15; docs/ARCHITECTURE.md, "Parameter server").
+# BSP: S servers + W workers train as W data-parallel ranks with the same global batch. The
+# servers sum the W pushes in worker order; data parallel sums with its allreduce, so with W <= 2
+# the sums are the same floats (a + b = b + a) and the runs are bitwise equal; at W = 3 the order
+# may differ: per-step loss within 1e-5 relative, parameters and optimizer state within 1e-5
+# (pt-ckpt diff), the end record's param_norm within 1e-5 relative. Measured differences are
+# printed.
+. "${srcdir:-.}/tests/lib.sh"
+need_data
+common="--data $DATA --model mlp:784-64-32-10 --batch 60 --max-steps 30 --optimizer momentum
+        --lr 0.05 --dropout 0.1 --log-every 1 --eval-every 1000 --quiet true --seed 7"
+end_field() { grep '"event": "end"' "$1" | sed "s/.*\"$2\": \([^,}]*\).*/\1/"; }
+compare() { # compare A B TOL: losses, end record, checkpoints
+    a=$1 b=$2 tol=$3
+    train_field "$WORK/$a.jsonl" loss >"$WORK/l-$a"
+    train_field "$WORK/$b.jsonl" loss >"$WORK/l-$b"
+    paste "$WORK/l-$a" "$WORK/l-$b" | awk -v n="$a vs $b" -v t="$tol" '
+        { d = $1 - $2; if (d < 0) d = -d; r = d / ($1 > 1e-3 ? $1 : 1e-3); if (r > w) w = r }
+        END { printf "%s: loss max rel diff %.2e over %d steps; ", n, w, NR; exit (w <= t && NR == 30) ? 0 : 1 }' ||
+        fail "loss trajectory $a vs $b"
+    for f in param_norm param_probe; do
+        x=$(end_field "$WORK/$a.jsonl" $f) y=$(end_field "$WORK/$b.jsonl" $f)
+        awk -v x="$x" -v y="$y" -v t="$tol" -v f=$f 'BEGIN { d = x - y; if (d < 0) d = -d; s = x < 0 ? -x : x;
+            printf "%s %s/%s; ", f, x, y; exit d <= t * (s > 1 ? s : 1) ? 0 : 1 }' || fail "$f $a vs $b"
+    done
+    "$PT_CKPT" diff "$WORK/$a" "$WORK/$b" --tol "$tol" >"$WORK/diff-$a-$b" ||
+        { cat "$WORK/diff-$a-$b"; fail "checkpoints $a vs $b"; }
+    tail -1 "$WORK/diff-$a-$b"
+}
+
+# ---- BSP = data parallel, S in {1, 2}, W in {1, 2, 3}
+for W in 1 2 3; do
+    train_run dp$W $W
+    for S in 1 2; do
+        [ $S = 2 ] && [ $W = 1 ] && continue # the fast subset: S=2 at W = 2, 3
+        train_run ps$S-w$W $((S + W)) --ps-servers $S
+        tol=0; [ $W = 3 ] && tol=1e-5
+        compare dp$W ps$S-w$W $tol
+    done
+done
+train_run ps2-w2-spread 4 --ps-servers 2 --ps-placement spread --optimizer adam --lr 0.002
+train_run dp2-adam 2 --optimizer adam --lr 0.002
+compare dp2-adam ps2-w2-spread 0
+pass "BSP parameter server = data parallel (S 1, 2; W 1, 2, 3; momentum and adam; placement first and spread)"
+
+# ---- checkpoints: PS -> DP -> PS, and a bitwise resume under BSP
+train_run ps-a 3 --ps-servers 1 --stop-at 10
+train_run dp-b 2 --resume "$WORK/ps-a" --stop-at 20
+train_run ps-c 4 --ps-servers 2 --resume "$WORK/dp-b"
+"$PT_CKPT" diff "$WORK/dp2" "$WORK/ps-c" --tol 0 >"$WORK/diff-trip" || { cat "$WORK/diff-trip"; fail "round trip"; }
+[ "$(end_field "$WORK/ps-c.jsonl" param_norm)" = "$(end_field "$WORK/dp2.jsonl" param_norm)" ] || fail "round trip: param_norm"
+tail -1 "$WORK/diff-trip"
+pass "checkpoint round trip PS (S 1) -> DP -> PS (S 2) equals uninterrupted data parallel"
+train_run ps-r1 5 --ps-servers 2 --stop-at 13
+cp -r "$WORK/ps-r1" "$WORK/ps-r2"
+train_run ps-r2 5 --ps-servers 2 --resume "$WORK/ps-r2"
+"$PT_CKPT" diff "$WORK/ps2-w3" "$WORK/ps-r2" --tol 0 >"$WORK/diff-resume" || { cat "$WORK/diff-resume"; fail "resume"; }
+pass "BSP resume at step 13 is bitwise the uninterrupted run ($(tail -1 "$WORK/diff-resume"))"
+
+# ---- bad input: one message, non-zero exit on every rank, no hang (2 ranks)
+small="--data $DATA --model mlp:784-16-10 --batch 20 --max-steps 2 --quiet true"
+expect_error ps-s-ge-world 2 "leaves no worker" train $small --ps-servers 2
+expect_error ps-sync-no-servers 2 "needs parameter servers" train $small --ps-sync asp
+expect_error ps-with-tp 2 "does not combine with tensor or pipeline" train $small --ps-servers 1 --tp 2
+expect_error ps-with-pp 2 "does not combine with tensor or pipeline" train $small --ps-servers 1 --pp 2
+expect_error ps-sync-unknown 2 "unknown --ps-sync 'foo'" train $small --ps-servers 1 --ps-sync foo
+expect_error ps-ssp-bad 2 "unknown --ps-sync 'ssp:-1'" train $small --ps-servers 1 --ps-sync ssp:-1
+expect_error ps-placement 2 "unknown --ps-placement" train $small --ps-servers 1 --ps-placement last
