@@ -67,3 +67,42 @@ expect_error ps-with-pp 2 "does not combine with tensor or pipeline" train $smal
 expect_error ps-sync-unknown 2 "unknown --ps-sync 'foo'" train $small --ps-servers 1 --ps-sync foo
 expect_error ps-ssp-bad 2 "unknown --ps-sync 'ssp:-1'" train $small --ps-servers 1 --ps-sync ssp:-1
 expect_error ps-placement 2 "unknown --ps-placement" train $small --ps-servers 1 --ps-placement last
+
+# ---- SSP with a straggler: world rank 2 (worker 1 of 3, one server) sleeps 40 ms per step.
+# Every worker's per-step log (--metrics PATH: PATH.worker<w>) records the clock it computed at
+# and the smallest clock of all workers' pushes included in the parameters it computed on
+# (min_clock, from the servers' replies); the bound is min_clock >= clock - s. With s > 0 some
+# step must use the slack (min_clock < clock), else the test proves nothing.
+common="--data $DATA --model mlp:784-64-32-10 --batch 60 --max-steps 40 --optimizer sgd
+        --lr 0.1 --log-every 1 --eval-every 1000 --quiet true --seed 7"
+export PT_FAULT_INJECT=slow:2:40
+for s in 0 1 3; do
+    train_run ssp$s 4 --ps-servers 1 --ps-sync ssp:$s
+    cat "$WORK/ssp$s.jsonl.worker"* | sed 's/.*"clock": \([0-9]*\), "min_clock": \([0-9]*\).*/\1 \2/' |
+        awk -v s=$s '{ n++; if ($2 < $1 - s) bad++; if ($1 - $2 > used) used = $1 - $2 }
+            END { printf "ssp:%d: %d worker steps, %d beyond the bound, largest clock - min_clock %d\n", s, n, bad, used;
+                  exit (n == 120 && bad == 0 && (s == 0 || used >= 1)) ? 0 : 1 }' ||
+        fail "ssp:$s: the staleness bound was broken (or never used)"
+done
+unset PT_FAULT_INJECT
+train_run bsp-sgd 4 --ps-servers 1
+train_field "$WORK/bsp-sgd.jsonl" loss >/dev/null
+"$PT_CKPT" diff "$WORK/bsp-sgd" "$WORK/ssp0" --tol 1e-5 >"$WORK/diff-ssp0" || { cat "$WORK/diff-ssp0"; fail "ssp:0 vs bsp"; }
+pass "SSP s = 0, 1, 3 keep the bound under a straggler; ssp:0 = BSP with SGD ($(tail -1 "$WORK/diff-ssp0"))"
+
+# ---- ASP with a straggler (world rank 2 sleeps 40 ms per step): training still works (test
+# accuracy >= 0.5 after 100 steps; the untrained model is at ~0.1, BSP reaches ~0.65), the fast workers do not
+# wait for it (their samples/s at least 1.5x the straggler's), and the staleness histogram has
+# at least three non-empty bins.
+export PT_FAULT_INJECT=slow:2:40
+train_run asp 4 --ps-servers 1 --ps-sync asp --max-steps 100
+unset PT_FAULT_INJECT
+acc=$(grep '"event": "end"' "$WORK/asp.jsonl" | sed 's/.*"test_accuracy": \([^,]*\).*/\1/')
+ps=$(grep '"event": "ps"' "$WORK/asp.jsonl")
+hist=$(echo "$ps" | sed 's/.*"staleness_hist": \[\([^]]*\)\].*/\1/')
+sps=$(echo "$ps" | sed 's/.*"worker_samples_per_s": \[\([^]]*\)\].*/\1/')
+echo "asp: test accuracy $acc, staleness histogram [$hist], worker samples/s [$sps]"
+awk -v a="$acc" 'BEGIN { exit a >= 0.5 ? 0 : 1 }' || fail "asp: test accuracy $acc < 0.5"
+echo "$hist" | tr ',' '\n' | awk '$1 > 0 { n++ } END { exit n >= 3 ? 0 : 1 }' || fail "asp: staleness histogram [$hist] is trivial"
+echo "$sps" | tr ',' ' ' | awk '{ exit ($1 >= 1.5 * $2 && $3 >= 1.5 * $2) ? 0 : 1 }' || fail "asp: fast workers waited for the straggler ($sps)"
+pass "ASP trains with a straggler (test accuracy $acc), staleness histogram non-trivial"

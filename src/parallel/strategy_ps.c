@@ -20,12 +20,19 @@
 
 #include "paratrain/agree.h"
 #include "paratrain/ckpt.h"
+#include "paratrain/fault.h"
 #include "paratrain/log.h"
 #include "paratrain/ps.h"
 #include "paratrain/strategy.h"
 #include "paratrain/watchdog.h"
 
-enum { TAG_PUSH = 4101, TAG_PULL = 4102, TAG_STATE = 4103 };
+enum { TAG_PUSH = 4101, TAG_PULL = 4102, TAG_STATE = 4103, TAG_HDR = 4104, TAG_RHDR = 4105 };
+
+/* ASP/SSP message headers (int64): a worker's push or its end, and a server's reply */
+enum { H_KIND, H_WORKER, H_CLOCK, H_VERSION, H_LR, H_LAST, H_LEN };
+enum { K_PUSH = 1, K_DONE = 2 };
+enum { R_VERSION, R_MIN_CLOCK, R_LEN };
+#define PS_HIST 64 /* staleness histogram bins; the last one counts everything beyond */
 
 typedef struct {
     pt_ps_sync sync;
@@ -42,6 +49,17 @@ typedef struct {
     uint64_t bytes_sent, bytes_recv;
     pt_optimizer ckpt_opt;  /* checkpoint stand-in: pt_shard_range(numel, world, rank) layout */
     bool have_ckpt_opt;
+    /* ASP / SSP (ps_async.c) */
+    int64_t version;        /* server: updates applied to its range in this run */
+    int64_t (*hdr)[H_LEN];  /* worker: one push header per server */
+    int64_t (*rhdr)[R_LEN]; /* worker: one reply header per server; server: one per worker */
+    int64_t *seen_version;  /* worker: the version of each server's range it computes on */
+    int64_t *clock, *want;  /* server: pushes received per worker; the clock a worker waits for */
+    float *reply;           /* server: per worker, the range as sent (sends stay in flight) */
+    MPI_Request *reply_req; /* server: 2 per worker */
+    uint64_t hist[PS_HIST]; /* server: staleness of the pushes it applied */
+    int64_t max_stale, pushes;
+    double busy_s, serve_s;
 } ps_state;
 
 static ps_state *state_of(const pt_train_state *s) { return (ps_state *)s->strategy_state; }
@@ -100,8 +118,10 @@ static pt_status ps_setup(pt_train_state *s)
         st = PT_ERR(PT_ERR_ARG, "train models without batch norm with --ps-servers",
                     "batch-norm running statistics live on the workers, not on the servers that "
                     "hold the parameters; '%s' has batch norm", c->model);
-    if (st == PT_OK && p->sync != PT_PS_BSP)
-        st = PT_ERR(PT_ERR_ARG, "use --ps-sync bsp", "--ps-sync %s is not built yet", c->ps_sync);
+    if (st == PT_OK && p->sync != PT_PS_BSP && c->clip_norm > 0)
+        st = PT_ERR(PT_ERR_ARG, "drop --clip-norm, or use --ps-sync bsp",
+                    "--ps-sync %s applies each worker's gradient on its own: there is no global "
+                    "gradient to clip", c->ps_sync);
     PT_TRY(pt_agree(s->world, st, NULL));
     p->S = (int)c->ps_servers, p->W = s->world_size - p->S;
     p->me_server = p->me_worker = -1;
@@ -396,7 +416,10 @@ static pt_status ps_ckpt_state(pt_train_state *s, bool save, pt_optimizer **opt)
     PT_TRY(pt_agree(s->world, st, NULL));
     if (save) {
         PT_TRY(move_state(s, true));
-        p->ckpt_opt.t = s->opt.t;
+        /* updates taken: a collective attribute, so world rank 0's (always a server) */
+        int64_t t = s->opt.t;
+        PT_TRY(pt_mpi_bcast(&t, 1, MPI_INT64_T, 0, s->world, "the optimizer's update count"));
+        p->ckpt_opt.t = t;
     }
     *opt = &p->ckpt_opt;
     return PT_OK;
@@ -408,6 +431,7 @@ static pt_status ps_ckpt_loaded(pt_train_state *s)
     ps_state *p = state_of(s);
     PT_TRY(move_state(s, false));
     s->opt.t = p->ckpt_opt.t;
+    p->version = 0;
     return PT_OK;
 }
 
@@ -418,8 +442,279 @@ static void ps_teardown(pt_train_state *s)
     if (p->comm != MPI_COMM_NULL) MPI_Comm_free(&p->comm);
     if (p->have_ckpt_opt) pt_optim_destroy(&p->ckpt_opt);
     free(p->server), free(p->worker), free(p->bounds), free(p->stage), free(p->req), free(p->peer);
+    free(p->hdr), free(p->rhdr), free(p->seen_version), free(p->clock), free(p->want);
+    free(p->reply), free(p->reply_req);
     free(p);
     s->strategy_state = NULL;
+}
+
+/* ---- ASP and SSP: no lockstep. Workers compute, push (with the clock, i.e. the step, and the
+ * server version they computed on) and wait for their pull; servers apply each push when it
+ * arrives (one optimizer step per push) and answer a worker's pull for clock c at once (ASP) or
+ * once every worker has pushed clock c - s - 1 (SSP: min clock >= c - s). The pull request rides
+ * on the push, so a server never applies another push between "allowed" and "answered". */
+
+static pt_status async_alloc(pt_train_state *s, ps_state *p)
+{
+    const int64_t n = p->me_server >= 0 ? range_n(p, p->me_server) : 0;
+    p->hdr = calloc((size_t)p->S, sizeof *p->hdr);
+    p->rhdr = calloc((size_t)(p->S > p->W ? p->S : p->W), sizeof *p->rhdr);
+    p->seen_version = calloc((size_t)p->S, sizeof(int64_t));
+    p->clock = calloc((size_t)p->W, sizeof(int64_t));
+    p->want = calloc((size_t)p->W, sizeof(int64_t));
+    p->reply = malloc(sizeof(float) * (size_t)(n * p->W + 1));
+    p->reply_req = malloc(sizeof(MPI_Request) * (size_t)(2 * p->W));
+    if (!p->hdr || !p->rhdr || !p->seen_version || !p->clock || !p->want || !p->reply || !p->reply_req)
+        return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the asynchronous parameter server");
+    for (int i = 0; i < 2 * p->W; i++) p->reply_req[i] = MPI_REQUEST_NULL;
+    for (int w = 0; w < p->W; w++) p->clock[w] = s->step, p->want[w] = -1;
+    memset(p->hist, 0, sizeof p->hist);
+    p->version = p->max_stale = p->pushes = 0;
+    p->busy_s = p->serve_s = 0.0;
+    return PT_OK;
+}
+
+static int64_t min_clock(const ps_state *p)
+{
+    int64_t m = INT64_MAX;
+    for (int w = 0; w < p->W; w++)
+        if (p->clock[w] < m) m = p->clock[w];
+    return m;
+}
+
+/* Server: answers the pulls the consistency model allows now. */
+static pt_status answer_pulls(pt_train_state *s, ps_state *p)
+{
+    const int64_t mc = min_clock(p), off = range_off(p, p->me_server), n = range_n(p, p->me_server);
+    for (int w = 0; w < p->W; w++) {
+        if (p->want[w] < 0) continue;
+        /* SSP: computing at clock c needs every update of clocks <= c - s - 1 */
+        if (p->sync == PT_PS_SSP && mc < p->want[w] - p->bound) continue;
+        PT_TRY(pt_wait_bounded(2, p->reply_req + 2 * w, NULL, p->comm, "MPI_Isend",
+                               "the previous reply to a worker"));
+        float *buf = p->reply + (int64_t)w * n;
+        memcpy(buf, s->model.w + off, sizeof(float) * (size_t)n);
+        p->rhdr[w][R_VERSION] = p->version, p->rhdr[w][R_MIN_CLOCK] = mc;
+        PT_MPI_CHECK(MPI_Isend(p->rhdr[w], R_LEN, MPI_INT64_T, p->worker[w], TAG_RHDR, p->comm,
+                               &p->reply_req[2 * w]));
+        PT_MPI_CHECK(MPI_Isend(buf, (int)n, MPI_FLOAT, p->worker[w], TAG_PULL, p->comm,
+                               &p->reply_req[2 * w + 1]));
+        p->bytes_sent += sizeof(float) * (uint64_t)n;
+        p->want[w] = -1;
+    }
+    return PT_OK;
+}
+
+/* Server: serves pushes until every worker has said it is done. */
+static pt_status serve(pt_train_state *s, ps_state *p)
+{
+    const int64_t off = range_off(p, p->me_server), n = range_n(p, p->me_server);
+    const double t_start = pt_now();
+    int64_t h[H_LEN];
+    MPI_Request hreq;
+    int done = 0;
+    PT_MPI_CHECK(MPI_Irecv(h, H_LEN, MPI_INT64_T, MPI_ANY_SOURCE, TAG_HDR, p->comm, &hreq));
+    while (done < p->W) {
+        PT_TRY(pt_wait_bounded(1, &hreq, NULL, p->comm, "MPI_Irecv",
+                               "the next push from any worker (asynchronous parameter server)"));
+        const double t0 = pt_now();
+        int64_t hd[H_LEN];
+        memcpy(hd, h, sizeof hd);
+        const int w = (int)hd[H_WORKER];
+        if (w < 0 || w >= p->W)
+            return PT_ERR(PT_ERR_INTERNAL, NULL, "a push names worker %d of %d", w, p->W);
+        if (hd[H_KIND] == K_DONE) {
+            done++;
+            p->clock[w] = INT64_MAX; /* holds no one back any more */
+        } else {
+            int peer = p->worker[w];
+            PT_MPI_CHECK(MPI_Irecv(p->stage, (int)n, MPI_FLOAT, peer, TAG_PUSH, p->comm, &p->req[0]));
+            PT_TRY(pt_wait_bounded(1, p->req, &peer, p->comm, "MPI_Irecv", "a worker's gradient push"));
+            p->bytes_recv += sizeof(float) * (uint64_t)n;
+            const int64_t stale = p->version - hd[H_VERSION];
+            p->hist[stale < PS_HIST - 1 ? (stale < 0 ? 0 : stale) : PS_HIST - 1]++;
+            if (stale > p->max_stale) p->max_stale = stale;
+            float lr;
+            memcpy(&lr, &hd[H_LR], sizeof lr);
+            pt_optim_step(&s->opt, s->model.w + off, p->stage, lr);
+            p->version++, p->pushes++;
+            p->clock[w] = hd[H_CLOCK] + 1;
+            p->want[w] = hd[H_LAST] ? -1 : hd[H_CLOCK] + 1;
+        }
+        PT_TRY(answer_pulls(s, p));
+        if (done < p->W)
+            PT_MPI_CHECK(MPI_Irecv(h, H_LEN, MPI_INT64_T, MPI_ANY_SOURCE, TAG_HDR, p->comm, &hreq));
+        p->busy_s += pt_now() - t0;
+    }
+    PT_TRY(pt_wait_bounded(2 * p->W, p->reply_req, NULL, p->comm, "MPI_Isend",
+                           "the last replies to the workers"));
+    p->serve_s = pt_now() - t_start;
+    return PT_OK;
+}
+
+/* Worker: sends header (and gradient) to every server; unless last or done, receives each
+ * server's reply straight into the parameters. */
+static pt_status exchange(pt_train_state *s, ps_state *p, int kind, int64_t clock, float lr,
+                          bool last, int64_t *mc)
+{
+    float *w = s->model.w, *g = s->model.g;
+    const bool reply = kind == K_PUSH && !last;
+    int n = 0;
+    for (int k = 0; k < p->S; k++) {
+        if (reply) {
+            PT_MPI_CHECK(MPI_Irecv(p->rhdr[k], R_LEN, MPI_INT64_T, p->server[k], TAG_RHDR, p->comm,
+                                   &p->req[n]));
+            p->peer[n++] = p->server[k];
+            PT_MPI_CHECK(MPI_Irecv(w + range_off(p, k), (int)range_n(p, k), MPI_FLOAT, p->server[k],
+                                   TAG_PULL, p->comm, &p->req[n]));
+            p->peer[n++] = p->server[k];
+        }
+        int64_t *h = p->hdr[k];
+        h[H_KIND] = kind, h[H_WORKER] = p->me_worker, h[H_CLOCK] = clock;
+        h[H_VERSION] = p->seen_version[k], h[H_LAST] = last;
+        h[H_LR] = 0;
+        memcpy(&h[H_LR], &lr, sizeof lr);
+        PT_MPI_CHECK(MPI_Isend(h, H_LEN, MPI_INT64_T, p->server[k], TAG_HDR, p->comm, &p->req[n]));
+        p->peer[n++] = p->server[k];
+        if (kind == K_PUSH) {
+            PT_MPI_CHECK(MPI_Isend(g + range_off(p, k), (int)range_n(p, k), MPI_FLOAT, p->server[k],
+                                   TAG_PUSH, p->comm, &p->req[n]));
+            p->peer[n++] = p->server[k];
+            p->bytes_sent += sizeof(float) * (uint64_t)range_n(p, k);
+        }
+    }
+    PT_TRY(pt_wait_bounded(n, p->req, p->peer, p->comm, "MPI_Isend/MPI_Irecv",
+                           kind == K_PUSH ? "a worker's push and pull (asynchronous parameter server)"
+                                          : "a worker's end of training"));
+    *mc = INT64_MAX;
+    for (int k = 0; reply && k < p->S; k++) {
+        p->seen_version[k] = p->rhdr[k][R_VERSION];
+        if (p->rhdr[k][R_MIN_CLOCK] < *mc) *mc = p->rhdr[k][R_MIN_CLOCK];
+        p->bytes_recv += sizeof(float) * (uint64_t)range_n(p, k);
+    }
+    return PT_OK;
+}
+
+/* Worker: its steps, one log line each (--metrics PATH: PATH.worker<w>). */
+static pt_status work(pt_train_state *s, ps_state *p, int64_t end, volatile const sig_atomic_t *preempt,
+                      bool *stopped, double *samples)
+{
+    const pt_train_config *c = s->cfg;
+    FILE *log = NULL;
+    if (c->metrics[0]) {
+        char path[PT_PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s.worker%d", c->metrics, p->me_worker);
+        if (!(log = fopen(path, c->resume[0] ? "a" : "w")))
+            return PT_ERR(PT_ERR_IO, "check --metrics", "cannot write the worker log '%s'", path);
+    }
+    pt_status st = PT_OK;
+    int64_t mc = s->step; /* every worker starts from the same parameters */
+    const int64_t first = s->step;
+    const double t_start = pt_now();
+    while (s->step < end && st == PT_OK) {
+        if (*preempt) {
+            *stopped = true;
+            break;
+        }
+        const double t0 = pt_now();
+        pt_fault_delay("step-delay", s->world_rank);
+        pt_fault_slow(s->world_rank); /* PT_FAULT_INJECT=slow:RANK:MS: a straggler */
+        st = pt_train_read_batch(s);
+        pt_step_report r = {0};
+        if (st == PT_OK) st = ps_forward_backward(s, true, &r);
+        if (st == PT_OK && r.status != PT_OK) st = r.status;
+        const double loss = r.loss_sum / (double)s->batch.rows;
+        if (st == PT_OK && !isfinite(loss))
+            st = PT_ERR(PT_ERR_DATA, "lower --lr", "training diverged on worker %d: loss %g at step %lld",
+                        p->me_worker, loss, (long long)s->step);
+        const int64_t clock = s->step, bound_mc = mc;
+        const double t1 = pt_now();
+        if (st == PT_OK)
+            st = exchange(s, p, K_PUSH, clock, pt_schedule_lr(&s->sched, clock), clock + 1 == end, &mc);
+        const double t2 = pt_now();
+        if (log && st == PT_OK)
+            fprintf(log,
+                    "{\"event\": \"ps_step\", \"worker\": %d, \"rank\": %d, \"step\": %lld, "
+                    "\"clock\": %lld, \"min_clock\": %lld, \"bound\": %d, \"sync\": \"%s\", "
+                    "\"loss\": %.6f, \"compute_s\": %.6f, \"wait_s\": %.6f, \"time_s\": %.4f}\n",
+                    p->me_worker, s->world_rank, (long long)clock, (long long)clock,
+                    (long long)bound_mc, p->sync == PT_PS_SSP ? p->bound : -1,
+                    p->sync == PT_PS_SSP ? "ssp" : "asp", loss, t1 - t0, t2 - t1, t2 - t_start);
+        if (st == PT_OK) s->step++;
+    }
+    if (log) fclose(log);
+    *samples = (double)s->batch.rows * (double)(s->step - first) / (pt_now() - t_start + 1e-12);
+    PT_TRY(st);
+    int64_t unused;
+    return exchange(s, p, K_DONE, s->step, 0.0f, true, &unused);
+}
+
+static pt_status ps_run_steps(pt_train_state *s, int64_t end, volatile const sig_atomic_t *preempt,
+                              bool *preempted, pt_train_progress *prog)
+{
+    ps_state *p = state_of(s);
+    const int64_t start = s->step;
+    const double t0 = pt_now();
+    PT_TRY(async_alloc(s, p));
+    bool stopped = false;
+    double samples = 0.0;
+    if (p->me_server >= 0) PT_TRY(serve(s, p));
+    else PT_TRY(work(s, p, end, preempt, &stopped, &samples));
+    /* together again: the step the run reached (the slowest worker's when preempted), the
+     * parameters whole on every rank, the run's statistics */
+    int64_t st[2] = {p->me_worker >= 0 ? s->step : INT64_MAX, stopped ? 1 : 0};
+    PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, &st[0], 1, MPI_INT64_T, MPI_MIN, s->world,
+                            "the step the asynchronous run reached"));
+    PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, &st[1], 1, MPI_INT64_T, MPI_MAX, s->world,
+                            "whether a worker was preempted"));
+    s->step = st[0];
+    *preempted = st[1] > 0;
+    PT_TRY(broadcast_ranges(s, "the servers' final parameters (asynchronous run)"));
+    double stats[PS_HIST + 6];
+    for (int i = 0; i < PS_HIST; i++) stats[i] = (double)p->hist[i];
+    stats[PS_HIST] = (double)p->pushes;
+    stats[PS_HIST + 1] = p->serve_s > 0 ? p->busy_s / p->serve_s : 0.0;
+    stats[PS_HIST + 2] = (double)p->bytes_sent;
+    stats[PS_HIST + 3] = (double)p->bytes_recv;
+    stats[PS_HIST + 4] = samples;
+    stats[PS_HIST + 5] = (double)p->max_stale;
+    PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, stats, PS_HIST + 5, MPI_DOUBLE, MPI_SUM, s->world,
+                            "the parameter servers' statistics"));
+    PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, &stats[PS_HIST + 5], 1, MPI_DOUBLE, MPI_MAX, s->world,
+                            "the largest staleness"));
+    double *per = malloc(sizeof(double) * (size_t)s->world_size);
+    if (!per) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the workers' throughput");
+    pt_status rc = pt_mpi_allgather(&samples, 1, MPI_DOUBLE, per, s->world, "the workers' samples/s");
+    if (rc == PT_OK) {
+        char hist[PS_HIST * 12], sps[1024];
+        int last = 0, o = 0;
+        for (int i = 0; i < PS_HIST; i++)
+            if (stats[i] > 0) last = i;
+        for (int i = 0; i <= last; i++)
+            o += snprintf(hist + o, sizeof hist - (size_t)o, "%s%.0f", i ? ", " : "", stats[i]);
+        o = 0;
+        for (int w = 0; w < p->W && o < (int)sizeof sps - 32; w++)
+            o += snprintf(sps + o, sizeof sps - (size_t)o, "%s%.1f", w ? ", " : "", per[p->worker[w]]);
+        /* per server: pushes / S; busy: the servers' mean fraction of their serving time */
+        pt_metrics_write(&s->metrics, "ps",
+                         "\"step\": %lld, \"sync\": \"%s\", \"bound\": %d, \"servers\": %d, "
+                         "\"workers\": %d, \"pushes_applied\": %.0f, \"staleness_hist\": [%s], "
+                         "\"staleness_max\": %.0f, \"server_busy_fraction\": %.4f, "
+                         "\"push_bytes\": %.0f, \"pull_bytes\": %.0f, \"worker_samples_per_s\": [%s]",
+                         (long long)s->step, p->sync == PT_PS_SSP ? "ssp" : "asp",
+                         p->sync == PT_PS_SSP ? p->bound : -1, p->S, p->W, stats[PS_HIST], hist,
+                         stats[PS_HIST + 5], stats[PS_HIST + 1] / p->S, stats[PS_HIST + 3] / 2,
+                         stats[PS_HIST + 2] / 2, sps);
+        if (!s->cfg->quiet && s->world_rank == 0)
+            pt_log_info("parameter server (%s): %.0f pushes applied, staleness histogram [%s], "
+                        "servers busy %.0f%%",
+                        s->cfg->ps_sync, stats[PS_HIST], hist, 100.0 * stats[PS_HIST + 1] / p->S);
+    }
+    free(per);
+    PT_TRY(rc);
+    prog->train_time = pt_now() - t0;
+    prog->start_step = start;
+    return PT_OK;
 }
 
 const pt_step_strategy pt_strategy_param_server = {
@@ -437,5 +732,24 @@ const pt_step_strategy pt_strategy_param_server = {
     .replica_spread = ps_replica_spread,
     .ckpt_state = ps_ckpt_state,
     .ckpt_loaded = ps_ckpt_loaded,
+    .teardown = ps_teardown,
+};
+
+const pt_step_strategy pt_strategy_param_server_async = {
+    .name = "parameter server (asynchronous)",
+    .setup = ps_setup,
+    .forward_backward = ps_forward_backward,
+    .sync = ps_sync,
+    .grad_sum_squares = ps_grad_sum_squares,
+    .clip = ps_clip,
+    .update = ps_update,
+    .memory = ps_memory,
+    .buckets = ps_buckets,
+    .rank_states = ps_rank_states,
+    .reset_rank_states = ps_reset_rank_states,
+    .replica_spread = ps_replica_spread,
+    .ckpt_state = ps_ckpt_state,
+    .ckpt_loaded = ps_ckpt_loaded,
+    .run_steps = ps_run_steps,
     .teardown = ps_teardown,
 };

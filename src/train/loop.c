@@ -42,6 +42,19 @@ static pt_status run(pt_train_state *s, pt_train_result *res)
         res->finished_before = 1;
         return PT_OK;
     }
+    if (strat->run_steps) { /* the strategy's own, non-lockstep steps (parameter server ASP/SSP) */
+        bool preempted = false;
+        PT_TRY(strat->run_steps(s, end, &preempt_signal, &preempted, &p));
+        if (preempted) {
+            pt_log_info("preempted (signal received) after step %lld: %s", (long long)s->step,
+                        c->ckpt_dir[0] ? "writing a checkpoint" : "no --ckpt-dir, nothing saved");
+            if (c->ckpt_dir[0]) PT_TRY(pt_train_save_checkpoint(s, res->checkpoint));
+            res->preempted = 1;
+            res->steps = s->step;
+            res->train_seconds = p.train_time;
+            return PT_OK;
+        }
+    }
     while (s->step < end && !stop) {
         pt_fault_stop_point("step", s->step); /* PT_FAULT_STOP=R:STEP:step (tests/test_hang.sh) */
         pt_fault_delay("step-delay", s->world_rank); /* test hook: a wider window for signals */
@@ -164,7 +177,8 @@ static pt_status setup(pt_train_state *s)
     PT_TRY(pt_train_check_data_options(s));
     if (c->ps_servers > 0) { /* parameter server: workers share the batch, servers hold none */
         PT_TRY(pt_ps_batch_share(s));
-        s->strategy = &pt_strategy_param_server;
+        s->strategy = c->ps_sync[0] && strcmp(c->ps_sync, "bsp") ? &pt_strategy_param_server_async
+                                                                 : &pt_strategy_param_server;
     } else {
         pt_batch_share(c->batch, s->dp_rank, s->dp_size, &s->batch.row_offset, &s->batch.rows);
         s->strategy = &pt_strategy_data_parallel;
