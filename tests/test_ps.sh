@@ -106,3 +106,34 @@ awk -v a="$acc" 'BEGIN { exit a >= 0.5 ? 0 : 1 }' || fail "asp: test accuracy $a
 echo "$hist" | tr ',' '\n' | awk '$1 > 0 { n++ } END { exit n >= 3 ? 0 : 1 }' || fail "asp: staleness histogram [$hist] is trivial"
 echo "$sps" | tr ',' ' ' | awk '{ exit ($1 >= 1.5 * $2 && $3 >= 1.5 * $2) ? 0 : 1 }' || fail "asp: fast workers waited for the straggler ($sps)"
 pass "ASP trains with a straggler (test accuracy $acc), staleness histogram non-trivial"
+
+# ---- preemption under BSP: SIGTERM on a worker (world rank 2) in the validation after step 10;
+# every rank stops after step 11 with a checkpoint and exit 75; the resume ends bitwise where
+# the uninterrupted run does.
+common="--data $DATA --model mlp:784-64-32-10 --batch 60 --max-steps 30 --optimizer momentum
+        --lr 0.05 --dropout 0.1 --log-every 1 --eval-every 10 --quiet true --seed 7"
+train_run pre-full 4 --ps-servers 1
+set +e
+PT_FAULT_INJECT=signal-in-eval:10@2 mpirun_t 4 120 -x PT_FAULT_INJECT "$PARATRAIN" train $common \
+    --ps-servers 1 --ckpt-dir "$WORK/pre" --metrics "$WORK/pre.jsonl" >"$WORK/pre.out" 2>&1
+rc=$?
+set -e
+[ $rc = 75 ] || { cat "$WORK/pre.out"; fail "preemption: exit $rc, expected 75"; }
+train_run pre 4 --ps-servers 1 --resume auto
+"$PT_CKPT" diff "$WORK/pre-full" "$WORK/pre" --tol 0 >"$WORK/diff-pre" || { cat "$WORK/diff-pre"; fail "preempted + resumed vs uninterrupted"; }
+pass "BSP preemption: exit 75 with a checkpoint, the resume is bitwise the uninterrupted run"
+
+# ---- a worker that stops (SIGSTOP at step 20) is named by the server within PT_COLL_TIMEOUT and
+# every rank exits 69, under BSP and ASP
+args="--data $DATA --model mlp:784-32-10 --batch 60 --quiet true --eval-every 100000 --max-steps 300"
+for sync in bsp asp; do
+    set +e
+    PT_COLL_TIMEOUT=4 PT_FAULT_STOP=2:20:step mpirun_t 3 90 -x PT_COLL_TIMEOUT -x PT_FAULT_STOP \
+        "$PARATRAIN" train $args --ps-servers 1 --ps-sync $sync >"$WORK/hang-$sync.out" 2>&1
+    rc=$?
+    set -e
+    [ $rc = 69 ] || { cat "$WORK/hang-$sync.out"; fail "$sync: a stopped worker: exit $rc, expected 69"; }
+    grep -q "paratrain: error: rank 0: no progress for 4 s in MPI_Irecv.*waiting on rank 2" "$WORK/hang-$sync.out" ||
+        { cat "$WORK/hang-$sync.out"; fail "$sync: the server did not name the stopped worker"; }
+    pass "$sync: a stopped worker is named: $(grep -m1 'rank 0: no progress' "$WORK/hang-$sync.out" | sed 's/.*no progress/no progress/' | cut -c1-120)"
+done

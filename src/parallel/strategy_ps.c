@@ -505,24 +505,55 @@ static pt_status answer_pulls(pt_train_state *s, ps_state *p)
     return PT_OK;
 }
 
+/* Server: the next header from any worker not yet done (one receive posted per worker), bounded:
+ * no header for PT_COLL_TIMEOUT names the workers it was waiting on. */
+static pt_status next_header(ps_state *p, MPI_Request *hreq, int *w_out)
+{
+    const double limit = pt_watchdog_timeout();
+    double last = pt_now();
+    for (;;) {
+        int idx = MPI_UNDEFINED, flag = 0;
+        PT_MPI_CHECK(MPI_Testany(p->W, hreq, &idx, &flag, MPI_STATUS_IGNORE));
+        if (flag && idx != MPI_UNDEFINED) {
+            *w_out = idx;
+            return PT_OK;
+        }
+        if (pt_watchdog_peer_lost()) return PT_ERR(PT_ERR_MPI, NULL, "%s", pt_watchdog_message());
+        if (limit > 0 && pt_now() - last >= limit) {
+            int k = 0;
+            for (int w = 0; w < p->W; w++)
+                if (hreq[w] != MPI_REQUEST_NULL) p->peer[k++] = p->worker[w];
+            return pt_watchdog_fail(__FILE__, __LINE__, p->comm, "MPI_Irecv",
+                                    "the next push from the workers (asynchronous parameter server)",
+                                    p->peer, k);
+        }
+    }
+}
+
 /* Server: serves pushes until every worker has said it is done. */
 static pt_status serve(pt_train_state *s, ps_state *p)
 {
     const int64_t off = range_off(p, p->me_server), n = range_n(p, p->me_server);
     const double t_start = pt_now();
-    int64_t h[H_LEN];
-    MPI_Request hreq;
+    int64_t (*h)[H_LEN] = calloc((size_t)p->W, sizeof *h);
+    MPI_Request *hreq = malloc(sizeof(MPI_Request) * (size_t)p->W);
+    if (!h || !hreq) {
+        free(h), free(hreq);
+        return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the server's headers");
+    }
+    /* leaked on a lost peer: its receive may still be pending (watchdog.h) */
+    for (int w = 0; w < p->W; w++)
+        PT_MPI_CHECK(MPI_Irecv(h[w], H_LEN, MPI_INT64_T, p->worker[w], TAG_HDR, p->comm, &hreq[w]));
     int done = 0;
-    PT_MPI_CHECK(MPI_Irecv(h, H_LEN, MPI_INT64_T, MPI_ANY_SOURCE, TAG_HDR, p->comm, &hreq));
     while (done < p->W) {
-        PT_TRY(pt_wait_bounded(1, &hreq, NULL, p->comm, "MPI_Irecv",
-                               "the next push from any worker (asynchronous parameter server)"));
+        int w = -1;
+        PT_TRY(next_header(p, hreq, &w));
         const double t0 = pt_now();
         int64_t hd[H_LEN];
-        memcpy(hd, h, sizeof hd);
-        const int w = (int)hd[H_WORKER];
-        if (w < 0 || w >= p->W)
-            return PT_ERR(PT_ERR_INTERNAL, NULL, "a push names worker %d of %d", w, p->W);
+        memcpy(hd, h[w], sizeof hd);
+        if (hd[H_WORKER] != w)
+            return PT_ERR(PT_ERR_INTERNAL, NULL, "a push of worker %d names worker %lld", w,
+                          (long long)hd[H_WORKER]);
         if (hd[H_KIND] == K_DONE) {
             done++;
             p->clock[w] = INT64_MAX; /* holds no one back any more */
@@ -540,12 +571,12 @@ static pt_status serve(pt_train_state *s, ps_state *p)
             p->version++, p->pushes++;
             p->clock[w] = hd[H_CLOCK] + 1;
             p->want[w] = hd[H_LAST] ? -1 : hd[H_CLOCK] + 1;
+            PT_MPI_CHECK(MPI_Irecv(h[w], H_LEN, MPI_INT64_T, p->worker[w], TAG_HDR, p->comm, &hreq[w]));
         }
         PT_TRY(answer_pulls(s, p));
-        if (done < p->W)
-            PT_MPI_CHECK(MPI_Irecv(h, H_LEN, MPI_INT64_T, MPI_ANY_SOURCE, TAG_HDR, p->comm, &hreq));
         p->busy_s += pt_now() - t0;
     }
+    free(h), free(hreq);
     PT_TRY(pt_wait_bounded(2 * p->W, p->reply_req, NULL, p->comm, "MPI_Isend",
                            "the last replies to the workers"));
     p->serve_s = pt_now() - t_start;
@@ -616,6 +647,7 @@ static pt_status work(pt_train_state *s, ps_state *p, int64_t end, volatile cons
             *stopped = true;
             break;
         }
+        pt_fault_stop_point("step", s->step); /* PT_FAULT_STOP=R:STEP:step (tests/test_ps.sh) */
         const double t0 = pt_now();
         pt_fault_delay("step-delay", s->world_rank);
         pt_fault_slow(s->world_rank); /* PT_FAULT_INJECT=slow:RANK:MS: a straggler */
