@@ -81,7 +81,7 @@ for s in 0 1 3; do
     cat "$WORK/ssp$s.jsonl.worker"* | sed 's/.*"clock": \([0-9]*\), "min_clock": \([0-9]*\).*/\1 \2/' |
         awk -v s=$s '{ n++; if ($2 < $1 - s) bad++; if ($1 - $2 > used) used = $1 - $2 }
             END { printf "ssp:%d: %d worker steps, %d beyond the bound, largest clock - min_clock %d\n", s, n, bad, used;
-                  exit (n == 120 && bad == 0 && (s == 0 || used >= 1)) ? 0 : 1 }' ||
+                  exit (n >= 120 && n <= 122 && bad == 0 && (s == 0 || used >= 1)) ? 0 : 1 }' ||
         fail "ssp:$s: the staleness bound was broken (or never used)"
 done
 unset PT_FAULT_INJECT
@@ -91,11 +91,11 @@ train_field "$WORK/bsp-sgd.jsonl" loss >/dev/null
 pass "SSP s = 0, 1, 3 keep the bound under a straggler; ssp:0 = BSP with SGD ($(tail -1 "$WORK/diff-ssp0"))"
 
 # ---- ASP with a straggler (world rank 2 sleeps 40 ms per step): training still works (test
-# accuracy >= 0.5 after 100 steps; the untrained model is at ~0.1, BSP reaches ~0.65), the fast workers do not
+# accuracy >= 0.5 after 150 x 3 pushes; the untrained model is at ~0.1, BSP reaches ~0.65), the fast workers do not
 # wait for it (their samples/s at least 1.5x the straggler's), and the staleness histogram has
 # at least three non-empty bins.
 export PT_FAULT_INJECT=slow:2:40
-train_run asp 4 --ps-servers 1 --ps-sync asp --max-steps 100
+train_run asp 4 --ps-servers 1 --ps-sync asp --max-steps 150
 unset PT_FAULT_INJECT
 acc=$(grep '"event": "end"' "$WORK/asp.jsonl" | sed 's/.*"test_accuracy": \([^,]*\).*/\1/')
 ps=$(grep '"event": "ps"' "$WORK/asp.jsonl")

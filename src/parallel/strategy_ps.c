@@ -29,9 +29,9 @@
 enum { TAG_PUSH = 4101, TAG_PULL = 4102, TAG_STATE = 4103, TAG_HDR = 4104, TAG_RHDR = 4105 };
 
 /* ASP/SSP message headers (int64): a worker's push or its end, and a server's reply */
-enum { H_KIND, H_WORKER, H_CLOCK, H_VERSION, H_LR, H_LAST, H_LEN };
+enum { H_KIND, H_WORKER, H_CLOCK, H_VERSION, H_LR, H_LAST /* unused, 0 */, H_LEN };
 enum { K_PUSH = 1, K_DONE = 2 };
-enum { R_VERSION, R_MIN_CLOCK, R_LEN };
+enum { R_VERSION, R_MIN_CLOCK, R_STOP, R_LEN };
 #define PS_HIST 64 /* staleness histogram bins; the last one counts everything beyond */
 
 typedef struct {
@@ -58,7 +58,7 @@ typedef struct {
     float *reply;           /* server: per worker, the range as sent (sends stay in flight) */
     MPI_Request *reply_req; /* server: 2 per worker */
     uint64_t hist[PS_HIST]; /* server: staleness of the pushes it applied */
-    int64_t max_stale, pushes;
+    int64_t max_stale, pushes, target; /* server: pushes applied; the run's total */
     double busy_s, serve_s;
 } ps_state;
 
@@ -439,7 +439,9 @@ static void ps_teardown(pt_train_state *s)
 {
     ps_state *p = state_of(s);
     if (!p) return;
-    if (p->comm != MPI_COMM_NULL) MPI_Comm_free(&p->comm);
+    /* teardown cannot fail the run (it has ended); a failed free is only reported */
+    if (p->comm != MPI_COMM_NULL && MPI_Comm_free(&p->comm) != MPI_SUCCESS)
+        pt_log_warn("MPI_Comm_free of the parameter server's communicator failed");
     if (p->have_ckpt_opt) pt_optim_destroy(&p->ckpt_opt);
     free(p->server), free(p->worker), free(p->bounds), free(p->stage), free(p->req), free(p->peer);
     free(p->hdr), free(p->rhdr), free(p->seen_version), free(p->clock), free(p->want);
@@ -454,7 +456,7 @@ static void ps_teardown(pt_train_state *s)
  * once every worker has pushed clock c - s - 1 (SSP: min clock >= c - s). The pull request rides
  * on the push, so a server never applies another push between "allowed" and "answered". */
 
-static pt_status async_alloc(pt_train_state *s, ps_state *p)
+static pt_status async_alloc(pt_train_state *s, ps_state *p, int64_t end)
 {
     const int64_t n = p->me_server >= 0 ? range_n(p, p->me_server) : 0;
     p->hdr = calloc((size_t)p->S, sizeof *p->hdr);
@@ -470,6 +472,9 @@ static pt_status async_alloc(pt_train_state *s, ps_state *p)
     for (int w = 0; w < p->W; w++) p->clock[w] = s->step, p->want[w] = -1;
     memset(p->hist, 0, sizeof p->hist);
     p->version = p->max_stale = p->pushes = 0;
+    /* the run is as many gradients as W lockstep workers would compute: fast workers may do
+     * more clocks than the straggler */
+    p->target = (int64_t)p->W * (end > s->step ? end - s->step : 0);
     p->busy_s = p->serve_s = 0.0;
     return PT_OK;
 }
@@ -486,15 +491,16 @@ static int64_t min_clock(const ps_state *p)
 static pt_status answer_pulls(pt_train_state *s, ps_state *p)
 {
     const int64_t mc = min_clock(p), off = range_off(p, p->me_server), n = range_n(p, p->me_server);
+    const bool stop = p->pushes >= p->target; /* the run's gradients are in: no more computing */
     for (int w = 0; w < p->W; w++) {
         if (p->want[w] < 0) continue;
         /* SSP: computing at clock c needs every update of clocks <= c - s - 1 */
-        if (p->sync == PT_PS_SSP && mc < p->want[w] - p->bound) continue;
+        if (p->sync == PT_PS_SSP && !stop && mc < p->want[w] - p->bound) continue;
         PT_TRY(pt_wait_bounded(2, p->reply_req + 2 * w, NULL, p->comm, "MPI_Isend",
                                "the previous reply to a worker"));
         float *buf = p->reply + (int64_t)w * n;
         memcpy(buf, s->model.w + off, sizeof(float) * (size_t)n);
-        p->rhdr[w][R_VERSION] = p->version, p->rhdr[w][R_MIN_CLOCK] = mc;
+        p->rhdr[w][R_VERSION] = p->version, p->rhdr[w][R_MIN_CLOCK] = mc, p->rhdr[w][R_STOP] = stop;
         PT_MPI_CHECK(MPI_Isend(p->rhdr[w], R_LEN, MPI_INT64_T, p->worker[w], TAG_RHDR, p->comm,
                                &p->reply_req[2 * w]));
         PT_MPI_CHECK(MPI_Isend(buf, (int)n, MPI_FLOAT, p->worker[w], TAG_PULL, p->comm,
@@ -570,7 +576,7 @@ static pt_status serve(pt_train_state *s, ps_state *p)
             pt_optim_step(&s->opt, s->model.w + off, p->stage, lr);
             p->version++, p->pushes++;
             p->clock[w] = hd[H_CLOCK] + 1;
-            p->want[w] = hd[H_LAST] ? -1 : hd[H_CLOCK] + 1;
+            p->want[w] = hd[H_CLOCK] + 1;
             PT_MPI_CHECK(MPI_Irecv(h[w], H_LEN, MPI_INT64_T, p->worker[w], TAG_HDR, p->comm, &hreq[w]));
         }
         PT_TRY(answer_pulls(s, p));
@@ -583,13 +589,13 @@ static pt_status serve(pt_train_state *s, ps_state *p)
     return PT_OK;
 }
 
-/* Worker: sends header (and gradient) to every server; unless last or done, receives each
- * server's reply straight into the parameters. */
+/* Worker: sends header (and gradient) to every server; for a push, receives each server's
+ * reply straight into the parameters (*stop: server 0 says the run's gradients are in). */
 static pt_status exchange(pt_train_state *s, ps_state *p, int kind, int64_t clock, float lr,
-                          bool last, int64_t *mc)
+                          int64_t *mc, bool *stop)
 {
     float *w = s->model.w, *g = s->model.g;
-    const bool reply = kind == K_PUSH && !last;
+    const bool reply = kind == K_PUSH;
     int n = 0;
     for (int k = 0; k < p->S; k++) {
         if (reply) {
@@ -602,7 +608,7 @@ static pt_status exchange(pt_train_state *s, ps_state *p, int kind, int64_t cloc
         }
         int64_t *h = p->hdr[k];
         h[H_KIND] = kind, h[H_WORKER] = p->me_worker, h[H_CLOCK] = clock;
-        h[H_VERSION] = p->seen_version[k], h[H_LAST] = last;
+        h[H_VERSION] = p->seen_version[k], h[H_LAST] = 0;
         h[H_LR] = 0;
         memcpy(&h[H_LR], &lr, sizeof lr);
         PT_MPI_CHECK(MPI_Isend(h, H_LEN, MPI_INT64_T, p->server[k], TAG_HDR, p->comm, &p->req[n]));
@@ -618,6 +624,7 @@ static pt_status exchange(pt_train_state *s, ps_state *p, int kind, int64_t cloc
                            kind == K_PUSH ? "a worker's push and pull (asynchronous parameter server)"
                                           : "a worker's end of training"));
     *mc = INT64_MAX;
+    *stop = reply && p->rhdr[0][R_STOP]; /* server 0 decides the end, alike for every worker */
     for (int k = 0; reply && k < p->S; k++) {
         p->seen_version[k] = p->rhdr[k][R_VERSION];
         if (p->rhdr[k][R_MIN_CLOCK] < *mc) *mc = p->rhdr[k][R_MIN_CLOCK];
@@ -642,7 +649,8 @@ static pt_status work(pt_train_state *s, ps_state *p, int64_t end, volatile cons
     int64_t mc = s->step; /* every worker starts from the same parameters */
     const int64_t first = s->step;
     const double t_start = pt_now();
-    while (s->step < end && st == PT_OK) {
+    bool stop = s->step >= end;
+    while (!stop && st == PT_OK) {
         if (*preempt) {
             *stopped = true;
             break;
@@ -662,7 +670,7 @@ static pt_status work(pt_train_state *s, ps_state *p, int64_t end, volatile cons
         const int64_t clock = s->step, bound_mc = mc;
         const double t1 = pt_now();
         if (st == PT_OK)
-            st = exchange(s, p, K_PUSH, clock, pt_schedule_lr(&s->sched, clock), clock + 1 == end, &mc);
+            st = exchange(s, p, K_PUSH, clock, pt_schedule_lr(&s->sched, clock), &mc, &stop);
         const double t2 = pt_now();
         if (log && st == PT_OK)
             fprintf(log,
@@ -678,7 +686,8 @@ static pt_status work(pt_train_state *s, ps_state *p, int64_t end, volatile cons
     *samples = (double)s->batch.rows * (double)(s->step - first) / (pt_now() - t_start + 1e-12);
     PT_TRY(st);
     int64_t unused;
-    return exchange(s, p, K_DONE, s->step, 0.0f, true, &unused);
+    bool no;
+    return exchange(s, p, K_DONE, s->step, 0.0f, &unused, &no);
 }
 
 static pt_status ps_run_steps(pt_train_state *s, int64_t end, volatile const sig_atomic_t *preempt,
@@ -687,20 +696,21 @@ static pt_status ps_run_steps(pt_train_state *s, int64_t end, volatile const sig
     ps_state *p = state_of(s);
     const int64_t start = s->step;
     const double t0 = pt_now();
-    PT_TRY(async_alloc(s, p));
+    PT_TRY(async_alloc(s, p, end));
     bool stopped = false;
     double samples = 0.0;
     if (p->me_server >= 0) PT_TRY(serve(s, p));
     else PT_TRY(work(s, p, end, preempt, &stopped, &samples));
-    /* together again: the step the run reached (the slowest worker's when preempted), the
-     * parameters whole on every rank, the run's statistics */
-    int64_t st[2] = {p->me_worker >= 0 ? s->step : INT64_MAX, stopped ? 1 : 0};
-    PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, &st[0], 1, MPI_INT64_T, MPI_MIN, s->world,
-                            "the step the asynchronous run reached"));
+    /* together again: the step the run reached (end, or when preempted the pushes applied over
+     * W: the steps of as many lockstep workers), the parameters whole on every rank, the run's
+     * statistics */
+    int64_t st[2] = {p->pushes, stopped ? 1 : 0};
+    PT_TRY(pt_mpi_bcast(&st[0], 1, MPI_INT64_T, 0, s->world, "the pushes the servers applied"));
     PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, &st[1], 1, MPI_INT64_T, MPI_MAX, s->world,
                             "whether a worker was preempted"));
-    s->step = st[0];
     *preempted = st[1] > 0;
+    s->step = *preempted ? start + st[0] / p->W : end;
+    if (s->step > end) s->step = end;
     PT_TRY(broadcast_ranges(s, "the servers' final parameters (asynchronous run)"));
     double stats[PS_HIST + 6];
     for (int i = 0; i < PS_HIST; i++) stats[i] = (double)p->hist[i];
