@@ -137,3 +137,35 @@ for sync in bsp asp; do
         { cat "$WORK/hang-$sync.out"; fail "$sync: the server did not name the stopped worker"; }
     pass "$sync: a stopped worker is named: $(grep -m1 'rank 0: no progress' "$WORK/hang-$sync.out" | sed 's/.*no progress/no progress/' | cut -c1-120)"
 done
+
+# ---- preemption under ASP: SIGTERM to a worker (world rank 3) once it has logged 20 steps
+# (every step sleeps 20 ms); every rank stops soon after with a checkpoint and exit 75, and the
+# run resumes from it to the end.
+common="--data $DATA --model mlp:784-64-32-10 --batch 60 --max-steps 400 --optimizer sgd
+        --lr 0.1 --log-every 1 --eval-every 1000 --quiet true --seed 7"
+rm -f "$WORK/apre.pid."* "$WORK/apre.rc."*
+set +e
+(
+    export OMPI_MCA_orte_abort_on_non_zero_status=0
+    PT_FAULT_INJECT=step-delay:20 mpirun_t 4 120 -x PT_FAULT_INJECT sh -c \
+        '"$@" & c=$!; echo $c >"$0.pid.'"$MPI_RANK_EXPR"'"; wait $c; rc=$?; echo $rc >"$0.rc.'"$MPI_RANK_EXPR"'"; exit $rc' \
+        "$WORK/apre" "$PARATRAIN" train $common --ps-servers 1 --ps-sync asp --ckpt-dir "$WORK/apre" \
+        --metrics "$WORK/apre.jsonl" >"$WORK/apre.out" 2>&1
+) &
+set -e
+i=0
+until [ -f "$WORK/apre.jsonl.worker2" ] && [ "$(wc -l <"$WORK/apre.jsonl.worker2")" -ge 20 ]; do
+    i=$((i + 1)); [ $i -lt 600 ] || fail "asp preemption: the worker never reached step 20"; sleep 0.1
+done
+kill -TERM "$(cat "$WORK/apre.pid.3")"
+wait
+for r in 0 1 2 3; do
+    rc=$(cat "$WORK/apre.rc.$r" 2>/dev/null || echo none)
+    [ "$rc" = 75 ] || { cat "$WORK/apre.out"; fail "asp preemption: rank $r exit $rc, expected 75"; }
+done
+n=$(cat "$WORK/apre.jsonl.worker"* | wc -l)
+[ "$n" -lt 1000 ] || fail "asp preemption: the workers went on ($n steps)"
+step=$(sed -n 's/^step_0*\([0-9]*\)\.h5$/\1/p' "$WORK/apre/latest")
+train_run apre 4 --ps-servers 1 --ps-sync asp --resume auto
+grep -q '"event": "end", "step": 400' "$WORK/apre.jsonl" || fail "asp preemption: the resume did not finish"
+pass "ASP preemption: exit 75 after $n worker steps with a checkpoint at step $step; the resume finishes"

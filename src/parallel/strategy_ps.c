@@ -563,6 +563,8 @@ static pt_status serve(pt_train_state *s, ps_state *p)
         if (hd[H_KIND] == K_DONE) {
             done++;
             p->clock[w] = INT64_MAX; /* holds no one back any more */
+            /* a worker done before the run's total (preempted): everyone stops now */
+            if (p->pushes < p->target) p->target = p->pushes;
         } else {
             int peer = p->worker[w];
             PT_MPI_CHECK(MPI_Irecv(p->stage, (int)n, MPI_FLOAT, peer, TAG_PUSH, p->comm, &p->req[0]));
