@@ -84,7 +84,12 @@ for s in 0 1 3; do
                   exit (n >= 120 && n <= 122 && bad == 0 && (s == 0 || used >= 1)) ? 0 : 1 }' ||
         fail "ssp:$s: the staleness bound was broken (or never used)"
 done
+# BSP waits for the straggler on every step: 40 steps take at least 40 x 40 ms
+train_run bsp-slow 4 --ps-servers 1
 unset PT_FAULT_INJECT
+t=$(grep '"event": "end"' "$WORK/bsp-slow.jsonl" | sed 's/.*"train_seconds": \([^,]*\).*/\1/')
+awk -v t="$t" 'BEGIN { exit t >= 1.6 ? 0 : 1 }' || fail "bsp with a straggler took $t s < 40 x 40 ms"
+echo "bsp with the straggler: $t s for 40 steps (>= 1.6 s: it waited every step)"
 train_run bsp-sgd 4 --ps-servers 1
 train_field "$WORK/bsp-sgd.jsonl" loss >/dev/null
 "$PT_CKPT" diff "$WORK/bsp-sgd" "$WORK/ssp0" --tol 1e-5 >"$WORK/diff-ssp0" || { cat "$WORK/diff-ssp0"; fail "ssp:0 vs bsp"; }
