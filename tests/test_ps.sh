@@ -39,10 +39,12 @@ for W in 1 2 3; do
         compare dp$W ps$S-w$W $tol
     done
 done
+train_run ps3-w2 5 --ps-servers 3
+compare dp2 ps3-w2 0
 train_run ps2-w2-spread 4 --ps-servers 2 --ps-placement spread --optimizer adam --lr 0.002
 train_run dp2-adam 2 --optimizer adam --lr 0.002
 compare dp2-adam ps2-w2-spread 0
-pass "BSP parameter server = data parallel (S 1, 2; W 1, 2, 3; momentum and adam; placement first and spread)"
+pass "BSP parameter server = data parallel (S 1, 2 at W 1, 2, 3 and S 3 at W 2; momentum and adam; placement first and spread)"
 
 # ---- checkpoints: PS -> DP -> PS, and a bitwise resume under BSP
 train_run ps-a 3 --ps-servers 1 --stop-at 10
