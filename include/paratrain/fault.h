@@ -13,6 +13,8 @@
  *   mpi-thread-level        MPI looks as if it provided only MPI_THREAD_SINGLE
  *   signal-in-save[:STEP]   rank RANK raises SIGTERM half-way through the save of STEP
  *   signal-in-eval[:STEP]   rank RANK raises SIGTERM in the evaluation after STEP
+ *   slow:RANK:MS            world rank RANK sleeps MS milliseconds in every training step (a
+ *                           straggler: the parameter server's tests and benchmarks)
  *   slow-save:MS, slow-eval:MS, step-delay:MS
  *                           rank RANK (all ranks without @RANK) sleeps MS milliseconds half-way
  *                           through each save, in each evaluation, in each training step: wider
@@ -42,6 +44,12 @@ bool pt_fault_everywhere(const char *name);
 
 /* Sleeps pt_fault_value(name, rank) milliseconds (none when 0). */
 void pt_fault_delay(const char *name, int rank);
+
+/* Item slow:RANK:MS (any number of them, one per rank): world rank RANK sleeps MS milliseconds
+ * in every training step, a straggler. The MS of `rank`, or 0. */
+long pt_fault_slow_ms(int rank);
+/* Sleeps pt_fault_slow_ms(rank) milliseconds. */
+void pt_fault_slow(int rank);
 
 #ifdef __cplusplus
 }

@@ -15,6 +15,7 @@
 #ifndef PARATRAIN_STRATEGY_H
 #define PARATRAIN_STRATEGY_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -63,10 +64,32 @@ typedef struct pt_step_strategy {
     void (*reset_rank_states)(pt_train_state *s);
     /* largest difference between replicas of the parameters (0 when they agree bitwise) */
     pt_status (*replica_spread)(pt_train_state *s, double *spread);
+    /* Optional (NULL: checkpoints hold s->opt). A strategy whose optimizer state is not laid out
+     * as checkpoints expect (the parameter server's key ranges) hands out a stand-in in
+     * pt_shard_range(numel, world, rank) layout: ckpt_state fills it from the owners when
+     * `save`; after a load into it, ckpt_loaded gives it back to the owners. Collective. */
+    pt_status (*ckpt_state)(pt_train_state *s, bool save, pt_optimizer **opt);
+    pt_status (*ckpt_loaded)(pt_train_state *s);
+    /* Optional (NULL: the loop's own lockstep steps). A strategy whose ranks must not step in
+     * lockstep (the parameter server's ASP and SSP: no per-step agreement, servers serving
+     * pushes as they come) runs steps [s->step, end) itself and returns on every rank together,
+     * the parameters whole again, for the loop's final evaluation and checkpoint. *preempted:
+     * a rank saw `preempt` set (SIGTERM/SIGUSR1) and the run stopped early (the same on every
+     * rank). p: the run's counters for the end record. */
+    pt_status (*run_steps)(pt_train_state *s, int64_t end, volatile const sig_atomic_t *preempt,
+                           bool *preempted, pt_train_progress *p);
     void (*teardown)(pt_train_state *s);
 } pt_step_strategy;
 
 extern const pt_step_strategy pt_strategy_data_parallel;
+/* --ps-servers S (src/parallel/strategy_ps.c) */
+extern const pt_step_strategy pt_strategy_param_server;
+/* Parameter server: checks S against the world and sets this rank's share of the global batch
+ * (a worker's share over W = world - S; none on a server). Before the model is built. */
+pt_status pt_ps_batch_share(pt_train_state *s);
+/* The parameter-server strategy of c->ps_sync: BSP steps in the loop's lockstep, ASP and SSP run
+ * their own steps (run_steps). */
+extern const pt_step_strategy pt_strategy_param_server_async;
 
 #ifdef __cplusplus
 }

@@ -58,6 +58,9 @@ typedef struct {
     double density_warmup_epochs; /* topk: DGC's exponential density warm-up (0: off) */
     double sparcml_switch;      /* sparcml: density where a merged vector goes dense */
     char backend[16];
+    int64_t ps_servers;   /* parameter-server ranks (0: no parameter server) */
+    char ps_placement[16]; /* first or spread */
+    char ps_sync[32];      /* bsp, asp, ssp:S ("": bsp) */
     int64_t eval_batch;
     bool validate_data;
     bool quiet;

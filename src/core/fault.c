@@ -73,3 +73,36 @@ bool pt_fault_everywhere(const char *name)
     fault_item it;
     return find_item(name, &it) && !it.has_value && !it.has_rank;
 }
+
+long pt_fault_slow_ms(int rank)
+{
+    const char *env = getenv("PT_FAULT_INJECT");
+    if (!env || !*env) return 0;
+    for (const char *p = env; *p;) {
+        const char *end = strchr(p, ',');
+        if (!end) end = p + strlen(p);
+        if (end - p > 5 && !strncmp(p, "slow:", 5)) {
+            char *e, *e2;
+            const long r = strtol(p + 5, &e, 10);
+            if (e != p + 5 && *e == ':') {
+                const long ms = strtol(e + 1, &e2, 10);
+                if (e2 == end && e2 != e + 1 && r == rank && ms > 0) return ms;
+            }
+        }
+        p = *end ? end + 1 : end;
+    }
+    return 0;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    } /* a signal (the preemption handler) interrupts it; sleep the rest */
+}
+
+void pt_fault_slow(int rank)
+{
+    const long ms = pt_fault_slow_ms(rank);
+    if (ms > 0) sleep_ms(ms);
+}

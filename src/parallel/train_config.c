@@ -14,6 +14,7 @@
 #include "paratrain/compress.h"
 #include "paratrain/model.h"
 #include "paratrain/optim.h"
+#include "paratrain/ps.h"
 #include "paratrain/train.h"
 #include "compress.h"
 
@@ -79,6 +80,12 @@ static const opt_row rows[] = {
     ROW("metrics", OPT_STR, metrics, "JSON-lines metrics file (empty: none)"),
     NUM("tp", OPT_I64, tp, 1, 4096, 0, "tensor-parallel ranks per group (Megatron layers; 1: none)"),
     NUM("pp", OPT_I64, pp, 1, 4096, 0, "pipeline stages (not built yet: 1)"),
+    NUM("ps-servers", OPT_I64, ps_servers, 0, 4096, 0, "parameter-server ranks (0: none); the other "
+                                                "ranks are workers (docs/ARCHITECTURE.md)"),
+    ROW("ps-placement", OPT_STR, ps_placement, "parameter servers: the first S ranks, or spread "
+                                               "evenly over the world"),
+    ROW("ps-sync", OPT_STR, ps_sync, "parameter-server consistency: bsp (default), asp, or ssp:S "
+                                     "(staleness bound S steps)"),
     ROW("grid-order", OPT_STR, grid_order, "process grid axes, outermost first: a permutation of "
                                            "pp,dp,tp (default: tp innermost, so a tp group is "
                                            "consecutive ranks)"),
@@ -142,7 +149,34 @@ void pt_train_config_defaults(pt_train_config *c)
     c->log_every = 50, c->eval_batch = 1000, c->validate_data = true;
     c->bucket_mb = 0.0, c->repro_chunk = 8;
     c->tp = 1, c->pp = 1;
+    snprintf(c->ps_placement, sizeof c->ps_placement, "first");
     snprintf(c->grid_order, sizeof c->grid_order, "%s", PT_GRID_ORDER_DEFAULT);
+}
+
+/* Parameter-server options that one configuration can show wrong (S against the world size is
+ * checked once the world is known: pt_ps_batch_share). */
+static pt_status check_ps(const pt_train_config *c, const pt_compress_config *zc)
+{
+    pt_ps_sync sync;
+    int bound;
+    pt_ps_placement pl;
+    PT_TRY(pt_ps_parse_sync(c->ps_sync, &sync, &bound));
+    PT_TRY(pt_ps_parse_placement(c->ps_placement, &pl));
+    if (c->ps_servers == 0) {
+        if (c->ps_sync[0])
+            return PT_ERR(PT_ERR_ARG, "add --ps-servers S (S >= 1) or drop --ps-sync",
+                          "--ps-sync %s needs parameter servers; --ps-servers is 0", c->ps_sync);
+        return PT_OK;
+    }
+    if (c->tp > 1 || c->pp > 1)
+        return PT_ERR(PT_ERR_ARG, "drop --tp and --pp, or --ps-servers",
+                      "--ps-servers does not combine with tensor or pipeline parallelism (--tp %lld, "
+                      "--pp %lld)", (long long)c->tp, (long long)c->pp);
+    if (c->zero || c->bucket_mb > 0 || c->reproducible || zc->kind != PT_COMPRESS_NONE || c->sync_bn)
+        return PT_ERR(PT_ERR_ARG, "drop --zero, --bucket-mb, --reproducible, --compress and --sync-bn",
+                      "--ps-servers replaces the gradient allreduce (the servers shard the optimizer "
+                      "state themselves)");
+    return PT_OK;
 }
 
 static const opt_row *find(const char *key)
@@ -383,6 +417,7 @@ pt_status pt_train_config_check(const pt_train_config *c)
         return PT_ERR(PT_ERR_ARG, "drop --zero, --bucket-mb and --reproducible, or --compress",
                       "--compress %s replaces the whole-gradient allreduce, so it does not combine "
                       "with ZeRO-1, buckets or the exact reduction", c->compress);
+    PT_TRY(check_ps(c, &zc));
     int order[PT_NAXES];
     PT_TRY(pt_grid_parse_order(c->grid_order, order, NULL, 0));
     if (c->pp > 1)

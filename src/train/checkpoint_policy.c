@@ -108,8 +108,10 @@ pt_status pt_train_save_checkpoint(pt_train_state *s, char *path_out)
      * the save (every agreement inside it that completes counts as progress). Every dataset is
      * a global tensor; each rank writes its hyperslab (design.md #14), so any grid loads it. */
     const pt_ckpt_dist dist = dist_of(s);
+    pt_optimizer *opt = &s->opt; /* or the strategy's stand-in in the checkpoint layout */
+    if (s->strategy->ckpt_state) PT_TRY(s->strategy->ckpt_state(s, true, &opt));
     pt_watchdog_arm("collective HDF5 I/O", "writing a checkpoint (pt_ckpt_save)", -1);
-    pt_status st = pt_ckpt_save_dist(s->world, s->cfg->ckpt_dir, &s->model, &s->opt, &meta, &rs,
+    pt_status st = pt_ckpt_save_dist(s->world, s->cfg->ckpt_dir, &s->model, opt, &meta, &rs,
                                      &dist, path);
     pt_watchdog_disarm();
     PT_TRY(st);
@@ -150,9 +152,12 @@ static pt_status check_meta(pt_train_state *s, const char *path, const pt_ckpt_m
 static pt_status load_checked(pt_train_state *s, const char *path, pt_ckpt_meta *meta)
 {
     const pt_ckpt_dist dist = dist_of(s);
-    pt_status st = pt_ckpt_load_dist(s->world, path, &s->model, &s->opt, meta, &dist);
+    pt_optimizer *opt = &s->opt; /* or the strategy's stand-in in the checkpoint layout */
+    if (s->strategy->ckpt_state) PT_TRY(s->strategy->ckpt_state(s, false, &opt));
+    pt_status st = pt_ckpt_load_dist(s->world, path, &s->model, opt, meta, &dist);
     if (st == PT_OK) st = check_meta(s, path, meta);
-    return pt_agree(s->world, st, NULL);
+    PT_TRY(pt_agree(s->world, st, NULL));
+    return s->strategy->ckpt_loaded ? s->strategy->ckpt_loaded(s) : PT_OK;
 }
 
 /* --resume auto: world rank 0 verifies the checkpoints of --ckpt-dir newest first (every

@@ -42,9 +42,23 @@ static pt_status run(pt_train_state *s, pt_train_result *res)
         res->finished_before = 1;
         return PT_OK;
     }
+    if (strat->run_steps) { /* the strategy's own, non-lockstep steps (parameter server ASP/SSP) */
+        bool preempted = false;
+        PT_TRY(strat->run_steps(s, end, &preempt_signal, &preempted, &p));
+        if (preempted) {
+            pt_log_info("preempted (signal received) after step %lld: %s", (long long)s->step,
+                        c->ckpt_dir[0] ? "writing a checkpoint" : "no --ckpt-dir, nothing saved");
+            if (c->ckpt_dir[0]) PT_TRY(pt_train_save_checkpoint(s, res->checkpoint));
+            res->preempted = 1;
+            res->steps = s->step;
+            res->train_seconds = p.train_time;
+            return PT_OK;
+        }
+    }
     while (s->step < end && !stop) {
         pt_fault_stop_point("step", s->step); /* PT_FAULT_STOP=R:STEP:step (tests/test_hang.sh) */
         pt_fault_delay("step-delay", s->world_rank); /* test hook: a wider window for signals */
+        pt_fault_slow(s->world_rank); /* PT_FAULT_INJECT=slow:RANK:MS: a straggler */
         double t0 = pt_now();
         pt_status local = pt_train_read_batch(s);
         double t1 = pt_now();
@@ -161,10 +175,16 @@ static pt_status setup(pt_train_state *s)
     PT_TRY(pt_train_check_paths(s));
     PT_TRY(pt_train_open_data(s));
     PT_TRY(pt_train_check_data_options(s));
-    pt_batch_share(c->batch, s->dp_rank, s->dp_size, &s->batch.row_offset, &s->batch.rows);
+    if (c->ps_servers > 0) { /* parameter server: workers share the batch, servers hold none */
+        PT_TRY(pt_ps_batch_share(s));
+        s->strategy = c->ps_sync[0] && strcmp(c->ps_sync, "bsp") ? &pt_strategy_param_server_async
+                                                                 : &pt_strategy_param_server;
+    } else {
+        pt_batch_share(c->batch, s->dp_rank, s->dp_size, &s->batch.row_offset, &s->batch.rows);
+        s->strategy = &pt_strategy_data_parallel;
+    }
     const int64_t max_rows = s->batch.rows > c->eval_batch ? s->batch.rows : c->eval_batch;
     PT_TRY(pt_train_setup_model(s, (int)max_rows));
-    s->strategy = &pt_strategy_data_parallel;
     PT_TRY(s->strategy->setup(s)); /* agreed inside */
     pt_status st = pt_train_parse_augment(s);
     PT_TRY(pt_agree(s->world, st, NULL));
