@@ -16,7 +16,10 @@ args="--data $DATA --model mlp:784-32-10 --batch 64 --quiet true --eval-every 10
 for np in 2 3; do
     mpirun_t $np 60 "$top_builddir/tests/t_watchdog" >"$WORK/t_watchdog$np.out" 2>&1 ||
         { cat "$WORK/t_watchdog$np.out"; fail "t_watchdog at np=$np"; }
-    grep -q "t_watchdog: [0-9]* checks, 0 failed" "$WORK/t_watchdog$np.out" ||
+    # t_watchdog ends with MPI_Abort(comm, 0 or 1) (its failed calls' requests stay pending), so
+    # exit 0 already means every rank passed; Hydra's abort can drop the summary line it printed
+    # last (1 run in 4 here), so under MPICH the line is not required
+    grep -q "t_watchdog: [0-9]* checks, 0 failed" "$WORK/t_watchdog$np.out" || [ "$MPI_FLAVOR" = mpich ] ||
         { cat "$WORK/t_watchdog$np.out"; fail "t_watchdog at np=$np: no summary"; }
     pass "bounded wrappers at np=$np: $(grep -c ' s: ' "$WORK/t_watchdog$np.out") cases return within the limit"
 done
