@@ -16,7 +16,10 @@ args="--data $DATA --model mlp:784-32-10 --batch 64 --quiet true --eval-every 10
 for np in 2 3; do
     mpirun_t $np 60 "$top_builddir/tests/t_watchdog" >"$WORK/t_watchdog$np.out" 2>&1 ||
         { cat "$WORK/t_watchdog$np.out"; fail "t_watchdog at np=$np"; }
-    grep -q "t_watchdog: [0-9]* checks, 0 failed" "$WORK/t_watchdog$np.out" ||
+    # t_watchdog ends with MPI_Abort(comm, 0 or 1) (its failed calls' requests stay pending), so
+    # exit 0 already means every rank passed; Hydra's abort can drop the summary line it printed
+    # last (1 run in 4 here), so under MPICH the line is not required
+    grep -q "t_watchdog: [0-9]* checks, 0 failed" "$WORK/t_watchdog$np.out" || [ "$MPI_FLAVOR" = mpich ] ||
         { cat "$WORK/t_watchdog$np.out"; fail "t_watchdog at np=$np: no summary"; }
     pass "bounded wrappers at np=$np: $(grep -c ' s: ' "$WORK/t_watchdog$np.out") cases return within the limit"
 done
@@ -33,9 +36,22 @@ pass "armed watchdog: exit 69, $(grep -m1 'no progress' "$WORK/armed.out" | cut 
 
 # Runs paratrain with PT_COLL_TIMEOUT=$LIMIT and `PT_FAULT_STOP=$2` (rank 1 raises SIGSTOP at that
 # point); expects exit 69 within $BOUND s and a message matching $3 that names rank $4.
+# Under MPICH, Hydra's abort can drop the aborting rank's last output line (its exit code stays
+# 69): there a case whose message is missing runs once more before it fails.
 stop_run() {
     name=$1 stop=$2 pattern=$3 peer=$4
     shift 4
+    _try=1
+    while :; do
+        stop_run_once "$@" && break
+        [ "$MPI_FLAVOR" = mpich ] && [ $_try = 1 ] ||
+            { cat "$WORK/$name.out"; fail "$name: no message naming '$pattern' and rank $peer"; }
+        echo "note: $name: the message was lost in Hydra's abort (exit 69); once more"
+        _try=2
+    done
+    pass "$name: exit 69 after $took s: $(grep -m1 'no progress' "$WORK/$name.out" | sed 's/.*no progress/no progress/' | cut -c1-120)"
+}
+stop_run_once() {
     start=$(date +%s)
     set +e
     # shellcheck disable=SC2086
@@ -47,9 +63,7 @@ stop_run() {
     [ $rc -eq 69 ] || { cat "$WORK/$name.out"; fail "$name: exit $rc, expected 69 (124: the outer timeout)"; }
     [ "$took" -le "$BOUND" ] || { cat "$WORK/$name.out"; fail "$name: took $took s (bound $BOUND s)"; }
     grep -q "PT_FAULT_STOP: rank ${stop%%:*} stops itself" "$WORK/$name.out" || { cat "$WORK/$name.out"; fail "$name: the stop point was not reached"; }
-    grep -q "paratrain: error: rank $((1 - peer)): no progress for $LIMIT s in $pattern.*waiting on rank $peer: a peer stopped or died; PT_COLL_TIMEOUT=SECONDS sets this limit" "$WORK/$name.out" ||
-        { cat "$WORK/$name.out"; fail "$name: no message naming '$pattern' and rank $peer"; }
-    pass "$name: exit 69 after $took s: $(grep -m1 'no progress' "$WORK/$name.out" | sed 's/.*no progress/no progress/' | cut -c1-120)"
+    grep -q "paratrain: error: rank $((1 - peer)): no progress for $LIMIT s in $pattern.*waiting on rank $peer: a peer stopped or died; PT_COLL_TIMEOUT=SECONDS sets this limit" "$WORK/$name.out"
 }
 
 # 3. a peer stops at chosen points: mid-training, in the checkpoint save, at the window free, at
