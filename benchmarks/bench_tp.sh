@@ -1,6 +1,6 @@
 #!/bin/sh
 # Tensor parallelism (issue 13): gpt at 2 ranks, --tp 2 vs dp 2 vs 1 rank x 2 threads, tokens/s
-# side by side in one run (the three alternate, in a rotating order, REPEATS times; medians and
+# side by side in one run (the modes alternate, in a rotating order, REPEATS times; medians and
 # min-max); the tp group's bytes per step (the train record's tp_bytes_sent_per_step) next to the
 # Megatron formula; parameter, gradient, optimizer and activation bytes per rank (the memory
 # record) at tp 1, 2 and 4 (4: oversubscribed, memory only), with and without --sequence-parallel.
