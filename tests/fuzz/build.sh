@@ -46,6 +46,16 @@ for isa in avx2 avx512; do
     [ -f "$o" ] && [ "$o" -nt "$top/src/nn/conv_kernels.c" ] ||
         "$CLANG" $CFLAGS -DPT_CONV_SUFFIX=$isa -fsanitize=fuzzer-no-link -c "$top/src/nn/conv_kernels.c" -o "$o"
 done
+# the elementwise kernels (libew_*.la): the baseline table (which holds the dispatcher) and the
+# per-ISA ones, all with -ffp-contract=off as Makefile.am builds them
+for isa in baseline avx2 avx512; do
+    o=$out/obj/elementwise_kernels_$isa.o
+    objs+=("$o")
+    def=""
+    [ $isa = baseline ] || def="-DPT_EW_SUFFIX=$isa"
+    [ -f "$o" ] && [ "$o" -nt "$top/kernels/cpu/elementwise_kernels.c" ] ||
+        "$CLANG" $CFLAGS -ffp-contract=off $def -fsanitize=fuzzer-no-link -c "$top/kernels/cpu/elementwise_kernels.c" -o "$o"
+done
 rm -f "$out/libpt_fuzz.a"
 ar rcs "$out/libpt_fuzz.a" "${objs[@]}"
 for h in "$here"/fuzz_*.c; do
