@@ -99,13 +99,14 @@ grep -q '"event": "memory".*"activation_bytes": [1-9]' "$WORK/gpt-tp2-dp2-zero.j
 pass "tp x dp equals the serial run (largest differences: steps $WORST_STEP, parameter fingerprint $WORST_PARAM, checkpoints $WORST_CKPT)"
 
 # resume: stopped at step 3 and resumed on the same grid = uninterrupted, bitwise; resumed on
-# another grid (tp 2 x dp 2 -> tp 4 x dp 1, and -> serial) within TOL_CKPT of the serial run
+# another grid (tp 2 x dp 2 -> tp 4 x dp 1, -> tp 1 x dp 3 with ZeRO-1, and -> serial) within
+# TOL_CKPT of the serial run
 # shellcheck disable=SC2086
 run gpt-resume 4 $gpt --tp 2 --zero 1 --stop-at 3
 # shellcheck disable=SC2086
 run gpt-resume 4 $gpt --tp 2 --zero 1 --resume auto
 echo "  same grid: max|a-b| $(ckpt_diff gpt-tp2-dp2-zero gpt-resume 0)"
-for to in "4 --tp 4" "1"; do
+for to in "4 --tp 4" "3 --zero 1" "1"; do
     set -- $to
     # shellcheck disable=SC2086
     run gpt-move 4 $gpt --tp 2 --zero 1 --stop-at 3 --ckpt-dir "$WORK/gpt-move-$1"
