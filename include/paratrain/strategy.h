@@ -64,9 +64,16 @@ typedef struct pt_step_strategy {
     /* largest difference between replicas of the parameters (0 when they agree bitwise) */
     pt_status (*replica_spread)(pt_train_state *s, double *spread);
     void (*teardown)(pt_train_state *s);
+    /* Optional (NULL: every rank holds every parameter current). A pipeline stage updates only
+     * the parameters its nodes own: gather makes every rank's whole model current (before an
+     * evaluation); owns says whether this rank's stage owns parameter tensor i (it alone then
+     * writes it to a checkpoint and counts it in a fingerprint). Collective / local. */
+    pt_status (*gather)(pt_train_state *s);
+    int (*owns)(const pt_train_state *s, int param);
 } pt_step_strategy;
 
 extern const pt_step_strategy pt_strategy_data_parallel;
+extern const pt_step_strategy pt_strategy_pipeline; /* strategy_pipeline.c, --pp > 1 */
 
 #ifdef __cplusplus
 }

@@ -356,6 +356,13 @@ static pt_status reserve_space(const char *path, int64_t bytes)
                   (double)bytes / 1048576.0, path, strerror(rc));
 }
 
+/* Whether this rank writes (its hyperslab of) parameter i: a tp shard on its ranks, a replicated
+ * tensor on tp rank 0, and under pipeline parallelism only on the stage that owns it. */
+static bool writes(const pt_model *m, const pt_ckpt_dist *dist, int i)
+{
+    return (tp_split(&m->params[i]) || dist->tp_rank == 0) && (!dist->holds || dist->holds[i]);
+}
+
 static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
                             const pt_optimizer *opt, const pt_ckpt_meta *meta,
                             const pt_ckpt_rank_states *rs, const pt_ckpt_dist *dist)
@@ -406,7 +413,7 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
     for (int i = 0; i < m->nparams && st == PT_OK; i++) {
         snprintf(name, sizeof name, "params/%s", m->params[i].name);
         st = write_tensor(comm, f, dxpl, name, &m->params[i], host, lo, hi,
-                          tp_split(&m->params[i]) || dist->tp_rank == 0);
+                          writes(m, dist, i));
     }
     /* Buffers (batch-norm running statistics) are equal on every rank (the trainer averages them
      * first); each rank writes its slice of them the same way. */
@@ -438,7 +445,7 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
         for (int i = 0; i < m->nparams && st == PT_OK; i++) {
             snprintf(name, sizeof name, "optim/%s/%s", opt->state_names[s], m->params[i].name);
             st = write_tensor(comm, f, dxpl, name, &m->params[i], host, lo, hi,
-                              tp_split(&m->params[i]) || dist->tp_rank == 0);
+                              writes(m, dist, i));
         }
     }
     for (int s = 0; rs && s < rs->count && st == PT_OK; s++)

@@ -81,7 +81,7 @@ static void fill_meta(const pt_train_state *s, pt_ckpt_meta *meta)
     pt_train_config_dump(s->cfg, meta->config, sizeof meta->config);
 }
 
-/* Where this rank's tensors sit in the grid: its dp and tp coordinates (pp = 1). */
+/* Where this rank's tensors sit in the grid: its dp and tp coordinates (holds: none). */
 static pt_ckpt_dist dist_of(const pt_train_state *s)
 {
     return (pt_ckpt_dist){.dp_rank = s->dp_rank, .dp_size = s->dp_size,
@@ -107,7 +107,12 @@ pt_status pt_train_save_checkpoint(pt_train_state *s, char *path_out)
     /* collective HDF5 writes and closes cannot be bounded one by one: the armed watchdog bounds
      * the save (every agreement inside it that completes counts as progress). Every dataset is
      * a global tensor; each rank writes its hyperslab (design.md #14), so any grid loads it. */
-    const pt_ckpt_dist dist = dist_of(s);
+    pt_ckpt_dist dist = dist_of(s);
+    unsigned char holds[PT_MAX_PARAMS];
+    if (s->strategy->owns) { /* a pipeline stage writes the tensors it owns */
+        for (int i = 0; i < s->model.nparams; i++) holds[i] = (unsigned char)s->strategy->owns(s, i);
+        dist.holds = holds;
+    }
     pt_watchdog_arm("collective HDF5 I/O", "writing a checkpoint (pt_ckpt_save)", -1);
     pt_status st = pt_ckpt_save_dist(s->world, s->cfg->ckpt_dir, &s->model, &s->opt, &meta, &rs,
                                      &dist, path);
@@ -149,7 +154,12 @@ static pt_status check_meta(pt_train_state *s, const char *path, const pt_ckpt_m
  * optimizer state, whatever grid wrote it) and checks that it fits this run. Collective. */
 static pt_status load_checked(pt_train_state *s, const char *path, pt_ckpt_meta *meta)
 {
-    const pt_ckpt_dist dist = dist_of(s);
+    pt_ckpt_dist dist = dist_of(s);
+    unsigned char holds[PT_MAX_PARAMS];
+    if (s->strategy->owns) { /* a pipeline stage writes the tensors it owns */
+        for (int i = 0; i < s->model.nparams; i++) holds[i] = (unsigned char)s->strategy->owns(s, i);
+        dist.holds = holds;
+    }
     pt_status st = pt_ckpt_load_dist(s->world, path, &s->model, &s->opt, meta, &dist);
     if (st == PT_OK) st = check_meta(s, path, meta);
     return pt_agree(s->world, st, NULL);
