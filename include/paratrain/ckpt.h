@@ -54,6 +54,7 @@ typedef struct {
      * writes it (with its optimizer state); the ranks of the other stages write nothing of it.
      * NULL: every tensor (no pipeline). Loading ignores it: every rank reads every tensor. */
     const unsigned char *holds;
+    int pp_size; /* stages (0 or 1: none): the communicator holds dp x tp ranks of each */
 } pt_ckpt_dist;
 
 /* Collective over comm, with parallel HDF5: rank r writes slice r (pt_shard_range) of the flat

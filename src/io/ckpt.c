@@ -584,11 +584,12 @@ static pt_status dist_of(MPI_Comm comm, const pt_ckpt_dist *given, pt_ckpt_dist 
         return PT_OK;
     }
     *d = *given;
+    const int pp = d->pp_size > 0 ? d->pp_size : 1;
     if (d->dp_size < 1 || d->tp_size < 1 || d->dp_rank < 0 || d->dp_rank >= d->dp_size ||
-        d->tp_rank < 0 || d->tp_rank >= d->tp_size || d->dp_size * d->tp_size != size)
-        return PT_ERR(PT_ERR_ARG, "the grid's dp x tp must be the communicator's size",
-                      "bad checkpoint distribution dp %d/%d tp %d/%d over %d ranks", d->dp_rank,
-                      d->dp_size, d->tp_rank, d->tp_size, size);
+        d->tp_rank < 0 || d->tp_rank >= d->tp_size || d->dp_size * d->tp_size * pp != size)
+        return PT_ERR(PT_ERR_ARG, "the grid's dp x tp x pp must be the communicator's size",
+                      "bad checkpoint distribution dp %d/%d tp %d/%d pp %d over %d ranks",
+                      d->dp_rank, d->dp_size, d->tp_rank, d->tp_size, pp, size);
     return PT_OK;
 }
 

@@ -85,7 +85,8 @@ static void fill_meta(const pt_train_state *s, pt_ckpt_meta *meta)
 static pt_ckpt_dist dist_of(const pt_train_state *s)
 {
     return (pt_ckpt_dist){.dp_rank = s->dp_rank, .dp_size = s->dp_size,
-                          .tp_rank = s->grid.coord[PT_AXIS_TP], .tp_size = s->grid.size[PT_AXIS_TP]};
+                          .tp_rank = s->grid.coord[PT_AXIS_TP], .tp_size = s->grid.size[PT_AXIS_TP],
+                          .pp_size = s->grid.size[PT_AXIS_PP]};
 }
 
 /* The per-rank state a bitwise resume needs (compression's residual and DGC momentum). */
