@@ -113,3 +113,19 @@ expect_error pp-interleaved 2 "interleaved" train $b --model mlp:784-32-10 --pp 
 expect_error pp-virtual 2 "virtual-stages" train $b --model mlp:784-32-10 --pp 2 --virtual-stages 2
 expect_error pp-bn 2 "batch norm" train $b --model resnet:width=4,blocks=1 --pp 2
 pass "pipeline bad input"
+
+# a stage that stops mid-step (SIGSTOP at step 3) is named by the other's bounded wait within
+# PT_COLL_TIMEOUT: exit 69 on the run
+LIMIT=5
+start=$(date +%s)
+set +e
+PT_COLL_TIMEOUT=$LIMIT PT_FAULT_STOP=1:3:step mpirun_t 2 120 -x PT_COLL_TIMEOUT -x PT_FAULT_STOP \
+    "$PARATRAIN" train $b --model mlp:784-32-10 --pp 2 --max-steps 50 >"$WORK/dead.out" 2>&1
+rc=$?
+set -e
+took=$(( $(date +%s) - start ))
+[ $rc -eq 69 ] || { cat "$WORK/dead.out"; fail "dead stage: exit $rc, expected 69"; }
+[ "$took" -le 60 ] || fail "dead stage: took $took s"
+grep -q "paratrain: error: rank 0: no progress for $LIMIT s in MPI_Isend/MPI_Irecv (a micro-batch's gradient from the next stage).*waiting on rank 1" "$WORK/dead.out" ||
+    { cat "$WORK/dead.out"; fail "dead stage: no message naming the stage"; }
+pass "dead stage: exit 69 after $took s: $(grep -m1 'no progress' "$WORK/dead.out" | sed 's/.*no progress/no progress/' | cut -c1-140)"
