@@ -1,13 +1,13 @@
 #!/bin/sh
 # Pipeline parallelism (issue 18) equals the serial run with the same global batch: mlp (Fashion-
 # MNIST, dropout, clipping) and gpt (kjv-lm, Adam, clipping, the tied embedding across the first
-# and last stage) under GPipe and 1F1B, at pp in {2, 3, 4} and micro-batches M in {1, 2, 3, 4, 8}
+# and last stage) under GPipe, 1F1B and interleaved 1F1B (V 2, 3), at pp in {2, 3, 4} and micro-batches M in {1, 2, 3, 4, 8}
 # (M not a multiple of pp included), and on the 3D grid pp 2 x dp 2 x tp 2 (8 ranks
 # oversubscribed, ZeRO-1). Compared with the serial run as tests/test_tp_train.sh does: the loss
 # and global gradient norm of every step (relative, TOL_STEP), the end record's parameter
 # fingerprint (TOL_PARAM) and the final checkpoints, global tensors each stage wrote its part of
-# (pt-ckpt diff, absolute, TOL_CKPT). GPipe and 1F1B run the backwards in the same order, so they
-# must agree bitwise. Then resumes (same grid bitwise; pp 2 -> 1 within TOL_CKPT of the serial
+# (pt-ckpt diff, absolute, TOL_CKPT). The schedules run the backwards in the same micro-batch order, so
+# they must agree bitwise. Then resumes (same grid bitwise; pp 2 -> 1 within TOL_CKPT of the serial
 # run) and bad input.
 . "${srcdir:-.}/tests/lib.sh"
 need_data
@@ -64,27 +64,27 @@ same_bits() {
     echo "  $2 = $1 bitwise: checkpoint max|a-b| $(ckpt_diff "$1" "$2" 0)"
 }
 
-# model:pp:M:schedule (np = pp); M not a multiple of pp in several
-cases="mlp:2:1:gpipe mlp:2:3:1f1b mlp:2:3:gpipe mlp:3:4:1f1b mlp:3:2:gpipe
-gpt:2:2:gpipe gpt:2:4:1f1b gpt:2:3:1f1b gpt:3:4:gpipe gpt:4:8:1f1b gpt:4:2:gpipe"
+# model:pp:M:schedule[:V] (np = pp); M not a multiple of pp in several; V virtual stages
+cases="mlp:2:1:gpipe mlp:2:3:1f1b mlp:2:3:gpipe mlp:3:4:1f1b
+gpt:2:2:gpipe gpt:2:4:1f1b gpt:2:3:1f1b gpt:3:4:gpipe gpt:4:8:1f1b gpt:4:2:gpipe
+gpt:2:4:interleaved:2 gpt:3:6:interleaved:2 gpt:2:2:interleaved:3"
 run mlp-serial 1 $mlp
 run gpt-serial 1 $gpt
 for cs in $cases; do
-    IFS=: read -r model pp M sched <<EOC
+    IFS=: read -r model pp M sched V <<EOC
 $cs
 EOC
     eval "args=\$$model"
     # shellcheck disable=SC2086
-    run "$model-pp$pp-m$M-$sched" "$pp" $args --pp "$pp" --micro-batches "$M" --pipeline "$sched"
+    run "$model-pp$pp-m$M-$sched" "$pp" $args --pp "$pp" --micro-batches "$M" --pipeline "$sched" \
+        --virtual-stages "${V:-1}"
     compare "$model-serial" "$model-pp$pp-m$M-$sched"
 done
-grep -q 'pipeline 1f1b, 3 micro-batches, stages 0: nodes 0-[0-9]* ([0-9.]*%), 1: nodes' \
-    "$WORK/gpt-pp2-m3-1f1b.out" 2>/dev/null || true
-# the schedules: same order of accumulation, same bits
-run mlp-pp2-m3-gpipe-b 2 $mlp --pp 2 --micro-batches 3 --pipeline gpipe
+# the schedules (interleaved too): the backwards in the same micro-batch order, same bits
 same_bits mlp-pp2-m3-1f1b mlp-pp2-m3-gpipe
 run gpt-pp2-m4-gpipe 2 $gpt --pp 2 --micro-batches 4 --pipeline gpipe
 same_bits gpt-pp2-m4-1f1b gpt-pp2-m4-gpipe
+same_bits gpt-pp2-m4-1f1b gpt-pp2-m4-interleaved
 # 3D: pp 2 x dp 2 x tp 2 at 8 ranks, ZeRO-1 within dp
 run gpt-3d 8 $gpt --pp 2 --tp 2 --zero 1 --micro-batches 2
 compare gpt-serial gpt-3d
@@ -106,11 +106,12 @@ pass "resume: bitwise on the same grid, within $TOL_CKPT across pp"
 
 b="--data $DATA --batch 8 --max-steps 1"
 expect_error pp-m0 2 "micro-batches" train $b --model mlp:784-32-10 --pp 2 --micro-batches 0
-expect_error pp-cuts 2 "can be cut in only 0 places" train $b --model mlp:784-10 --pp 2
+expect_error pp-cuts 2 "2 pipeline stages (--pp x --virtual-stages): model 'mlp:784-10' can be cut in only 0 place" train $b --model mlp:784-10 --pp 2
 expect_error pp-m-rows 2 "only 8 rows per step" train $b --model mlp:784-32-10 --pp 2 --micro-batches 9
 expect_error pp-split 2 "is no place to cut" train --data "$KJV_LM" --model gpt:layers=2,heads=4,d=16,ctx=16 --batch 8 --max-steps 1 --pp 2 --pp-split 3
-expect_error pp-interleaved 2 "interleaved" train $b --model mlp:784-32-10 --pp 2 --pipeline interleaved
-expect_error pp-virtual 2 "virtual-stages" train $b --model mlp:784-32-10 --pp 2 --virtual-stages 2
+expect_error pp-interleaved-m 2 "--micro-batches 3 is not a multiple of --pp 2" train $b --model mlp:784-32-10 --pp 2 --pipeline interleaved --micro-batches 3
+expect_error pp-interleaved-v 2 "4 pipeline stages (--pp x --virtual-stages): model 'mlp:784-32-10' can be cut in only 1 place" train $b --model mlp:784-32-10 --pp 2 --pipeline interleaved --virtual-stages 2
+expect_error pp-virtual 2 "virtual-stages 2 applies to --pipeline interleaved only" train $b --model mlp:784-32-10 --pp 2 --virtual-stages 2
 expect_error pp-bn 2 "batch norm" train $b --model resnet:width=4,blocks=1 --pp 2
 pass "pipeline bad input"
 

@@ -33,20 +33,30 @@
 
 #define MAX_SHARED 8
 
+#define MAX_CHUNKS 16
+
+/* One model chunk of this rank: global stage g = c * pp + stage (interleaved: V chunks per
+ * rank; else one, g = stage). */
+typedef struct {
+    int g;
+    int n0, n1;                /* its nodes */
+    int in_slot, out_slot;     /* boundary slots (-1: first / last global stage) */
+    int64_t in_size, out_size; /* floats per row */
+    int prev, next;            /* pp ranks of global stages g - 1 and g + 1 */
+    float *recv_act, *send_act, *recv_grad, *send_grad; /* M x mb_max x size each */
+    pt_p2p_request *rq_act, *rq_grad, *sq_act, *sq_grad;
+} pp_chunk;
+
 typedef struct {
     pt_grad_sync gs;
     pt_comm *pp;
     pt_pipe_schedule sched;
-    pt_pipe_partition part;
-    int stage, nstages, M, K;
-    int n0, n1;                /* this stage's nodes */
-    int in_slot, out_slot;     /* boundary slots (-1: first / last stage) */
-    int64_t in_size, out_size; /* floats per row */
+    pt_pipe_partition part;    /* over the pp x V global stages */
+    int stage, nstages, V, M, K;
+    pp_chunk ch[MAX_CHUNKS];
     int64_t *mb_off, *mb_rows; /* micro-batches within this rank's rows */
     int64_t mb_max;
-    float *recv_act, *send_act, *recv_grad, *send_grad; /* M x mb_max x size each */
-    pt_p2p_request *rq_act, *rq_grad, *sq_act, *sq_grad;
-    int *owner;                /* stage owning each parameter */
+    int *owner;                /* pp rank owning each parameter */
     /* parameters used by a stage other than their owner: (param, owner, user) */
     int nshared, shared_p[MAX_SHARED], shared_owner[MAX_SHARED], shared_user[MAX_SHARED];
     float *shared_buf;
@@ -90,10 +100,11 @@ pt_status pt_pipe_partition_make(const pt_model *m, int pp, const char *split,
     part->pp = pp;
     part->first[0] = 0, part->first[pp] = n;
     if (ncut - 2 < pp - 1) {
-        st = PT_ERR(PT_ERR_ARG, "lower --pp",
-                    "--pp %d: model '%s' can be cut in only %d places (between layers, where one "
-                    "activation crosses), so it has at most %d stages", pp, m->spec, ncut - 2,
-                    ncut - 1);
+        st = PT_ERR(PT_ERR_ARG, "lower --pp (or --virtual-stages)",
+                    "%d pipeline stages (--pp x --virtual-stages): model '%s' can be cut in only "
+                    "%d place%s (between layers, where one activation crosses), so it has at most "
+                    "%d stage%s", pp, m->spec, ncut - 2, ncut - 2 == 1 ? "" : "s", ncut - 1,
+                    ncut - 1 == 1 ? "" : "s");
     } else if (split && split[0]) {
         const char *p = split;
         for (int k = 1; k < pp && st == PT_OK; k++) {
@@ -139,11 +150,12 @@ pt_status pt_pipe_partition_make(const pt_model *m, int pp, const char *split,
 
 /* ------------------------------------------------------------------ set-up */
 
+/* the pp rank that runs node i (global stage k runs on rank k mod pp) */
 static int stage_of_node(const pp_state *d, int i)
 {
     int k = 0;
-    while (k + 1 < d->nstages && d->part.first[k + 1] <= i) k++;
-    return k;
+    while (k + 1 < d->part.pp && d->part.first[k + 1] <= i) k++;
+    return k % d->nstages;
 }
 
 static pt_status ownership(pt_train_state *s, pp_state *d)
@@ -182,13 +194,15 @@ static pt_status check_options(pt_train_state *s, pp_state *d)
 {
     const pt_train_config *c = s->cfg;
     PT_TRY(pt_pipe_schedule_parse(c->pipeline, &d->sched));
-    if (d->sched == PT_PIPE_INTERLEAVED)
-        return PT_ERR(PT_ERR_ARG, "use --pipeline gpipe or 1f1b",
-                      "--pipeline interleaved (virtual stages) is not built yet (issue 18)");
-    if (c->virtual_stages != 1)
-        return PT_ERR(PT_ERR_ARG, "leave --virtual-stages at 1",
-                      "--virtual-stages %lld needs --pipeline interleaved, which is not built yet",
+    if (c->virtual_stages != 1 && d->sched != PT_PIPE_INTERLEAVED)
+        return PT_ERR(PT_ERR_ARG, "add --pipeline interleaved, or drop --virtual-stages",
+                      "--virtual-stages %lld applies to --pipeline interleaved only",
                       (long long)c->virtual_stages);
+    d->V = d->sched == PT_PIPE_INTERLEAVED ? (int)c->virtual_stages : 1;
+    if (d->V > MAX_CHUNKS || (int64_t)d->V * c->pp > PT_MAX_STAGES)
+        return PT_ERR(PT_ERR_ARG, "lower --virtual-stages", "--virtual-stages %d x --pp %lld: at "
+                      "most %d chunks per rank and %d stages in all", d->V, (long long)c->pp,
+                      MAX_CHUNKS, PT_MAX_STAGES);
     if (c->reproducible || strcmp(c->compress, "none"))
         return PT_ERR(PT_ERR_ARG, "drop --reproducible and --compress, or use --pp 1",
                       "--pp %lld does not combine with --reproducible or --compress",
@@ -202,6 +216,10 @@ static pt_status check_options(pt_train_state *s, pp_state *d)
         return PT_ERR(PT_ERR_ARG, "lower --micro-batches or raise --batch",
                       "--micro-batches %lld: each data-parallel rank has only %lld rows per step",
                       (long long)M, (long long)s->batch.rows);
+    if (d->sched == PT_PIPE_INTERLEAVED && M % c->pp)
+        return PT_ERR(PT_ERR_ARG, "choose --micro-batches a multiple of --pp",
+                      "--pipeline interleaved runs micro-batches in groups of pp: --micro-batches "
+                      "%lld is not a multiple of --pp %lld", (long long)M, (long long)c->pp);
     d->M = (int)M;
     return PT_OK;
 }
@@ -216,21 +234,18 @@ static pt_status pp_setup(pt_train_state *s)
     d->pp = &s->grid.group[PT_AXIS_PP];
     d->stage = s->grid.coord[PT_AXIS_PP], d->nstages = s->grid.size[PT_AXIS_PP];
     pt_status st = check_options(s, d);
-    if (st == PT_OK) st = pt_pipe_partition_make(m, d->nstages, c->pp_split, &d->part);
+    if (st == PT_OK) st = pt_pipe_partition_make(m, d->nstages * d->V, c->pp_split, &d->part);
     PT_TRY(pt_agree(s->world, st, NULL));
-    d->n0 = d->part.first[d->stage], d->n1 = d->part.first[d->stage + 1];
-    d->in_slot = d->stage > 0 ? pt_model_cut_slot(m, d->n0) : -1;
-    d->out_slot = d->stage < d->nstages - 1 ? m->nodes[d->n1 - 1].out : -1;
-    d->in_size = d->in_slot >= 0 ? m->slots[d->in_slot].size : 0;
-    d->out_size = d->out_slot >= 0 ? m->slots[d->out_slot].size : 0;
+    const int G = d->part.pp;
     if (!c->quiet && s->world_rank == 0) {
-        char line[1024];
+        char line[2048];
         int o = 0;
-        for (int k = 0; k < d->nstages && o < (int)sizeof line - 64; k++)
+        for (int k = 0; k < G && o < (int)sizeof line - 64; k++)
             o += snprintf(line + o, sizeof line - (size_t)o, "%s%d: nodes %d-%d (%.1f%%)",
                           k ? ", " : "", k, d->part.first[k], d->part.first[k + 1] - 1,
                           100.0 * d->part.share[k]);
-        pt_log_info("pipeline %s, %d micro-batches, stages %s", c->pipeline, d->M, line);
+        pt_log_info("pipeline %s, %d micro-batches, %d stage%s%s: %s", c->pipeline, d->M, G,
+                    G == 1 ? "" : "s", d->V > 1 ? " (stage k on pp rank k mod pp)" : "", line);
     }
     /* micro-batches: this rank's rows split as evenly as the data-parallel share is */
     const int M = d->M;
@@ -241,22 +256,34 @@ static pt_status pp_setup(pt_train_state *s)
         pt_batch_share(s->batch.rows, i, M, &d->mb_off[i], &d->mb_rows[i]);
         if (d->mb_rows[i] > d->mb_max) d->mb_max = d->mb_rows[i];
     }
-    d->K = d->sched == PT_PIPE_GPIPE ? M : (d->nstages - d->stage < M ? d->nstages - d->stage : M);
+    /* activation blocks in flight: 1F1B holds at most pp - stage; GPipe all M; interleaved
+     * one per (chunk, micro-batch) */
+    d->K = d->sched == PT_PIPE_GPIPE ? M
+           : d->sched == PT_PIPE_1F1B ? (d->nstages - d->stage < M ? d->nstages - d->stage : M)
+                                      : d->V * M;
     if (st == PT_OK) st = pt_model_alloc_inflight(m, d->K, (int)d->mb_max);
-    const size_t na = sizeof(float) * (size_t)(M * d->mb_max * d->in_size + 1);
-    const size_t nb = sizeof(float) * (size_t)(M * d->mb_max * d->out_size + 1);
-    if (st == PT_OK) {
-        d->recv_act = malloc(na), d->send_grad = malloc(na);
-        d->send_act = malloc(nb), d->recv_grad = malloc(nb);
-        d->rq_act = calloc((size_t)M, sizeof *d->rq_act);
-        d->rq_grad = calloc((size_t)M, sizeof *d->rq_grad);
-        d->sq_act = calloc((size_t)M, sizeof *d->sq_act);
-        d->sq_grad = calloc((size_t)M, sizeof *d->sq_grad);
-        if (!d->recv_act || !d->send_grad || !d->send_act || !d->recv_grad || !d->rq_act ||
-            !d->rq_grad || !d->sq_act || !d->sq_grad)
+    for (int ci = 0; ci < d->V && st == PT_OK; ci++) {
+        pp_chunk *h = &d->ch[ci];
+        h->g = ci * d->nstages + d->stage;
+        h->n0 = d->part.first[h->g], h->n1 = d->part.first[h->g + 1];
+        h->in_slot = h->g > 0 ? pt_model_cut_slot(m, h->n0) : -1;
+        h->out_slot = h->g < G - 1 ? m->nodes[h->n1 - 1].out : -1;
+        h->in_size = h->in_slot >= 0 ? m->slots[h->in_slot].size : 0;
+        h->out_size = h->out_slot >= 0 ? m->slots[h->out_slot].size : 0;
+        h->prev = (h->g + G - 1) % G % d->nstages, h->next = (h->g + 1) % G % d->nstages;
+        const size_t na = sizeof(float) * (size_t)(M * d->mb_max * h->in_size + 1);
+        const size_t nb = sizeof(float) * (size_t)(M * d->mb_max * h->out_size + 1);
+        h->recv_act = malloc(na), h->send_grad = malloc(na);
+        h->send_act = malloc(nb), h->recv_grad = malloc(nb);
+        h->rq_act = calloc((size_t)M, sizeof *h->rq_act);
+        h->rq_grad = calloc((size_t)M, sizeof *h->rq_grad);
+        h->sq_act = calloc((size_t)M, sizeof *h->sq_act);
+        h->sq_grad = calloc((size_t)M, sizeof *h->sq_grad);
+        if (!h->recv_act || !h->send_grad || !h->send_act || !h->recv_grad || !h->rq_act ||
+            !h->rq_grad || !h->sq_act || !h->sq_grad)
             st = PT_ERR(PT_ERR_NOMEM, "lower --micro-batches", "no memory for the stage buffers");
-        for (int i = 0; i < M; i++)
-            d->rq_act[i].req = d->rq_grad[i].req = d->sq_act[i].req = d->sq_grad[i].req =
+        for (int i = 0; st == PT_OK && i < M; i++)
+            h->rq_act[i].req = h->rq_grad[i].req = h->sq_act[i].req = h->sq_grad[i].req =
                 MPI_REQUEST_NULL;
     }
     if (st == PT_OK) st = ownership(s, d);
@@ -275,75 +302,118 @@ static pt_fwd_ctx ctx_of(const pt_train_state *s, const pp_state *d, int mb)
                         .row_offset = s->batch.row_offset + d->mb_off[mb]};
 }
 
-static pt_status forward(pt_train_state *s, pp_state *d, int mb)
+static int block_of(const pp_state *d, int ci, int mb) { return (ci * d->M + mb) % d->K; }
+
+/* tags: kind (0 activation, 1 gradient) of micro-batch mb entering global stage g's boundary */
+static int tag_of(const pp_state *d, int g, int mb, int kind) { return 2 * (g * d->M + mb) + kind; }
+
+static pt_status forward(pt_train_state *s, pp_state *d, int ci, int mb)
 {
     pt_model *m = &s->model;
+    pp_chunk *h = &d->ch[ci];
     const int64_t rows = d->mb_rows[mb], S = s->train.sample_size;
-    pt_model_select_inflight(m, mb % d->K);
-    if (d->in_slot >= 0) {
-        PT_TRY(pt_p2p_wait(&d->rq_act[mb], 1, "a micro-batch's activations from the previous stage"));
-        memcpy(m->slots[d->in_slot].a, d->recv_act + mb * d->mb_max * d->in_size,
-               sizeof(float) * (size_t)(rows * d->in_size));
+    pt_model_select_inflight(m, block_of(d, ci, mb));
+    if (h->in_slot >= 0) {
+        PT_TRY(pt_p2p_wait(&h->rq_act[mb], 1, "a micro-batch's activations from the previous stage"));
+        memcpy(m->slots[h->in_slot].a, h->recv_act + mb * d->mb_max * h->in_size,
+               sizeof(float) * (size_t)(rows * h->in_size));
     }
     const pt_fwd_ctx ctx = ctx_of(s, d, mb);
-    pt_model_forward_range(m, s->batch.x + d->mb_off[mb] * S, (int)rows, &ctx, d->n0, d->n1);
-    if (d->out_slot < 0) { /* last stage: the loss, and its gradient for the backward */
+    pt_model_forward_range(m, s->batch.x + d->mb_off[mb] * S, (int)rows, &ctx, h->n0, h->n1);
+    if (h->out_slot < 0) { /* last stage: the loss, and its gradient for the backward */
         d->loss_sum += pt_model_loss(m, s->batch.y + d->mb_off[mb], (int)rows,
                                      1.0f / (float)s->cfg->batch, NULL);
         return PT_OK;
     }
-    float *buf = d->send_act + mb * d->mb_max * d->out_size;
-    memcpy(buf, m->slots[d->out_slot].a, sizeof(float) * (size_t)(rows * d->out_size));
-    return pt_isend(d->pp, buf, rows * d->out_size, PT_F32, d->stage + 1, 2 * mb, &d->sq_act[mb]);
+    float *buf = h->send_act + mb * d->mb_max * h->out_size;
+    memcpy(buf, m->slots[h->out_slot].a, sizeof(float) * (size_t)(rows * h->out_size));
+    return pt_isend(d->pp, buf, rows * h->out_size, PT_F32, h->next, tag_of(d, h->g + 1, mb, 0),
+                    &h->sq_act[mb]);
 }
 
-static pt_status backward(pt_train_state *s, pp_state *d, int mb)
+static pt_status backward(pt_train_state *s, pp_state *d, int ci, int mb)
 {
     pt_model *m = &s->model;
+    pp_chunk *h = &d->ch[ci];
     const int64_t rows = d->mb_rows[mb];
-    pt_model_select_inflight(m, mb % d->K);
-    if (d->out_slot >= 0) {
-        PT_TRY(pt_p2p_wait(&d->rq_grad[mb], 1, "a micro-batch's gradient from the next stage"));
-        memcpy(m->slots[d->out_slot].g, d->recv_grad + mb * d->mb_max * d->out_size,
-               sizeof(float) * (size_t)(rows * d->out_size));
+    pt_model_select_inflight(m, block_of(d, ci, mb));
+    if (h->out_slot >= 0) {
+        PT_TRY(pt_p2p_wait(&h->rq_grad[mb], 1, "a micro-batch's gradient from the next stage"));
+        memcpy(m->slots[h->out_slot].g, h->recv_grad + mb * d->mb_max * h->out_size,
+               sizeof(float) * (size_t)(rows * h->out_size));
     }
     const pt_fwd_ctx ctx = ctx_of(s, d, mb);
-    pt_model_backward_range(m, (int)rows, &ctx, d->n0, d->n1);
-    if (d->in_slot < 0) return PT_OK;
-    float *buf = d->send_grad + mb * d->mb_max * d->in_size;
-    memcpy(buf, m->slots[d->in_slot].g, sizeof(float) * (size_t)(rows * d->in_size));
-    return pt_isend(d->pp, buf, rows * d->in_size, PT_F32, d->stage - 1, 2 * mb + 1, &d->sq_grad[mb]);
+    pt_model_backward_range(m, (int)rows, &ctx, h->n0, h->n1);
+    if (h->in_slot < 0) return PT_OK;
+    float *buf = h->send_grad + mb * d->mb_max * h->in_size;
+    memcpy(buf, m->slots[h->in_slot].g, sizeof(float) * (size_t)(rows * h->in_size));
+    return pt_isend(d->pp, buf, rows * h->in_size, PT_F32, h->prev, tag_of(d, h->g, mb, 1),
+                    &h->sq_grad[mb]);
+}
+
+/* Interleaved 1F1B (Narayanan et al. 2021, Megatron's order): virtual micro-batch k runs on
+ * chunk (k mod pp V) / pp (reversed for backwards) with micro-batch (k / (pp V)) pp + k mod pp. */
+static void virtual_of(const pp_state *d, int k, bool fwd, int *ci, int *mb)
+{
+    const int P = d->nstages, c = (k % (P * d->V)) / P;
+    *ci = fwd ? c : d->V - 1 - c;
+    *mb = (k / (P * d->V)) * P + k % P;
 }
 
 static pt_status run_schedule(pt_train_state *s, pp_state *d)
 {
     const int M = d->M;
     /* every receive first, each into its own buffer: no send ever waits for a receiver */
-    for (int mb = 0; mb < M; mb++) {
-        if (d->in_slot >= 0)
-            PT_TRY(pt_irecv(d->pp, d->recv_act + mb * d->mb_max * d->in_size,
-                            d->mb_rows[mb] * d->in_size, PT_F32, d->stage - 1, 2 * mb,
-                            &d->rq_act[mb]));
-        if (d->out_slot >= 0)
-            PT_TRY(pt_irecv(d->pp, d->recv_grad + mb * d->mb_max * d->out_size,
-                            d->mb_rows[mb] * d->out_size, PT_F32, d->stage + 1, 2 * mb + 1,
-                            &d->rq_grad[mb]));
+    for (int ci = 0; ci < d->V; ci++) {
+        pp_chunk *h = &d->ch[ci];
+        for (int mb = 0; mb < M; mb++) {
+            if (h->in_slot >= 0)
+                PT_TRY(pt_irecv(d->pp, h->recv_act + mb * d->mb_max * h->in_size,
+                                d->mb_rows[mb] * h->in_size, PT_F32, h->prev,
+                                tag_of(d, h->g, mb, 0), &h->rq_act[mb]));
+            if (h->out_slot >= 0)
+                PT_TRY(pt_irecv(d->pp, h->recv_grad + mb * d->mb_max * h->out_size,
+                                d->mb_rows[mb] * h->out_size, PT_F32, h->next,
+                                tag_of(d, h->g + 1, mb, 1), &h->rq_grad[mb]));
+        }
     }
     if (d->sched == PT_PIPE_GPIPE) {
-        for (int mb = 0; mb < M; mb++) PT_TRY(forward(s, d, mb));
-        for (int mb = 0; mb < M; mb++) PT_TRY(backward(s, d, mb));
-    } else { /* 1F1B */
+        for (int mb = 0; mb < M; mb++) PT_TRY(forward(s, d, 0, mb));
+        for (int mb = 0; mb < M; mb++) PT_TRY(backward(s, d, 0, mb));
+    } else if (d->sched == PT_PIPE_1F1B) { /* PipeDream-Flush */
         const int warm = d->nstages - d->stage - 1 < M ? d->nstages - d->stage - 1 : M;
         int f = 0, b = 0;
-        for (; f < warm; f++) PT_TRY(forward(s, d, f));
+        for (; f < warm; f++) PT_TRY(forward(s, d, 0, f));
         for (; f < M; f++, b++) {
-            PT_TRY(forward(s, d, f));
-            PT_TRY(backward(s, d, b));
+            PT_TRY(forward(s, d, 0, f));
+            PT_TRY(backward(s, d, 0, b));
         }
-        for (; b < M; b++) PT_TRY(backward(s, d, b));
+        for (; b < M; b++) PT_TRY(backward(s, d, 0, b));
+    } else { /* interleaved: Megatron's warm-up, then one forward, one backward */
+        const int total = M * d->V, P = d->nstages;
+        int warm = M == P ? total : (P - d->stage - 1) * 2 + (d->V - 1) * P;
+        if (warm > total) warm = total;
+        int ci, mb, f = 0, b = 0;
+        for (; f < warm; f++) {
+            virtual_of(d, f, true, &ci, &mb);
+            PT_TRY(forward(s, d, ci, mb));
+        }
+        for (; f < total; f++, b++) {
+            virtual_of(d, f, true, &ci, &mb);
+            PT_TRY(forward(s, d, ci, mb));
+            virtual_of(d, b, false, &ci, &mb);
+            PT_TRY(backward(s, d, ci, mb));
+        }
+        for (; b < total; b++) {
+            virtual_of(d, b, false, &ci, &mb);
+            PT_TRY(backward(s, d, ci, mb));
+        }
     }
-    PT_TRY(pt_p2p_wait(d->sq_act, M, "a micro-batch's activations to the next stage"));
-    return pt_p2p_wait(d->sq_grad, M, "a micro-batch's gradient to the previous stage");
+    for (int ci = 0; ci < d->V; ci++) {
+        PT_TRY(pt_p2p_wait(d->ch[ci].sq_act, M, "a micro-batch's activations to the next stage"));
+        PT_TRY(pt_p2p_wait(d->ch[ci].sq_grad, M, "a micro-batch's gradient to the previous stage"));
+    }
+    return PT_OK;
 }
 
 /* The shared parameters' gradients, summed between their owner and user stages (the same
@@ -387,7 +457,7 @@ static pt_status pp_forward_backward(pt_train_state *s, bool have_rows, pt_step_
     PT_TRY(st);
     r->status = pt_model_status(m);
     PT_TRY(sync_shared(s, d));
-    r->loss_sum = d->out_slot < 0 ? d->loss_sum : 0.0;
+    r->loss_sum = d->ch[d->V - 1].out_slot < 0 ? d->loss_sum : 0.0;
     return PT_OK;
 }
 
@@ -489,11 +559,13 @@ static void pp_memory(const pt_train_state *s, pt_memory_bytes *mb)
     mb->param = 4.0 * own;
     mb->grad = mb->param;
     mb->optim = 4.0 * (double)s->opt.n * s->opt.nstates;
-    /* the in-flight micro-batches' activations of this stage's nodes */
-    for (int i = d->n0; i < d->n1; i++)
-        act += (double)d->mb_max * (2.0 * (double)m->slots[m->nodes[i].out].size +
-                                    (double)m->nodes[i].aux_row) + (double)m->nodes[i].aux_fixed;
-    mb->activation = 4.0 * act * d->K;
+    /* the in-flight micro-batches' activations of this rank's nodes */
+    for (int ci = 0; ci < d->V; ci++)
+        for (int i = d->ch[ci].n0; i < d->ch[ci].n1; i++)
+            act += (double)d->mb_max * (2.0 * (double)m->slots[m->nodes[i].out].size +
+                                        (double)m->nodes[i].aux_row) +
+                   (double)m->nodes[i].aux_fixed;
+    mb->activation = 4.0 * act * (d->V > 1 ? d->M : d->K);
     mb->sharded_optim = s->cfg->zero == 1;
 }
 
@@ -543,8 +615,11 @@ static void pp_teardown(pt_train_state *s)
     if (!d) return;
     pt_grad_sync_free(&d->gs);
     free(d->mb_off), free(d->mb_rows);
-    free(d->recv_act), free(d->send_act), free(d->recv_grad), free(d->send_grad);
-    free(d->rq_act), free(d->rq_grad), free(d->sq_act), free(d->sq_grad);
+    for (int ci = 0; ci < d->V; ci++) {
+        pp_chunk *h = &d->ch[ci];
+        free(h->recv_act), free(h->send_act), free(h->recv_grad), free(h->send_grad);
+        free(h->rq_act), free(h->rq_grad), free(h->sq_act), free(h->sq_grad);
+    }
     free(d->owner), free(d->shared_buf);
     free(d);
     s->strategy_state = NULL;
