@@ -62,7 +62,26 @@ typedef struct {
     float *shared_buf;
     int64_t shared_max;
     double loss_sum;
+    /* --trace: spans of the steps [trace_first, trace_last] */
+    struct span { char kind; short chunk; int mb; int64_t step; double t0, t1; } *spans;
+    int nspans, cap_spans;
+    int64_t trace_first, trace_last;
+    bool tracing;
 } pp_state;
+
+/* Span kinds: F forward, B backward, a / g waiting for an activation / a gradient, s waiting
+ * for the sends, e the shared-embedding exchange, r the dp gradient sync, u the update. */
+static void span(pp_state *d, char kind, int chunk, int mb, int64_t step, double t0)
+{
+    if (!d->tracing) return;
+    if (d->nspans == d->cap_spans) {
+        const int cap = d->cap_spans ? 2 * d->cap_spans : 256;
+        struct span *p = realloc(d->spans, sizeof *p * (size_t)cap);
+        if (!p) return; /* the timeline loses spans, the step goes on */
+        d->spans = p, d->cap_spans = cap;
+    }
+    d->spans[d->nspans++] = (struct span){kind, (short)chunk, mb, step, t0, pt_now()};
+}
 
 static pp_state *state_of(const pt_train_state *s) { return (pp_state *)s->strategy_state; }
 
@@ -230,6 +249,7 @@ static pt_status pp_setup(pt_train_state *s)
     pp_state *d = calloc(1, sizeof *d);
     if (!d) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the pipeline state");
     s->strategy_state = d;
+    d->trace_first = -1;
     pt_model *m = &s->model;
     d->pp = &s->grid.group[PT_AXIS_PP];
     d->stage = s->grid.coord[PT_AXIS_PP], d->nstages = s->grid.size[PT_AXIS_PP];
@@ -313,8 +333,11 @@ static pt_status forward(pt_train_state *s, pp_state *d, int ci, int mb)
     pp_chunk *h = &d->ch[ci];
     const int64_t rows = d->mb_rows[mb], S = s->train.sample_size;
     pt_model_select_inflight(m, block_of(d, ci, mb));
+    double t0 = pt_now();
     if (h->in_slot >= 0) {
         PT_TRY(pt_p2p_wait(&h->rq_act[mb], 1, "a micro-batch's activations from the previous stage"));
+        span(d, 'a', ci, mb, s->step, t0);
+        t0 = pt_now();
         memcpy(m->slots[h->in_slot].a, h->recv_act + mb * d->mb_max * h->in_size,
                sizeof(float) * (size_t)(rows * h->in_size));
     }
@@ -323,12 +346,15 @@ static pt_status forward(pt_train_state *s, pp_state *d, int ci, int mb)
     if (h->out_slot < 0) { /* last stage: the loss, and its gradient for the backward */
         d->loss_sum += pt_model_loss(m, s->batch.y + d->mb_off[mb], (int)rows,
                                      1.0f / (float)s->cfg->batch, NULL);
+        span(d, 'F', ci, mb, s->step, t0);
         return PT_OK;
     }
     float *buf = h->send_act + mb * d->mb_max * h->out_size;
     memcpy(buf, m->slots[h->out_slot].a, sizeof(float) * (size_t)(rows * h->out_size));
-    return pt_isend(d->pp, buf, rows * h->out_size, PT_F32, h->next, tag_of(d, h->g + 1, mb, 0),
-                    &h->sq_act[mb]);
+    pt_status st = pt_isend(d->pp, buf, rows * h->out_size, PT_F32, h->next,
+                            tag_of(d, h->g + 1, mb, 0), &h->sq_act[mb]);
+    span(d, 'F', ci, mb, s->step, t0);
+    return st;
 }
 
 static pt_status backward(pt_train_state *s, pp_state *d, int ci, int mb)
@@ -337,18 +363,26 @@ static pt_status backward(pt_train_state *s, pp_state *d, int ci, int mb)
     pp_chunk *h = &d->ch[ci];
     const int64_t rows = d->mb_rows[mb];
     pt_model_select_inflight(m, block_of(d, ci, mb));
+    double t0 = pt_now();
     if (h->out_slot >= 0) {
         PT_TRY(pt_p2p_wait(&h->rq_grad[mb], 1, "a micro-batch's gradient from the next stage"));
+        span(d, 'g', ci, mb, s->step, t0);
+        t0 = pt_now();
         memcpy(m->slots[h->out_slot].g, h->recv_grad + mb * d->mb_max * h->out_size,
                sizeof(float) * (size_t)(rows * h->out_size));
     }
     const pt_fwd_ctx ctx = ctx_of(s, d, mb);
     pt_model_backward_range(m, (int)rows, &ctx, h->n0, h->n1);
-    if (h->in_slot < 0) return PT_OK;
+    if (h->in_slot < 0) {
+        span(d, 'B', ci, mb, s->step, t0);
+        return PT_OK;
+    }
     float *buf = h->send_grad + mb * d->mb_max * h->in_size;
     memcpy(buf, m->slots[h->in_slot].g, sizeof(float) * (size_t)(rows * h->in_size));
-    return pt_isend(d->pp, buf, rows * h->in_size, PT_F32, h->prev, tag_of(d, h->g, mb, 1),
-                    &h->sq_grad[mb]);
+    pt_status st = pt_isend(d->pp, buf, rows * h->in_size, PT_F32, h->prev,
+                            tag_of(d, h->g, mb, 1), &h->sq_grad[mb]);
+    span(d, 'B', ci, mb, s->step, t0);
+    return st;
 }
 
 /* Interleaved 1F1B (Narayanan et al. 2021, Megatron's order): virtual micro-batch k runs on
@@ -409,10 +443,12 @@ static pt_status run_schedule(pt_train_state *s, pp_state *d)
             PT_TRY(backward(s, d, ci, mb));
         }
     }
+    const double t0 = pt_now();
     for (int ci = 0; ci < d->V; ci++) {
         PT_TRY(pt_p2p_wait(d->ch[ci].sq_act, M, "a micro-batch's activations to the next stage"));
         PT_TRY(pt_p2p_wait(d->ch[ci].sq_grad, M, "a micro-batch's gradient to the previous stage"));
     }
+    span(d, 's', -1, -1, s->step, t0);
     return PT_OK;
 }
 
@@ -447,6 +483,15 @@ static pt_status pp_forward_backward(pt_train_state *s, bool have_rows, pt_step_
         memset(s->batch.x, 0, sizeof(float) * (size_t)(s->batch.rows * s->train.sample_size));
         memset(s->batch.y, 0, sizeof(int32_t) * (size_t)s->batch.rows);
     }
+    if (s->cfg->trace[0] && d->trace_first < 0) { /* the window: after the first step */
+        const pt_train_config *c = s->cfg;
+        const int64_t end = c->stop_at > 0 && c->stop_at < s->total_steps ? c->stop_at
+                                                                           : s->total_steps;
+        d->trace_first = s->step + (end - s->step > c->trace_steps ? 1 : 0);
+        d->trace_last = d->trace_first + c->trace_steps - 1;
+        if (d->trace_last > end - 1) d->trace_last = end - 1;
+    }
+    d->tracing = s->cfg->trace[0] && s->step >= d->trace_first && s->step <= d->trace_last;
     m->be->zero(m->g, sizeof(float) * (size_t)m->numel);
     m->grad_ready = NULL; /* gradients are final only after the last micro-batch */
     m->accumulate = 1;
@@ -456,7 +501,9 @@ static pt_status pp_forward_backward(pt_train_state *s, bool have_rows, pt_step_
     pt_model_select_inflight(m, 0); /* evaluation uses the model's own block */
     PT_TRY(st);
     r->status = pt_model_status(m);
+    const double t0 = pt_now();
     PT_TRY(sync_shared(s, d));
+    if (d->nshared) span(d, 'e', -1, -1, s->step, t0);
     r->loss_sum = d->ch[d->V - 1].out_slot < 0 ? d->loss_sum : 0.0;
     return PT_OK;
 }
@@ -467,7 +514,9 @@ static pt_status pp_sync(pt_train_state *s, pt_step_report *r)
     pt_grad_sync_begin(&d->gs);
     s->model.grad_ready = NULL;
     const uint64_t sent0 = s->dp->bytes_sent, recv0 = s->dp->bytes_recv;
+    const double t0 = pt_now();
     PT_TRY(pt_grad_sync_finish(&d->gs, &r->comm_wait_s));
+    if (s->dp_size > 1) span(d, 'r', -1, -1, s->step, t0);
     r->bytes_sent = s->dp->bytes_sent - sent0, r->bytes_recv = s->dp->bytes_recv - recv0;
     r->sent_elems = (double)s->model.numel;
     r->comm_calls_s = d->gs.t_calls;
@@ -519,9 +568,92 @@ static void pp_clip(pt_train_state *s, double norm, double max_norm)
     pt_clip_grad_scale(s->model.be, g, n, norm, max_norm);
 }
 
+static const char *span_name(char k)
+{
+    switch (k) {
+    case 'F': return "forward";
+    case 'B': return "backward";
+    case 'a': return "wait activation";
+    case 'g': return "wait gradient";
+    case 's': return "wait sends";
+    case 'e': return "embedding allreduce";
+    case 'r': return "dp allreduce";
+    default: return "update";
+    }
+}
+
+/* Every rank's spans, as Chrome-trace "X" events (pid: world rank), to world rank 0, which
+ * writes one JSON file (chrome://tracing, ui.perfetto.dev). Collective over the world. */
+static pt_status write_trace(pt_train_state *s, pp_state *d)
+{
+    double tmin = d->nspans ? d->spans[0].t0 : 1e300;
+    PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, &tmin, 1, MPI_DOUBLE, MPI_MIN, s->world,
+                            "the start of the trace"));
+    const size_t cap = 256 + 200 * (size_t)d->nspans;
+    char *text = malloc(cap);
+    size_t o = 0;
+    pt_status st = text ? PT_OK : PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the trace");
+    if (text) {
+        o += (size_t)snprintf(text + o, cap - o,
+                              "{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": %d, "
+                              "\"args\": {\"name\": \"rank %d: stage %d, dp %d, tp %d\"}}",
+                              s->world_rank, s->world_rank, d->stage, s->dp_rank,
+                              s->grid.coord[PT_AXIS_TP]);
+        for (int i = 0; i < d->nspans; i++) {
+            const struct span *p = &d->spans[i];
+            const bool compute = p->kind == 'F' || p->kind == 'B';
+            char nm[48];
+            if (compute && d->V > 1) snprintf(nm, sizeof nm, "%c%d.%d", p->kind, p->mb, p->chunk);
+            else if (compute) snprintf(nm, sizeof nm, "%c%d", p->kind, p->mb);
+            else if (p->mb >= 0) snprintf(nm, sizeof nm, "%s %d", span_name(p->kind), p->mb);
+            else snprintf(nm, sizeof nm, "%s", span_name(p->kind));
+            o += (size_t)snprintf(text + o, cap - o,
+                                  ",\n{\"name\": \"%s\", \"cat\": \"%s\", \"ph\": \"X\", "
+                                  "\"pid\": %d, \"tid\": 0, \"ts\": %.3f, \"dur\": %.3f, "
+                                  "\"args\": {\"step\": %lld, \"mb\": %d, \"chunk\": %d}}",
+                                  nm, compute ? "compute" : "comm", s->world_rank,
+                                  1e6 * (p->t0 - tmin), 1e6 * (p->t1 - p->t0),
+                                  (long long)p->step, p->mb, p->chunk);
+        }
+    }
+    PT_TRY(pt_agree(s->world, st, NULL));
+    int len = (int)o, *lens = malloc(sizeof(int) * (size_t)s->world_size);
+    if (!lens) st = PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the trace");
+    PT_TRY(pt_agree(s->world, st, NULL));
+    st = pt_mpi_allgather(&len, 1, MPI_INT, lens, s->world, "the trace lengths");
+    if (st == PT_OK && s->world_rank != 0)
+        st = pt_mpi_send(text, len, MPI_CHAR, 0, 7, s->world, "this rank's trace");
+    if (st == PT_OK && s->world_rank == 0) {
+        FILE *fp = fopen(s->cfg->trace, "w");
+        if (!fp) st = PT_ERR(PT_ERR_IO, "check the path", "cannot write --trace '%s'", s->cfg->trace);
+        if (fp) fprintf(fp, "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [\n%.*s", len, text);
+        for (int r = 1; r < s->world_size && st == PT_OK; r++) {
+            char *t = malloc((size_t)lens[r] + 1);
+            if (!t) st = PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the trace");
+            if (st == PT_OK) st = pt_mpi_recv(t, lens[r], MPI_CHAR, r, 7, s->world, "a rank's trace");
+            if (st == PT_OK) fprintf(fp, ",\n%.*s", lens[r], t);
+            free(t);
+        }
+        if (fp) {
+            fprintf(fp, "\n]}\n");
+            if (fclose(fp) && st == PT_OK) st = PT_ERR(PT_ERR_IO, NULL, "cannot write --trace '%s'", s->cfg->trace);
+        }
+        if (st == PT_OK && !s->cfg->quiet)
+            pt_log_info("trace of steps %lld-%lld: %s", (long long)d->trace_first,
+                        (long long)d->trace_last, s->cfg->trace);
+    }
+    free(text), free(lens);
+    return pt_agree(s->world, st, NULL);
+}
+
 static pt_status pp_update(pt_train_state *s, float lr)
 {
-    return pt_grad_sync_update(&state_of(s)->gs, &s->opt, lr);
+    pp_state *d = state_of(s);
+    const double t0 = pt_now();
+    PT_TRY(pt_grad_sync_update(&d->gs, &s->opt, lr));
+    span(d, 'u', -1, -1, s->step, t0);
+    if (d->tracing && s->step == d->trace_last) PT_TRY(write_trace(s, d));
+    return PT_OK;
 }
 
 /* Stage k's parameters (and their optimizer state) from stage k to every stage, so every rank
@@ -620,7 +752,7 @@ static void pp_teardown(pt_train_state *s)
         free(h->recv_act), free(h->send_act), free(h->recv_grad), free(h->send_grad);
         free(h->rq_act), free(h->rq_grad), free(h->sq_act), free(h->sq_grad);
     }
-    free(d->owner), free(d->shared_buf);
+    free(d->owner), free(d->shared_buf), free(d->spans);
     free(d);
     s->strategy_state = NULL;
 }

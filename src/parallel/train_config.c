@@ -86,6 +86,9 @@ static const opt_row rows[] = {
                                                  "(each rank's rows split evenly; 0: pp)"),
     NUM("virtual-stages", OPT_I64, virtual_stages, 1, 4096, 0, "model chunks per rank for "
                                                 "--pipeline interleaved (not built yet: 1)"),
+    ROW("trace", OPT_STR, trace, "--pp > 1: write a Chrome-trace / Perfetto JSON timeline of "
+                                 "--trace-steps steps (every rank's spans, one file)"),
+    NUM("trace-steps", OPT_I64, trace_steps, 1, 1000, 0, "steps --trace records"),
     ROW("pp-split", OPT_STR, pp_split, "--pp > 1: the first node of each stage after the first, "
                                        "comma separated (empty: balanced by FLOPs)"),
     ROW("grid-order", OPT_STR, grid_order, "process grid axes, outermost first: a permutation of "
@@ -153,6 +156,7 @@ void pt_train_config_defaults(pt_train_config *c)
     c->tp = 1, c->pp = 1;
     snprintf(c->pipeline, sizeof c->pipeline, "1f1b");
     c->virtual_stages = 1;
+    c->trace_steps = 3;
     snprintf(c->grid_order, sizeof c->grid_order, "%s", PT_GRID_ORDER_DEFAULT);
 }
 
@@ -399,6 +403,9 @@ pt_status pt_train_config_check(const pt_train_config *c)
     if (strcmp(c->pipeline, "gpipe") && strcmp(c->pipeline, "1f1b") && strcmp(c->pipeline, "interleaved"))
         return PT_ERR(PT_ERR_ARG, "choose gpipe, 1f1b or interleaved", "unknown --pipeline '%s'",
                       c->pipeline);
+    if (c->pp == 1 && c->trace[0])
+        return PT_ERR(PT_ERR_ARG, "add --pp N (N > 1) or drop --trace",
+                      "--trace records pipeline schedules; --pp is 1");
     if (c->pp == 1 && (c->micro_batches > 1 || c->pp_split[0]))
         return PT_ERR(PT_ERR_ARG, "add --pp N (N > 1) or drop --micro-batches and --pp-split",
                       "--micro-batches and --pp-split apply to pipeline parallelism; --pp is 1");
