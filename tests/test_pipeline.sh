@@ -104,6 +104,20 @@ run gpt-move1 2 $gpt --pp 2 --micro-batches 3 --resume auto
 echo "  pp 1 -> 2: max|a-b| $(ckpt_diff gpt-serial gpt-move1 "$TOL_CKPT") against the serial run"
 pass "resume: bitwise on the same grid, within $TOL_CKPT across pp"
 
+# --trace: one Chrome-trace file with every rank's forward and backward of every micro-batch
+run gpt-trace 4 $gpt --pp 2 --tp 2 --micro-batches 3 --trace "$WORK/trace.json" --trace-steps 2
+/usr/bin/python3 - "$WORK/trace.json" <<'PYEOF' || fail "trace: $(cat "$WORK/trace.json" | head -c 300)"
+import json, sys
+ev = json.load(open(sys.argv[1]))["traceEvents"]
+x = [e for e in ev if e["ph"] == "X"]
+for r in range(4):
+    for k in "FB":
+        got = {(e["args"]["step"], e["args"]["mb"]) for e in x if e["pid"] == r and e["name"][0] == k and e["cat"] == "compute"}
+        assert got == {(s, m) for s in (1, 2) for m in range(3)}, (r, k, got)
+assert len([e for e in ev if e["ph"] == "M"]) == 4
+PYEOF
+pass "trace: $(grep -c '"ph": "X"' "$WORK/trace.json") spans of 4 ranks, forward and backward of each micro-batch"
+
 b="--data $DATA --batch 8 --max-steps 1"
 expect_error pp-m0 2 "micro-batches" train $b --model mlp:784-32-10 --pp 2 --micro-batches 0
 expect_error pp-cuts 2 "2 pipeline stages (--pp x --virtual-stages): model 'mlp:784-10' can be cut in only 0 place" train $b --model mlp:784-10 --pp 2
