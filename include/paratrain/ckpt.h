@@ -46,9 +46,15 @@ typedef struct {
 
 /* Where a rank's tensors sit in the process grid (design.md #9, #14): its data-parallel rank
  * and group size, and its tensor-parallel rank and group size. The ranks of the communicator a
- * save or load runs on are exactly the dp_size x tp_size of the grid (pp = 1). */
+ * save or load runs on are the dp_size x tp_size ranks of each pipeline stage (pp_size of them,
+ * told apart by holds). */
 typedef struct {
     int dp_rank, dp_size, tp_rank, tp_size;
+    /* Pipeline parallelism: holds[i] != 0 when this rank's stage owns parameter tensor i and
+     * writes it (with its optimizer state); the ranks of the other stages write nothing of it.
+     * NULL: every tensor (no pipeline). Loading ignores it: every rank reads every tensor. */
+    const unsigned char *holds;
+    int pp_size; /* stages (0 or 1: none): the communicator holds dp x tp ranks of each */
 } pt_ckpt_dist;
 
 /* Collective over comm, with parallel HDF5: rank r writes slice r (pt_shard_range) of the flat

@@ -139,6 +139,23 @@ pt_status pt_alltoallv(pt_comm *c, const void *send, const int64_t *scounts,
 pt_allreduce_algo pt_allreduce_auto_choice(int size, size_t bytes);
 pt_allreduce_algo pt_allreduce_auto_choice_comm(const pt_comm *c, size_t bytes);
 
+/* Tagged point-to-point on c's own communicator (never matched by the collectives, which run on
+ * c->coll): a pipeline's activations and gradients. Nonblocking; complete with pt_p2p_wait,
+ * which is bounded by PT_COLL_TIMEOUT and names the peer that sent or received nothing (a dead
+ * stage). The buffer must stay untouched until the wait returns. count < 2^31 bytes. */
+typedef struct {
+    MPI_Request req;
+    int peer;
+    MPI_Comm comm;
+} pt_p2p_request;
+pt_status pt_isend(pt_comm *c, const void *buf, int64_t count, pt_dtype dtype, int peer, int tag,
+                   pt_p2p_request *r);
+pt_status pt_irecv(pt_comm *c, void *buf, int64_t count, pt_dtype dtype, int peer, int tag,
+                   pt_p2p_request *r);
+/* Waits for n requests (all on one communicator); `what` says what they carry. An already
+ * completed request (MPI_REQUEST_NULL) is skipped. */
+pt_status pt_p2p_wait(pt_p2p_request *r, int n, const char *what);
+
 #ifdef __cplusplus
 }
 #endif

@@ -149,6 +149,14 @@ typedef struct pt_model {
     int local_classes;
     int64_t vocab_start;
     double *tp_xent;
+
+    /* Pipeline stages: activation blocks of the micro-batches in flight (block 0 is act_block;
+     * the others hold inflight_rows rows), the one the slots point into, and the input each
+     * forward saw. accumulate: backward adds to every parameter gradient (micro-batches). */
+    struct { float *block; const float *x; } *inflight;
+    int ninflight, cur_inflight, inflight_rows;
+    int accumulate;
+    float *g_pass; /* accumulate: one backward pass's gradients, added to g */
 } pt_model;
 
 /* A spec in canonical form, every key in table order with its value (defaults filled in):
@@ -195,6 +203,30 @@ const float *pt_model_forward(pt_model *m, const float *x, int rows, const pt_fw
  * per-sample loss is the mean over its targets); *correct counts correct targets. */
 double pt_model_loss_backward(pt_model *m, const int32_t *labels, int rows, const pt_fwd_ctx *ctx,
                               float dlogits_scale, int64_t *correct);
+
+/* The pieces a pipeline stage runs (docs/ARCHITECTURE.md, "Pipeline parallelism"):
+ * forward over nodes [n0, n1) (x is the data: the first stage's input, and a language model's
+ * targets on the last); the loss of the last node's output (its gradient, scaled, into that
+ * slot's g); backward over nodes [n0, n1) from the gradient in the slot of node n1 - 1's output
+ * (the loss's, or one received from the next stage), ending with the gradient of the stage's
+ * input slot. With m->accumulate set, parameter gradients add up over calls; else the first
+ * writer overwrites (what pt_model_loss_backward does). */
+void pt_model_forward_range(pt_model *m, const float *x, int rows, const pt_fwd_ctx *ctx, int n0,
+                            int n1);
+double pt_model_loss(pt_model *m, const int32_t *labels, int rows, float dlogits_scale,
+                     int64_t *correct);
+void pt_model_backward_range(pt_model *m, int rows, const pt_fwd_ctx *ctx, int n0, int n1);
+/* k activation blocks, block 0 the model's own and the others for `rows` rows, so k
+ * micro-batches can be in flight between their forward and their backward; select_inflight
+ * points the slots (and the input) at block k. */
+pt_status pt_model_alloc_inflight(pt_model *m, int k, int rows);
+void pt_model_select_inflight(pt_model *m, int k);
+/* The one activation slot that crosses a cut before node c (produced before c, read at or after
+ * it: the output of node c - 1), or -1 when c is no place to cut (0, nnodes, or more than one
+ * live slot, e.g. inside a residual block). The data (slot 0) is everywhere and does not count. */
+int pt_model_cut_slot(const pt_model *m, int c);
+/* Estimated floating-point operations of node i's forward per sample (the partition's cost). */
+double pt_model_node_flops(const pt_model *m, int i);
 
 /* PT_OK, or the first error an op recorded since the last pt_model_forward began (the message
  * is in pt_error_message). Check it after forward and after backward: an op that fails still

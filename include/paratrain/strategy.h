@@ -79,6 +79,12 @@ typedef struct pt_step_strategy {
     pt_status (*run_steps)(pt_train_state *s, int64_t end, volatile const sig_atomic_t *preempt,
                            bool *preempted, pt_train_progress *p);
     void (*teardown)(pt_train_state *s);
+    /* Optional (NULL: every rank holds every parameter current). A pipeline stage updates only
+     * the parameters its nodes own: gather makes every rank's whole model current (before an
+     * evaluation); owns says whether this rank's stage owns parameter tensor i (it alone then
+     * writes it to a checkpoint and counts it in a fingerprint). Collective / local. */
+    pt_status (*gather)(pt_train_state *s);
+    int (*owns)(const pt_train_state *s, int param);
 } pt_step_strategy;
 
 extern const pt_step_strategy pt_strategy_data_parallel;
@@ -90,6 +96,7 @@ pt_status pt_ps_batch_share(pt_train_state *s);
 /* The parameter-server strategy of c->ps_sync: BSP steps in the loop's lockstep, ASP and SSP run
  * their own steps (run_steps). */
 extern const pt_step_strategy pt_strategy_param_server_async;
+extern const pt_step_strategy pt_strategy_pipeline; /* strategy_pipeline.c, --pp > 1 */
 
 #ifdef __cplusplus
 }

@@ -44,6 +44,11 @@ typedef struct {
     char allreduce[32];
     int64_t tp, pp;      /* tensor- and pipeline-parallel sizes of the grid (dp = ranks / (tp pp)) */
     char grid_order[32]; /* the grid's axes, outermost first: a permutation of pp,dp,tp */
+    char pipeline[16];   /* --pp > 1: gpipe, 1f1b or interleaved */
+    int64_t micro_batches, virtual_stages; /* micro-batches per step (0: pp); model chunks */
+    char pp_split[128];  /* first node of stages 1.. ("7,14"; empty: balanced by FLOPs) */
+    char trace[PT_PATH_MAX]; /* --pp > 1: Chrome-trace JSON of a few steps (empty: none) */
+    int64_t trace_steps;     /* steps it records (after the first, when there are more) */
     bool sequence_parallel; /* tp > 1: layer norms and dropout split along the sequence */
     int64_t zero;        /* ZeRO stage: 0 (replicated optimizer state) or 1 (sharded) */
     double bucket_mb;    /* gradient bucket size in MiB (0: one allreduce after backward) */

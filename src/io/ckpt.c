@@ -356,6 +356,13 @@ static pt_status reserve_space(const char *path, int64_t bytes)
                   (double)bytes / 1048576.0, path, strerror(rc));
 }
 
+/* Whether this rank writes (its hyperslab of) parameter i: a tp shard on its ranks, a replicated
+ * tensor on tp rank 0, and under pipeline parallelism only on the stage that owns it. */
+static bool writes(const pt_model *m, const pt_ckpt_dist *dist, int i)
+{
+    return (tp_split(&m->params[i]) || dist->tp_rank == 0) && (!dist->holds || dist->holds[i]);
+}
+
 static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
                             const pt_optimizer *opt, const pt_ckpt_meta *meta,
                             const pt_ckpt_rank_states *rs, const pt_ckpt_dist *dist)
@@ -406,7 +413,7 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
     for (int i = 0; i < m->nparams && st == PT_OK; i++) {
         snprintf(name, sizeof name, "params/%s", m->params[i].name);
         st = write_tensor(comm, f, dxpl, name, &m->params[i], host, lo, hi,
-                          tp_split(&m->params[i]) || dist->tp_rank == 0);
+                          writes(m, dist, i));
     }
     /* Buffers (batch-norm running statistics) are equal on every rank (the trainer averages them
      * first); each rank writes its slice of them the same way. */
@@ -438,7 +445,7 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
         for (int i = 0; i < m->nparams && st == PT_OK; i++) {
             snprintf(name, sizeof name, "optim/%s/%s", opt->state_names[s], m->params[i].name);
             st = write_tensor(comm, f, dxpl, name, &m->params[i], host, lo, hi,
-                              tp_split(&m->params[i]) || dist->tp_rank == 0);
+                              writes(m, dist, i));
         }
     }
     for (int s = 0; rs && s < rs->count && st == PT_OK; s++)
@@ -577,11 +584,12 @@ static pt_status dist_of(MPI_Comm comm, const pt_ckpt_dist *given, pt_ckpt_dist 
         return PT_OK;
     }
     *d = *given;
+    const int pp = d->pp_size > 0 ? d->pp_size : 1;
     if (d->dp_size < 1 || d->tp_size < 1 || d->dp_rank < 0 || d->dp_rank >= d->dp_size ||
-        d->tp_rank < 0 || d->tp_rank >= d->tp_size || d->dp_size * d->tp_size != size)
-        return PT_ERR(PT_ERR_ARG, "the grid's dp x tp must be the communicator's size",
-                      "bad checkpoint distribution dp %d/%d tp %d/%d over %d ranks", d->dp_rank,
-                      d->dp_size, d->tp_rank, d->tp_size, size);
+        d->tp_rank < 0 || d->tp_rank >= d->tp_size || d->dp_size * d->tp_size * pp != size)
+        return PT_ERR(PT_ERR_ARG, "the grid's dp x tp x pp must be the communicator's size",
+                      "bad checkpoint distribution dp %d/%d tp %d/%d pp %d over %d ranks",
+                      d->dp_rank, d->dp_size, d->tp_rank, d->tp_size, pp, size);
     return PT_OK;
 }
 

@@ -131,6 +131,30 @@ void pt_relu_inplace(float *y, int64_t n)
 
 /* ------------------------------------------------------------------ create / destroy */
 
+/* Points every slot's activations and gradients, then every node's saved state, into an
+ * activation block laid out for `rows` rows; returns the end of that layout. */
+static float *layout_block(pt_model *m, float *p, int rows)
+{
+    for (int s = 1; s < m->nslots; s++) {
+        m->slots[s].a = p, p += (int64_t)rows * m->slots[s].size;
+        m->slots[s].g = p, p += (int64_t)rows * m->slots[s].size;
+    }
+    for (int i = 0; i < m->nnodes; i++) {
+        pt_node *n = &m->nodes[i];
+        n->aux = p, p += (int64_t)rows * n->aux_row + n->aux_fixed;
+    }
+    return p;
+}
+
+static int64_t block_floats(const pt_model *m, int rows)
+{
+    int64_t total = 0;
+    for (int s = 1; s < m->nslots; s++) total += 2 * (int64_t)rows * m->slots[s].size;
+    for (int i = 0; i < m->nnodes; i++)
+        total += (int64_t)rows * m->nodes[i].aux_row + m->nodes[i].aux_fixed;
+    return total;
+}
+
 pt_status pt_model_create(pt_model *m, const char *spec, const pt_model_options *opt,
                           const pt_backend *be, int max_batch)
 {
@@ -186,15 +210,7 @@ pt_status pt_model_create(pt_model *m, const char *spec, const pt_model_options 
         return PT_ERR(PT_ERR_NOMEM, "lower --batch", "cannot allocate %zu bytes of activations",
                       abytes);
     }
-    float *p = m->act_block;
-    for (int s = 1; s < m->nslots; s++) {
-        m->slots[s].a = p, p += (int64_t)max_batch * m->slots[s].size;
-        m->slots[s].g = p, p += (int64_t)max_batch * m->slots[s].size;
-    }
-    for (int i = 0; i < m->nnodes; i++) {
-        pt_node *n = &m->nodes[i];
-        n->aux = p, p += (int64_t)max_batch * n->aux_row + n->aux_fixed;
-    }
+    float *p = layout_block(m, m->act_block, max_batch);
     m->scratch = p;
     m->scratch_size = scratch;
     return PT_OK;
@@ -206,6 +222,9 @@ void pt_model_destroy(pt_model *m)
     if (!m->w_external) m->be->free(m->w);
     if (!m->g_external) m->be->free(m->g);
     m->be->free(m->act_block);
+    for (int k = 1; k < m->ninflight; k++) m->be->free(m->inflight[k].block);
+    free(m->inflight);
+    if (m->g_pass) m->be->free(m->g_pass);
     free(m->buf);
     free(m->tgt);
     free(m->tp_xent);
@@ -286,8 +305,10 @@ static int64_t node_low(const pt_model *m, const pt_node *n)
     return lo;
 }
 
-double pt_model_loss_backward(pt_model *m, const int32_t *labels, int rows, const pt_fwd_ctx *ctx,
-                              float dlogits_scale, int64_t *correct)
+/* The loss of the last forward (the last node's output) and, when dlogits_scale != 0, its
+ * gradient into that slot's g. */
+double pt_model_loss(pt_model *m, const int32_t *labels, int rows, float dlogits_scale,
+                     int64_t *correct)
 {
     const pt_backend *be = m->be;
     pt_slot *out = &m->slots[m->nodes[m->nnodes - 1].out];
@@ -299,21 +320,23 @@ double pt_model_loss_backward(pt_model *m, const int32_t *labels, int rows, cons
                 m->tgt[(int64_t)r * T + t] = (int32_t)m->x[(int64_t)r * m->input_size + t + 1];
         y = m->tgt;
     }
-    double loss;
     if (m->local_classes != m->classes) /* vocabulary-parallel logits: reduce over tp */
-        loss = pt_tp_softmax_xent(m, out->a, y, rows * T, dlogits_scale / (float)T,
+        return pt_tp_softmax_xent(m, out->a, y, rows * T, dlogits_scale / (float)T,
                                   dlogits_scale == 0.0f ? NULL : out->g, correct) / T;
-    else
-        loss = be->softmax_xent(out->a, y, rows * T, m->classes, dlogits_scale / (float)T,
-                                dlogits_scale == 0.0f ? NULL : out->g, correct) / T;
-    if (dlogits_scale == 0.0f) return loss;
+    return be->softmax_xent(out->a, y, rows * T, m->classes, dlogits_scale / (float)T,
+                            dlogits_scale == 0.0f ? NULL : out->g, correct) / T;
+}
+
+/* Backward over [n0, n1), the first writer of each gradient overwriting it. */
+static void backward_nodes(pt_model *m, int rows, const pt_fwd_ctx *ctx, int n0, int n1)
+{
     memset(m->slot_written, 0, sizeof m->slot_written);
     memset(m->param_written, 0, sizeof m->param_written);
-    m->slot_written[m->nodes[m->nnodes - 1].out] = 1;
+    m->slot_written[m->nodes[n1 - 1].out] = 1;
     /* Parameters are laid out in node order, so when node i is done every parameter from its
      * lowest offset to the end is final (a tied embedding sits at offset 0 and is final last). */
     int64_t ready = m->numel;
-    for (int i = m->nnodes - 1; i >= 0; i--) {
+    for (int i = n1 - 1; i >= n0; i--) {
         pt_node *n = &m->nodes[i];
         n->op->backward(m, n, rows, ctx);
         int64_t lo = node_low(m, n);
@@ -322,7 +345,104 @@ double pt_model_loss_backward(pt_model *m, const int32_t *labels, int rows, cons
             ready = lo;
         }
     }
+}
+
+void pt_model_backward_range(pt_model *m, int rows, const pt_fwd_ctx *ctx, int n0, int n1)
+{
+    if (!m->accumulate) {
+        backward_nodes(m, rows, ctx, n0, n1);
+        return;
+    }
+    /* Accumulate: the ops overwrite some gradients whatever their beta (biases, norms), so the
+     * pass runs into a gradient buffer of its own and what it wrote (param_written) is added
+     * to m->g. */
+    float *g = m->g;
+    m->g = m->g_pass;
+    backward_nodes(m, rows, ctx, n0, n1);
+    m->g = g;
+    for (int t = 0; t < m->nparams; t++)
+        if (m->param_written[t]) {
+            const pt_param *p = &m->params[t];
+            float *dst = g + p->offset;
+            const float *src = m->g_pass + p->offset;
+#pragma omp parallel for simd schedule(static) if (p->numel >= 16384)
+            for (int64_t i = 0; i < p->numel; i++) dst[i] += src[i];
+        }
+}
+
+double pt_model_loss_backward(pt_model *m, const int32_t *labels, int rows, const pt_fwd_ctx *ctx,
+                              float dlogits_scale, int64_t *correct)
+{
+    const double loss = pt_model_loss(m, labels, rows, dlogits_scale, correct);
+    if (dlogits_scale == 0.0f) return loss;
+    pt_model_backward_range(m, rows, ctx, 0, m->nnodes);
     return loss;
+}
+
+/* ------------------------------------------------------------------ pipeline stages */
+
+void pt_model_forward_range(pt_model *m, const float *x, int rows, const pt_fwd_ctx *ctx, int n0,
+                            int n1)
+{
+    m->x = x;
+    m->status = PT_OK;
+    m->slots[0].a = (float *)x;
+    if (m->ninflight) m->inflight[m->cur_inflight].x = x;
+    for (int i = n0; i < n1; i++) m->nodes[i].op->forward(m, &m->nodes[i], rows, ctx);
+}
+
+pt_status pt_model_alloc_inflight(pt_model *m, int k, int rows)
+{
+    if (k < 1 || rows < 1 || rows > m->max_batch)
+        return PT_ERR(PT_ERR_ARG, NULL, "in-flight activations: %d blocks of %d rows", k, rows);
+    m->inflight = calloc((size_t)k, sizeof *m->inflight);
+    if (!m->inflight) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for in-flight activations");
+    m->ninflight = k;
+    m->inflight[0].block = m->act_block; /* the model's own block (also evaluation's) */
+    const size_t bytes = sizeof(float) * (size_t)block_floats(m, rows);
+    for (int i = 1; i < k; i++)
+        if (!(m->inflight[i].block = m->be->alloc(bytes ? bytes : 64)))
+            return PT_ERR(PT_ERR_NOMEM, "lower --batch or use 1f1b",
+                          "cannot allocate %d blocks of %zu bytes of in-flight activations", k,
+                          bytes);
+    m->inflight_rows = rows;
+    m->cur_inflight = 0;
+    if (!m->g_pass && !(m->g_pass = m->be->alloc(sizeof(float) * (size_t)(m->numel ? m->numel : 1))))
+        return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the gradient of one micro-batch");
+    return PT_OK;
+}
+
+void pt_model_select_inflight(pt_model *m, int k)
+{
+    if (k == m->cur_inflight || k < 0 || k >= m->ninflight) return;
+    layout_block(m, m->inflight[k].block, k == 0 ? m->max_batch : m->inflight_rows);
+    m->cur_inflight = k;
+    m->x = m->inflight[k].x;
+    m->slots[0].a = (float *)m->x;
+}
+
+int pt_model_cut_slot(const pt_model *m, int c)
+{
+    if (c <= 0 || c >= m->nnodes) return -1;
+    int found = -1, count = 0;
+    for (int i = 0; i < c; i++) {
+        const int s = m->nodes[i].out;
+        int live = 0;
+        for (int j = c; j < m->nnodes && !live; j++)
+            live = m->nodes[j].in[0] == s || m->nodes[j].in[1] == s;
+        if (live && s != found) found = s, count++;
+    }
+    return count == 1 && found == m->nodes[c - 1].out ? found : -1;
+}
+
+double pt_model_node_flops(const pt_model *m, int i)
+{
+    const pt_node *n = &m->nodes[i];
+    if (n->op == &pt_op_linear) return 2.0 * n->ia[0] * (double)n->ia[1] * n->ia[2];
+    if (n->op == &pt_op_attention) return 4.0 * n->ia[0] * (double)n->ia[0] * n->ia[1];
+    if (n->op == &pt_op_conv2d)
+        return 2.0 * n->ia[6] * (double)n->ia[6] * n->ia[2] * n->ia[3] * n->ia[3] * n->ia[1];
+    return (double)m->slots[n->out].size; /* elementwise */
 }
 
 pt_status pt_model_status(const pt_model *m) { return m->status; }

@@ -79,7 +79,19 @@ static const opt_row rows[] = {
                                    "directory or a file"),
     ROW("metrics", OPT_STR, metrics, "JSON-lines metrics file (empty: none)"),
     NUM("tp", OPT_I64, tp, 1, 4096, 0, "tensor-parallel ranks per group (Megatron layers; 1: none)"),
-    NUM("pp", OPT_I64, pp, 1, 4096, 0, "pipeline stages (not built yet: 1)"),
+    NUM("pp", OPT_I64, pp, 1, 4096, 0, "pipeline stages: the model's layers cut into this many "
+                                  "contiguous stages, balanced by FLOPs (1: none)"),
+    ROW("pipeline", OPT_STR, pipeline, "--pp > 1: the schedule, gpipe (all forwards, then all "
+                                       "backwards) or 1f1b (PipeDream-Flush)"),
+    NUM("micro-batches", OPT_I64, micro_batches, 1, 1 << 24, 0, "--pp > 1: micro-batches per step "
+                                                 "(each rank's rows split evenly; 0: pp)"),
+    NUM("virtual-stages", OPT_I64, virtual_stages, 1, 4096, 0, "model chunks per rank for "
+                                                "--pipeline interleaved (not built yet: 1)"),
+    ROW("trace", OPT_STR, trace, "--pp > 1: write a Chrome-trace / Perfetto JSON timeline of "
+                                 "--trace-steps steps (every rank's spans, one file)"),
+    NUM("trace-steps", OPT_I64, trace_steps, 1, 1000, 0, "steps --trace records"),
+    ROW("pp-split", OPT_STR, pp_split, "--pp > 1: the first node of each stage after the first, "
+                                       "comma separated (empty: balanced by FLOPs)"),
     NUM("ps-servers", OPT_I64, ps_servers, 0, 4096, 0, "parameter-server ranks (0: none); the other "
                                                 "ranks are workers (docs/ARCHITECTURE.md)"),
     ROW("ps-placement", OPT_STR, ps_placement, "parameter servers: the first S ranks, or spread "
@@ -150,6 +162,9 @@ void pt_train_config_defaults(pt_train_config *c)
     c->bucket_mb = 0.0, c->repro_chunk = 8;
     c->tp = 1, c->pp = 1;
     snprintf(c->ps_placement, sizeof c->ps_placement, "first");
+    snprintf(c->pipeline, sizeof c->pipeline, "1f1b");
+    c->virtual_stages = 1;
+    c->trace_steps = 3;
     snprintf(c->grid_order, sizeof c->grid_order, "%s", PT_GRID_ORDER_DEFAULT);
 }
 
@@ -420,8 +435,15 @@ pt_status pt_train_config_check(const pt_train_config *c)
     PT_TRY(check_ps(c, &zc));
     int order[PT_NAXES];
     PT_TRY(pt_grid_parse_order(c->grid_order, order, NULL, 0));
-    if (c->pp > 1)
-        return PT_ERR(PT_ERR_ARG, "train with --pp 1", "pipeline parallelism is not built yet (issue 18)");
+    if (strcmp(c->pipeline, "gpipe") && strcmp(c->pipeline, "1f1b") && strcmp(c->pipeline, "interleaved"))
+        return PT_ERR(PT_ERR_ARG, "choose gpipe, 1f1b or interleaved", "unknown --pipeline '%s'",
+                      c->pipeline);
+    if (c->pp == 1 && c->trace[0])
+        return PT_ERR(PT_ERR_ARG, "add --pp N (N > 1) or drop --trace",
+                      "--trace records pipeline schedules; --pp is 1");
+    if (c->pp == 1 && (c->micro_batches > 1 || c->pp_split[0]))
+        return PT_ERR(PT_ERR_ARG, "add --pp N (N > 1) or drop --micro-batches and --pp-split",
+                      "--micro-batches and --pp-split apply to pipeline parallelism; --pp is 1");
     if (c->sequence_parallel && c->tp < 2)
         return PT_ERR(PT_ERR_ARG, "add --tp N (N > 1) or drop --sequence-parallel",
                       "--sequence-parallel splits tensor-parallel layers; --tp is %lld", (long long)c->tp);

@@ -81,11 +81,24 @@ static void fill_meta(const pt_train_state *s, pt_ckpt_meta *meta)
     pt_train_config_dump(s->cfg, meta->config, sizeof meta->config);
 }
 
-/* Where this rank's tensors sit in the grid: its dp and tp coordinates (pp = 1). */
+/* Where this rank's tensors sit in the grid: its dp and tp coordinates (holds: none). */
 static pt_ckpt_dist dist_of(const pt_train_state *s)
 {
     return (pt_ckpt_dist){.dp_rank = s->dp_rank, .dp_size = s->dp_size,
-                          .tp_rank = s->grid.coord[PT_AXIS_TP], .tp_size = s->grid.size[PT_AXIS_TP]};
+                          .tp_rank = s->grid.coord[PT_AXIS_TP], .tp_size = s->grid.size[PT_AXIS_TP],
+                          .pp_size = s->grid.size[PT_AXIS_PP]};
+}
+
+/* dist_of, plus which tensors this rank's pipeline stage owns (it alone writes and reads them);
+ * holds (PT_MAX_PARAMS bytes) is the caller's storage. */
+static pt_ckpt_dist dist_with_holds(const pt_train_state *s, unsigned char *holds)
+{
+    pt_ckpt_dist dist = dist_of(s);
+    if (s->strategy->owns) {
+        for (int i = 0; i < s->model.nparams; i++) holds[i] = (unsigned char)s->strategy->owns(s, i);
+        dist.holds = holds;
+    }
+    return dist;
 }
 
 /* The per-rank state a bitwise resume needs (compression's residual and DGC momentum). */
@@ -107,7 +120,8 @@ pt_status pt_train_save_checkpoint(pt_train_state *s, char *path_out)
     /* collective HDF5 writes and closes cannot be bounded one by one: the armed watchdog bounds
      * the save (every agreement inside it that completes counts as progress). Every dataset is
      * a global tensor; each rank writes its hyperslab (design.md #14), so any grid loads it. */
-    const pt_ckpt_dist dist = dist_of(s);
+    unsigned char holds[PT_MAX_PARAMS];
+    const pt_ckpt_dist dist = dist_with_holds(s, holds);
     pt_optimizer *opt = &s->opt; /* or the strategy's stand-in in the checkpoint layout */
     if (s->strategy->ckpt_state) PT_TRY(s->strategy->ckpt_state(s, true, &opt));
     pt_watchdog_arm("collective HDF5 I/O", "writing a checkpoint (pt_ckpt_save)", -1);
@@ -151,7 +165,8 @@ static pt_status check_meta(pt_train_state *s, const char *path, const pt_ckpt_m
  * optimizer state, whatever grid wrote it) and checks that it fits this run. Collective. */
 static pt_status load_checked(pt_train_state *s, const char *path, pt_ckpt_meta *meta)
 {
-    const pt_ckpt_dist dist = dist_of(s);
+    unsigned char holds[PT_MAX_PARAMS];
+    const pt_ckpt_dist dist = dist_with_holds(s, holds);
     pt_optimizer *opt = &s->opt; /* or the strategy's stand-in in the checkpoint layout */
     if (s->strategy->ckpt_state) PT_TRY(s->strategy->ckpt_state(s, false, &opt));
     pt_status st = pt_ckpt_load_dist(s->world, path, &s->model, opt, meta, &dist);

@@ -9,6 +9,7 @@
 #include "paratrain/ckpt.h"
 #include "paratrain/fault.h"
 #include "paratrain/log.h"
+#include "paratrain/strategy.h"
 #include "paratrain/train_state.h"
 #include "paratrain/watchdog.h"
 
@@ -94,8 +95,12 @@ pt_status pt_train_evaluate(pt_train_state *s, pt_dataset *d, double *loss, doub
         return PT_ERR(PT_ERR_ARG, "give --eval-batch 1 or more",
                       "evaluation batch %lld is not positive", (long long)s->cfg->eval_batch);
     PT_TRY(pt_train_average_buffers(s));
+    /* pipeline stages hold only their own parameters current: gather the whole model first;
+     * every stage then evaluates, and stage 0 counts */
+    if (s->strategy && s->strategy->gather) PT_TRY(s->strategy->gather(s));
     return evaluate(&s->model, d, s->world, s->dp_rank, s->dp_size,
-                    s->grid.coord[PT_AXIS_TP] == 0, s->cfg->eval_batch, loss, accuracy);
+                    s->grid.coord[PT_AXIS_TP] == 0 && s->grid.coord[PT_AXIS_PP] == 0,
+                    s->cfg->eval_batch, loss, accuracy);
 }
 
 pt_status pt_train_validate(pt_train_state *s, bool *stop, double *loss_out, double *acc_out)

@@ -181,7 +181,7 @@ static pt_status setup(pt_train_state *s)
                                                                  : &pt_strategy_param_server;
     } else {
         pt_batch_share(c->batch, s->dp_rank, s->dp_size, &s->batch.row_offset, &s->batch.rows);
-        s->strategy = &pt_strategy_data_parallel;
+        s->strategy = c->pp > 1 ? &pt_strategy_pipeline : &pt_strategy_data_parallel;
     }
     const int64_t max_rows = s->batch.rows > c->eval_batch ? s->batch.rows : c->eval_batch;
     PT_TRY(pt_train_setup_model(s, (int)max_rows));

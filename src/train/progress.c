@@ -156,6 +156,7 @@ static pt_status param_fingerprint(pt_train_state *s, double out[2])
     for (int t = 0; t < m->nparams; t++) {
         const pt_param *p = &m->params[t];
         if (p->split_dim < 0 && s->tp->rank != 0) continue;
+        if (s->strategy->owns && !s->strategy->owns(s, t)) continue; /* another stage's */
         for (int64_t i = 0; i < p->numel; i++) {
             uint64_t z = ((uint64_t)t << 40) ^ (uint64_t)pt_param_global_index(p, i);
             z += 0x9e3779b97f4a7c15ull; /* splitmix64 */
@@ -170,6 +171,10 @@ static pt_status param_fingerprint(pt_train_state *s, double out[2])
     if (s->tp->size > 1)
         PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, out, 2, MPI_DOUBLE, MPI_SUM, s->tp->comm,
                                 "the parameter fingerprint over the tensor-parallel group"));
+    if (s->grid.size[PT_AXIS_PP] > 1)
+        PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, out, 2, MPI_DOUBLE, MPI_SUM,
+                                s->grid.group[PT_AXIS_PP].comm,
+                                "the parameter fingerprint over the pipeline stages"));
     out[0] = sqrt(out[0]);
     return PT_OK;
 }

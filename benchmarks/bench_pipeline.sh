@@ -1,0 +1,60 @@
+#!/bin/sh
+# Pipeline bubble and activation memory (issue 18), from the --trace timeline and the memory record.
+# gpt at pp 2 (2 ranks) for M in {1, 2, 4, 8, 16} under gpipe, 1f1b and interleaved (V = 2):
+#   bubble  idle fraction of each rank's step window (first span of the step to the end of its
+#           last forward/backward), 1 - busy / window, averaged over ranks and the traced steps;
+#           next to the formulas (p-1)/(m+p-1) (GPipe, 1F1B) and (p-1)/(V m) (interleaved), which
+#           assume equal stages and free communication
+# (--stop-at ends each run without the final evaluation.)
+#   memory  stage 0's activation bytes (memory record: the in-flight blocks it allocates)
+# Usage: sh benchmarks/bench_pipeline.sh [STEPS] (from the repository root, after make).
+set -eu
+STEPS=${1:-6}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+PY=/usr/bin/python3
+W=${BENCH_WORK:-/tmp/bench_pipeline}
+mkdir -p "$W"
+FMT=$(sed -n 's/^#define PT_DATA_FORMAT_VERSION \([0-9]*\).*/\1/p' include/paratrain/data.h)
+LM=$W/kjv-lm16-v$FMT
+[ -f "$LM/index.h5" ] || {
+    [ -s "$W/kjv.txt" ] || bible -f 'Gen1:1-Rev22:21' >"$W/kjv.txt"
+    ./pt-prep kjv-lm --src "$W/kjv.txt" --out "$LM" --ctx 16 --shards 2 >/dev/null
+}
+MODEL=${MODEL:-gpt:layers=4,heads=4,d=128,ctx=16}
+BATCH=${BATCH:-64}
+echo "# $(lscpu | sed -n 's/^Model name: *//p'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# $MODEL, batch $BATCH, pp 2, $STEPS steps (trace: steps 1..$((STEPS - 1)))"
+printf '%-12s %3s %8s %8s %14s\n' schedule M bubble formula act_bytes_s0
+for sched in gpipe 1f1b interleaved; do
+    for M in 1 2 4 8 16; do
+        V=1
+        [ "$sched" = interleaved ] && V=2
+        [ "$sched" = interleaved ] && [ "$M" -lt 2 ] && continue
+        mpirun -np 2 --oversubscribe --bind-to none ./paratrain train --data "$LM" --model "$MODEL" \
+            --batch "$BATCH" --max-steps 100000 --stop-at "$STEPS" --eval-every 100000 --log-every 100000 \
+            --quiet true --pp 2 --micro-batches "$M" --pipeline "$sched" --virtual-stages $V \
+            --trace "$W/t.json" --trace-steps $((STEPS - 1)) --metrics "$W/m.jsonl" >"$W/out" 2>&1 ||
+            { cat "$W/out"; exit 1; }
+        act=$(sed -n 's/.*"event": "memory".*"activation_bytes": \([0-9]*\).*/\1/p' "$W/m.jsonl")
+        $PY - "$W/t.json" "$sched" "$M" "$V" "$act" <<'PYEOF'
+import json, sys
+ev = [e for e in json.load(open(sys.argv[1]))["traceEvents"] if e["ph"] == "X"]
+sched, M, V, act = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+p = 2
+idle = []
+for r in sorted({e["pid"] for e in ev}):
+    for st in sorted({e["args"]["step"] for e in ev}):
+        es = [e for e in ev if e["pid"] == r and e["args"]["step"] == st and e["name"] not in ("update", "dp allreduce", "embedding allreduce", "wait sends")]
+        comp = [e for e in es if e["cat"] == "compute"]
+        if not comp:
+            continue
+        t0 = min(e["ts"] for e in es)
+        t1 = max(e["ts"] + e["dur"] for e in comp)
+        busy = sum(e["dur"] for e in comp)
+        idle.append(1 - busy / (t1 - t0))
+f = (p - 1) / (V * M) if sched == "interleaved" else (p - 1) / (M + p - 1)
+print("%-12s %3d %8.3f %8.3f %14s" % (sched, M, sum(idle) / len(idle), f, act))
+PYEOF
+    done
+done
