@@ -10,7 +10,8 @@
  *       simulated time (MPI_Wtime) of each algorithm at each size in bytes (fp32): one warm-up,
  *       then N timed calls between barriers; the slowest rank's mean. CSV lines on rank 0:
  *       "p,algo,bytes,time_s". --shared puts the buffers in SMPI_SHARED_MALLOC memory (contents
- *       garbage, timing faithful) so thousands of ranks fit.
+ *       garbage, timing faithful) so thousands of ranks fit. --warmup 0 leaves out the warm-up
+ *       call (simulated time does not warm up).
  *
  * Algorithms: ring ring_pipelined recursive_doubling rabenseifner binomial hierarchical mpi
  *             sparse_allgather sparcml gtopk sign fp16
@@ -36,6 +37,7 @@
 static int rank, size;
 static double density = 0.001;
 static long long segment = 256 * 1024;
+static int warmup = 1;
 
 /* rank r's element i: a small integer, so any order of summation gives the exact sum */
 static float input(int r, int64_t i) { return (float)((r * 7 + i * 13) % 17) - 8.0f; }
@@ -178,12 +180,16 @@ static void bench(pt_comm *c, const char *algo, long long bytes, int iters, int 
     const size_t nb = sizeof(float) * (size_t)(n + 1);
     float *x = shared ? SMPI_SHARED_MALLOC(nb) : malloc(nb);
     float *out = shared ? SMPI_SHARED_MALLOC(nb) : malloc(nb);
-    float *val = shared ? SMPI_SHARED_MALLOC(nb) : malloc(nb);
-    uint32_t *idx = shared ? SMPI_SHARED_MALLOC(nb) : malloc(nb);
+    /* the sparse lists stay private (each rank's own sorted indices), sized for k entries */
+    const size_t kb = sizeof(float) * (size_t)(nnz_for(n) + 1);
+    float *val = malloc(kb);
+    uint32_t *idx = malloc(kb);
     uint32_t *bits = malloc(sizeof(uint32_t) * (size_t)(n / 32 + 2));
     if (!shared)
         for (int64_t i = 0; i < n; i++) x[i] = input(rank, i);
-    pt_status st = run_algo(c, algo, x, n, idx, val, bits, out); /* warm-up */
+    pt_status st = PT_OK;
+    if (warmup) st = run_algo(c, algo, x, n, idx, val, bits, out); /* warm-up (simulated time is
+                                                                    deterministic: --warmup 0) */
     MPI_Barrier(MPI_COMM_WORLD);
     /* from the moment the last rank leaves the barrier (the collective cannot end before it
      * starts there) to the moment the last rank finishes: no barrier skew in the time */
@@ -197,8 +203,9 @@ static void bench(pt_comm *c, const char *algo, long long bytes, int iters, int 
         else printf("%d,%s,%lld,%.9e\n", size, algo, bytes, (t[0] - t[1]) / iters);
         fflush(stdout);
     }
-    if (shared) SMPI_SHARED_FREE(x), SMPI_SHARED_FREE(out), SMPI_SHARED_FREE(val), SMPI_SHARED_FREE(idx);
-    else free(x), free(out), free(val), free(idx);
+    if (shared) SMPI_SHARED_FREE(x), SMPI_SHARED_FREE(out);
+    else free(x), free(out);
+    free(val), free(idx);
     free(bits);
 }
 
@@ -222,6 +229,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--counts")) counts = v, i++;
         else if (!strcmp(a, "--sizes")) sizes = v, i++;
         else if (!strcmp(a, "--iters")) iters = atoi(v), i++;
+        else if (!strcmp(a, "--warmup")) warmup = atoi(v), i++;
         else if (!strcmp(a, "--density")) density = atof(v), i++;
         else if (!strcmp(a, "--segment")) segment = atoll(v), i++;
         else {
