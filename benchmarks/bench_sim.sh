@@ -3,7 +3,9 @@
 # ranks on the platforms of sim/platforms/, a few message sizes; then sim/formula.py puts each
 # simulated time next to the algorithm's own alpha-beta formula (its src/comm file header) with
 # the platform's alpha and beta, into benchmarks/out/sim/sim_allreduce.csv and a markdown table.
-# Every smpirun's wall time and peak memory (/usr/bin/time -v) go to runs.csv.
+# Every smpirun's wall time and peak memory go to runs.csv: maxrss_kb from /usr/bin/time -v
+# (overcounts: SMPI_SHARED_MALLOC maps one physical page at many addresses, and RSS counts each)
+# and maxpss_kb, the peak proportional set size sampled every 2 s from /proc/PID/smaps_rollup.
 #   benchmarks/bench_sim.sh [RUNFILE]     (default: the RUNS below; one run a line:
 #                                          platform ranks_per_node p sizes algos)
 # Simulation settings (docs/SCALE.md): CM02 network model (latency + size/bandwidth, max-min
@@ -34,13 +36,27 @@ RUNS_EOF
 fi
 raw=$out/raw.csv runs=$out/runs.csv
 [ -f "$raw" ] || echo "platform,ranks_per_node,p,algo,bytes,sim_s" >"$raw"
-[ -f "$runs" ] || echo "platform,ranks_per_node,p,algos,sizes,wall_s,maxrss_kb,rc" >"$runs"
+[ -f "$runs" ] || echo "platform,ranks_per_node,p,algos,sizes,wall_s,maxrss_kb,rc,maxpss_kb" >"$runs"
+pss_watch() { # the peak Pss (KB) of the smpimain under this shell until it exits, into $1
+    _max=0
+    while :; do
+        _pid=$(pgrep -n -f "smpimain.*$exe" 2>/dev/null || true)
+        if [ -n "$_pid" ]; then
+            _p=$(sed -n 's/^Pss: *\([0-9]*\).*/\1/p' "/proc/$_pid/smaps_rollup" 2>/dev/null || true)
+            [ -n "$_p" ] && [ "$_p" -gt "$_max" ] && _max=$_p && echo "$_max" >"$1"
+        fi
+        sleep 2
+    done
+}
 export PT_COLL_TIMEOUT=0 PT_SIM_SHARED_WIN=1
 while read -r plat l p sizes algos; do
     case "$plat" in "" | "#"*) continue ;; esac
     sh "$top/sim/hostfile.sh" "$p" "$l" >"$out/hosts"
     echo "bench_sim: $plat L=$l p=$p $algos @ $sizes" >&2
     rc=0
+    echo 0 >"$out/pss.txt"
+    pss_watch "$out/pss.txt" &
+    watcher=$!
     nice /usr/bin/time -v -o "$out/time.txt" timeout -k 5 "${SIM_TIMEOUT:-1800}" smpirun -np "$p" \
         -platform "$top/sim/platforms/$plat.xml" -hostfile "$out/hosts" --log=root.thres:critical \
         --cfg=smpi/simulate-computation:no --cfg=network/model:CM02 --cfg=network/crosstraffic:0 \
@@ -48,12 +64,14 @@ while read -r plat l p sizes algos; do
         --cfg=smpi/auto-shared-malloc-thresh:65536 \
         "$exe" --bench --shared --warmup 0 --iters 1 --algos "$algos" --sizes "$sizes" \
         >"$out/run.out" 2>&1 </dev/null || rc=$?
+    kill "$watcher" 2>/dev/null || true
     grep -E '^[0-9]+,' "$out/run.out" | sed "s/^/$plat,$l,/" >>"$raw" || true
     wall=$(sed -n 's/.*Elapsed (wall clock) time (h:mm:ss or m:ss): //p' "$out/time.txt" |
         awk -F: '{ if (NF == 3) print $1 * 3600 + $2 * 60 + $3; else print $1 * 60 + $2 }')
     rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$out/time.txt")
-    echo "$plat,$l,$p,\"$algos\",\"$sizes\",$wall,$rss,$rc" >>"$runs"
-    echo "bench_sim: $wall s, $rss KB, rc $rc" >&2
+    pss=$(cat "$out/pss.txt")
+    echo "$plat,$l,$p,\"$algos\",\"$sizes\",$wall,$rss,$rc,$pss" >>"$runs"
+    echo "bench_sim: $wall s, RSS $rss KB, PSS $pss KB, rc $rc" >&2
 done <"$RUNS"
 /usr/bin/python3 "$top/sim/formula.py" "$raw" "$out/sim_allreduce.csv" >"$out/sim_allreduce.md"
 cat "$out/sim_allreduce.md"
