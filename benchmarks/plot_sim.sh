@@ -38,7 +38,7 @@ set logscale y
 set title "Simulated time / the algorithm's alpha-beta formula, every run\nbenchmarks/bench_sim.sh + sim/formula.py; data benchmarks/figures/sim_allreduce.csv"
 set xlabel 'run (row of the CSV)'
 set ylabel 'simulated / formula'
-set yrange [0.3:5]
+set yrange [0.3:20]
 unset key
 plot '$tmp/ratio.dat' using 1:2 with points pt 7, 1.1 with lines lt 0, 0.9 with lines lt 0
 GP
