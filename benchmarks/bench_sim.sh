@@ -10,9 +10,9 @@
 #                                          platform ranks_per_node p sizes algos)
 # Simulation settings (docs/SCALE.md): CM02 network model (latency + size/bandwidth, max-min
 # sharing, no SMPI piecewise correction factors), no cross-traffic, compute not simulated
-# (SIM_SELECTOR=default: SimGrid's default collectives instead of mpich, whose SMP-aware
-# communicator setup makes MPI_Comm_dup take minutes at 1024 ranks)
-# (gamma = 0), SMPI_SHARED_MALLOC buffers, MPI_Iprobe charged 10 ns.
+# (gamma = 0), SMPI_SHARED_MALLOC buffers, MPI_Iprobe charged 10 ns; SimGrid's mpich collective
+# selector below 1024 ranks, its default one from 1024 up (mpich's SMP-aware communicator setup
+# makes MPI_Comm_dup take minutes there); SIM_SELECTOR overrides both.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-$top/benchmarks/out/sim}
@@ -56,13 +56,16 @@ while read -r plat l p sizes algos; do
     sh "$top/sim/hostfile.sh" "$p" "$l" >"$out/hosts"
     echo "bench_sim: $plat L=$l p=$p $algos @ $sizes" >&2
     rc=0
+    # mpich's SMP-aware communicator setup stalls MPI_Comm_dup for minutes at 1024 ranks
+    sel=${SIM_SELECTOR:-mpich}
+    [ "$p" -lt 1024 ] || sel=${SIM_SELECTOR:-default}
     echo 0 >"$out/pss.txt"
     pss_watch "$out/pss.txt" &
     watcher=$!
     nice /usr/bin/time -v -o "$out/time.txt" timeout -k 5 "${SIM_TIMEOUT:-1800}" smpirun -np "$p" \
         -platform "$top/sim/platforms/$plat.xml" -hostfile "$out/hosts" --log=root.thres:critical \
         --cfg=smpi/simulate-computation:no --cfg=network/model:CM02 --cfg=network/crosstraffic:0 \
-        --cfg=smpi/coll-selector:${SIM_SELECTOR:-mpich} --cfg=smpi/iprobe:1e-8 --cfg=smpi/shared-malloc:global \
+        --cfg=smpi/coll-selector:$sel --cfg=smpi/iprobe:1e-8 --cfg=smpi/shared-malloc:global \
         --cfg=smpi/auto-shared-malloc-thresh:65536 \
         "$exe" --bench --shared --warmup 0 --iters 1 --algos "$algos" --sizes "$sizes" \
         >"$out/run.out" 2>&1 </dev/null || rc=$?
