@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs the Debian 12 packages paratrain needs to build, test and run its main job (Slurm and
-# munge are there for the job-template test, which starts a private Slurm).
+# munge are there for the job-template test, which starts a private Slurm; SimGrid's
+# libsimgrid-dev for the simulated-scale test, tests/test_sim.sh).
 # Idempotent and quiet: installs only what is missing. Run as root (or through sudo).
 #   scripts/install-deps.sh          build + test + data (PyTorch, h5py and numpy too: the
 #                                    checkpoint export test runs the exported model in PyTorch)
@@ -14,7 +15,7 @@
 set -eu
 pkgs="autoconf automake libtool pkg-config make gcc openmpi-bin libopenmpi-dev libopenblas-dev libopenblas-openmp-dev
       libhdf5-openmpi-dev hdf5-tools zlib1g-dev dataset-fashion-mnist bible-kjv bible-kjv-text util-linux
-      slurm-wlm munge slurm-wlm-torque
+      slurm-wlm munge slurm-wlm-torque libsimgrid-dev
       python3-torch python3-h5py python3-numpy"  # the last three: tests/test_torch_export.sh
 for opt in "$@"; do
     case $opt in
