@@ -78,6 +78,15 @@ test_nps() {
     echo $_out
 }
 
+# A test whose comparisons need runs of N ranks, where PT_TEST_MAX_NP caps the process count
+# lower (.ci/mpich.sh: 2): skips, naming the cap. need_np N WHAT
+need_np() {
+    if [ -n "${PT_TEST_MAX_NP:-}" ] && [ "$1" -gt "$PT_TEST_MAX_NP" ]; then
+        echo "SKIP: $2 needs $1 ranks; PT_TEST_MAX_NP=$PT_TEST_MAX_NP here (oversubscribed MPICH ranks busy-poll)"
+        exit 77
+    fi
+}
+
 # A test that cannot run under this MPI: skip_unless_openmpi REASON
 skip_unless_openmpi() {
     [ "$MPI_FLAVOR" = openmpi ] || { echo "SKIP: $* (launcher $MPIEXEC is $MPI_FLAVOR)"; exit 77; }

@@ -10,6 +10,7 @@
 # they must agree bitwise. Then resumes (same grid bitwise; pp 2 -> 1 within TOL_CKPT of the serial
 # run) and bad input.
 . "${srcdir:-.}/tests/lib.sh"
+need_np 8 "the pipeline grids up to pp 2 x dp 2 x tp 2"
 need_data
 need_kjv
 TOL_STEP=${TOL_STEP:-1e-5}

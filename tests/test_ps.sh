@@ -7,6 +7,7 @@
 # (pt-ckpt diff), the end record's param_norm within 1e-5 relative. Measured differences are
 # printed.
 . "${srcdir:-.}/tests/lib.sh"
+need_np 5 "the parameter-server grids (up to 2 servers + 3 workers)"
 need_data
 common="--data $DATA --model mlp:784-64-32-10 --batch 60 --max-steps 30 --optimizer momentum
         --lr 0.05 --dropout 0.1 --log-every 1 --eval-every 1000 --quiet true --seed 7"

@@ -10,6 +10,7 @@
 # pt-ckpt diff (every parameter and optimizer state, absolute, TOL_CKPT). Then resumes: on the
 # same grid bitwise, on another grid within TOL_CKPT of the serial run. Then bad grids.
 . "${srcdir:-.}/tests/lib.sh"
+need_np 8 "the tp x dp grids up to 8 ranks"
 need_data
 need_kjv
 TOL_STEP=${TOL_STEP:-1e-5}
