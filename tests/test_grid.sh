@@ -15,7 +15,7 @@ expect_error tp-not-dividing 2 "number of ranks (2) divisible by --tp x --pp = 3
 expect_error bad-order 2 "bad --grid-order 'pp,dp,dp': repeated axis" train --data "$DATA" $small --grid-order pp,dp,dp
 expect_error unknown-axis 2 "bad --grid-order 'pp,dp,xp': unknown axis" train --data "$DATA" $small --grid-order pp,dp,xp
 expect_error short-order 2 "it must name pp, dp and tp" train --data "$DATA" $small --grid-order pp,dp
-expect_error pp-not-built 2 "pipeline parallelism is not built yet (issue 18)" train --data "$DATA" $small --pp 2
+expect_error pp-no-cut 2 "can be cut in only 0 places" train --data "$DATA" --model mlp:784-10 --batch 64 --max-steps 2 --quiet true --pp 2
 expect_error tp-range 2 "--tp 0 is out of range" train --data "$DATA" $small --tp 0
 expect_error seq-par-no-tp 2 "--sequence-parallel splits tensor-parallel layers" train --data "$DATA" $small --sequence-parallel
 # any order is accepted and recorded: the metrics start record names the grid

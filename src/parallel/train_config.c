@@ -82,11 +82,11 @@ static const opt_row rows[] = {
     NUM("pp", OPT_I64, pp, 1, 4096, 0, "pipeline stages: the model's layers cut into this many "
                                   "contiguous stages, balanced by FLOPs (1: none)"),
     ROW("pipeline", OPT_STR, pipeline, "--pp > 1: the schedule, gpipe (all forwards, then all "
-                                       "backwards) or 1f1b (PipeDream-Flush)"),
+                                       "backwards), 1f1b (PipeDream-Flush) or interleaved"),
     NUM("micro-batches", OPT_I64, micro_batches, 1, 1 << 24, 0, "--pp > 1: micro-batches per step "
                                                  "(each rank's rows split evenly; 0: pp)"),
     NUM("virtual-stages", OPT_I64, virtual_stages, 1, 4096, 0, "model chunks per rank for "
-                                                "--pipeline interleaved (not built yet: 1)"),
+                                                "--pipeline interleaved (1: none)"),
     ROW("trace", OPT_STR, trace, "--pp > 1: write a Chrome-trace / Perfetto JSON timeline of "
                                  "--trace-steps steps (every rank's spans, one file)"),
     NUM("trace-steps", OPT_I64, trace_steps, 1, 1000, 0, "steps --trace records"),
