@@ -24,6 +24,19 @@ static void on_preempt(int sig) { preempt_signal = sig; }
 /* Whether this rank's loss is counted in the world's sum: one rank per tp group holds it. */
 static bool owns_loss(const pt_train_state *s) { return s->grid.coord[PT_AXIS_TP] == 0; }
 
+/* A rank was signalled (SIGTERM/SIGUSR1): checkpoint (with --ckpt-dir) and stop, all together. */
+static pt_status stop_preempted(pt_train_state *s, pt_train_result *res, double train_seconds)
+{
+    const pt_train_config *c = s->cfg;
+    pt_log_info("preempted (signal received) after step %lld: %s", (long long)s->step,
+                c->ckpt_dir[0] ? "writing a checkpoint" : "no --ckpt-dir, nothing saved");
+    if (c->ckpt_dir[0]) PT_TRY(pt_train_save_checkpoint(s, res->checkpoint));
+    res->preempted = 1;
+    res->steps = s->step;
+    res->train_seconds = train_seconds;
+    return PT_OK;
+}
+
 static pt_status run(pt_train_state *s, pt_train_result *res)
 {
     const pt_train_config *c = s->cfg;
@@ -45,15 +58,7 @@ static pt_status run(pt_train_state *s, pt_train_result *res)
     if (strat->run_steps) { /* the strategy's own, non-lockstep steps (parameter server ASP/SSP) */
         bool preempted = false;
         PT_TRY(strat->run_steps(s, end, &preempt_signal, &preempted, &p));
-        if (preempted) {
-            pt_log_info("preempted (signal received) after step %lld: %s", (long long)s->step,
-                        c->ckpt_dir[0] ? "writing a checkpoint" : "no --ckpt-dir, nothing saved");
-            if (c->ckpt_dir[0]) PT_TRY(pt_train_save_checkpoint(s, res->checkpoint));
-            res->preempted = 1;
-            res->steps = s->step;
-            res->train_seconds = p.train_time;
-            return PT_OK;
-        }
+        if (preempted) return stop_preempted(s, res, p.train_time);
     }
     while (s->step < end && !stop) {
         pt_fault_stop_point("step", s->step); /* PT_FAULT_STOP=R:STEP:step (tests/test_hang.sh) */
@@ -112,15 +117,7 @@ static pt_status run(pt_train_state *s, pt_train_result *res)
         if (s->step % eval_every == 0 && !last) PT_TRY(pt_train_validate(s, &stop, NULL, NULL));
         if (c->ckpt_dir[0] && c->ckpt_every > 0 && s->step % c->ckpt_every == 0 && !last)
             PT_TRY(pt_train_save_checkpoint(s, NULL));
-        if (lstat[2] > 0 && !last) { /* a rank was signalled: checkpoint and stop, all together */
-            pt_log_info("preempted (signal received) after step %lld: %s", (long long)s->step,
-                        c->ckpt_dir[0] ? "writing a checkpoint" : "no --ckpt-dir, nothing saved");
-            if (c->ckpt_dir[0]) PT_TRY(pt_train_save_checkpoint(s, res->checkpoint));
-            res->preempted = 1;
-            res->steps = s->step;
-            res->train_seconds = p.train_time;
-            return PT_OK;
-        }
+        if (lstat[2] > 0 && !last) return stop_preempted(s, res, p.train_time); /* a rank was signalled */
     }
     res->steps = s->step;
     res->train_seconds = p.train_time;
