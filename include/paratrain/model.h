@@ -65,7 +65,7 @@ typedef struct {
                               sequence instead of tp allreduces; layer norms on sequence shards */
 } pt_model_options;
 
-enum { PT_CONV_ALGO_AUTO = 0, PT_CONV_ALGO_IM2COL = 1 };
+/* PT_CONV_ALGO_AUTO / _IM2COL: paratrain/backend.h */
 
 /* A model is a list of nodes (one op each) over activation slots, run in order forward and in
  * reverse order backward (src/nn/graph.h). Every slot holds `size` floats per sample. */
@@ -83,8 +83,25 @@ typedef struct {
     int p[8];          /* parameter indices (-1: none) */
     int np;
     int b[2];          /* buffer indices (batch norm running statistics) */
-    int ia[8];         /* op arguments: sizes, kernel, stride, ... (see each op) */
+    int ia[8];         /* op arguments: sizes, kernel, stride, ... (see each op) -- being
+                          replaced by d (issue 14) */
     float fa[2];
+    /* The op's descriptor: its shape and hyper-parameters, as the backend entries take them. */
+    union {
+        pt_linear_desc linear; /* linear, bias_act */
+        pt_conv2d_desc conv2d;
+        pt_pool2d_desc pool;   /* maxpool2d, avgpool2d */
+        struct {               /* conv1d_max (TextCNN): L x E in, nw window sizes k[], F filters */
+            int L, E, F, nw, k[4];
+        } textcnn;
+        pt_batchnorm_desc bn;
+        pt_layernorm_desc ln;
+        pt_embedding_desc embed;
+        pt_attention_desc attn;
+        struct {               /* tp_seq_gather / tp_seq_scatter: T positions of D */
+            int T, D;
+        } seq;
+    } d;
     pt_act act;
     float dropout;
     int id;            /* dropout stream and log name */

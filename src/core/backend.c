@@ -1,10 +1,24 @@
-/* Backend lookup. The CUDA backend (kernels/cuda/) is not written yet, so "cuda" is unavailable
- * in every build and asking for it gives a clear error (see build_model). */
+/* Backend lookup. The CUDA backend (kernels/cuda/) is built with --with-cuda; without it "cuda"
+ * is unavailable and asking for it gives a clear error (see build_model). */
+#include "config.h"
+
 #include "paratrain/backend.h"
 
 #include <string.h>
 
+#if !HAVE_CUDA
 const pt_backend *pt_backend_cuda(void) { return NULL; }
+const char *pt_backend_cuda_why(void)
+{
+    return "paratrain was built without CUDA: configure --with-cuda[=DIR] on a machine with nvcc";
+}
+pt_status pt_backend_cuda_select(int local_rank)
+{
+    (void)local_rank;
+    return PT_ERR(PT_ERR_CUDA, "configure --with-cuda[=DIR], or run with --backend cpu",
+                  "%s", pt_backend_cuda_why());
+}
+#endif
 
 const pt_backend *pt_backend_by_name(const char *name)
 {

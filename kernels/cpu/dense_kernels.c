@@ -1,0 +1,48 @@
+/* CPU dense kernels: GEMM through OpenBLAS cblas_sgemm, and its deterministic tiling. */
+#include "config.h"
+
+#include <cblas.h>
+
+#include "cpu_kernels.h"
+
+/* Deterministic GEMM (set_deterministic, used by --reproducible): OpenBLAS does not promise the
+ * same bits for different thread counts, and it does not deliver them: its Haswell kernels (what
+ * 0.3.21 picks on AMD Zen 4) round differently with 1 and 2 threads on shapes as small as
+ * 8 x 64 x 784 (tests/t_backend_det), because the split of C among threads moves the edges of its
+ * register tiles. So C is cut into fixed tiles whatever the thread count, and each tile is one
+ * single-threaded sgemm (OpenBLAS's OpenMP build runs sequentially inside a parallel region):
+ * the same calls on the same operands for any number of threads. */
+#define DET_TILE_M 128
+#define DET_TILE_N 256
+static bool gemm_deterministic;
+static void cpu_set_deterministic(bool on) { gemm_deterministic = on; }
+
+static pt_status cpu_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
+                     const float *b, int ldb, float beta, float *c, int ldc)
+{
+    const CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
+    if (!gemm_deterministic) {
+        cblas_sgemm(CblasRowMajor, opa, opb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return PT_OK;
+    }
+    const int tm = (m + DET_TILE_M - 1) / DET_TILE_M, tn = (n + DET_TILE_N - 1) / DET_TILE_N;
+    /* always inside a parallel region, even for one tile: outside one OpenBLAS would thread */
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < tm * tn; t++) {
+        const int i0 = (t / tn) * DET_TILE_M, j0 = (t % tn) * DET_TILE_N;
+        const int mi = m - i0 < DET_TILE_M ? m - i0 : DET_TILE_M;
+        const int nj = n - j0 < DET_TILE_N ? n - j0 : DET_TILE_N;
+        /* rows i0.. of op(A) and columns j0.. of op(B), wherever they sit in memory */
+        const float *ai = ta ? a + i0 : a + (int64_t)i0 * lda;
+        const float *bj = tb ? b + (int64_t)j0 * ldb : b + j0;
+        cblas_sgemm(CblasRowMajor, opa, opb, mi, nj, k, alpha, ai, lda, bj, ldb, beta,
+                    c + (int64_t)i0 * ldc + j0, ldc);
+    }
+    return PT_OK;
+}
+
+void pt_cpu_register_dense(pt_backend *be)
+{
+    be->gemm = cpu_gemm;
+    be->set_deterministic = cpu_set_deterministic;
+}
