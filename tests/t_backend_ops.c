@@ -1219,6 +1219,1191 @@ static void test_optim(void)
     }
 }
 
+/* ================================================================== convolution */
+
+static void ref_conv_fwd(const pt_conv2d_desc *d, int rows, const real *x, const real *w,
+                         const float *bias, pt_act act, real *y)
+{
+    const int H = d->H, Ci = d->Cin, Co = d->Cout, k = d->k, s = d->stride, pad = d->pad,
+              Ho = d->Ho;
+    for (int b = 0; b < rows; b++)
+        for (int oy = 0; oy < Ho; oy++)
+            for (int ox = 0; ox < Ho; ox++)
+                for (int co = 0; co < Co; co++) {
+                    double sum = bias ? bias[co] : 0.0;
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++) {
+                            const int iy = oy * s - pad + ky, ix = ox * s - pad + kx;
+                            if (iy < 0 || iy >= H || ix < 0 || ix >= H) continue;
+                            for (int ci = 0; ci < Ci; ci++)
+                                sum += x[(((int64_t)b * H + iy) * H + ix) * Ci + ci] *
+                                       w[(((int64_t)co * k + ky) * k + kx) * Ci + ci];
+                        }
+                    y[(((int64_t)b * Ho + oy) * Ho + ox) * Co + co] = act_d(sum, act);
+                }
+}
+
+/* dx += d(sum dy * y)/dx, dw += d/dw (either may be NULL) */
+static void ref_conv_bwd(const pt_conv2d_desc *d, int rows, const real *x, const real *w,
+                         const float *dy, real *dx, real *dw)
+{
+    const int H = d->H, Ci = d->Cin, Co = d->Cout, k = d->k, s = d->stride, pad = d->pad,
+              Ho = d->Ho;
+    for (int b = 0; b < rows; b++)
+        for (int oy = 0; oy < Ho; oy++)
+            for (int ox = 0; ox < Ho; ox++)
+                for (int co = 0; co < Co; co++) {
+                    const double g = dy[(((int64_t)b * Ho + oy) * Ho + ox) * Co + co];
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++) {
+                            const int iy = oy * s - pad + ky, ix = ox * s - pad + kx;
+                            if (iy < 0 || iy >= H || ix < 0 || ix >= H) continue;
+                            for (int ci = 0; ci < Ci; ci++) {
+                                const int64_t xi = (((int64_t)b * H + iy) * H + ix) * Ci + ci,
+                                              wi = (((int64_t)co * k + ky) * k + kx) * Ci + ci;
+                                if (dx) dx[xi] += g * w[wi];
+                                if (dw) dw[wi] += g * x[xi];
+                            }
+                        }
+                }
+}
+
+typedef struct {
+    pt_conv2d_desc d;
+    int rows;
+    int64_t nx, nw, ny;
+    float *x, *w, *wt; /* host inputs; loss weights */
+    real *xd, *wd;
+    float *x_dev, *w_dev, *y_dev, *scratch;
+} conv_ctx;
+static double conv_be_loss(void *p)
+{
+    conv_ctx *c = p;
+    up_f(c->x_dev, c->x, c->nx), up_f(c->w_dev, c->w, c->nw);
+    be->conv2d_forward(&c->d, c->rows, c->x_dev, c->w_dev, NULL, PT_ACT_NONE, c->y_dev, c->scratch);
+    return dot_w(down_f(c->y_dev, c->ny), c->wt, c->ny);
+}
+static double conv_ref_loss(void *p)
+{
+    conv_ctx *c = p;
+    real *y = HD(c->ny);
+    ref_conv_fwd(&c->d, c->rows, c->xd, c->wd, NULL, PT_ACT_NONE, y);
+    return dot_wr(y, c->wt, c->ny);
+}
+
+static void test_conv(void)
+{
+    const int have_f = !MISSING(conv2d_forward), have_w = !MISSING(conv2d_backward_weight),
+              have_x = !MISSING(conv2d_backward_input), have_s = !MISSING(conv2d_scratch);
+    missing((const void *)be->conv2d_uses_direct, "conv2d_uses_direct", 1);
+    if (!have_s || !(have_f || have_w || have_x)) return;
+    static const int shapes[][7] = {/* H, Cin, Cout, k, stride, pad, rows */
+                                    {5, 3, 5, 3, 1, 1, 2},  {7, 2, 8, 3, 2, 1, 2},
+                                    {6, 16, 8, 1, 1, 0, 2}, {8, 8, 16, 3, 1, 1, 2},
+                                    {8, 1, 3, 5, 2, 0, 2},  {4, 3, 4, 3, 1, 0, 1}};
+    for (int s = 0; s < 6; s++)
+        for (int algo = 0; algo < 2; algo++) {
+            pt_conv2d_desc d = {.H = shapes[s][0], .Cin = shapes[s][1], .Cout = shapes[s][2],
+                                .k = shapes[s][3], .stride = shapes[s][4], .pad = shapes[s][5],
+                                .algo = algo ? PT_CONV_ALGO_IM2COL : PT_CONV_ALGO_AUTO};
+            d.Ho = (d.H + 2 * d.pad - d.k) / d.stride + 1;
+            const int rows = shapes[s][6];
+            const int64_t nx = (int64_t)rows * d.H * d.H * d.Cin,
+                          nw = (int64_t)d.Cout * d.k * d.k * d.Cin,
+                          ny = (int64_t)rows * d.Ho * d.Ho * d.Cout;
+            char sh[120];
+            int n0 = snprintf(sh, sizeof sh, "H%d Cin%d Cout%d k%d s%d p%d Ho%d n%d %s", d.H,
+                              d.Cin, d.Cout, d.k, d.stride, d.pad, d.Ho, rows,
+                              algo ? "im2col" : "auto");
+            if (be->conv2d_uses_direct && !algo)
+                snprintf(sh + n0, sizeof sh - (size_t)n0, "(direct %d%d%d)",
+                         be->conv2d_uses_direct(&d, 0), be->conv2d_uses_direct(&d, 1),
+                         be->conv2d_uses_direct(&d, 2));
+            seed(1000 + s);
+            float *x = rand_f(nx, -1, 1), *w = rand_f(nw, -0.5f, 0.5f),
+                  *bias = rand_f(d.Cout, -0.3f, 0.3f), *dy = rand_f(ny, -1, 1);
+            real *xd = to_real(x, nx), *wd = to_real(w, nw);
+            const int64_t nscr = be->conv2d_scratch(&d, rows);
+            if (nscr < 0) {
+                begin("conv2d_scratch", "%s", sh);
+                failf("negative scratch %lld", (long long)nscr);
+                finish();
+                continue;
+            }
+            float *scratch = out_f(nscr, "scratch");
+            const float *dx_dev = in_f(x, nx, "x"), *dw_dev = in_f(w, nw, "w"),
+                        *ddy = in_f(dy, ny, "dy");
+            conv_ctx c = {d, rows, nx, nw, ny, x, w, dy, xd, wd, out_f(nx, "fd x"),
+                          out_f(nw, "fd w"), out_f(ny, "fd y"), scratch};
+            if (have_f)
+                for (int v = 0; v < (s == 0 ? 2 : 1); v++) {
+                    /* bias + ReLU on even shapes, neither on odd ones; shape 0 both */
+                    const int with = s == 0 ? v : s % 2 == 0;
+                    const pt_act act = with ? PT_ACT_RELU : PT_ACT_NONE;
+                    begin("conv2d_forward", "%s %s", sh, with ? "bias relu" : "nobias none");
+                    float *y = out_f(ny, "y");
+                    ok(be->conv2d_forward(&d, rows, dx_dev, dw_dev,
+                                          with ? in_f(bias, d.Cout, "bias") : NULL, act, y,
+                                          scratch),
+                       "conv2d_forward");
+                    real *ref = HD(ny);
+                    ref_conv_fwd(&d, rows, xd, wd, with ? bias : NULL, act, ref);
+                    cmp("y", down_f(y, ny), ref, ny, NMSE_TOL);
+                    finish();
+                }
+            for (int beta = 0; beta < 2; beta++) {
+                float *g0 = rand_f(nx > nw ? nx : nw, -1, 1);
+                if (have_w) {
+                    begin("conv2d_backward_weight", "%s beta=%d", sh, beta);
+                    float *dw = beta ? io_f(g0, nw, "dw") : out_f(nw, "dw");
+                    ok(be->conv2d_backward_weight(&d, rows, dx_dev, ddy, (float)beta, dw, scratch),
+                       "conv2d_backward_weight");
+                    real *ref = HD(nw);
+                    for (int64_t i = 0; i < nw; i++) ref[i] = beta ? g0[i] : 0.0;
+                    ref_conv_bwd(&d, rows, xd, wd, dy, NULL, ref);
+                    const float *got = down_f(dw, nw);
+                    cmp("dw", got, ref, nw, NMSE_TOL);
+                    if (!beta)
+                        fd_check("w", &c, w, wd, nw, got, ref, have_f ? conv_be_loss : NULL,
+                                 conv_ref_loss);
+                    finish();
+                }
+                if (have_x) {
+                    begin("conv2d_backward_input", "%s beta=%d", sh, beta);
+                    float *dx = beta ? io_f(g0, nx, "dx") : out_f(nx, "dx");
+                    ok(be->conv2d_backward_input(&d, rows, ddy, dw_dev, (float)beta, dx, scratch),
+                       "conv2d_backward_input");
+                    real *ref = HD(nx);
+                    for (int64_t i = 0; i < nx; i++) ref[i] = beta ? g0[i] : 0.0;
+                    ref_conv_bwd(&d, rows, xd, wd, dy, ref, NULL);
+                    const float *got = down_f(dx, nx);
+                    cmp("dx", got, ref, nx, NMSE_TOL);
+                    if (!beta)
+                        fd_check("x", &c, x, xd, nx, got, ref, have_f ? conv_be_loss : NULL,
+                                 conv_ref_loss);
+                    finish();
+                }
+            }
+            release();
+        }
+}
+
+/* ================================================================== pooling */
+
+/* winner = flat index inside the sample (existing encoding), the first maximum */
+static void ref_pool_fwd(const pt_pool2d_desc *d, int rows, const real *x, int is_max, real *y,
+                         int32_t *arg)
+{
+    const int H = d->H, C = d->C, k = d->k, s = d->stride, Ho = d->Ho;
+    for (int b = 0; b < rows; b++)
+        for (int oy = 0; oy < Ho; oy++)
+            for (int ox = 0; ox < Ho; ox++)
+                for (int c = 0; c < C; c++) {
+                    double best = -INFINITY, sum = 0.0;
+                    int32_t at = -1;
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++) {
+                            const int32_t i = ((oy * s + ky) * H + ox * s + kx) * C + c;
+                            const double v = x[(int64_t)b * H * H * C + i];
+                            sum += v;
+                            if (v > best) best = v, at = i;
+                        }
+                    const int64_t o = (((int64_t)b * Ho + oy) * Ho + ox) * C + c;
+                    y[o] = is_max ? best : sum / (k * k);
+                    if (arg) arg[o] = at;
+                }
+}
+
+/* dx += the gradient of sum dy * y; max pooling routes through `arg` (per-sample indices) */
+static void ref_pool_bwd(const pt_pool2d_desc *d, int rows, const float *dy, const int32_t *arg,
+                         real *dx)
+{
+    const int H = d->H, C = d->C, k = d->k, s = d->stride, Ho = d->Ho;
+    for (int b = 0; b < rows; b++)
+        for (int oy = 0; oy < Ho; oy++)
+            for (int ox = 0; ox < Ho; ox++)
+                for (int c = 0; c < C; c++) {
+                    const int64_t o = (((int64_t)b * Ho + oy) * Ho + ox) * C + c;
+                    if (arg) {
+                        dx[(int64_t)b * H * H * C + arg[o]] += dy[o];
+                        continue;
+                    }
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++)
+                            dx[(((int64_t)b * H + oy * s + ky) * H + ox * s + kx) * C + c] +=
+                                dy[o] / (double)(k * k);
+                }
+}
+
+typedef struct {
+    pt_pool2d_desc d;
+    int rows, is_max;
+    int64_t nx, ny;
+    float *x, *wt;
+    real *xd;
+    float *x_dev, *y_dev;
+    int32_t *arg_dev;
+} pool_ctx;
+static double pool_be_loss(void *p)
+{
+    pool_ctx *c = p;
+    up_f(c->x_dev, c->x, c->nx);
+    if (c->is_max) be->maxpool2d_forward(&c->d, c->rows, c->x_dev, c->y_dev, c->arg_dev);
+    else be->avgpool2d_forward(&c->d, c->rows, c->x_dev, c->y_dev);
+    return dot_w(down_f(c->y_dev, c->ny), c->wt, c->ny);
+}
+static double pool_ref_loss(void *p)
+{
+    pool_ctx *c = p;
+    real *y = HD(c->ny);
+    ref_pool_fwd(&c->d, c->rows, c->xd, c->is_max, y, NULL);
+    return dot_wr(y, c->wt, c->ny);
+}
+
+static void test_pool(void)
+{
+    static const int shapes[][6] = {/* H, C, k, stride, rows, ties */
+                                    {5, 3, 2, 2, 2, 0}, {7, 1, 3, 2, 2, 0}, {4, 5, 1, 1, 2, 0},
+                                    {6, 17, 3, 3, 1, 0}, {4, 2, 2, 2, 2, 1}, {5, 3, 3, 1, 2, 1}};
+    for (int is_max = 1; is_max >= 0; is_max--) {
+        const int have_f = is_max ? !MISSING(maxpool2d_forward) : !MISSING(avgpool2d_forward);
+        const int have_b = is_max ? !MISSING(maxpool2d_backward) : !MISSING(avgpool2d_backward);
+        if (!have_f) continue; /* the backward needs the forward's argmax (and FD its values) */
+        for (int s = 0; s < 6; s++) {
+            pt_pool2d_desc d = {.H = shapes[s][0], .C = shapes[s][1], .k = shapes[s][2],
+                                .stride = shapes[s][3]};
+            d.Ho = (d.H - d.k) / d.stride + 1;
+            const int rows = shapes[s][4], ties = shapes[s][5];
+            const int64_t nx = (int64_t)rows * d.H * d.H * d.C, ny = (int64_t)rows * d.Ho * d.Ho * d.C;
+            char sh[100];
+            snprintf(sh, sizeof sh, "H%d C%d k%d s%d Ho%d n%d%s", d.H, d.C, d.k, d.stride, d.Ho,
+                     rows, ties ? " ties" : "");
+            seed(1100 + s);
+            float *x = ties ? rand_f(nx, 0, 1) : distinct_f(nx, -0.3f);
+            if (ties) /* three levels: many windows with a tied maximum */
+                for (int64_t i = 0; i < nx; i++) x[i] = floorf(x[i] * 3.0f) - 1.0f;
+            float *dy = rand_f(ny, -1, 1);
+            real *xd = to_real(x, nx);
+            begin(is_max ? "maxpool2d_forward" : "avgpool2d_forward", "%s", sh);
+            const float *dxin = in_f(x, nx, "x");
+            float *y = out_f(ny, "y");
+            int32_t *arg = is_max ? galloc(sizeof(int32_t) * (size_t)ny, "argmax") : NULL;
+            ok(is_max ? be->maxpool2d_forward(&d, rows, dxin, y, arg)
+                      : be->avgpool2d_forward(&d, rows, dxin, y),
+               "pool forward");
+            real *yref = HD(ny);
+            int32_t *aref = HI(ny);
+            ref_pool_fwd(&d, rows, xd, is_max, yref, aref);
+            cmp("y", down_f(y, ny), yref, ny, NMSE_TOL);
+            const int32_t *arg_be = NULL;
+            if (is_max) {
+                arg_be = down_i(arg, ny);
+                cmp_exact_i("argmax (first maximum, index in the sample)", arg_be, aref, ny);
+                snap(arg);
+            }
+            finish();
+            if (!have_b) {
+                release();
+                continue;
+            }
+            pool_ctx c = {d, rows, is_max, nx, ny, x, dy, xd, out_f(nx, "fd x"), out_f(ny, "fd y"),
+                          is_max ? galloc(sizeof(int32_t) * (size_t)ny, "fd argmax") : NULL};
+            const float *ddy = in_f(dy, ny, "dy");
+            for (int beta = 0; beta < 2; beta++) {
+                begin(is_max ? "maxpool2d_backward" : "avgpool2d_backward", "%s beta=%d", sh, beta);
+                float *g0 = rand_f(nx, -1, 1);
+                float *dx = beta ? io_f(g0, nx, "dx") : out_f(nx, "dx");
+                ok(is_max ? be->maxpool2d_backward(&d, rows, ddy, arg, (float)beta, dx)
+                          : be->avgpool2d_backward(&d, rows, ddy, (float)beta, dx),
+                   "pool backward");
+                real *ref = HD(nx);
+                for (int64_t i = 0; i < nx; i++) ref[i] = beta ? g0[i] : 0.0;
+                ref_pool_bwd(&d, rows, dy, is_max ? aref : NULL, ref);
+                const float *got = down_f(dx, nx);
+                cmp("dx", got, ref, nx, NMSE_TOL);
+                if (!beta && !ties) /* differences need a unique winner per window */
+                    fd_check("x", &c, x, xd, nx, got, ref, pool_be_loss, pool_ref_loss);
+                finish();
+            }
+            release();
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ TextCNN max over time */
+
+static void ref_maxtime_fwd(const pt_maxtime_desc *d, int rows, const real *conv, const real *bias,
+                            real *y, int32_t *arg, real *pre)
+{
+    for (int b = 0; b < rows; b++)
+        for (int f = 0; f < d->F; f++) {
+            double best = -INFINITY;
+            int at = -1;
+            for (int t = 0; t + d->k <= d->L; t++) {
+                const double v = conv[((int64_t)b * d->L + t) * d->F + f];
+                if (v > best) best = v, at = t;
+            }
+            const double v = best + bias[f];
+            if (y) y[(int64_t)b * d->y_width + d->y_col + f] = v > 0 ? v : 0;
+            if (arg) arg[(int64_t)b * d->F + f] = at;
+            if (pre) pre[(int64_t)b * d->F + f] = v;
+        }
+}
+
+typedef struct {
+    pt_maxtime_desc d;
+    int rows;
+    int64_t nc, ny;
+    float *conv, *bias, *wt;
+    real *cd, *bd;
+    float *c_dev, *b_dev, *y_dev;
+    int32_t *arg_dev;
+} maxtime_ctx;
+static double maxtime_be_loss(void *p)
+{
+    maxtime_ctx *c = p;
+    up_f(c->c_dev, c->conv, c->nc), up_f(c->b_dev, c->bias, c->d.F);
+    be->maxtime_forward(&c->d, c->rows, c->c_dev, c->b_dev, c->y_dev, c->arg_dev);
+    return dot_w(down_f(c->y_dev, c->ny), c->wt, c->ny);
+}
+static double maxtime_ref_loss(void *p)
+{
+    maxtime_ctx *c = p;
+    real *y = HD(c->ny);
+    for (int64_t i = 0; i < c->ny; i++) y[i] = 0.0;
+    ref_maxtime_fwd(&c->d, c->rows, c->cd, c->bd, y, NULL, NULL);
+    return dot_wr(y, c->wt, c->ny);
+}
+
+static void test_maxtime(void)
+{
+    const int have_f = !MISSING(maxtime_forward), have_b = !MISSING(maxtime_backward);
+    if (!have_f) return;
+    static const int shapes[][6] = {/* L, F, k, y_col, y_width, rows */
+                                    {7, 3, 3, 2, 9, 2}, {5, 1, 5, 0, 1, 2}, {6, 5, 1, 5, 10, 3},
+                                    {4, 2, 2, 0, 2, 1}};
+    for (int s = 0; s < 4; s++) {
+        const pt_maxtime_desc d = {.L = shapes[s][0], .F = shapes[s][1], .k = shapes[s][2],
+                                   .y_col = shapes[s][3], .y_width = shapes[s][4]};
+        const int rows = shapes[s][5];
+        const int64_t nc = (int64_t)rows * d.L * d.F, ny = (int64_t)rows * d.y_width,
+                      na = (int64_t)rows * d.F;
+        char sh[100];
+        snprintf(sh, sizeof sh, "L%d F%d k%d y_col%d y_width%d n%d", d.L, d.F, d.k, d.y_col,
+                 d.y_width, rows);
+        seed(1200 + s);
+        float *conv = distinct_f(nc, 0.0f), *bias = rand_f(d.F, -0.5f, 0.5f);
+        real *cd = to_real(conv, nc);
+        /* bias away from the ReLU's kink at every (sample, filter) */
+        for (int f = 0; f < d.F; f++)
+            for (int tries = 0; tries < 100; tries++) {
+                int near = 0;
+                for (int b = 0; b < rows; b++) {
+                    double best = -INFINITY;
+                    for (int t = 0; t + d.k <= d.L; t++)
+                        best = fmax(best, conv[((int64_t)b * d.L + t) * d.F + f]);
+                    near |= fabs(best + bias[f]) < 0.05;
+                }
+                if (!near) break;
+                bias[f] += 0.031f;
+            }
+        real *bd = to_real(bias, d.F);
+        float *y0 = rand_f(ny, -1, 1); /* columns outside the slice must keep these */
+        real *yref = to_real(y0, ny), *pre = HD(na);
+        int32_t *aref = HI(na);
+        ref_maxtime_fwd(&d, rows, cd, bd, yref, aref, pre);
+        begin("maxtime_forward", "%s", sh);
+        float *y = io_f(y0, ny, "y");
+        int32_t *arg = galloc(sizeof(int32_t) * (size_t)na, "argmax");
+        const float *dconv_in = in_f(conv, nc, "conv"), *dbias = in_f(bias, d.F, "bias");
+        ok(be->maxtime_forward(&d, rows, dconv_in, dbias, y, arg), "maxtime_forward");
+        const float *yb = down_f(y, ny);
+        cmp("y", yb, yref, ny, NMSE_TOL);
+        int64_t outside = 0;
+        for (int b = 0; b < rows; b++)
+            for (int j = 0; j < d.y_width; j++)
+                if ((j < d.y_col || j >= d.y_col + d.F) &&
+                    memcmp(&yb[(int64_t)b * d.y_width + j], &y0[(int64_t)b * d.y_width + j], 4))
+                    outside++;
+        if (outside) failf("%lld elements of y outside columns [y_col, y_col + F) written",
+                           (long long)outside);
+        cmp_exact_i("argmax (start position, first maximum)", down_i(arg, na), aref, na);
+        snap(arg);
+        finish();
+        if (!have_b) {
+            release();
+            continue;
+        }
+        begin("maxtime_backward", "%s", sh);
+        /* dy carries the ReLU's derivative already: the loss weights masked where pre <= 0 */
+        float *wt = rand_f(ny, -1, 1), *dy = HF(ny);
+        for (int64_t i = 0; i < ny; i++) dy[i] = wt[i];
+        for (int b = 0; b < rows; b++)
+            for (int f = 0; f < d.F; f++)
+                if (pre[(int64_t)b * d.F + f] <= 0) dy[(int64_t)b * d.y_width + d.y_col + f] = 0;
+        float *dc = out_f(nc, "dconv"), *db = out_f(d.F, "db");
+        ok(be->maxtime_backward(&d, rows, in_f(dy, ny, "dy"), arg, dc, db), "maxtime_backward");
+        real *dcref = HD(nc), *dbref = HD(d.F);
+        for (int b = 0; b < rows; b++)
+            for (int f = 0; f < d.F; f++) {
+                const double g = dy[(int64_t)b * d.y_width + d.y_col + f];
+                dcref[((int64_t)b * d.L + aref[(int64_t)b * d.F + f]) * d.F + f] = g;
+                dbref[f] += g;
+            }
+        const float *dcb = down_f(dc, nc), *dbb = down_f(db, d.F);
+        cmp("dconv", dcb, dcref, nc, NMSE_TOL);
+        cmp("db", dbb, dbref, d.F, NMSE_TOL);
+        maxtime_ctx c = {d, rows, nc, ny, conv, bias, wt, cd, bd, out_f(nc, "fd conv"),
+                         out_f(d.F, "fd bias"), out_f(ny, "fd y"),
+                         galloc(sizeof(int32_t) * (size_t)na, "fd argmax")};
+        fd_check("conv", &c, conv, cd, nc, dcb, dcref, maxtime_be_loss, maxtime_ref_loss);
+        fd_check("bias", &c, bias, bd, d.F, dbb, dbref, maxtime_be_loss, maxtime_ref_loss);
+        finish();
+        release();
+    }
+}
+
+/* ================================================================== normalization */
+
+/* batch norm in training (sums NULL: eval with running statistics), in double */
+static void ref_bn_fwd(const pt_batchnorm_desc *d, int64_t n, const real *x, const real *gamma,
+                       const real *beta, const float *rm0, const float *rv0, int train, real *sums,
+                       real *rm, real *rv, real *mean, real *rstd, real *y)
+{
+    const int C = d->C;
+    for (int c = 0; c < C; c++) {
+        double s0 = 0, s1 = 0, sq = 0, mu, var;
+        for (int64_t r = 0; r < n; r++) s0 += x[r * C + c], s1 += x[r * C + c] * x[r * C + c];
+        if (train) {
+            mu = s0 / n;
+            for (int64_t r = 0; r < n; r++) sq += (x[r * C + c] - mu) * (x[r * C + c] - mu);
+            var = sq / n; /* biased, for normalizing */
+            /* running: unbiased variance; n = 1 keeps the biased one (existing behaviour) */
+            if (rm) rm[c] = (1 - d->momentum) * rm0[c] + d->momentum * mu;
+            if (rv) rv[c] = (1 - d->momentum) * rv0[c] + d->momentum * (n > 1 ? sq / (n - 1) : var);
+        } else {
+            mu = rm0[c], var = rv0[c];
+        }
+        if (sums) sums[c] = s0, sums[C + c] = s1;
+        const double rs = 1.0 / sqrt(var + d->eps);
+        if (mean) mean[c] = mu, rstd[c] = rs;
+        for (int64_t r = 0; r < n; r++) {
+            const double v = gamma[c] * (x[r * C + c] - mu) * rs + beta[c];
+            y[r * C + c] = d->act == PT_ACT_RELU && v < 0 ? 0 : v;
+        }
+    }
+    if (sums) sums[2 * C] = (double)n;
+}
+
+typedef struct {
+    pt_batchnorm_desc d;
+    int64_t n;
+    float *x, *gamma, *beta, *wt;
+    real *xd, *gd, *bd;
+    float *x_dev, *g_dev, *b_dev, *y_dev, *rm_dev, *rv_dev, *mean_dev, *rstd_dev, *scratch;
+    double *sums_dev;
+} bn_ctx;
+static double bn_be_loss(void *p)
+{
+    bn_ctx *c = p;
+    const int64_t N = c->n * c->d.C;
+    up_f(c->x_dev, c->x, N), up_f(c->g_dev, c->gamma, c->d.C), up_f(c->b_dev, c->beta, c->d.C);
+    be->batchnorm_stats(&c->d, c->n, c->x_dev, c->sums_dev, c->scratch);
+    be->batchnorm_forward_apply(&c->d, c->n, c->x_dev, c->sums_dev, c->g_dev, c->b_dev, c->rm_dev,
+                                c->rv_dev, c->mean_dev, c->rstd_dev, c->y_dev);
+    return dot_w(down_f(c->y_dev, N), c->wt, N);
+}
+static double bn_ref_loss(void *p)
+{
+    bn_ctx *c = p;
+    const int64_t N = c->n * c->d.C;
+    real *y = HD(N);
+    float *zeros = HF(c->d.C);
+    ref_bn_fwd(&c->d, c->n, c->xd, c->gd, c->bd, zeros, zeros, 1, NULL, NULL, NULL, NULL, NULL, y);
+    return dot_wr(y, c->wt, N);
+}
+
+static void test_batchnorm(void)
+{
+    const int h_sc = !MISSING(batchnorm_scratch), h_st = !MISSING(batchnorm_stats),
+              h_fa = !MISSING(batchnorm_forward_apply), h_bs = !MISSING(batchnorm_backward_stats),
+              h_ba = !MISSING(batchnorm_backward_apply);
+    if (!h_sc || !h_st || !h_fa) return; /* every later step needs these */
+    static const int shapes[][3] = {{18, 5, 1}, {1, 3, 0}, {40, 16, 1}, {7, 1, 0}}; /* n, C, relu */
+    for (int s = 0; s < 4; s++)
+        for (int relu = 0; relu <= shapes[s][2]; relu++) {
+            const int64_t n = shapes[s][0];
+            const int C = shapes[s][1];
+            const int64_t N = n * C;
+            const pt_batchnorm_desc d = {.C = C, .momentum = 0.1f, .eps = 1e-5f,
+                                         .act = relu ? PT_ACT_RELU : PT_ACT_NONE};
+            char sh[80];
+            snprintf(sh, sizeof sh, "n%lld C%d act=%s", (long long)n, C, relu ? "relu" : "none");
+            seed(1300 + s);
+            float *x = rand_f(N, -1, 2), *gamma = rand_f(C, 0.5f, 1.5f),
+                  *beta = rand_f(C, -0.5f, 0.5f), *rm0 = rand_f(C, -0.2f, 0.2f),
+                  *rv0 = rand_f(C, 0.5f, 1.5f), *wt = rand_f(N, -1, 1);
+            real *xd = to_real(x, N), *gd = to_real(gamma, C), *bd = to_real(beta, C);
+            real *sums = HD(2 * C + 1), *rm = HD(C), *rv = HD(C), *mean = HD(C), *rstd = HD(C),
+                 *y = HD(N);
+            ref_bn_fwd(&d, n, xd, gd, bd, rm0, rv0, 1, sums, rm, rv, mean, rstd, y);
+            const int64_t nscr = be->batchnorm_scratch(&d);
+            float *scratch = out_f(nscr > 0 ? nscr : 0, "scratch");
+            const float *dx_in = in_f(x, N, "x"), *dg = in_f(gamma, C, "gamma"),
+                        *db = in_f(beta, C, "beta");
+            double *dsums = galloc(sizeof(double) * (size_t)(2 * C + 1), "sums");
+            begin("batchnorm_stats", "%s", sh);
+            ok(be->batchnorm_stats(&d, n, dx_in, dsums, scratch), "batchnorm_stats");
+            const double *sb = down_d(dsums, 2 * C + 1);
+            cmp_dd("sum x", sb, sums, C, NMSE_TOL);
+            cmp_dd("sum x^2", sb + C, sums + C, C, NMSE_TOL);
+            if (sb[2 * C] != (double)n) failf("count %g, not %lld", sb[2 * C], (long long)n);
+            snap(dsums);
+            finish();
+            begin("batchnorm_forward_apply", "%s train", sh);
+            float *drm = io_f(rm0, C, "running_mean"), *drv = io_f(rv0, C, "running_var");
+            float *dmean = out_f(C, "mean"), *drstd = out_f(C, "rstd"), *dy_out = out_f(N, "y");
+            ok(be->batchnorm_forward_apply(&d, n, dx_in, dsums, dg, db, drm, drv, dmean, drstd,
+                                           dy_out),
+               "batchnorm_forward_apply");
+            cmp("y", down_f(dy_out, N), y, N, NMSE_TOL);
+            cmp("mean", down_f(dmean, C), mean, C, NMSE_TOL);
+            cmp("rstd", down_f(drstd, C), rstd, C, NMSE_TOL);
+            cmp("running_mean", down_f(drm, C), rm, C, NMSE_TOL);
+            cmp("running_var", down_f(drv, C), rv, C, NMSE_TOL);
+            snap(dmean), snap(drstd);
+            finish();
+            begin("batchnorm_forward_apply", "%s eval", sh);
+            {
+                float *erm = in_f(rm0, C, "running_mean"), *erv = in_f(rv0, C, "running_var");
+                float *em = out_f(C, "mean"), *er = out_f(C, "rstd"), *ey = out_f(N, "y");
+                ok(be->batchnorm_forward_apply(&d, n, dx_in, NULL, dg, db, erm, erv, em, er, ey),
+                   "batchnorm_forward_apply (eval)");
+                real *y2 = HD(N), *m2 = HD(C), *r2 = HD(C);
+                ref_bn_fwd(&d, n, xd, gd, bd, rm0, rv0, 0, NULL, NULL, NULL, m2, r2, y2);
+                cmp("y", down_f(ey, N), y2, N, NMSE_TOL);
+                cmp("mean", down_f(em, C), m2, C, NMSE_TOL);
+                cmp("rstd", down_f(er, C), r2, C, NMSE_TOL);
+            }
+            finish();
+            if (!h_bs || !h_ba) {
+                release();
+                continue;
+            }
+            /* backward: dy (with the ReLU's derivative already in it: here, just weights) */
+            real *bsums = HD(2 * C + 1), *dgref = HD(C), *dbref = HD(C), *dxref = HD(N);
+            for (int c = 0; c < C; c++) {
+                double s0 = 0, s1 = 0;
+                for (int64_t r = 0; r < n; r++) {
+                    const double xh = (xd[r * C + c] - mean[c]) * rstd[c];
+                    s0 += wt[r * C + c], s1 += wt[r * C + c] * xh;
+                }
+                bsums[c] = dbref[c] = s0, bsums[C + c] = dgref[c] = s1;
+                for (int64_t r = 0; r < n; r++) {
+                    const double xh = (xd[r * C + c] - mean[c]) * rstd[c];
+                    dxref[r * C + c] = gd[c] * rstd[c] * (wt[r * C + c] - s0 / n - xh * s1 / n);
+                }
+            }
+            bsums[2 * C] = (double)n;
+            begin("batchnorm_backward_stats", "%s", sh);
+            const float *ddy = in_f(wt, N, "dy");
+            double *dbs = galloc(sizeof(double) * (size_t)(2 * C + 1), "sums");
+            float *ddg = out_f(C, "dgamma"), *ddb = out_f(C, "dbeta");
+            ok(be->batchnorm_backward_stats(&d, n, ddy, dx_in, dmean, drstd, dbs, ddg, ddb, scratch),
+               "batchnorm_backward_stats");
+            const double *bsb = down_d(dbs, 2 * C + 1);
+            cmp_dd("sum dy", bsb, bsums, C, NMSE_TOL);
+            cmp_dd("sum dy xhat", bsb + C, bsums + C, C, NMSE_TOL);
+            if (bsb[2 * C] != (double)n) failf("count %g, not %lld", bsb[2 * C], (long long)n);
+            const float *dgb = down_f(ddg, C), *dbb = down_f(ddb, C);
+            cmp("dgamma", dgb, dgref, C, NMSE_TOL);
+            cmp("dbeta", dbb, dbref, C, NMSE_TOL);
+            bn_ctx c = {d, n, x, gamma, beta, wt, xd, gd, bd, out_f(N, "fd x"), out_f(C, "fd g"),
+                        out_f(C, "fd b"), out_f(N, "fd y"), out_f(C, "fd rm"), out_f(C, "fd rv"),
+                        out_f(C, "fd mean"), out_f(C, "fd rstd"), scratch,
+                        galloc(sizeof(double) * (size_t)(2 * C + 1), "fd sums")};
+            c.d.act = PT_ACT_NONE; /* the differences go through the normalization only */
+            if (!relu) {
+                fd_check("gamma", &c, gamma, gd, C, dgb, dgref, bn_be_loss, bn_ref_loss);
+                fd_check("beta", &c, beta, bd, C, dbb, dbref, bn_be_loss, bn_ref_loss);
+            }
+            snap(dbs);
+            finish();
+            for (int bx = 0; bx < 2; bx++) {
+                begin("batchnorm_backward_apply", "%s beta_x=%d", sh, bx);
+                float *g0 = rand_f(N, -1, 1);
+                float *ddx = bx ? io_f(g0, N, "dx") : out_f(N, "dx");
+                ok(be->batchnorm_backward_apply(&d, n, ddy, dx_in, dg, dmean, drstd, dbs, (float)bx,
+                                                ddx),
+                   "batchnorm_backward_apply");
+                real *ref = HD(N);
+                for (int64_t i = 0; i < N; i++) ref[i] = dxref[i] + (bx ? g0[i] : 0.0);
+                const float *got = down_f(ddx, N);
+                cmp("dx", got, ref, N, NMSE_TOL);
+                if (!bx && !relu)
+                    fd_check("x", &c, x, xd, N, got, dxref, bn_be_loss, bn_ref_loss);
+                finish();
+            }
+            release();
+        }
+}
+
+static void ref_ln_fwd(const pt_layernorm_desc *d, int64_t n, const real *x, const real *g,
+                       const real *b, real *y, real *stat)
+{
+    const int D = d->D;
+    for (int64_t r = 0; r < n; r++) {
+        double mu = 0, var = 0;
+        for (int i = 0; i < D; i++) mu += x[r * D + i];
+        mu /= D;
+        for (int i = 0; i < D; i++) var += (x[r * D + i] - mu) * (x[r * D + i] - mu);
+        const double rs = 1.0 / sqrt(var / D + d->eps);
+        for (int i = 0; i < D; i++) y[r * D + i] = (x[r * D + i] - mu) * rs * g[i] + b[i];
+        if (stat) stat[2 * r] = mu, stat[2 * r + 1] = rs;
+    }
+}
+
+typedef struct {
+    pt_layernorm_desc d;
+    int64_t n;
+    float *x, *g, *b, *wt;
+    real *xd, *gd, *bd;
+    float *x_dev, *g_dev, *b_dev, *y_dev, *stat_dev;
+} ln_ctx;
+static double ln_be_loss(void *p)
+{
+    ln_ctx *c = p;
+    const int64_t N = c->n * c->d.D;
+    up_f(c->x_dev, c->x, N), up_f(c->g_dev, c->g, c->d.D), up_f(c->b_dev, c->b, c->d.D);
+    be->layernorm_forward(&c->d, c->n, c->x_dev, c->g_dev, c->b_dev, c->y_dev, c->stat_dev);
+    return dot_w(down_f(c->y_dev, N), c->wt, N);
+}
+static double ln_ref_loss(void *p)
+{
+    ln_ctx *c = p;
+    const int64_t N = c->n * c->d.D;
+    real *y = HD(N);
+    ref_ln_fwd(&c->d, c->n, c->xd, c->gd, c->bd, y, NULL);
+    return dot_wr(y, c->wt, N);
+}
+
+static void test_layernorm(void)
+{
+    const int have_f = !MISSING(layernorm_forward), have_b = !MISSING(layernorm_backward);
+    if (!have_f) return;
+    static const int shapes[][2] = {{3, 7}, {1, 33}, {5, 16}, {2, 1}, {64, 48}}; /* n, D */
+    for (int s = 0; s < 5; s++) {
+        const int64_t n = shapes[s][0];
+        const int D = shapes[s][1];
+        const int64_t N = n * D;
+        const pt_layernorm_desc d = {.D = D, .eps = 1e-5f};
+        seed(1400 + s);
+        float *x = rand_f(N, -1, 2), *g = rand_f(D, 0.5f, 1.5f), *b = rand_f(D, -0.5f, 0.5f),
+              *wt = rand_f(N, -1, 1);
+        real *xd = to_real(x, N), *gd = to_real(g, D), *bd = to_real(b, D), *y = HD(N),
+             *stat = HD(2 * n);
+        ref_ln_fwd(&d, n, xd, gd, bd, y, stat);
+        begin("layernorm_forward", "n%lld D%d", (long long)n, D);
+        const float *dx_in = in_f(x, N, "x"), *dg = in_f(g, D, "gamma"), *db = in_f(b, D, "beta");
+        float *dy_out = out_f(N, "y"), *dstat = out_f(2 * n, "stat");
+        ok(be->layernorm_forward(&d, n, dx_in, dg, db, dy_out, dstat), "layernorm_forward");
+        cmp("y", down_f(dy_out, N), y, N, NMSE_TOL);
+        cmp("stat (mean, rstd per row)", down_f(dstat, 2 * n), stat, 2 * n, NMSE_TOL);
+        snap(dstat);
+        finish();
+        if (!have_b) {
+            release();
+            continue;
+        }
+        real *dxref = HD(N), *dgref = HD(D), *dbref = HD(D);
+        for (int64_t r = 0; r < n; r++) {
+            const double mu = stat[2 * r], rs = stat[2 * r + 1];
+            double mg = 0, mgx = 0;
+            for (int i = 0; i < D; i++) {
+                const double xh = (xd[r * D + i] - mu) * rs, gi = wt[r * D + i] * gd[i];
+                mg += gi, mgx += gi * xh;
+                dgref[i] += wt[r * D + i] * xh, dbref[i] += wt[r * D + i];
+            }
+            mg /= D, mgx /= D;
+            for (int i = 0; i < D; i++) {
+                const double xh = (xd[r * D + i] - mu) * rs;
+                dxref[r * D + i] = rs * (wt[r * D + i] * gd[i] - mg - xh * mgx);
+            }
+        }
+        const float *ddy = in_f(wt, N, "dy");
+        ln_ctx c = {d, n, x, g, b, wt, xd, gd, bd, out_f(N, "fd x"), out_f(D, "fd g"),
+                    out_f(D, "fd b"), out_f(N, "fd y"), out_f(2 * n, "fd stat")};
+        for (int v = 0; v < 3; v++) { /* beta_x 0, beta_x 1, dx NULL */
+            begin("layernorm_backward", "n%lld D%d %s", (long long)n, D,
+                  v == 0 ? "beta_x=0" : v == 1 ? "beta_x=1" : "dx=NULL");
+            float *g0 = rand_f(N, -1, 1);
+            float *ddx = v == 0 ? out_f(N, "dx") : v == 1 ? io_f(g0, N, "dx") : NULL;
+            float *ddg = out_f(D, "dgamma"), *ddb = out_f(D, "dbeta");
+            ok(be->layernorm_backward(&d, n, dx_in, ddy, dg, dstat, ddg, ddb, (float)(v == 1), ddx),
+               "layernorm_backward");
+            const float *dgb = down_f(ddg, D), *dbb = down_f(ddb, D);
+            cmp("dgamma", dgb, dgref, D, NMSE_TOL);
+            cmp("dbeta", dbb, dbref, D, NMSE_TOL);
+            if (ddx) {
+                real *ref = HD(N);
+                for (int64_t i = 0; i < N; i++) ref[i] = dxref[i] + (v == 1 ? g0[i] : 0.0);
+                const float *got = down_f(ddx, N);
+                cmp("dx", got, ref, N, NMSE_TOL);
+                if (v == 0) fd_check("x", &c, x, xd, N, got, dxref, ln_be_loss, ln_ref_loss);
+            }
+            if (v == 0) {
+                fd_check("gamma", &c, g, gd, D, dgb, dgref, ln_be_loss, ln_ref_loss);
+                fd_check("beta", &c, b, bd, D, dbb, dbref, ln_be_loss, ln_ref_loss);
+            }
+            finish();
+        }
+        release();
+    }
+}
+
+/* ================================================================== embedding and attention */
+
+static int emb_row(const pt_embedding_desc *d, const float *tokens, int b, int t)
+{
+    const int v = (int)tokens[(int64_t)b * d->stride + t];
+    if (!d->Vl) return v;
+    return v >= d->v0 && v < d->v0 + d->Vl ? v - d->v0 : -1;
+}
+
+static void ref_emb_fwd(const pt_embedding_desc *d, int rows, const float *tokens, const real *wte,
+                        const real *wpe, real *y)
+{
+    for (int b = 0; b < rows; b++)
+        for (int t = 0; t < d->T; t++) {
+            const int v = emb_row(d, tokens, b, t);
+            for (int i = 0; i < d->D; i++)
+                y[((int64_t)b * d->T + t) * d->D + i] =
+                    (v >= 0 ? wte[(int64_t)v * d->D + i] : 0.0) +
+                    (wpe ? wpe[(int64_t)t * d->D + i] : 0.0);
+        }
+}
+
+typedef struct {
+    pt_embedding_desc d;
+    int rows, with_wpe;
+    int64_t ne, np, ny;
+    const float *tok_dev;
+    const float *tokens;
+    float *wte, *wpe, *wt;
+    real *ed, *pd;
+    float *e_dev, *p_dev, *y_dev;
+} emb_ctx;
+static double emb_be_loss(void *p)
+{
+    emb_ctx *c = p;
+    up_f(c->e_dev, c->wte, c->ne), up_f(c->p_dev, c->wpe, c->np);
+    be->embedding_forward(&c->d, c->rows, c->tok_dev, c->e_dev, c->with_wpe ? c->p_dev : NULL,
+                          c->y_dev);
+    return dot_w(down_f(c->y_dev, c->ny), c->wt, c->ny);
+}
+static double emb_ref_loss(void *p)
+{
+    emb_ctx *c = p;
+    real *y = HD(c->ny);
+    ref_emb_fwd(&c->d, c->rows, c->tokens, c->ed, c->with_wpe ? c->pd : NULL, y);
+    return dot_wr(y, c->wt, c->ny);
+}
+
+static void test_embedding(void)
+{
+    const int have_f = !MISSING(embedding_forward), have_b = !MISSING(embedding_backward);
+    if (!have_f) return;
+    static const int shapes[][9] = {/* T, D, V, stride, v0, Vl, no_wpe, rows, wpe table */
+                                    {5, 7, 11, 6, 0, 0, 0, 3, 1},  {1, 16, 4, 1, 0, 0, 0, 2, 0},
+                                    {6, 5, 13, 7, 4, 5, 0, 3, 1},  {6, 5, 13, 7, 9, 4, 1, 3, 1},
+                                    {3, 33, 2, 4, 0, 0, 0, 4, 1}};
+    for (int s = 0; s < 5; s++) {
+        const pt_embedding_desc d = {.T = shapes[s][0], .D = shapes[s][1], .V = shapes[s][2],
+                                     .stride = shapes[s][3], .v0 = shapes[s][4],
+                                     .Vl = shapes[s][5], .no_wpe = shapes[s][6]};
+        const int rows = shapes[s][7], table = shapes[s][8];
+        const int with_wpe = table && !d.no_wpe; /* no_wpe: the forward gets NULL */
+        const int64_t ne = (int64_t)(d.Vl ? d.Vl : d.V) * d.D, np = (int64_t)d.T * d.D,
+                      ny = (int64_t)rows * d.T * d.D, nt = (int64_t)rows * d.stride;
+        char sh[120];
+        snprintf(sh, sizeof sh, "T%d D%d V%d stride%d v0=%d Vl=%d no_wpe=%d n%d%s", d.T, d.D, d.V,
+                 d.stride, d.v0, d.Vl, d.no_wpe, rows, table ? "" : " wpe=NULL");
+        seed(1500 + s);
+        float *tokens = HF(nt);
+        for (int64_t i = 0; i < nt; i++) tokens[i] = (float)irand(d.V); /* repeats: collisions */
+        float *wte = rand_f(ne, -1, 1), *wpe = rand_f(np, -1, 1), *wt = rand_f(ny, -1, 1);
+        real *ed = to_real(wte, ne), *pd = to_real(wpe, np), *y = HD(ny);
+        ref_emb_fwd(&d, rows, tokens, ed, with_wpe ? pd : NULL, y);
+        begin("embedding_forward", "%s", sh);
+        const float *dtok = in_f(tokens, nt, "tokens"), *dwte_in = in_f(wte, ne, "wte"),
+                    *dwpe_in = in_f(wpe, np, "wpe");
+        float *dy_out = out_f(ny, "y");
+        ok(be->embedding_forward(&d, rows, dtok, dwte_in, with_wpe ? dwpe_in : NULL, dy_out),
+           "embedding_forward");
+        cmp("y", down_f(dy_out, ny), y, ny, NMSE_TOL);
+        finish();
+        if (!have_b) {
+            release();
+            continue;
+        }
+        real *deref = HD(ne), *dpref = HD(np);
+        for (int b = 0; b < rows; b++)
+            for (int t = 0; t < d.T; t++) {
+                const int v = emb_row(&d, tokens, b, t);
+                for (int i = 0; i < d.D; i++) {
+                    const double g = wt[((int64_t)b * d.T + t) * d.D + i];
+                    if (v >= 0) deref[(int64_t)v * d.D + i] += g;
+                    dpref[(int64_t)t * d.D + i] += g;
+                }
+            }
+        const float *ddy = in_f(wt, ny, "dy");
+        emb_ctx c = {d, rows, with_wpe, ne, np, ny, dtok, tokens, wte, wpe, wt, ed, pd,
+                     out_f(ne, "fd wte"), out_f(np, "fd wpe"), out_f(ny, "fd y")};
+        for (int beta = 0; beta < 2; beta++) {
+            begin("embedding_backward", "%s beta=%d", sh, beta);
+            float *g0 = rand_f(ne, -1, 1);
+            float *dwte = beta ? io_f(g0, ne, "dwte") : out_f(ne, "dwte");
+            float *dwpe = table ? out_f(np, "dwpe") : NULL; /* overwritten, with no_wpe too */
+            ok(be->embedding_backward(&d, rows, dtok, ddy, (float)beta, dwte, dwpe),
+               "embedding_backward");
+            real *ref = HD(ne);
+            for (int64_t i = 0; i < ne; i++) ref[i] = deref[i] + (beta ? g0[i] : 0.0);
+            const float *got = down_f(dwte, ne);
+            cmp("dwte", got, ref, ne, NMSE_TOL);
+            const float *gp = dwpe ? down_f(dwpe, np) : NULL;
+            if (gp) cmp("dwpe", gp, dpref, np, NMSE_TOL);
+            if (!beta) {
+                fd_check("wte", &c, wte, ed, ne, got, deref, emb_be_loss, emb_ref_loss);
+                if (with_wpe) fd_check("wpe", &c, wpe, pd, np, gp, dpref, emb_be_loss, emb_ref_loss);
+            }
+            finish();
+        }
+        release();
+    }
+}
+
+/* causal attention in double: y, lse; and with dy the gradient into dqkv (added) */
+static void ref_attn(const pt_attention_desc *d, int rows, const real *qkv, real *y, real *lse,
+                     const float *dy, real *dqkv)
+{
+    const int T = d->T, D = d->D, H = d->H, dh = D / H;
+    const double sc = 1.0 / sqrt((double)dh);
+    double *p = malloc(sizeof(double) * (size_t)T), *dp = malloc(sizeof(double) * (size_t)T);
+    for (int b = 0; b < rows; b++)
+        for (int h = 0; h < H; h++) {
+            const real *base = qkv + (int64_t)b * T * 3 * D + h * dh;
+            for (int i = 0; i < T; i++) {
+                const real *q = base + (int64_t)i * 3 * D;
+                double mx = -INFINITY, sum = 0;
+                for (int j = 0; j <= i; j++) {
+                    double s = 0;
+                    for (int c = 0; c < dh; c++) s += q[c] * base[(int64_t)j * 3 * D + D + c];
+                    p[j] = s * sc;
+                    mx = p[j] > mx ? p[j] : mx;
+                }
+                for (int j = 0; j <= i; j++) sum += exp(p[j] - mx);
+                for (int j = 0; j <= i; j++) p[j] = exp(p[j] - mx) / sum;
+                if (lse) lse[((int64_t)b * H + h) * T + i] = mx + log(sum);
+                if (y)
+                    for (int c = 0; c < dh; c++) {
+                        double o = 0;
+                        for (int j = 0; j <= i; j++) o += p[j] * base[(int64_t)j * 3 * D + 2 * D + c];
+                        y[((int64_t)b * T + i) * D + h * dh + c] = o;
+                    }
+                if (!dy) continue;
+                const float *g = dy + ((int64_t)b * T + i) * D + h * dh;
+                real *dbase = dqkv + (int64_t)b * T * 3 * D + h * dh;
+                double pdp = 0;
+                for (int j = 0; j <= i; j++) {
+                    double s = 0;
+                    for (int c = 0; c < dh; c++) s += g[c] * base[(int64_t)j * 3 * D + 2 * D + c];
+                    dp[j] = s, pdp += p[j] * s;
+                }
+                for (int j = 0; j <= i; j++) {
+                    const double ds = p[j] * (dp[j] - pdp) * sc;
+                    for (int c = 0; c < dh; c++) {
+                        dbase[(int64_t)i * 3 * D + c] += ds * base[(int64_t)j * 3 * D + D + c];
+                        dbase[(int64_t)j * 3 * D + D + c] += ds * q[c];
+                        dbase[(int64_t)j * 3 * D + 2 * D + c] += p[j] * g[c];
+                    }
+                }
+            }
+        }
+    free(p), free(dp);
+}
+
+typedef struct {
+    pt_attention_desc d;
+    int rows;
+    int64_t nq, ny, nl;
+    float *qkv, *wt;
+    real *qd;
+    float *q_dev, *y_dev, *l_dev;
+} attn_ctx;
+static double attn_be_loss(void *p)
+{
+    attn_ctx *c = p;
+    up_f(c->q_dev, c->qkv, c->nq);
+    be->attention_forward(&c->d, c->rows, c->q_dev, c->y_dev, c->l_dev);
+    return dot_w(down_f(c->y_dev, c->ny), c->wt, c->ny);
+}
+static double attn_ref_loss(void *p)
+{
+    attn_ctx *c = p;
+    real *y = HD(c->ny);
+    ref_attn(&c->d, c->rows, c->qd, y, NULL, NULL, NULL);
+    return dot_wr(y, c->wt, c->ny);
+}
+
+static void test_attention(void)
+{
+    const int have_f = !MISSING(attention_forward), have_b = !MISSING(attention_backward);
+    if (!have_f) return;
+    static const int shapes[][4] = {{1, 4, 2, 2}, {5, 6, 2, 2}, {7, 8, 1, 2}, {3, 12, 3, 1},
+                                    {17, 16, 2, 1}}; /* T, D, H, rows */
+    for (int s = 0; s < 5; s++) {
+        const pt_attention_desc d = {.T = shapes[s][0], .D = shapes[s][1], .H = shapes[s][2]};
+        const int rows = shapes[s][3];
+        const int64_t nq = (int64_t)rows * d.T * 3 * d.D, ny = (int64_t)rows * d.T * d.D,
+                      nl = (int64_t)rows * d.H * d.T;
+        char sh[80];
+        snprintf(sh, sizeof sh, "T%d D%d H%d n%d", d.T, d.D, d.H, rows);
+        seed(1600 + s);
+        float *qkv = rand_f(nq, -1.5f, 1.5f), *wt = rand_f(ny, -1, 1);
+        real *qd = to_real(qkv, nq), *y = HD(ny), *lse = HD(nl);
+        ref_attn(&d, rows, qd, y, lse, NULL, NULL);
+        begin("attention_forward", "%s", sh);
+        const float *dq_in = in_f(qkv, nq, "qkv");
+        float *dy_out = out_f(ny, "y"), *dl = out_f(nl, "lse");
+        ok(be->attention_forward(&d, rows, dq_in, dy_out, dl), "attention_forward");
+        cmp("y", down_f(dy_out, ny), y, ny, NMSE_TOL);
+        cmp("lse", down_f(dl, nl), lse, nl, NMSE_TOL);
+        snap(dy_out), snap(dl);
+        finish();
+        if (!have_b) {
+            release();
+            continue;
+        }
+        real *dref = HD(nq);
+        ref_attn(&d, rows, qd, NULL, NULL, wt, dref);
+        const float *ddy = in_f(wt, ny, "dy");
+        attn_ctx c = {d, rows, nq, ny, nl, qkv, wt, qd, out_f(nq, "fd qkv"), out_f(ny, "fd y"),
+                      out_f(nl, "fd lse")};
+        for (int beta = 0; beta < 2; beta++) {
+            begin("attention_backward", "%s beta=%d", sh, beta);
+            float *g0 = rand_f(nq, -1, 1);
+            float *dq = beta ? io_f(g0, nq, "dqkv") : out_f(nq, "dqkv");
+            ok(be->attention_backward(&d, rows, dq_in, dy_out, ddy, dl, (float)beta, dq),
+               "attention_backward");
+            real *ref = HD(nq);
+            for (int64_t i = 0; i < nq; i++) ref[i] = dref[i] + (beta ? g0[i] : 0.0);
+            const float *got = down_f(dq, nq);
+            cmp("dqkv", got, ref, nq, NMSE_TOL);
+            if (!beta) fd_check("qkv", &c, qkv, qd, nq, got, dref, attn_be_loss, attn_ref_loss);
+            finish();
+        }
+        release();
+    }
+}
+
+/* ================================================================== language-model loss */
+
+static void test_lm_targets(void)
+{
+    if (MISSING(lm_targets)) return;
+    static const int shapes[][3] = {{3, 5, 6}, {1, 1, 2}, {2, 4, 8}, {17, 9, 10}}; /* rows, T, stride */
+    for (int s = 0; s < 4; s++) {
+        const int rows = shapes[s][0], T = shapes[s][1], stride = shapes[s][2];
+        begin("lm_targets", "n%d T%d stride%d", rows, T, stride);
+        seed(1700 + s);
+        float *tok = HF((int64_t)rows * stride);
+        for (int64_t i = 0; i < (int64_t)rows * stride; i++) tok[i] = (float)irand(50257);
+        int32_t *ref = HI((int64_t)rows * T), *tgt = galloc(4 * (size_t)rows * T, "tgt");
+        for (int r = 0; r < rows; r++)
+            for (int t = 0; t < T; t++) ref[r * T + t] = (int32_t)tok[(int64_t)r * stride + t + 1];
+        ok(be->lm_targets(in_f(tok, (int64_t)rows * stride, "tokens"), rows, T, stride, tgt),
+           "lm_targets");
+        cmp_exact_i("tgt", down_i(tgt, (int64_t)rows * T), ref, (int64_t)rows * T);
+        finish();
+        release();
+    }
+}
+
+/* The vocabulary-parallel cross-entropy over `ns` slices of a V-wide row, the allreduces between
+ * the three steps done here on the host (MAX, then SUM and MIN). */
+typedef struct {
+    int rows, V, ns;
+    const int *width;
+    float scale;
+    float *z; /* rows x V, host */
+    real *zd;
+    const int32_t *y, *y_dev;
+    float *z_dev[4], *g_dev[4];
+    double *stat_dev[4];
+} vp_ctx;
+
+static void vp_slice_up(vp_ctx *c, int s, int64_t v0)
+{
+    float *h = HF((int64_t)c->rows * c->width[s]);
+    for (int r = 0; r < c->rows; r++)
+        memcpy(h + (int64_t)r * c->width[s], c->z + (int64_t)r * c->V + v0,
+               4 * (size_t)c->width[s]);
+    up_f(c->z_dev[s], h, (int64_t)c->rows * c->width[s]);
+}
+
+/* Runs the three steps; returns the loss of slice 0 and each slice's in loss_s/correct_s. */
+static double vp_run(vp_ctx *c, int with_grad, double *loss_s, int64_t *correct_s,
+                     double **stat_after_max, double **stat_after_sums)
+{
+    const int rows = c->rows;
+    double *gstat = HD(4 * (int64_t)rows);
+    for (int r = 0; r < rows; r++) gstat[r] = -INFINITY, gstat[3 * rows + r] = INFINITY;
+    for (int r = rows; r < 3 * rows; r++) gstat[r] = 0.0;
+    int64_t v0 = 0;
+    for (int s = 0; s < c->ns; v0 += c->width[s], s++) {
+        vp_slice_up(c, s, v0);
+        be->vp_xent_max(c->z_dev[s], rows, c->width[s], c->stat_dev[s]);
+        double *st = down_d(c->stat_dev[s], rows);
+        if (stat_after_max) stat_after_max[s] = st;
+        for (int r = 0; r < rows; r++) gstat[r] = fmax(gstat[r], st[r]);
+    }
+    v0 = 0;
+    for (int s = 0; s < c->ns; v0 += c->width[s], s++) {
+        be->to_device(c->stat_dev[s], gstat, sizeof(double) * (size_t)rows);
+        be->vp_xent_sums(c->z_dev[s], c->y_dev, rows, c->width[s], v0, c->stat_dev[s]);
+        double *st = down_d(c->stat_dev[s], 4 * (int64_t)rows);
+        if (stat_after_sums) stat_after_sums[s] = st;
+        for (int r = rows; r < 3 * rows; r++) gstat[r] += st[r];
+        for (int r = 3 * rows; r < 4 * rows; r++) gstat[r] = fmin(gstat[r], st[r]);
+    }
+    v0 = 0;
+    double loss0 = 0.0;
+    for (int s = 0; s < c->ns; v0 += c->width[s], s++) {
+        be->to_device(c->stat_dev[s], gstat, sizeof(double) * 4 * (size_t)rows);
+        int64_t correct = -1;
+        const double l = be->vp_xent_finish(c->z_dev[s], c->y_dev, rows, c->width[s], v0,
+                                            c->stat_dev[s], c->scale,
+                                            with_grad ? c->g_dev[s] : NULL, &correct);
+        if (!s) loss0 = l;
+        if (loss_s) loss_s[s] = l, correct_s[s] = correct;
+    }
+    return loss0;
+}
+static double vp_be_loss(void *p)
+{
+    return vp_run(p, 0, NULL, NULL, NULL, NULL) * ((vp_ctx *)p)->scale;
+}
+static double vp_ref_loss(void *p)
+{
+    vp_ctx *c = p;
+    return ref_xent_d(c->zd, c->y, c->rows, c->V) * c->scale;
+}
+
+static void test_vp_xent(void)
+{
+    const int h1 = !MISSING(vp_xent_max), h2 = !MISSING(vp_xent_sums),
+              h3 = !MISSING(vp_xent_finish);
+    if (!h1 || !h2 || !h3) return; /* the steps only make sense together */
+    static const int splits[][5] = {/* rows, slice widths (0 ends) */
+                                    {5, 4, 3, 3, 0}, {1, 7, 0, 0, 0}, {4, 1, 6, 6, 0},
+                                    {6, 16, 11, 13, 0}};
+    for (int s = 0; s < 4; s++) {
+        const int rows = splits[s][0];
+        int ns = 0, V = 0;
+        while (ns < 4 && splits[s][1 + ns]) V += splits[s][1 + ns], ns++;
+        const int *width = &splits[s][1];
+        char sh[80];
+        int n0 = snprintf(sh, sizeof sh, "n%d V%d slices", rows, V);
+        for (int k = 0; k < ns; k++) n0 += snprintf(sh + n0, sizeof sh - (size_t)n0, " %d", width[k]);
+        seed(1800 + s);
+        int32_t *y = HI(rows);
+        float *z = logits_with_ties(rows, V, y);
+        if (V >= 30 && rows >= 3) { /* a tie across slices: global 17 (slice 1) and 30 (slice 2) */
+            z[2 * V + 17] = z[2 * V + 30] = 3.7f, y[2] = 30;
+        }
+        const float scale = 1.0f / (float)rows;
+        real *dref = HD((int64_t)rows * V);
+        int64_t cref;
+        const double lref = ref_xent(z, y, rows, V, scale, dref, &cref);
+        vp_ctx c = {rows, V, ns, width, scale, z, to_real(z, (int64_t)rows * V), y,
+                    in_i(y, rows, "labels"), {0}, {0}, {0}};
+        for (int k = 0; k < ns; k++) {
+            c.z_dev[k] = out_f((int64_t)rows * width[k], "logits slice");
+            c.g_dev[k] = out_f((int64_t)rows * width[k], "dlogits slice");
+            c.stat_dev[k] = galloc(sizeof(double) * 4 * (size_t)rows, "stat");
+        }
+        double *after_max[4], *after_sums[4], loss_s[4];
+        int64_t correct_s[4];
+        vp_run(&c, 1, loss_s, correct_s, after_max, after_sums);
+        /* the global statistics, from the full rows */
+        double *gmax = HD(rows);
+        for (int r = 0; r < rows; r++) {
+            gmax[r] = -INFINITY;
+            for (int v = 0; v < V; v++) gmax[r] = fmax(gmax[r], z[(int64_t)r * V + v]);
+        }
+        begin("vp_xent_max", "%s", sh);
+        int64_t v0 = 0;
+        for (int k = 0; k < ns; v0 += width[k], k++) {
+            real *ref = HD(rows);
+            for (int r = 0; r < rows; r++) {
+                ref[r] = -INFINITY;
+                for (int v = 0; v < width[k]; v++)
+                    ref[r] = fmax(ref[r], z[(int64_t)r * V + v0 + v]);
+            }
+            cmp_dd("local max", after_max[k], ref, rows, NMSE_TOL);
+        }
+        finish();
+        begin("vp_xent_sums", "%s", sh);
+        v0 = 0;
+        for (int k = 0; k < ns; v0 += width[k], k++) {
+            real *pairs = HD(2 * rows);
+            double *am = HD(rows);
+            for (int r = 0; r < rows; r++) {
+                double sum = 0;
+                am[r] = INFINITY;
+                for (int v = 0; v < width[k]; v++) {
+                    const double zz = z[(int64_t)r * V + v0 + v];
+                    sum += exp(zz - gmax[r]);
+                    if (zz == gmax[r] && am[r] == INFINITY) am[r] = (double)(v0 + v);
+                }
+                const int64_t yl = y[r] - v0;
+                pairs[2 * r] = sum;
+                pairs[2 * r + 1] = yl >= 0 && yl < width[k] ? z[(int64_t)r * V + y[r]] - gmax[r] : 0;
+            }
+            cmp_dd("(sum exp, target) pairs", after_sums[k] + rows, pairs, 2 * rows, NMSE_TOL);
+            int64_t bad = 0;
+            for (int r = 0; r < rows; r++) bad += after_sums[k][3 * rows + r] != am[r];
+            if (bad) failf("slice %d: lowest index of the max differs in %lld rows", k, (long long)bad);
+        }
+        finish();
+        begin("vp_xent_finish", "%s", sh);
+        v0 = 0;
+        for (int k = 0; k < ns; v0 += width[k], k++) {
+            cmp_scalar("loss", loss_s[k], lref);
+            if (correct_s[k] != cref)
+                failf("slice %d: correct %lld, reference %lld", k, (long long)correct_s[k],
+                      (long long)cref);
+            const float *g = down_f(c.g_dev[k], (int64_t)rows * width[k]);
+            real *ref = HD((int64_t)rows * width[k]);
+            for (int r = 0; r < rows; r++)
+                for (int v = 0; v < width[k]; v++)
+                    ref[(int64_t)r * width[k] + v] = dref[(int64_t)r * V + v0 + v];
+            cmp("dlogits", g, ref, (int64_t)rows * width[k], NMSE_TOL);
+        }
+        /* differences of the whole three-step loss against the gathered gradient */
+        float *gfull = HF((int64_t)rows * V);
+        v0 = 0;
+        for (int k = 0; k < ns; v0 += width[k], k++) {
+            const float *g = down_f(c.g_dev[k], (int64_t)rows * width[k]);
+            for (int r = 0; r < rows; r++)
+                memcpy(gfull + (int64_t)r * V + v0, g + (int64_t)r * width[k], 4 * (size_t)width[k]);
+        }
+        fd_check("logits", &c, z, c.zd, (int64_t)rows * V, gfull, dref, vp_be_loss, vp_ref_loss);
+        finish();
+        release();
+    }
+}
+
 /* ================================================================== main */
 
 static const struct {
@@ -1233,6 +2418,15 @@ static const struct {
     {"reductions", test_reductions},
     {"softmax_xent", test_softmax_xent},
     {"optim", test_optim},
+    {"conv", test_conv},
+    {"pool", test_pool},
+    {"maxtime", test_maxtime},
+    {"batchnorm", test_batchnorm},
+    {"layernorm", test_layernorm},
+    {"embedding", test_embedding},
+    {"attention", test_attention},
+    {"lm_targets", test_lm_targets},
+    {"vp_xent", test_vp_xent},
 };
 
 /* t_backend_ops [FAMILY...]: only those families (names above) */
