@@ -1563,6 +1563,7 @@ static double maxtime_be_loss(void *p)
 {
     maxtime_ctx *c = p;
     up_f(c->c_dev, c->conv, c->nc), up_f(c->b_dev, c->bias, c->d.F);
+    be->zero(c->y_dev, sizeof(float) * (size_t)c->ny); /* the columns outside the slice: 0 */
     be->maxtime_forward(&c->d, c->rows, c->c_dev, c->b_dev, c->y_dev, c->arg_dev);
     return dot_w(down_f(c->y_dev, c->ny), c->wt, c->ny);
 }
