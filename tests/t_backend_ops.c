@@ -8,8 +8,8 @@
  *  (b) NMSE = sum (ref - got)^2 / sum ref^2 <= 1e-7 against a double-precision reference written
  *      here from the contract's definitions (plain loops; no library kernel is called), exact
  *      equality for integers (argmax, targets, counts) and dropout masks;
- *  (c) every buffer sits between two 256-byte guards of a fixed pattern in backend memory, which
- *      must be byte-identical after the call; const inputs must be unchanged too;
+ *  (c) every buffer sits between two 256-byte guards of a fixed (finite) pattern in backend
+ *      memory, which must be byte-identical after the call; const inputs must be unchanged too;
  *  (d) every backward entry against central differences: the backend's backward against its own
  *      forward in float (step FD_H_F, tolerance FD_TOL_F * max |grad| + FD_ATOL_F), and the double
  *      reference's backward against its own forward (step 1e-6, tolerance 1e-6 * max |grad|), on
@@ -195,7 +195,10 @@ static void ok(pt_status s, const char *call)
 /* ------------------------------------------------------------------ guarded backend buffers */
 
 #define GUARD_BYTES 256 /* 64 floats */
-static const uint32_t GUARD_WORD = 0x7FC0DEADu; /* a quiet NaN: reading it poisons a result */
+/* The guards hold 1.50680 (finite: x86 keeps a NaN operand's payload, so a stray `+=` into a NaN
+ * guard would leave its bits as they were); the regions start as a quiet NaN, so an output an
+ * entry leaves unwritten, or a read of one, shows up as a NaN. */
+static const uint32_t GUARD_WORD = 0x3FC0DEADu, FILL_WORD = 0x7FC0DEADu;
 
 typedef struct {
     char *base; /* the allocation: guard, user region, guard */
@@ -206,14 +209,16 @@ typedef struct {
 static gbuf gbufs[128];
 static int ngbufs;
 
-static void pattern(void *dst, size_t off, size_t bytes)
+static void pattern_of(uint32_t word, void *dst, size_t off, size_t bytes)
 {
     unsigned char *d = dst;
-    const unsigned char *w = (const unsigned char *)&GUARD_WORD;
+    const unsigned char *w = (const unsigned char *)&word;
     for (size_t i = 0; i < bytes; i++) d[i] = w[(off + i) % 4];
 }
+static void pattern(void *dst, size_t off, size_t bytes) { pattern_of(GUARD_WORD, dst, off, bytes); }
+static void nan_fill(void *dst, size_t bytes) { pattern_of(FILL_WORD, dst, 0, bytes); }
 
-/* Backend memory of `bytes` between two guards; the region itself starts as the NaN pattern. */
+/* Backend memory of `bytes` between two guards; the region itself starts as NaN. */
 static void *galloc(size_t bytes, const char *name)
 {
     if (ngbufs == (int)(sizeof gbufs / sizeof *gbufs)) abort();
@@ -225,6 +230,7 @@ static void *galloc(size_t bytes, const char *name)
     }
     unsigned char *h = malloc(tot);
     pattern(h, 0, tot);
+    nan_fill(h + GUARD_BYTES, bytes);
     be->to_device(base, h, tot);
     free(h);
     gbufs[ngbufs++] = (gbuf){base, bytes, name, NULL};
@@ -262,15 +268,16 @@ static void check_guards(void)
             const size_t off = side ? GUARD_BYTES + g->bytes : 0;
             be->to_host(h, g->base + off, GUARD_BYTES);
             pattern(want, off, GUARD_BYTES);
-            int first = -1, nbad = 0;
+            int first = -1, last = -1, nbad = 0;
             for (int b = 0; b < GUARD_BYTES; b++)
                 if (h[b] != want[b]) {
                     if (first < 0) first = b;
-                    nbad++;
+                    last = b, nbad++;
                 }
             if (nbad) { /* reported once: the guard is restored */
-                failf("guard %s %s overwritten (%d bytes, first at byte %d of the guard)",
-                      side ? "after" : "before", g->name, nbad, first);
+                failf("guard %s %s overwritten (%d bytes differ; nearest: byte %d %s)",
+                      side ? "after" : "before", g->name, nbad,
+                      side ? first : GUARD_BYTES - 1 - last, side ? "past the end" : "before the start");
                 be->to_device(g->base + off, want, GUARD_BYTES);
             }
         }
@@ -473,8 +480,14 @@ static void fd_check(const char *what, void *ctx, float *xf, real *xd, int64_t n
         if (fabs(g_be[i]) > gmax_be) gmax_be = fabs(g_be[i]);
         if (fabs(g_ref[i]) > gmax_ref) gmax_ref = fabs(g_ref[i]), imax = i;
     }
+    int64_t done[FD_SAMPLES];
     for (int s = 0; s < FD_SAMPLES && s < n; s++) {
-        const int64_t i = s == 0 ? imax : (int64_t)(next_u64() % (uint64_t)n);
+        int64_t i = imax;
+        for (int again = 1; again && s;) { /* distinct samples */
+            i = (int64_t)(next_u64() % (uint64_t)n), again = 0;
+            for (int t = 0; t < s; t++) again |= done[t] == i;
+        }
+        done[s] = i;
         if (be_loss) {
             const float x0 = xf[i], xp = x0 + (float)FD_H_F, xm = x0 - (float)FD_H_F;
             xf[i] = xp;
@@ -608,7 +621,7 @@ static void test_gemm(void)
                 const float *a = rand_f(na, -1, 1), *b = rand_f(nb, -1, 1);
                 float *c0 = rand_f(nc, -1, 1);
                 if (!beta) /* beta 0: C is not read, even a NaN (BLAS semantics) */
-                    for (int i = 0; i < m; i++) pattern(c0 + (int64_t)i * ldc, 0, 4 * (size_t)n);
+                    for (int i = 0; i < m; i++) nan_fill(c0 + (int64_t)i * ldc, 4 * (size_t)n);
                 float *dc = io_f(c0, nc, "C");
                 ok(be->gemm(ta, tb, m, n, k, alpha, in_f(a, na, "A"), lda, in_f(b, nb, "B"), ldb,
                             beta, dc, ldc),
