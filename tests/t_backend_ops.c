@@ -21,7 +21,8 @@
  * maxpool's argmax is the flat index inside the sample's H x H x C input; layer norm's stat is
  * (mean, rstd) interleaved per row; attention's lse is indexed ((sample * H + head) * T + query);
  * ties (max pooling, max over time, argmax of the losses) go to the first maximum; GELU is the
- * erf form; dropout keeps element i when word i % 4 of pt_rng_block(seed, stream, i / 4) is
+ * erf form; embedding with no_wpe skips a non-NULL wpe (ops_seq.c passes it); batch norm's
+ * running variance with n = 1 takes the biased (zero) variance; dropout keeps element i when word i % 4 of pt_rng_block(seed, stream, i / 4) is
  * >= p * 2^32 (the reference calls pt_rng_block, the RNG that t_rng checks against Philox's known
  * answers: it is the definition of the mask, not a kernel). */
 #include <math.h>
@@ -1999,7 +2000,7 @@ static void ref_emb_fwd(const pt_embedding_desc *d, int rows, const float *token
 
 typedef struct {
     pt_embedding_desc d;
-    int rows, with_wpe;
+    int rows, with_wpe, table;
     int64_t ne, np, ny;
     const float *tok_dev;
     const float *tokens;
@@ -2011,7 +2012,7 @@ static double emb_be_loss(void *p)
 {
     emb_ctx *c = p;
     up_f(c->e_dev, c->wte, c->ne), up_f(c->p_dev, c->wpe, c->np);
-    be->embedding_forward(&c->d, c->rows, c->tok_dev, c->e_dev, c->with_wpe ? c->p_dev : NULL,
+    be->embedding_forward(&c->d, c->rows, c->tok_dev, c->e_dev, c->table ? c->p_dev : NULL,
                           c->y_dev);
     return dot_w(down_f(c->y_dev, c->ny), c->wt, c->ny);
 }
@@ -2036,7 +2037,8 @@ static void test_embedding(void)
                                      .stride = shapes[s][3], .v0 = shapes[s][4],
                                      .Vl = shapes[s][5], .no_wpe = shapes[s][6]};
         const int rows = shapes[s][7], table = shapes[s][8];
-        const int with_wpe = table && !d.no_wpe; /* no_wpe: the forward gets NULL */
+        /* no_wpe with a table: the caller (ops_seq.c) passes wpe and the entry skips it */
+        const int with_wpe = table && !d.no_wpe;
         const int64_t ne = (int64_t)(d.Vl ? d.Vl : d.V) * d.D, np = (int64_t)d.T * d.D,
                       ny = (int64_t)rows * d.T * d.D, nt = (int64_t)rows * d.stride;
         char sh[120];
@@ -2052,7 +2054,7 @@ static void test_embedding(void)
         const float *dtok = in_f(tokens, nt, "tokens"), *dwte_in = in_f(wte, ne, "wte"),
                     *dwpe_in = in_f(wpe, np, "wpe");
         float *dy_out = out_f(ny, "y");
-        ok(be->embedding_forward(&d, rows, dtok, dwte_in, with_wpe ? dwpe_in : NULL, dy_out),
+        ok(be->embedding_forward(&d, rows, dtok, dwte_in, table ? dwpe_in : NULL, dy_out),
            "embedding_forward");
         cmp("y", down_f(dy_out, ny), y, ny, NMSE_TOL);
         finish();
@@ -2071,7 +2073,7 @@ static void test_embedding(void)
                 }
             }
         const float *ddy = in_f(wt, ny, "dy");
-        emb_ctx c = {d, rows, with_wpe, ne, np, ny, dtok, tokens, wte, wpe, wt, ed, pd,
+        emb_ctx c = {d, rows, with_wpe, table, ne, np, ny, dtok, tokens, wte, wpe, wt, ed, pd,
                      out_f(ne, "fd wte"), out_f(np, "fd wpe"), out_f(ny, "fd y")};
         for (int beta = 0; beta < 2; beta++) {
             begin("embedding_backward", "%s beta=%d", sh, beta);
