@@ -108,8 +108,8 @@ static void check_model(const char *spec, pt_act act, float dropout, int rows, i
         CHECK(q && q->dropout == n->dropout, "%s: node %d (%s) has no serial twin", spec, i,
               n->op->name);
         if (!q) continue;
-        const int wide = q->ia[2], cols = n->op == &pt_op_linear ? n->ia[2] : n->ia[1];
-        const int off = n->op == &pt_op_linear ? n->ia[3] : 0;
+        /* linear and bias_act (Din = Dout) both carry a pt_linear_desc */
+        const int wide = q->d.linear.Dout, cols = n->d.linear.Dout, off = n->d.linear.col_offset;
         const float *a = m.slots[n->out].a, *b = s.slots[q->out].a;
         for (int r = 0; r < rows; r++)
             for (int c = 0; c < cols; c++) {

@@ -128,11 +128,13 @@ typedef struct pt_model {
     int g_external; /* g is owned by someone else (pt_model_use_grad_buffer) */
     int w_external; /* w is owned by someone else (pt_model_use_param_buffer) */
 
-    /* Non-trained state saved with the model (batch-norm running statistics): host memory. */
+    /* Non-trained state saved with the model (batch-norm running statistics): backend memory
+     * (be->to_host / to_device to read or write it). */
     int nbuffers;
     pt_param buffers[PT_MAX_BUFFERS];
     int64_t nbuf;
     float *buf;
+    double *bn_host; /* host staging of a synchronized batch norm's 2C + 1 sums (nbuf + 1) */
 
     int nnodes, nslots;
     pt_node nodes[PT_MAX_NODES];

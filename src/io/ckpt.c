@@ -376,12 +376,20 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
     const int64_t hi = lo + cnt;
     size_t bytes = sizeof(float) * (size_t)(cnt ? cnt : 1);
     float *host = malloc(bytes);
-    pt_status st = host ? PT_OK : PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate %zu bytes", bytes);
+    /* the buffers (backend memory) are staged on the host too: this rank's slice of them */
+    int64_t blo, bcnt;
+    pt_shard_range(m->nbuf, dist->dp_size, dist->dp_rank, &blo, &bcnt);
+    float *bhost = malloc(sizeof(float) * (size_t)(bcnt ? bcnt : 1));
+    pt_status st = host && bhost ? PT_OK
+                                 : PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate %zu bytes", bytes);
     if (st == PT_OK && opt && (lo < opt->offset || hi > opt->offset + opt->n))
         st = PT_ERR(PT_ERR_INTERNAL, NULL, "optimizer shard [%lld, %lld) does not cover [%lld, %lld)",
                     (long long)opt->offset, (long long)(opt->offset + opt->n), (long long)lo,
                     (long long)hi);
-    PT_TRY(pt_agree(comm, st, NULL));
+    if ((st = pt_agree(comm, st, NULL)) != PT_OK) {
+        free(host), free(bhost);
+        return st;
+    }
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), dxpl = H5Pcreate(H5P_DATASET_XFER), f = -1;
     if (fapl < 0 || dxpl < 0)
         st = PT_ERR(PT_ERR_HDF5, "is the HDF5 library intact?", "H5Pcreate failed for '%s'", path);
@@ -403,7 +411,7 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
     if (st == PT_OK && rank == 0) st = reserve_space(path, pt_ckpt_expected_bytes(m, opt, rs, size));
     st = pt_agree(comm, st, NULL);
     if (st != PT_OK) {
-        free(host);
+        free(host), free(bhost);
         if (dxpl >= 0) H5Pclose(dxpl);
         if (f >= 0) H5Fclose(f);
         return st;
@@ -417,11 +425,10 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
     }
     /* Buffers (batch-norm running statistics) are equal on every rank (the trainer averages them
      * first); each rank writes its slice of them the same way. */
-    int64_t blo, bcnt;
-    pt_shard_range(m->nbuf, dist->dp_size, dist->dp_rank, &blo, &bcnt);
+    if (st == PT_OK && bcnt) m->be->to_host(bhost, m->buf + blo, sizeof(float) * (size_t)bcnt);
     for (int i = 0; i < m->nbuffers && st == PT_OK; i++) {
         snprintf(name, sizeof name, "buffers/%s", m->buffers[i].name);
-        st = write_tensor(comm, f, dxpl, name, &m->buffers[i], m->buf + blo, blo, blo + bcnt,
+        st = write_tensor(comm, f, dxpl, name, &m->buffers[i], bhost, blo, blo + bcnt,
                           tp_split(&m->buffers[i]) || dist->tp_rank == 0);
     }
     /* Test hooks (paratrain/fault.h, docs/FAULTS.md), half-way through the file: "ckpt-save"
@@ -450,7 +457,7 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
     }
     for (int s = 0; rs && s < rs->count && st == PT_OK; s++)
         st = write_rank_state(comm, f, dxpl, rs->name[s], rs->data[s], rs->n);
-    free(host);
+    free(host), free(bhost);
     H5Pclose(dxpl);
     if (st == PT_OK) { /* attributes: collective, the same values on every rank */
         char grid[64], order[sizeof meta->grid_order];
@@ -898,11 +905,17 @@ pt_status pt_ckpt_load_dist(MPI_Comm comm, const char *path, pt_model *m, pt_opt
         st = read_checked(f, path, name, p, host, 0, m->numel, !tp_split(p), d.dp_rank == 0, pc, &npc);
     }
     if (st == PT_OK) m->be->to_device(m->w, host, bytes);
+    /* buffers (backend memory): read on the host, then moved */
+    float *bhost = st == PT_OK && m->nbuf ? malloc(sizeof(float) * (size_t)m->nbuf) : NULL;
+    if (st == PT_OK && m->nbuf && !bhost)
+        st = PT_ERR(PT_ERR_NOMEM, NULL, "no memory to stage the batch-norm statistics");
     for (int i = 0; st == PT_OK && i < m->nbuffers; i++) {
         const pt_param *p = &m->buffers[i];
         snprintf(name, sizeof name, "buffers/%s", p->name);
-        st = read_checked(f, path, name, p, m->buf, 0, m->nbuf, !tp_split(p), d.dp_rank == 0, pc, &npc);
+        st = read_checked(f, path, name, p, bhost, 0, m->nbuf, !tp_split(p), d.dp_rank == 0, pc, &npc);
     }
+    if (st == PT_OK && m->nbuf) m->be->to_device(m->buf, bhost, sizeof(float) * (size_t)m->nbuf);
+    free(bhost);
     /* optimizer state: this rank's slice [offset, offset + n) of its local flat buffer, read from
      * the global tensors' matching positions: the checkpoint reshards to any grid. The ranks
      * that contribute a partial tensor's runs cover it once: under ZeRO-1 every dp rank (its

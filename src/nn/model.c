@@ -179,13 +179,19 @@ pt_status pt_model_create(pt_model *m, const char *spec, const pt_model_options 
     size_t pbytes = sizeof(float) * (size_t)m->numel;
     m->w = be->alloc(pbytes);
     m->g = be->alloc(pbytes);
-    m->buf = m->nbuf ? calloc((size_t)m->nbuf, sizeof(float)) : NULL;
-    if (!m->w || !m->g || (m->nbuf && !m->buf)) {
+    /* the buffers (running statistics) and the host staging of sync batch norm's sums, which
+     * are 2C + 1 <= nbuf + 1 doubles */
+    const size_t bbytes = sizeof(float) * (size_t)m->nbuf;
+    const size_t hbytes = sizeof(double) * (size_t)(m->nbuf + 1);
+    m->buf = m->nbuf ? be->alloc(bbytes) : NULL;
+    m->bn_host = !m->nbuf ? NULL : be->host_alloc ? be->host_alloc(hbytes) : malloc(hbytes);
+    if (!m->w || !m->g || (m->nbuf && (!m->buf || !m->bn_host))) {
         pt_model_destroy(m);
         return PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate %zu bytes of parameters", 2 * pbytes);
     }
     be->zero(m->w, pbytes);
     be->zero(m->g, pbytes);
+    if (m->nbuf) be->zero(m->buf, bbytes);
 
     /* One block: every slot's activations and gradients (the input slot has neither: it points
      * at the caller's data), then every node's saved state. */
@@ -225,7 +231,11 @@ void pt_model_destroy(pt_model *m)
     for (int k = 1; k < m->ninflight; k++) m->be->free(m->inflight[k].block);
     free(m->inflight);
     if (m->g_pass) m->be->free(m->g_pass);
-    free(m->buf);
+    if (m->buf) m->be->free(m->buf);
+    if (m->bn_host) {
+        if (m->be->host_free) m->be->host_free(m->bn_host);
+        else free(m->bn_host);
+    }
     free(m->tgt);
     free(m->tp_xent);
     memset(m, 0, sizeof *m);
@@ -241,7 +251,7 @@ void pt_model_use_grad_buffer(pt_model *m, float *g)
 
 void pt_model_use_param_buffer(pt_model *m, float *w)
 {
-    memcpy(w, m->w, sizeof(float) * (size_t)m->numel); /* host memory: the CPU backend */
+    m->be->copy(w, m->w, sizeof(float) * (size_t)m->numel);
     if (!m->w_external) m->be->free(m->w);
     m->w = w;
     m->w_external = 1;
@@ -252,7 +262,8 @@ void pt_model_use_param_buffer(pt_model *m, float *w)
  * nor on any other tensor. */
 pt_status pt_model_init(pt_model *m, uint64_t seed)
 {
-    const size_t bytes = sizeof(float) * (size_t)m->numel;
+    /* one host staging buffer for the parameters, then for the buffers */
+    const size_t bytes = sizeof(float) * (size_t)(m->numel > m->nbuf ? m->numel : m->nbuf);
     float *host = pt_fault_everywhere("model-init-alloc") ? NULL : malloc(bytes ? bytes : 1);
     if (!host)
         return PT_ERR(PT_ERR_NOMEM, "give each rank more memory, or use a smaller model",
@@ -277,10 +288,11 @@ pt_status pt_model_init(pt_model *m, uint64_t seed)
         }
     }
     m->be->to_device(m->w, host, sizeof(float) * (size_t)m->numel);
-    free(host);
     for (int b = 0; b < m->nbuffers; b++)
         for (int64_t i = 0; i < m->buffers[b].numel; i++)
-            m->buf[m->buffers[b].offset + i] = m->buffers[b].init_arg;
+            host[m->buffers[b].offset + i] = m->buffers[b].init_arg;
+    if (m->nbuf) m->be->to_device(m->buf, host, sizeof(float) * (size_t)m->nbuf);
+    free(host);
     return PT_OK;
 }
 
@@ -363,10 +375,7 @@ void pt_model_backward_range(pt_model *m, int rows, const pt_fwd_ctx *ctx, int n
     for (int t = 0; t < m->nparams; t++)
         if (m->param_written[t]) {
             const pt_param *p = &m->params[t];
-            float *dst = g + p->offset;
-            const float *src = m->g_pass + p->offset;
-#pragma omp parallel for simd schedule(static) if (p->numel >= 16384)
-            for (int64_t i = 0; i < p->numel; i++) dst[i] += src[i];
+            m->be->accumulate(g + p->offset, m->g_pass + p->offset, p->numel, 1.0f);
         }
 }
 
@@ -438,7 +447,8 @@ int pt_model_cut_slot(const pt_model *m, int c)
 double pt_model_node_flops(const pt_model *m, int i)
 {
     const pt_node *n = &m->nodes[i];
-    if (n->op == &pt_op_linear) return 2.0 * n->ia[0] * (double)n->ia[1] * n->ia[2];
+    const pt_linear_desc *l = &n->d.linear;
+    if (n->op == &pt_op_linear) return 2.0 * l->P * (double)l->Din * l->Dout;
     if (n->op == &pt_op_attention) return 4.0 * n->ia[0] * (double)n->ia[0] * n->ia[1];
     if (n->op == &pt_op_conv2d)
         return 2.0 * n->ia[6] * (double)n->ia[6] * n->ia[2] * n->ia[3] * n->ia[3] * n->ia[1];

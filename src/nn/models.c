@@ -83,7 +83,7 @@ static int add_linear(pt_model *m, const char *name, int in, int P, int din, int
     int out = pt_graph_slot(m, (int64_t)P * dout);
     pt_node *n = out < 0 ? NULL : pt_graph_node(m, &pt_op_linear, in, -1, out);
     if (!n) return -1;
-    n->ia[0] = P, n->ia[1] = din, n->ia[2] = dout;
+    n->d.linear = (pt_linear_desc){.P = P, .Din = din, .Dout = dout};
     n->act = act, n->dropout = dropout;
     snprintf(pn, sizeof pn, "%s/weight", name);
     n->p[0] = pt_graph_param(m, pn, 2, (int64_t[]){dout, din}, init, w_arg);
@@ -160,8 +160,9 @@ static int add_linear_tp(pt_model *m, const char *name, int in, int P, int din, 
         const int out = x < 0 ? -1 : pt_graph_slot(m, (int64_t)P * dl);
         pt_node *n = out < 0 ? NULL : pt_graph_node(m, &pt_op_linear, x, -1, out);
         if (!n) return -1;
-        n->ia[0] = P, n->ia[1] = din, n->ia[2] = dl;
-        n->ia[3] = m->tp_rank * dl, n->ia[4] = dout; /* dropout by global column (blocks = 1) */
+        /* dropout by global column (blocks = 1) */
+        n->d.linear = (pt_linear_desc){.P = P, .Din = din, .Dout = dl,
+                                       .col_offset = m->tp_rank * dl, .global_dout = dout};
         n->act = act, n->dropout = dropout;
         snprintf(pn, sizeof pn, "%s/weight", name);
         n->p[0] = pt_graph_param_split(m, pn, 2, (int64_t[]){dout, din}, 0, blocks, init, w_arg);
@@ -179,7 +180,7 @@ static int add_linear_tp(pt_model *m, const char *name, int in, int P, int din, 
     const int part = pt_graph_slot(m, (int64_t)P * dout);
     pt_node *n = part < 0 ? NULL : pt_graph_node(m, &pt_op_linear, in, -1, part);
     if (!n) return -1;
-    n->ia[0] = P, n->ia[1] = dl, n->ia[2] = dout;
+    n->d.linear = (pt_linear_desc){.P = P, .Din = dl, .Dout = dout};
     snprintf(pn, sizeof pn, "%s/weight", name);
     n->p[0] = pt_graph_param_split(m, pn, 2, (int64_t[]){dout, din}, 1, 1, init, w_arg);
     n->np = 1;
@@ -189,7 +190,7 @@ static int add_linear_tp(pt_model *m, const char *name, int in, int P, int din, 
     pt_node *b = out < 0 ? NULL : add_extra_node(m, &pt_op_bias_act, full, out);
     if (!b) return -1;
     b->id = id; /* the serial layer's dropout stream */
-    b->ia[0] = Pb, b->ia[1] = dout;
+    b->d.linear = (pt_linear_desc){.P = Pb, .Din = dout, .Dout = dout};
     b->act = act, b->dropout = dropout;
     snprintf(pn, sizeof pn, "%s/bias", name);
     b->p[0] = pt_graph_param(m, pn, 1, (int64_t[]){dout}, bias_init, bias_arg);
@@ -247,8 +248,7 @@ static int add_bn(pt_model *m, const char *name, int in, int HW, int C, pt_act a
     int out = pt_graph_slot(m, (int64_t)HW * C);
     pt_node *n = out < 0 ? NULL : pt_graph_node(m, &pt_op_batchnorm, in, -1, out);
     if (!n) return -1;
-    n->ia[0] = HW, n->ia[1] = C;
-    n->fa[0] = 0.1f, n->fa[1] = 1e-5f;
+    n->d.bn = (pt_batchnorm_desc){.C = C, .momentum = 0.1f, .eps = 1e-5f, .act = act};
     n->act = act;
     n->aux_fixed = 2 * (int64_t)C;
     add_affine(m, n, name, C);
@@ -264,8 +264,7 @@ static int add_ln(pt_model *m, const char *name, int in, int P, int D)
     int out = pt_graph_slot(m, (int64_t)P * D);
     pt_node *n = out < 0 ? NULL : pt_graph_node(m, &pt_op_layernorm, in, -1, out);
     if (!n) return -1;
-    n->ia[0] = P, n->ia[1] = D;
-    n->fa[1] = 1e-5f;
+    n->d.ln = (pt_layernorm_desc){.D = D, .eps = 1e-5f};
     n->aux_row = 2 * (int64_t)P;
     add_affine(m, n, name, D);
     return n->p[0] < 0 || n->p[1] < 0 ? -1 : out;
@@ -610,7 +609,7 @@ static pt_status build_gpt(pt_model *m, const char *args)
     int out = pt_graph_slot(m, (int64_t)T * Vl);
     pt_node *n = out < 0 ? NULL : pt_graph_node(m, &pt_op_linear, x, -1, out);
     CHECK_BUILD(n);
-    n->ia[0] = T, n->ia[1] = D, n->ia[2] = Vl;
+    n->d.linear = (pt_linear_desc){.P = T, .Din = D, .Dout = Vl};
     n->p[0] = m->nodes[0].p[0];
     n->np = 0;
     return PT_OK;

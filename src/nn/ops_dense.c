@@ -1,36 +1,37 @@
 /* Dense ops: the linear layer (applied to every position of a sample) with a fused bias,
  * activation and dropout, the bias + activation + dropout alone, and the residual add.
  *
- *   linear   ia = {P positions, Din, Dout, col_offset, global Dout or 0}; p = {W (Dout x Din, as
- *            nn.Linear), b or -1}
+ *   linear   d.linear = {P positions, Din, Dout, col_offset, global Dout or 0}; p = {W (Dout x
+ *            Din, as nn.Linear), b or -1}
  *     forward   y = dropout(act(x W^T + b))           over the rows*P positions
  *     backward  dz = act'(.) * dropout(dy);  dW += dz^T x;  db = colsum dz;  dx (+)= dz W
  *   ReLU needs no saved state (its output is the mask); GELU and tanh keep their pre-activation.
  *   A column-parallel layer holds output columns [col_offset, col_offset + Dout) of a layer
  *   global Dout wide: its dropout mask is keyed by the global column, as in the serial run.
  *
- *   bias_act ia = {P, D}; p = {b}: y = dropout(act(x + b)), the tail of a row-parallel layer,
- *            which adds its bias only after the partial outputs are summed over tp (tp_g).
+ *   bias_act d.linear = {P, D, D}; p = {b}: y = dropout(act(x + b)), the tail of a row-parallel
+ *            layer, which adds its bias only after the partial outputs are summed over tp (tp_g).
  *
- *   add      out = act(in0 + in1), act NONE or ReLU (a residual block's closing ReLU). */
-#include <string.h>
-
+ *   add      out = act(in0 + in1), act NONE or ReLU (a residual block's closing ReLU).
+ *
+ * Everything on activations goes through the backend (no host loops here). */
 #include "graph.h"
 
 /* The mask of position (sample row_offset + r, position p, global column) over the rows*P
  * positions, each global_dout wide: the serial mask, whatever slice of columns this rank holds. */
 static void linear_dropout(pt_model *m, const pt_node *n, float *y, int rows, const pt_fwd_ctx *ctx)
 {
-    const int P = n->ia[0], dout = n->ia[2];
-    const int64_t width = n->ia[4] ? n->ia[4] : dout;
-    m->be->dropout_cols(y, rows * P, dout, ctx->row_offset * P, n->ia[3], width, n->dropout,
+    const pt_linear_desc *d = &n->d.linear;
+    const int P = d->P, dout = d->Dout;
+    const int64_t width = d->global_dout ? d->global_dout : dout;
+    m->be->dropout_cols(y, rows * P, dout, ctx->row_offset * P, d->col_offset, width, n->dropout,
                         ctx->seed, pt_dropout_stream(ctx->step, n->id));
 }
 
 static void linear_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
 {
     const pt_backend *be = m->be;
-    const int P = n->ia[0], din = n->ia[1], dout = n->ia[2], M = rows * P;
+    const int din = n->d.linear.Din, dout = n->d.linear.Dout, M = rows * n->d.linear.P;
     float *y = pt_out(m, n)->a;
     be->gemm(false, true, M, dout, din, 1.0f, pt_in(m, n, 0)->a, din, pt_pw(m, n, 0), din, 0.0f, y,
              dout);
@@ -38,14 +39,14 @@ static void linear_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *
         be->bias_act_forward(y, n->aux_row ? n->aux : NULL, pt_pw(m, n, 1), M, dout,
                              n->act);
     else if (n->act == PT_ACT_RELU)
-        pt_relu_inplace(y, (int64_t)M * dout);
+        be->relu(y, y, (int64_t)M * dout);
     if (ctx->train && n->dropout > 0.0f) linear_dropout(m, n, y, rows, ctx);
 }
 
 static void linear_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
 {
     const pt_backend *be = m->be;
-    const int P = n->ia[0], din = n->ia[1], dout = n->ia[2], M = rows * P;
+    const int din = n->d.linear.Din, dout = n->d.linear.Dout, M = rows * n->d.linear.P;
     pt_slot *out = pt_out(m, n), *in = pt_in(m, n, 0);
     float *dz = out->g; /* only this node reads it: overwritten in place */
     if (ctx->train && n->dropout > 0.0f) linear_dropout(m, n, dz, rows, ctx);
@@ -67,9 +68,9 @@ const pt_op pt_op_linear = {"linear", NULL, linear_forward, linear_backward};
 
 static void bias_act_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
 {
-    const int P = n->ia[0], D = n->ia[1], M = rows * P;
+    const int P = n->d.linear.P, D = n->d.linear.Dout, M = rows * P;
     float *y = pt_out(m, n)->a;
-    memcpy(y, pt_in(m, n, 0)->a, sizeof(float) * (size_t)M * D);
+    m->be->copy(y, pt_in(m, n, 0)->a, sizeof(float) * (size_t)M * D);
     m->be->bias_act_forward(y, n->aux_row ? n->aux : NULL, pt_pw(m, n, 0), M, D, n->act);
     if (ctx->train && n->dropout > 0.0f)
         m->be->dropout(y, rows, P * D, ctx->row_offset, n->dropout, ctx->seed,
@@ -79,7 +80,7 @@ static void bias_act_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx
 static void bias_act_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
 {
     const pt_backend *be = m->be;
-    const int P = n->ia[0], D = n->ia[1], M = rows * P;
+    const int P = n->d.linear.P, D = n->d.linear.Dout, M = rows * P;
     pt_slot *out = pt_out(m, n);
     float *dz = out->g; /* only this node reads it: overwritten in place */
     if (ctx->train && n->dropout > 0.0f)
@@ -90,15 +91,7 @@ static void bias_act_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ct
     pt_param_beta(m, n, 0);
     be->bias_backward(pt_pg(m, n, 0), dz, M, D);
     const int beta = pt_in_beta(m, n, 0);
-    if (beta < 0) return;
-    float *dx = pt_in(m, n, 0)->g;
-    const int64_t N = (int64_t)M * D;
-    if (!beta) {
-        memcpy(dx, dz, sizeof(float) * (size_t)N);
-        return;
-    }
-#pragma omp parallel for simd schedule(static) if (N >= 16384)
-    for (int64_t i = 0; i < N; i++) dx[i] += dz[i];
+    if (beta >= 0) be->accumulate(pt_in(m, n, 0)->g, dz, (int64_t)M * D, (float)beta);
 }
 
 const pt_op pt_op_bias_act = {"bias_act", NULL, bias_act_forward, bias_act_backward};
@@ -106,14 +99,7 @@ const pt_op pt_op_bias_act = {"bias_act", NULL, bias_act_forward, bias_act_backw
 static void add_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
 {
     const int64_t N = (int64_t)rows * pt_out(m, n)->size;
-    const float *a = pt_in(m, n, 0)->a, *b = pt_in(m, n, 1)->a;
-    float *y = pt_out(m, n)->a;
-    const int relu = n->act == PT_ACT_RELU;
-#pragma omp parallel for simd schedule(static) if (N >= 16384)
-    for (int64_t i = 0; i < N; i++) {
-        float v = a[i] + b[i];
-        y[i] = relu && v < 0.0f ? 0.0f : v;
-    }
+    m->be->add(pt_out(m, n)->a, pt_in(m, n, 0)->a, pt_in(m, n, 1)->a, N, n->act == PT_ACT_RELU);
 }
 
 static void add_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
@@ -122,16 +108,8 @@ static void add_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ct
     pt_slot *out = pt_out(m, n);
     if (n->act == PT_ACT_RELU) m->be->act_backward(out->g, out->g, out->a, N, PT_ACT_RELU);
     for (int k = 0; k < 2; k++) {
-        int beta = pt_in_beta(m, n, k);
-        float *dx = pt_in(m, n, k)->g;
-        const float *dy = out->g;
-        if (beta < 0) continue;
-        if (beta == 0) {
-            memcpy(dx, dy, sizeof(float) * (size_t)N);
-            continue;
-        }
-#pragma omp parallel for simd schedule(static) if (N >= 16384)
-        for (int64_t i = 0; i < N; i++) dx[i] += dy[i];
+        const int beta = pt_in_beta(m, n, k);
+        if (beta >= 0) m->be->accumulate(pt_in(m, n, k)->g, out->g, N, (float)beta);
     }
 }
 

@@ -21,13 +21,23 @@ static pt_status average_buffers(pt_model *m, MPI_Comm comm)
     int size;
     PT_MPI_CHECK(MPI_Comm_size(comm, &size));
     if (!m->nbuf || size == 1) return PT_OK;
+    /* the buffers are backend memory: staged on the host as floats, summed as doubles */
+    const size_t bytes = sizeof(float) * (size_t)m->nbuf;
     double *s = malloc(sizeof(double) * (size_t)m->nbuf);
-    if (!s) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for batch-norm statistics");
-    for (int64_t i = 0; i < m->nbuf; i++) s[i] = m->buf[i];
+    float *h = malloc(bytes);
+    if (!s || !h) {
+        free(s), free(h);
+        return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for batch-norm statistics");
+    }
+    m->be->to_host(h, m->buf, bytes);
+    for (int64_t i = 0; i < m->nbuf; i++) s[i] = h[i];
     pt_status st = pt_mpi_allreduce(MPI_IN_PLACE, s, (int)m->nbuf, MPI_DOUBLE, MPI_SUM, comm,
                                     "averaging the batch-norm running statistics");
-    for (int64_t i = 0; st == PT_OK && i < m->nbuf; i++) m->buf[i] = (float)(s[i] / size);
-    free(s);
+    if (st == PT_OK) {
+        for (int64_t i = 0; i < m->nbuf; i++) h[i] = (float)(s[i] / size);
+        m->be->to_device(m->buf, h, bytes);
+    }
+    free(s), free(h);
     return st;
 }
 
