@@ -130,7 +130,7 @@ static struct {
     const char *entry;
     char shape[160];
     double nmse, maxabs, fd_f, fd_d;
-    int fail, has_fd;
+    int fail, has_fd, ncmp;
     char why[2048];
 } cs;
 
@@ -367,12 +367,13 @@ static saved *saved_list;
 
 static char *make_key(const char *what)
 {
-    const size_t len = strlen(cs.entry) + strlen(cs.shape) + strlen(what) + 3;
+    const size_t len = strlen(cs.entry) + strlen(cs.shape) + strlen(what) + 16;
     char *k = malloc(len);
-    /* the shape without the kernel a backend picked ("(direct ...)"): backends may differ */
+    /* the shape without the kernel a backend picked ("(direct ...)"): backends may differ; the
+     * comparison's number in the line tells repeated names (one per slice) apart */
     const char *cut = strstr(cs.shape, "(direct");
-    snprintf(k, len, "%s|%.*s|%s", cs.entry, cut ? (int)(cut - cs.shape) : (int)strlen(cs.shape),
-             cs.shape, what);
+    snprintf(k, len, "%s|%.*s|%s|%d", cs.entry,
+             cut ? (int)(cut - cs.shape) : (int)strlen(cs.shape), cs.shape, what, cs.ncmp++);
     return k;
 }
 
