@@ -143,8 +143,11 @@ typedef struct pt_model {
     float *act_block;    /* every slot's activations, gradients and every node's saved state */
     float *scratch;      /* shared by the ops for one call at a time */
     int64_t scratch_size;
-    int32_t *tgt;        /* language-model targets, max_batch x targets */
-    const float *x;      /* input of the last forward (not owned) */
+    float *input;        /* the input slot: the caller's batch uploaded (backend memory,
+                            max_batch x input_size); in-flight blocks have their own */
+    int32_t *tgt;        /* the loss's labels, max_batch x targets (backend memory): uploaded, or
+                            a language model's shifted input */
+    const float *x;      /* the caller's input of the last forward (host, not owned) */
     unsigned char slot_written[PT_MAX_SLOTS], param_written[PT_MAX_PARAMS]; /* backward */
 
     /* Called during the backward pass as soon as a layer's parameter gradients are final, with
@@ -167,12 +170,14 @@ typedef struct pt_model {
                          bias_act): they do not shift the serial nodes' ids (dropout streams) */
     int local_classes;
     int64_t vocab_start;
-    double *tp_xent;
+    double *tp_xent;      /* backend memory */
+    double *tp_xent_host; /* its host copy, for the tp allreduces between the steps */
 
     /* Pipeline stages: activation blocks of the micro-batches in flight (block 0 is act_block;
      * the others hold inflight_rows rows), the one the slots point into, and the input each
-     * forward saw. accumulate: backward adds to every parameter gradient (micro-batches). */
-    struct { float *block; const float *x; } *inflight;
+     * forward saw (the caller's host pointer, and its upload: block 0's is m->input).
+     * accumulate: backward adds to every parameter gradient (micro-batches). */
+    struct { float *block; const float *x; float *input; } *inflight;
     int ninflight, cur_inflight, inflight_rows;
     int accumulate;
     float *g_pass; /* accumulate: one backward pass's gradients, added to g */

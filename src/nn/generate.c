@@ -1,7 +1,8 @@
 /* Sampling text from a byte-level language model (gpt). The model sees a window of its context
  * length: the prompt, left-aligned, and the tokens sampled so far; causal attention means the
  * padding after the last real token does not change its logits. When the window is full it slides
- * by one token. Each draw is Philox(seed, stream, token index), so a seed reproduces a sample. */
+ * by one token. Each draw is Philox(seed, stream, token index), so a seed reproduces a sample.
+ * The logits are backend memory: the row sampled from is copied to the host first. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,15 +12,14 @@
 
 enum { PT_STREAM_SAMPLE = 4 };
 
-static int sample(const float *logits, int V, float temperature, int top_k, float u)
+/* p: V floats of host scratch */
+static int sample(const float *logits, int V, float temperature, int top_k, float u, float *p)
 {
     int best = 0;
     for (int v = 1; v < V; v++)
         if (logits[v] > logits[best]) best = v;
     if (temperature <= 0.0f) return best; /* greedy */
     /* keep the top_k largest (all when top_k <= 0); ties broken by the lower token */
-    float *p = malloc(sizeof(float) * (size_t)V);
-    if (!p) return best;
     float kth = -INFINITY;
     if (top_k > 0 && top_k < V) {
         memcpy(p, logits, sizeof(float) * (size_t)V);
@@ -45,7 +45,6 @@ static int sample(const float *logits, int V, float temperature, int top_k, floa
             break;
         }
     }
-    free(p);
     return pick;
 }
 
@@ -60,7 +59,11 @@ pt_status pt_generate(pt_model *m, const char *prompt, int ntokens, float temper
         return PT_ERR(PT_ERR_ARG, "generate with --tp 1 (a checkpoint loads on any grid)",
                       "generate does not run tensor-parallel (--tp %d)", m->tp_size);
     float *x = calloc((size_t)T + 1, sizeof(float));
-    if (!x) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory");
+    float *row = malloc(sizeof(float) * 2 * (size_t)V); /* the logits, and sample's scratch */
+    if (!x || !row) {
+        free(x), free(row);
+        return PT_ERR(PT_ERR_NOMEM, NULL, "no memory");
+    }
     const size_t plen = strlen(prompt);
     int len = 0;
     const size_t skip = plen > (size_t)T - 1 ? plen - ((size_t)T - 1) : 0; /* keep the tail */
@@ -69,8 +72,9 @@ pt_status pt_generate(pt_model *m, const char *prompt, int ntokens, float temper
     pt_fwd_ctx ctx = {0};
     for (int i = 0; i < ntokens; i++) {
         const float *logits = pt_model_forward(m, x, 1, &ctx) + (int64_t)(len - 1) * V;
-        const int tok = sample(logits, V, temperature, top_k,
-                               pt_rng_uniform(seed, PT_STREAM_SAMPLE, (uint64_t)i));
+        m->be->to_host(row, logits, sizeof(float) * (size_t)V);
+        const int tok = sample(row, V, temperature, top_k,
+                               pt_rng_uniform(seed, PT_STREAM_SAMPLE, (uint64_t)i), row + V);
         out[i] = (unsigned char)tok;
         if (len == T) { /* slide */
             memmove(x, x + 1, sizeof(float) * (size_t)(T - 1));
@@ -78,6 +82,6 @@ pt_status pt_generate(pt_model *m, const char *prompt, int ntokens, float temper
         }
         x[len++] = (float)tok;
     }
-    free(x);
-    return PT_OK;
+    free(x), free(row);
+    return pt_model_status(m);
 }

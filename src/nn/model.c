@@ -193,8 +193,8 @@ pt_status pt_model_create(pt_model *m, const char *spec, const pt_model_options 
     be->zero(m->g, pbytes);
     if (m->nbuf) be->zero(m->buf, bbytes);
 
-    /* One block: every slot's activations and gradients (the input slot has neither: it points
-     * at the caller's data), then every node's saved state. */
+    /* One block: every slot's activations and gradients (the input slot has neither: it is
+     * m->input, where each forward uploads the caller's batch), then every node's saved state. */
     int64_t total = 0, scratch = 0;
     for (int s = 1; s < m->nslots; s++) total += 2 * (int64_t)max_batch * m->slots[s].size;
     for (int i = 0; i < m->nnodes; i++) {
@@ -208,14 +208,21 @@ pt_status pt_model_create(pt_model *m, const char *spec, const pt_model_options 
     total += scratch;
     size_t abytes = sizeof(float) * (size_t)total;
     m->act_block = be->alloc(abytes ? abytes : 64);
-    m->tgt = malloc(sizeof(int32_t) * (size_t)max_batch * (size_t)m->targets);
-    if (m->local_classes != m->classes)
-        m->tp_xent = malloc(4 * sizeof(double) * (size_t)max_batch * (size_t)m->targets);
-    if (!m->act_block || !m->tgt || (m->local_classes != m->classes && !m->tp_xent)) {
+    const size_t ibytes = sizeof(float) * (size_t)max_batch * (size_t)m->input_size;
+    m->input = be->alloc(ibytes ? ibytes : 64);
+    m->tgt = be->alloc(sizeof(int32_t) * (size_t)max_batch * (size_t)m->targets);
+    const int vp = m->local_classes != m->classes;
+    if (vp) {
+        const size_t xbytes = 4 * sizeof(double) * (size_t)max_batch * (size_t)m->targets;
+        m->tp_xent = be->alloc(xbytes);
+        m->tp_xent_host = be->host_alloc ? be->host_alloc(xbytes) : malloc(xbytes);
+    }
+    if (!m->act_block || !m->input || !m->tgt || (vp && (!m->tp_xent || !m->tp_xent_host))) {
         pt_model_destroy(m);
         return PT_ERR(PT_ERR_NOMEM, "lower --batch", "cannot allocate %zu bytes of activations",
                       abytes);
     }
+    m->slots[0].a = m->input;
     float *p = layout_block(m, m->act_block, max_batch);
     m->scratch = p;
     m->scratch_size = scratch;
@@ -228,7 +235,11 @@ void pt_model_destroy(pt_model *m)
     if (!m->w_external) m->be->free(m->w);
     if (!m->g_external) m->be->free(m->g);
     m->be->free(m->act_block);
-    for (int k = 1; k < m->ninflight; k++) m->be->free(m->inflight[k].block);
+    m->be->free(m->input);
+    for (int k = 1; k < m->ninflight; k++) {
+        m->be->free(m->inflight[k].block);
+        m->be->free(m->inflight[k].input);
+    }
     free(m->inflight);
     if (m->g_pass) m->be->free(m->g_pass);
     if (m->buf) m->be->free(m->buf);
@@ -236,8 +247,10 @@ void pt_model_destroy(pt_model *m)
         if (m->be->host_free) m->be->host_free(m->bn_host);
         else free(m->bn_host);
     }
-    free(m->tgt);
-    free(m->tp_xent);
+    m->be->free(m->tgt);
+    m->be->free(m->tp_xent);
+    if (m->be->host_free) m->be->host_free(m->tp_xent_host);
+    else free(m->tp_xent_host);
     memset(m, 0, sizeof *m);
 }
 
@@ -298,11 +311,17 @@ pt_status pt_model_init(pt_model *m, uint64_t seed)
 
 /* ------------------------------------------------------------------ forward / backward */
 
-const float *pt_model_forward(pt_model *m, const float *x, int rows, const pt_fwd_ctx *ctx)
+/* The caller's host batch into the input slot (m->input, or the in-flight block's). */
+static void upload_input(pt_model *m, const float *x, int rows)
 {
     m->x = x;
+    m->be->to_device(m->slots[0].a, x, sizeof(float) * (size_t)rows * (size_t)m->input_size);
+}
+
+const float *pt_model_forward(pt_model *m, const float *x, int rows, const pt_fwd_ctx *ctx)
+{
     m->status = PT_OK;
-    m->slots[0].a = (float *)x; /* read only: no op writes its input */
+    upload_input(m, x, rows);
     for (int i = 0; i < m->nnodes; i++) m->nodes[i].op->forward(m, &m->nodes[i], rows, ctx);
     return m->slots[m->nodes[m->nnodes - 1].out].a;
 }
@@ -325,13 +344,13 @@ double pt_model_loss(pt_model *m, const int32_t *labels, int rows, float dlogits
     const pt_backend *be = m->be;
     pt_slot *out = &m->slots[m->nodes[m->nnodes - 1].out];
     const int T = m->targets;
-    const int32_t *y = labels;
-    if (T > 1) { /* language model: predict token t + 1 from tokens <= t */
-        for (int r = 0; r < rows; r++)
-            for (int t = 0; t < T; t++)
-                m->tgt[(int64_t)r * T + t] = (int32_t)m->x[(int64_t)r * m->input_size + t + 1];
-        y = m->tgt;
-    }
+    const int32_t *y = m->tgt;
+    pt_status st = PT_OK;
+    if (T > 1) /* language model: predict token t + 1 from tokens <= t (the uploaded input) */
+        st = be->lm_targets(m->slots[0].a, rows, T, m->input_size, m->tgt);
+    else
+        be->to_device(m->tgt, labels, sizeof(int32_t) * (size_t)rows);
+    if (st != PT_OK && m->status == PT_OK) m->status = st;
     if (m->local_classes != m->classes) /* vocabulary-parallel logits: reduce over tp */
         return pt_tp_softmax_xent(m, out->a, y, rows * T, dlogits_scale / (float)T,
                                   dlogits_scale == 0.0f ? NULL : out->g, correct) / T;
@@ -393,9 +412,8 @@ double pt_model_loss_backward(pt_model *m, const int32_t *labels, int rows, cons
 void pt_model_forward_range(pt_model *m, const float *x, int rows, const pt_fwd_ctx *ctx, int n0,
                             int n1)
 {
-    m->x = x;
     m->status = PT_OK;
-    m->slots[0].a = (float *)x;
+    upload_input(m, x, rows); /* into the current block's input: one per micro-batch in flight */
     if (m->ninflight) m->inflight[m->cur_inflight].x = x;
     for (int i = n0; i < n1; i++) m->nodes[i].op->forward(m, &m->nodes[i], rows, ctx);
 }
@@ -408,9 +426,12 @@ pt_status pt_model_alloc_inflight(pt_model *m, int k, int rows)
     if (!m->inflight) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for in-flight activations");
     m->ninflight = k;
     m->inflight[0].block = m->act_block; /* the model's own block (also evaluation's) */
+    m->inflight[0].input = m->input;
     const size_t bytes = sizeof(float) * (size_t)block_floats(m, rows);
+    const size_t ibytes = sizeof(float) * (size_t)rows * (size_t)m->input_size + 64;
     for (int i = 1; i < k; i++)
-        if (!(m->inflight[i].block = m->be->alloc(bytes ? bytes : 64)))
+        if (!(m->inflight[i].block = m->be->alloc(bytes ? bytes : 64)) ||
+            !(m->inflight[i].input = m->be->alloc(ibytes)))
             return PT_ERR(PT_ERR_NOMEM, "lower --batch or use 1f1b",
                           "cannot allocate %d blocks of %zu bytes of in-flight activations", k,
                           bytes);
@@ -427,7 +448,7 @@ void pt_model_select_inflight(pt_model *m, int k)
     layout_block(m, m->inflight[k].block, k == 0 ? m->max_batch : m->inflight_rows);
     m->cur_inflight = k;
     m->x = m->inflight[k].x;
-    m->slots[0].a = (float *)m->x;
+    m->slots[0].a = m->inflight[k].input;
 }
 
 int pt_model_cut_slot(const pt_model *m, int c)
@@ -449,7 +470,7 @@ double pt_model_node_flops(const pt_model *m, int i)
     const pt_node *n = &m->nodes[i];
     const pt_linear_desc *l = &n->d.linear;
     if (n->op == &pt_op_linear) return 2.0 * l->P * (double)l->Din * l->Dout;
-    if (n->op == &pt_op_attention) return 4.0 * n->ia[0] * (double)n->ia[0] * n->ia[1];
+    if (n->op == &pt_op_attention) return 4.0 * n->d.attn.T * (double)n->d.attn.T * n->d.attn.D;
     if (n->op == &pt_op_conv2d)
         return 2.0 * n->ia[6] * (double)n->ia[6] * n->ia[2] * n->ia[3] * n->ia[3] * n->ia[1];
     return (double)m->slots[n->out].size; /* elementwise */

@@ -132,7 +132,7 @@ static int add_tp_comm(pt_model *m, const pt_op *op, int in, int P)
     const int out = pt_graph_slot(m, out_size);
     pt_node *n = out < 0 ? NULL : add_extra_node(m, op, in, out);
     if (!n) return -1;
-    n->ia[0] = P, n->ia[1] = (int)(whole / P);
+    n->d.seq.T = P, n->d.seq.D = (int)(whole / P);
     return out;
 }
 
@@ -462,7 +462,7 @@ static int add_embedding(pt_model *m, int T, int D, int V, int pos, int stride)
     int out = pt_graph_slot(m, (int64_t)T * D);
     pt_node *n = out < 0 ? NULL : pt_graph_node(m, &pt_op_embedding, 0, -1, out);
     if (!n) return -1;
-    n->ia[0] = T, n->ia[1] = D, n->ia[2] = V, n->ia[3] = stride;
+    n->d.embed = (pt_embedding_desc){.T = T, .D = D, .V = V, .stride = stride};
     /* GPT-2's N(0, 0.02); nn.Embedding's N(0, 1) for TextCNN. Over tp, vocabulary-parallel:
      * rows [v0, v0 + V/tp) here, the ranks' outputs summed by a tp_g node. */
     n->p[0] = pt_graph_param_split(m, "wte/weight", 2, (int64_t[]){V, D}, 0, 1, PT_INIT_NORMAL,
@@ -474,8 +474,8 @@ static int add_embedding(pt_model *m, int T, int D, int V, int pos, int stride)
     }
     if (n->p[0] < 0 || (pos && n->p[1] < 0)) return -1;
     if (m->tp_size <= 1) return out;
-    n->ia[4] = m->tp_rank * (V / m->tp_size), n->ia[5] = V / m->tp_size;
-    n->ia[6] = m->tp_rank != 0; /* wpe is replicated: one rank adds it before the sum */
+    n->d.embed.v0 = m->tp_rank * (V / m->tp_size), n->d.embed.Vl = V / m->tp_size;
+    n->d.embed.no_wpe = m->tp_rank != 0; /* wpe is replicated: one rank adds it before the sum */
     return add_tp_comm(m, op_g(m), out, T);
 }
 
@@ -583,7 +583,7 @@ static pt_status build_gpt(pt_model *m, const char *args)
         int o = pt_graph_slot(m, (int64_t)T * Dl);
         pt_node *n = o < 0 ? NULL : pt_graph_node(m, &pt_op_attention, a, -1, o);
         CHECK_BUILD(n);
-        n->ia[0] = T, n->ia[1] = Dl, n->ia[2] = Hl; /* this rank's heads */
+        n->d.attn = (pt_attention_desc){.T = T, .D = Dl, .H = Hl}; /* this rank's heads */
         n->aux_row = (int64_t)Hl * T;
         snprintf(g, sizeof g, "h%d/attn_proj", l);
         CHECK_BUILD((a = add_linear_tp(m, g, o, T, D, D, PT_ACT_NONE, 0, PT_INIT_NORMAL, proj_std,

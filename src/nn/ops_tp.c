@@ -12,19 +12,18 @@
  * Sequence parallelism (Korthikanti et al. 2022) replaces them along the sequence: outside the
  * tensor-parallel layers a sample's activations are sharded by position (rank r holds positions
  * [r T/tp, (r+1) T/tp) of each sample, (rows, T/tp, D)), so layer norms, residual adds and the
- * row-parallel biases run on T/tp positions. ia = {T, D} for both.
+ * row-parallel biases run on T/tp positions. d.seq = {T, D} for both.
  *   tp_seq_gather   shard -> whole sequence. Forward: all-gather. Backward: reduce-scatter.
  *                   (f's place: before a column-parallel layer.)
  *   tp_seq_scatter  whole (partial sums) -> shard. Forward: reduce-scatter. Backward: all-gather.
  *                   (g's place: after a row-parallel layer and the embedding.)
  * The collectives move rank-major blocks (tp, rows, T/tp, D); the nodes permute to and from the
- * sample-major slots through the scratch buffer.
+ * sample-major slots through the scratch buffer: rows * tp contiguous runs, each a backend
+ * copy or accumulate.
  *
  * A failed allreduce is recorded in m->status (as synchronized batch norm does) and the node
  * goes on with its local data, so every output is defined; the step is invalid. */
-#include <math.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "graph.h"
 #include "paratrain/comm.h"
@@ -40,26 +39,25 @@ static void record_failure(pt_model *m, pt_status st, const char *what)
                        "tensor parallelism: the %s over the tp group failed (%s)", what, why);
 }
 
+/* The tp collectives below run on slot memory (activations, gradients, the scratch blocks): host
+ * memory on the CPU backend. Open MPI here is not CUDA-aware, so the CUDA backend refuses tp > 1
+ * until these stage through the host (only the loss's statistics do so far). */
 static void tp_allreduce(pt_model *m, void *buf, int64_t count, pt_dtype dtype, pt_reduce_op op,
                          const char *what)
 {
     record_failure(m, pt_allreduce(m->opt.tp, PT_IN_PLACE, buf, count, dtype, op), what);
 }
 
-/* dst = src (beta 0) or dst += src (beta 1) */
-static void copy_or_add(float *dst, const float *src, int64_t n, int beta)
+/* Records the first failure of a backend entry (an asynchronous one may report a later op's). */
+static void check(pt_model *m, pt_status st)
 {
-    if (!beta) {
-        memcpy(dst, src, sizeof(float) * (size_t)n);
-        return;
-    }
-#pragma omp parallel for simd schedule(static) if (n >= 16384)
-    for (int64_t i = 0; i < n; i++) dst[i] += src[i];
+    if (st != PT_OK && m->status == PT_OK) m->status = st;
 }
 
 static void f_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
 {
-    memcpy(pt_out(m, n)->a, pt_in(m, n, 0)->a, sizeof(float) * (size_t)rows * pt_out(m, n)->size);
+    const size_t bytes = sizeof(float) * (size_t)rows * (size_t)pt_out(m, n)->size;
+    m->be->copy(pt_out(m, n)->a, pt_in(m, n, 0)->a, bytes);
 }
 
 static void f_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
@@ -68,8 +66,8 @@ static void f_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
     if (beta < 0) return; /* the data: no gradient wanted, so nothing to reduce */
     const int64_t N = (int64_t)rows * pt_out(m, n)->size;
     float *dy = pt_out(m, n)->g; /* read by this node only: reduced in place */
-    tp_allreduce(m, dy, N, PT_F32, PT_SUM, "allreduce of an input gradient (f)");
-    copy_or_add(pt_in(m, n, 0)->g, dy, N, beta);
+    tp_allreduce(m, dy, N, PT_F32, PT_SUM, "allreduce of an input gradient (f)"); /* slot memory */
+    check(m, m->be->accumulate(pt_in(m, n, 0)->g, dy, N, (float)beta));
 }
 
 const pt_op pt_op_tp_f = {"tp_f", NULL, f_forward, f_backward};
@@ -78,15 +76,16 @@ static void g_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
 {
     const int64_t N = (int64_t)rows * pt_out(m, n)->size;
     float *y = pt_out(m, n)->a;
-    memcpy(y, pt_in(m, n, 0)->a, sizeof(float) * (size_t)N);
-    tp_allreduce(m, y, N, PT_F32, PT_SUM, "allreduce of a partial output (g)");
+    m->be->copy(y, pt_in(m, n, 0)->a, sizeof(float) * (size_t)N);
+    tp_allreduce(m, y, N, PT_F32, PT_SUM, "allreduce of a partial output (g)"); /* slot memory */
 }
 
 static void g_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
 {
     const int beta = pt_in_beta(m, n, 0);
     if (beta >= 0)
-        copy_or_add(pt_in(m, n, 0)->g, pt_out(m, n)->g, (int64_t)rows * pt_out(m, n)->size, beta);
+        check(m, m->be->accumulate(pt_in(m, n, 0)->g, pt_out(m, n)->g,
+                                   (int64_t)rows * pt_out(m, n)->size, (float)beta));
 }
 
 const pt_op pt_op_tp_g = {"tp_g", NULL, g_forward, g_backward};
@@ -94,25 +93,25 @@ const pt_op pt_op_tp_g = {"tp_g", NULL, g_forward, g_backward};
 /* ------------------------------------------------------------------ sequence parallelism */
 
 /* (rows, T, D) <-> (tp, rows, T/tp, D): to_blocks 1 copies whole into blocks, 0 back (beta 1:
- * adds into whole). */
-static void seq_permute(float *whole, float *blocks, int rows, int tp, int64_t Tl, int64_t D,
+ * adds into whole). One sample's positions of one rank are contiguous on both sides, so the
+ * permutation is rows * tp device copies (or adds) of T/tp * D floats. */
+static void seq_permute(pt_model *m, float *whole, float *blocks, int rows, int64_t Tl, int64_t D,
                         int to_blocks, int beta)
 {
-    const int64_t run = Tl * D; /* one sample's positions of one rank: contiguous in both */
-#pragma omp parallel for collapse(2) schedule(static) if ((int64_t)rows * tp * run >= 65536)
+    const pt_backend *be = m->be;
+    const int tp = m->tp_size;
+    const int64_t run = Tl * D;
     for (int r = 0; r < tp; r++)
         for (int b = 0; b < rows; b++) {
             float *w = whole + ((int64_t)b * tp + r) * run, *k = blocks + ((int64_t)r * rows + b) * run;
-            if (to_blocks) memcpy(k, w, sizeof(float) * (size_t)run);
-            else if (!beta) memcpy(w, k, sizeof(float) * (size_t)run);
-            else
-                for (int64_t i = 0; i < run; i++) w[i] += k[i];
+            if (to_blocks) be->copy(k, w, sizeof(float) * (size_t)run);
+            else check(m, be->accumulate(w, k, run, (float)beta));
         }
 }
 
 static int64_t seq_scratch(const pt_model *m, const pt_node *n, int rows)
 {
-    const int64_t whole = (int64_t)rows * n->ia[0] * n->ia[1];
+    const int64_t whole = (int64_t)rows * n->d.seq.T * n->d.seq.D;
     return whole + whole / m->tp_size; /* the blocks, and a shard */
 }
 
@@ -122,12 +121,12 @@ static void seq_gather(pt_model *m, const pt_node *n, const float *shard, float 
                        int beta, const char *what)
 {
     const int tp = m->tp_size;
-    const int64_t D = n->ia[1], Tl = n->ia[0] / tp, cnt = (int64_t)rows * Tl * D;
+    const int64_t D = n->d.seq.D, Tl = n->d.seq.T / tp, cnt = (int64_t)rows * Tl * D;
     int64_t counts[tp];
     for (int r = 0; r < tp; r++) counts[r] = cnt;
     float *blocks = m->scratch;
-    record_failure(m, pt_allgather(m->opt.tp, shard, blocks, counts, PT_F32), what);
-    seq_permute(whole, blocks, rows, tp, Tl, D, 0, beta);
+    record_failure(m, pt_allgather(m->opt.tp, shard, blocks, counts, PT_F32), what); /* slots */
+    seq_permute(m, whole, blocks, rows, Tl, D, 0, beta);
 }
 
 /* whole sequence of partial sums -> this rank's reduced shard, added into shard when beta is 1 */
@@ -135,14 +134,14 @@ static void seq_scatter(pt_model *m, const pt_node *n, float *whole, float *shar
                         int beta, const char *what)
 {
     const int tp = m->tp_size;
-    const int64_t D = n->ia[1], Tl = n->ia[0] / tp, cnt = (int64_t)rows * Tl * D;
+    const int64_t D = n->d.seq.D, Tl = n->d.seq.T / tp, cnt = (int64_t)rows * Tl * D;
     int64_t counts[tp];
     for (int r = 0; r < tp; r++) counts[r] = cnt;
     float *blocks = m->scratch, *mine = blocks + tp * cnt;
-    seq_permute(whole, blocks, rows, tp, Tl, D, 1, 0);
+    seq_permute(m, whole, blocks, rows, Tl, D, 1, 0);
     record_failure(m, pt_reduce_scatter(m->opt.tp, blocks, beta ? mine : shard, counts, PT_F32,
-                                        PT_SUM), what);
-    if (beta) copy_or_add(shard, mine, cnt, 1);
+                                        PT_SUM), what); /* slot memory */
+    if (beta) check(m, m->be->accumulate(shard, mine, cnt, 1.0f));
 }
 
 static void gather_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
@@ -181,63 +180,31 @@ const pt_op pt_op_tp_seq_scatter = {"tp_seq_scatter", seq_scratch, scatter_forwa
 /* Softmax cross-entropy over a vocabulary split in contiguous slices over tp: this rank holds
  * columns [vocab_start, vocab_start + Vl) of every row. Per row, the max, the sum of
  * exponentials and the target's logit are reduced over tp (three small allreduces for the whole
- * batch), never the logits themselves. The argmax is the lowest global index holding the global
- * max, as the serial argmax (first maximum) picks. Same results as the backend's softmax_xent
- * on the gathered logits, up to the order of the sum of exponentials. */
+ * batch), never the logits themselves; the backend computes the three steps (vp_xent_*) and the
+ * reductions run on the host copy of the statistics (m->tp_xent_host). The argmax is the lowest
+ * global index holding the global max, as the serial argmax (first maximum) picks. Same results
+ * as the backend's softmax_xent on the gathered logits, up to the order of the sum of
+ * exponentials. logits, labels and dlogits are backend memory. */
 double pt_tp_softmax_xent(pt_model *m, const float *logits, const int32_t *labels, int rows,
                           float grad_scale, float *dlogits, int64_t *correct)
 {
+    const pt_backend *be = m->be;
     const int Vl = m->local_classes;
     const int64_t v0 = m->vocab_start;
-    double *zmax = m->tp_xent;         /* rows: the global max */
-    double *sums = zmax + rows;        /* rows x {sum of exp(z - max), z[target] - max} */
-    double *argmax = sums + 2 * rows;  /* rows: lowest global index of the max */
+    double *stat = m->tp_xent, *host = m->tp_xent_host; /* 4 doubles per row (backend.h) */
+    const size_t row_bytes = sizeof(double) * (size_t)rows;
 
-#pragma omp parallel for schedule(static) if ((int64_t)rows * Vl >= 65536)
-    for (int r = 0; r < rows; r++) {
-        const float *z = logits + (int64_t)r * Vl;
-        float mx = z[0];
-        for (int c = 1; c < Vl; c++) mx = z[c] > mx ? z[c] : mx;
-        zmax[r] = mx;
-    }
-    tp_allreduce(m, zmax, rows, PT_F64, PT_MAX, "allreduce of the logits' maxima");
+    check(m, be->vp_xent_max(logits, rows, Vl, stat));
+    be->to_host(host, stat, row_bytes);
+    tp_allreduce(m, host, rows, PT_F64, PT_MAX, "allreduce of the logits' maxima");
+    be->to_device(stat, host, row_bytes);
 
-#pragma omp parallel for schedule(static) if ((int64_t)rows * Vl >= 65536)
-    for (int r = 0; r < rows; r++) {
-        const float *z = logits + (int64_t)r * Vl;
-        const float mx = (float)zmax[r];
-        double sum = 0.0;
-        int first = -1;
-        for (int c = 0; c < Vl; c++) {
-            sum += exp((double)(z[c] - mx));
-            if (first < 0 && z[c] == mx) first = c;
-        }
-        const int64_t y = labels[r] - v0;
-        sums[2 * r] = sum;
-        sums[2 * r + 1] = y >= 0 && y < Vl ? (double)(z[y] - mx) : 0.0; /* from its owner */
-        argmax[r] = first >= 0 ? (double)(v0 + first) : INFINITY;
-    }
-    tp_allreduce(m, sums, 2 * (int64_t)rows, PT_F64, PT_SUM, "allreduce of the sums of exponentials");
-    tp_allreduce(m, argmax, rows, PT_F64, PT_MIN, "allreduce of the argmax");
+    check(m, be->vp_xent_sums(logits, labels, rows, Vl, v0, stat));
+    be->to_host(host + rows, stat + rows, 3 * row_bytes);
+    tp_allreduce(m, host + rows, 2 * (int64_t)rows, PT_F64, PT_SUM,
+                 "allreduce of the sums of exponentials");
+    tp_allreduce(m, host + 3 * (int64_t)rows, rows, PT_F64, PT_MIN, "allreduce of the argmax");
+    be->to_device(stat + rows, host + rows, 3 * row_bytes);
 
-    double loss = 0.0;
-    int64_t ncorrect = 0;
-    for (int r = 0; r < rows; r++) {
-        loss += log(sums[2 * r]) - sums[2 * r + 1];
-        ncorrect += argmax[r] == (double)labels[r];
-    }
-    if (dlogits) {
-#pragma omp parallel for schedule(static) if ((int64_t)rows * Vl >= 65536)
-        for (int r = 0; r < rows; r++) {
-            const float *z = logits + (int64_t)r * Vl;
-            const float mx = (float)zmax[r];
-            const double inv = 1.0 / sums[2 * r];
-            float *d = dlogits + (int64_t)r * Vl;
-            for (int c = 0; c < Vl; c++) d[c] = (float)(exp((double)(z[c] - mx)) * inv) * grad_scale;
-            const int64_t y = labels[r] - v0;
-            if (y >= 0 && y < Vl) d[y] -= grad_scale;
-        }
-    }
-    if (correct) *correct = ncorrect;
-    return loss;
+    return be->vp_xent_finish(logits, labels, rows, Vl, v0, stat, grad_scale, dlogits, correct);
 }
