@@ -22,8 +22,8 @@
  * (mean, rstd) interleaved per row; attention's lse is indexed ((sample * H + head) * T + query);
  * ties (max pooling, max over time, argmax of the losses) go to the first maximum; GELU is the
  * erf form; embedding with no_wpe skips a non-NULL wpe (ops_seq.c passes it); batch norm's
- * running variance with n = 1 takes the biased (zero) variance; dropout keeps element i when word i % 4 of pt_rng_block(seed, stream, i / 4) is
- * >= p * 2^32 (the reference calls pt_rng_block, the RNG that t_rng checks against Philox's known
+ * running variance with n = 1 takes the biased (zero) variance; dropout keeps element i when
+ * word i % 4 of pt_rng_block(seed, stream, i / 4) is >= p * 2^32 (the reference calls pt_rng_block, the RNG that t_rng checks against Philox's known
  * answers: it is the definition of the mask, not a kernel). */
 #include <math.h>
 #include <omp.h>
@@ -216,7 +216,10 @@ static void pattern_of(uint32_t word, void *dst, size_t off, size_t bytes)
     const unsigned char *w = (const unsigned char *)&word;
     for (size_t i = 0; i < bytes; i++) d[i] = w[(off + i) % 4];
 }
-static void pattern(void *dst, size_t off, size_t bytes) { pattern_of(GUARD_WORD, dst, off, bytes); }
+static void pattern(void *dst, size_t off, size_t bytes)
+{
+    pattern_of(GUARD_WORD, dst, off, bytes);
+}
 static void nan_fill(void *dst, size_t bytes) { pattern_of(FILL_WORD, dst, 0, bytes); }
 
 /* Backend memory of `bytes` between two guards; the region itself starts as NaN. */
@@ -278,7 +281,8 @@ static void check_guards(void)
             if (nbad) { /* reported once: the guard is restored */
                 failf("guard %s %s overwritten (%d bytes differ; nearest: byte %d %s)",
                       side ? "after" : "before", g->name, nbad,
-                      side ? first : GUARD_BYTES - 1 - last, side ? "past the end" : "before the start");
+                      side ? first : GUARD_BYTES - 1 - last,
+                      side ? "past the end" : "before the start");
                 be->to_device(g->base + off, want, GUARD_BYTES);
             }
         }
@@ -439,7 +443,10 @@ static void cmp(const char *what, const float *got, const real *ref, int64_t n, 
     for (int64_t i = 0; i < n; i++) g[i] = got[i];
     cmp_dd(what, g, ref, n, tol);
 }
-static void cmp_scalar(const char *what, double got, double ref) { cmp_dd(what, &got, &ref, 1, NMSE_TOL); }
+static void cmp_scalar(const char *what, double got, double ref)
+{
+    cmp_dd(what, &got, &ref, 1, NMSE_TOL);
+}
 
 static void cmp_exact_i(const char *what, const int32_t *got, const int32_t *ref, int64_t n)
 {
@@ -694,7 +701,8 @@ static double act_grad_d(double v, pt_act act)
 {
     switch (act) {
     case PT_ACT_RELU: return v > 0 ? 1 : 0;
-    case PT_ACT_GELU: return 0.5 * (1.0 + erf(v / sqrt(2.0))) + v * exp(-0.5 * v * v) / sqrt(2 * M_PI);
+    case PT_ACT_GELU:
+        return 0.5 * (1.0 + erf(v / sqrt(2.0))) + v * exp(-0.5 * v * v) / sqrt(2 * M_PI);
     case PT_ACT_TANH: return 1.0 - tanh(v) * tanh(v);
     default: return 1;
     }
@@ -885,9 +893,10 @@ typedef struct {
 } drop_ctx;
 static pt_status drop_call(const drop_ctx *c, float *x)
 {
-    return c->col_offset < 0 ? be->dropout(x, c->rows, c->cols, c->row_offset, c->p, c->sd, c->stream)
-                             : be->dropout_cols(x, c->rows, c->cols, c->row_offset, c->col_offset,
-                                                c->row_width, c->p, c->sd, c->stream);
+    if (c->col_offset < 0)
+        return be->dropout(x, c->rows, c->cols, c->row_offset, c->p, c->sd, c->stream);
+    return be->dropout_cols(x, c->rows, c->cols, c->row_offset, c->col_offset, c->row_width, c->p,
+                            c->sd, c->stream);
 }
 static double drop_be_loss(void *p)
 {
@@ -1492,7 +1501,8 @@ static void test_pool(void)
                                 .stride = shapes[s][3]};
             d.Ho = (d.H - d.k) / d.stride + 1;
             const int rows = shapes[s][4], ties = shapes[s][5];
-            const int64_t nx = (int64_t)rows * d.H * d.H * d.C, ny = (int64_t)rows * d.Ho * d.Ho * d.C;
+            const int64_t nx = (int64_t)rows * d.H * d.H * d.C,
+                          ny = (int64_t)rows * d.Ho * d.Ho * d.C;
             char sh[100];
             snprintf(sh, sizeof sh, "H%d C%d k%d s%d Ho%d n%d%s", d.H, d.C, d.k, d.stride, d.Ho,
                      rows, ties ? " ties" : "");
@@ -1828,7 +1838,8 @@ static void test_batchnorm(void)
             const float *ddy = in_f(wt, N, "dy");
             double *dbs = galloc(sizeof(double) * (size_t)(2 * C + 1), "sums");
             float *ddg = out_f(C, "dgamma"), *ddb = out_f(C, "dbeta");
-            ok(be->batchnorm_backward_stats(&d, n, ddy, dx_in, dmean, drstd, dbs, ddg, ddb, scratch),
+            ok(be->batchnorm_backward_stats(&d, n, ddy, dx_in, dmean, drstd, dbs, ddg, ddb,
+                                            scratch),
                "batchnorm_backward_stats");
             const double *bsb = down_d(dbs, 2 * C + 1);
             cmp_dd("sum dy", bsb, bsums, C, NMSE_TOL);
@@ -2094,7 +2105,8 @@ static void test_embedding(void)
             if (gp) cmp("dwpe", gp, dpref, np, NMSE_TOL);
             if (!beta) {
                 fd_check("wte", &c, wte, ed, ne, got, deref, emb_be_loss, emb_ref_loss);
-                if (with_wpe) fd_check("wpe", &c, wpe, pd, np, gp, dpref, emb_be_loss, emb_ref_loss);
+                if (with_wpe)
+                    fd_check("wpe", &c, wpe, pd, np, gp, dpref, emb_be_loss, emb_ref_loss);
             }
             finish();
         }
@@ -2127,7 +2139,8 @@ static void ref_attn(const pt_attention_desc *d, int rows, const real *qkv, real
                 if (y)
                     for (int c = 0; c < dh; c++) {
                         double o = 0;
-                        for (int j = 0; j <= i; j++) o += p[j] * base[(int64_t)j * 3 * D + 2 * D + c];
+                        for (int j = 0; j <= i; j++)
+                            o += p[j] * base[(int64_t)j * 3 * D + 2 * D + c];
                         y[((int64_t)b * T + i) * D + h * dh + c] = o;
                     }
                 if (!dy) continue;
@@ -2231,7 +2244,8 @@ static void test_attention(void)
 static void test_lm_targets(void)
 {
     if (MISSING(lm_targets)) return;
-    static const int shapes[][3] = {{3, 5, 6}, {1, 1, 2}, {2, 4, 8}, {17, 9, 10}}; /* rows, T, stride */
+    /* rows, T, stride */
+    static const int shapes[][3] = {{3, 5, 6}, {1, 1, 2}, {2, 4, 8}, {17, 9, 10}};
     for (int s = 0; s < 4; s++) {
         const int rows = shapes[s][0], T = shapes[s][1], stride = shapes[s][2];
         begin("lm_targets", "n%d T%d stride%d", rows, T, stride);
@@ -2334,7 +2348,8 @@ static void test_vp_xent(void)
         const int *width = &splits[s][1];
         char sh[80];
         int n0 = snprintf(sh, sizeof sh, "n%d V%d slices", rows, V);
-        for (int k = 0; k < ns; k++) n0 += snprintf(sh + n0, sizeof sh - (size_t)n0, " %d", width[k]);
+        for (int k = 0; k < ns; k++)
+            n0 += snprintf(sh + n0, sizeof sh - (size_t)n0, " %d", width[k]);
         seed(1800 + s);
         int32_t *y = HI(rows);
         float *z = logits_with_ties(rows, V, y);
@@ -2388,12 +2403,14 @@ static void test_vp_xent(void)
                 }
                 const int64_t yl = y[r] - v0;
                 pairs[2 * r] = sum;
-                pairs[2 * r + 1] = yl >= 0 && yl < width[k] ? z[(int64_t)r * V + y[r]] - gmax[r] : 0;
+                pairs[2 * r + 1] =
+                    yl >= 0 && yl < width[k] ? z[(int64_t)r * V + y[r]] - gmax[r] : 0;
             }
             cmp_dd("(sum exp, target) pairs", after_sums[k] + rows, pairs, 2 * rows, NMSE_TOL);
             int64_t bad = 0;
             for (int r = 0; r < rows; r++) bad += after_sums[k][3 * rows + r] != am[r];
-            if (bad) failf("slice %d: lowest index of the max differs in %lld rows", k, (long long)bad);
+            if (bad)
+                failf("slice %d: lowest index of the max differs in %lld rows", k, (long long)bad);
         }
         finish();
         begin("vp_xent_finish", "%s", sh);
@@ -2416,7 +2433,8 @@ static void test_vp_xent(void)
         for (int k = 0; k < ns; v0 += width[k], k++) {
             const float *g = down_f(c.g_dev[k], (int64_t)rows * width[k]);
             for (int r = 0; r < rows; r++)
-                memcpy(gfull + (int64_t)r * V + v0, g + (int64_t)r * width[k], 4 * (size_t)width[k]);
+                memcpy(gfull + (int64_t)r * V + v0, g + (int64_t)r * width[k],
+                       4 * (size_t)width[k]);
         }
         fd_check("logits", &c, z, c.zd, (int64_t)rows * V, gfull, dref, vp_be_loss, vp_ref_loss);
         finish();
