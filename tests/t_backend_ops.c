@@ -23,8 +23,9 @@
  * ties (max pooling, max over time, argmax of the losses) go to the first maximum; GELU is the
  * erf form; embedding with no_wpe skips a non-NULL wpe (ops_seq.c passes it); batch norm's
  * running variance with n = 1 takes the biased (zero) variance; dropout keeps element i when
- * word i % 4 of pt_rng_block(seed, stream, i / 4) is >= p * 2^32 (the reference calls pt_rng_block, the RNG that t_rng checks against Philox's known
- * answers: it is the definition of the mask, not a kernel). */
+ * word i % 4 of pt_rng_block(seed, stream, i / 4) is >= p * 2^32 (the reference calls
+ * pt_rng_block, the RNG that t_rng checks against Philox's known answers: it is the definition of
+ * the mask, not a kernel). */
 #include <math.h>
 #include <omp.h>
 #include <stdarg.h>
