@@ -1107,11 +1107,14 @@ static double xent_ref_loss(void *p)
 }
 
 /* logits with ties in row 0 (label on the second maximum: wrong) and row 1 (label on the first
- * maximum: right), where there are rows and columns enough */
+ * maximum: right), where there are rows and columns enough; from 4 rows the last is 30 times
+ * larger (up to 90: exp overflows a float unless the max is subtracted first) */
 static float *logits_with_ties(int rows, int cols, int32_t *labels)
 {
     float *z = rand_f((int64_t)rows * cols, -3, 3);
     for (int r = 0; r < rows; r++) labels[r] = irand(cols);
+    if (rows >= 4)
+        for (int c = 0; c < cols; c++) z[(int64_t)(rows - 1) * cols + c] *= 30.0f;
     if (cols >= 6 && rows >= 2) {
         z[2] = z[5] = 3.5f, labels[0] = 5;
         z[cols + 1] = z[cols + 4] = 3.5f, labels[1] = 1;
