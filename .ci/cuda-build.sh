@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The second build of CI: the CUDA backend (configure --with-cuda), a VPATH build in build-cuda/
-# that must compile and link with nvcc; then tests/test_cuda_step.sh in it, which compares every
-# model's training on --backend cuda with --backend cpu where a GPU is present and SKIPs (with its
-# reason) where none is. Without nvcc the whole check is skipped with the reason (exit 77).
+# that must compile and link with nvcc; then tests/t_cuda_backend (every entry against the CPU
+# backend's) and tests/test_cuda_step.sh (every model's training on --backend cuda against
+# --backend cpu) in it, which run where a GPU is present and SKIP (with the reason) where none is. Without nvcc the whole check is skipped with the reason (exit 77).
 # Automake refuses a VPATH build of a source tree configured in place (as .ci/run's first build
 # is), so the sources are copied to build-cuda/src (.ci/srccopy.sh) and build-cuda/obj builds.
 #   .ci/cuda-build.sh   -> "cuda build: ok" / "cuda build: SKIP: reason"; non-zero on failure
@@ -34,9 +34,11 @@ if ldd .libs/libparatrain.so | grep -q 'libcuda\.so'; then bail "libparatrain li
 nm -D --defined-only .libs/libparatrain.so | grep -q ' T pt_backend_cuda_select$' ||
     bail "libparatrain has no pt_backend_cuda_select: kernels/cuda was not linked in"
 ./paratrain --help >/dev/null 2>&1 || bail "the CUDA build's paratrain does not start"
-make check TESTS=tests/test_cuda_step.sh >"$B/check.log" 2>&1
+make check TESTS="tests/t_cuda_backend tests/test_cuda_step.sh" >"$B/check.log" 2>&1
 rc=$?
-log=tests/test_cuda_step.sh.log
-[ -f "$log" ] && grep -E '^(SKIP|FAIL|ok):|max relative' "$log" | sed 's/^/cuda build: /'
-[ "$rc" -eq 0 ] || { [ -f "$log" ] && tail -30 "$log"; bail "tests/test_cuda_step.sh failed"; }
-echo "cuda build: ok (CUDA backend compiled and linked; test_cuda_step: $(sed -n 's/^:test-result: //p' tests/test_cuda_step.sh.trs))"
+for t in tests/t_cuda_backend tests/test_cuda_step.sh; do
+    [ -f "$t.log" ] && grep -E '^(SKIP|FAIL|ok)|max relative|checks,' "$t.log" | sed "s|^|cuda build: ${t#tests/}: |"
+done
+[ "$rc" -eq 0 ] || { tail -30 tests/t_cuda_backend.log tests/test_cuda_step.sh.log 2>/dev/null; bail "the CUDA tests failed"; }
+result() { sed -n 's/^:test-result: //p' "$1.trs"; }
+echo "cuda build: ok (CUDA backend compiled and linked; t_cuda_backend $(result tests/t_cuda_backend), test_cuda_step $(result tests/test_cuda_step.sh))"
