@@ -227,10 +227,13 @@ static void t_loss(void)
         REQUIRE_OK(gpu->vp_xent_sums(G_(z), lab.g, rows, cols, v0, st.g));
         cmp_d("vp_xent stat", &st, 1e-6);
         gpu->to_device(st.g, st.c, st.bytes); /* the same stat into both finishes */
-        const double fc = cpu->vp_xent_finish(C_(z), lab.c, rows, cols, v0, st.c, 0.5f, C_(dz), &cc);
-        const double fg = gpu->vp_xent_finish(G_(z), lab.g, rows, cols, v0, st.g, 0.5f, G_(dz), &cg);
+        const double fc =
+            cpu->vp_xent_finish(C_(z), lab.c, rows, cols, v0, st.c, 0.5f, C_(dz), &cc);
+        const double fg =
+            gpu->vp_xent_finish(G_(z), lab.g, rows, cols, v0, st.g, 0.5f, G_(dz), &cg);
         CHECK(fabs(fc - fg) <= 1e-9 * fabs(fc), "vp_xent_finish: cpu %.17g, cuda %.17g", fc, fg);
-        CHECK(cc == cg, "vp_xent_finish correct: cpu %lld, cuda %lld", (long long)cc, (long long)cg);
+        CHECK(cc == cg, "vp_xent_finish correct: cpu %lld, cuda %lld", (long long)cc,
+              (long long)cg);
         cmp_f("vp_xent_finish dlogits", &dz, 1e-5);
         drop(&st);
     }
@@ -272,7 +275,8 @@ static void t_pool(void)
                                  {.H = 7, .C = 2, .k = 3, .stride = 2, .Ho = 3}};
     for (int i = 0; i < 2; i++) {
         const pt_pool2d_desc *d = &ds[i];
-        const int64_t nx = (int64_t)rows * d->H * d->H * d->C, ny = (int64_t)rows * d->Ho * d->Ho * d->C;
+        const int64_t nx = (int64_t)rows * d->H * d->H * d->C;
+        const int64_t ny = (int64_t)rows * d->Ho * d->Ho * d->C;
         buf x = mkf(nx, 1), y = mkf(ny, 0), dy = mkf(ny, 1), dx = mkf(nx, 1);
         buf arg = mk(sizeof(int32_t) * ny);
         if (HAVE(maxpool2d_forward) && HAVE(maxpool2d_backward)) {
@@ -394,7 +398,8 @@ static void t_attention(void)
             const pt_embedding_desc *d = &ds[i];
             const int Vl = d->Vl ? d->Vl : d->V;
             buf tok = mk(sizeof(float) * rows * d->stride);
-            for (int j = 0; j < rows * d->stride; j++) ((float *)tok.h)[j] = (float)((j * 5) % d->V);
+            for (int j = 0; j < rows * d->stride; j++)
+                ((float *)tok.h)[j] = (float)((j * 5) % d->V);
             push(&tok);
             buf wte = mkf((size_t)Vl * d->D, 1), wpe = mkf((size_t)d->T * d->D, 1);
             buf y = mkf((size_t)rows * d->T * d->D, 0), dy = mkf((size_t)rows * d->T * d->D, 1);
@@ -417,7 +422,8 @@ static void t_attention(void)
     if (HAVE(attention_forward) && HAVE(attention_backward)) {
         const pt_attention_desc d = {.T = 9, .D = 8, .H = 2};
         const int64_t nq = (int64_t)rows * d.T * 3 * d.D, ny = (int64_t)rows * d.T * d.D;
-        buf qkv = mkf(nq, 2), y = mkf(ny, 0), dy = mkf(ny, 1), lse = mkf((size_t)rows * d.H * d.T, 0);
+        buf qkv = mkf(nq, 2), y = mkf(ny, 0), dy = mkf(ny, 1);
+        buf lse = mkf((size_t)rows * d.H * d.T, 0);
         buf dqkv = mkf(nq, 1);
         REQUIRE_OK(cpu->attention_forward(&d, rows, C_(qkv), C_(y), C_(lse)));
         REQUIRE_OK(gpu->attention_forward(&d, rows, G_(qkv), G_(y), G_(lse)));

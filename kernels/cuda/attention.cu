@@ -105,9 +105,11 @@ __global__ void k_attn_fwd(pt_attention_desc d, const float *qkv, float *y, floa
     for (int i = threadIdx.x; i < T; i += blockDim.x) {
         const float *q = base + (int64_t)i * 3 * D;
         float mx = -INFINITY;
-        for (int j = 0; j <= i; j++) mx = fmaxf(mx, dot(q, base + (int64_t)j * 3 * D + D, dh) * scale);
+        for (int j = 0; j <= i; j++)
+            mx = fmaxf(mx, dot(q, base + (int64_t)j * 3 * D + D, dh) * scale);
         float sum = 0.0f;
-        for (int j = 0; j <= i; j++) sum += expf(dot(q, base + (int64_t)j * 3 * D + D, dh) * scale - mx);
+        for (int j = 0; j <= i; j++)
+            sum += expf(dot(q, base + (int64_t)j * 3 * D + D, dh) * scale - mx);
         const float inv = 1.0f / sum;
         float *o = y + ((int64_t)b * T + i) * D + h * dh;
         for (int c = 0; c < dh; c++) o[c] = 0.0f;

@@ -59,7 +59,7 @@ __global__ void k_col2im(const float *col, int rows, int H, int C, int k, int s,
                 acc += col[((b * Ho + oy) * Ho + ox) * K + ((int64_t)ky * k + kx) * C + c];
             }
         }
-        dx[i] = beta == 0.0f ? acc : dx[i] + acc;
+        dx[i] = beta == 0.0f ? acc : beta * dx[i] + acc; /* 0 overwrites: dx may hold anything */
     }
 }
 

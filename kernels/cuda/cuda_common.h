@@ -25,7 +25,8 @@ bool pt_cuda_deterministic(void);
 void pt_cuda_record(pt_status st);
 const char *pt_cublas_status_name(cublasStatus_t s);
 
-#define PT_CUDA_HINT "run with CUDA_LAUNCH_BLOCKING=1 (or compute-sanitizer) to find the failing kernel"
+#define PT_CUDA_HINT                                                                               \
+    "run with CUDA_LAUNCH_BLOCKING=1 (or under compute-sanitizer) to find the failing kernel"
 
 /* Every CUDA runtime call: what failed, cudaGetErrorName/String, file:line (PT_ERR) and a hint. */
 #define PT_CUDA_CHECK(call)                                                                        \

@@ -131,9 +131,10 @@ static pt_status cuda_accumulate(float *dst, const float *src, int64_t n, float 
     return PT_OK;
 }
 
-/* ---- dropout: src/core/rng.c's Philox4x32-10, the same words for the same (seed, stream, index) */
+/* ---- dropout: src/core/rng.c's Philox4x32-10: the same words for (seed, stream, index) */
 
-static __device__ inline void philox(uint64_t seed, uint64_t stream, uint64_t index, uint32_t out[4])
+static __device__ inline void philox(uint64_t seed, uint64_t stream, uint64_t index,
+                                     uint32_t out[4])
 {
     uint32_t c0 = (uint32_t)index, c1 = (uint32_t)(index >> 32), c2 = (uint32_t)stream,
              c3 = (uint32_t)(stream >> 32);

@@ -47,7 +47,10 @@ __global__ void k_softmax_xent(const float *logits, const int32_t *labels, int r
             }
         }
     }
-    if (threadIdx.x == 0) partials[blockIdx.x] = loss, partials[PT_CUDA_RED_BLOCKS + blockIdx.x] = correct;
+    if (threadIdx.x == 0) {
+        partials[blockIdx.x] = loss;
+        partials[PT_CUDA_RED_BLOCKS + blockIdx.x] = correct;
+    }
 }
 
 /* Adds both partial arrays, writes out[0] = loss, out[1] = correct. */
@@ -74,7 +77,10 @@ static double finish_partials(int blocks, int64_t *correct)
     return out[0];
 }
 
-static int row_blocks(int rows) { return rows < PT_CUDA_RED_BLOCKS ? (rows > 0 ? rows : 1) : PT_CUDA_RED_BLOCKS; }
+static int row_blocks(int rows)
+{
+    return rows < PT_CUDA_RED_BLOCKS ? (rows > 0 ? rows : 1) : PT_CUDA_RED_BLOCKS;
+}
 
 static double cuda_softmax_xent(const float *logits, const int32_t *labels, int rows, int cols,
                                 float grad_scale, float *dlogits, int64_t *correct)
@@ -131,8 +137,8 @@ static pt_status cuda_vp_xent_max(const float *logits, int rows, int cols, doubl
     return PT_OK;
 }
 
-__global__ void k_vp_sums(const float *logits, const int32_t *labels, int rows, int cols, int64_t v0,
-                          double *stat)
+__global__ void k_vp_sums(const float *logits, const int32_t *labels, int rows, int cols,
+                          int64_t v0, double *stat)
 {
     __shared__ double shd[PT_CUDA_THREADS];
     __shared__ float shv[PT_CUDA_THREADS];
@@ -190,7 +196,10 @@ __global__ void k_vp_finish(const float *logits, const int32_t *labels, int rows
             }
         }
     }
-    if (threadIdx.x == 0) partials[blockIdx.x] = loss, partials[PT_CUDA_RED_BLOCKS + blockIdx.x] = correct;
+    if (threadIdx.x == 0) {
+        partials[blockIdx.x] = loss;
+        partials[PT_CUDA_RED_BLOCKS + blockIdx.x] = correct;
+    }
 }
 
 static double cuda_vp_xent_finish(const float *logits, const int32_t *labels, int rows, int cols,

@@ -54,7 +54,8 @@ __global__ void k_channel_total(const double *part, int C, int64_t n, double *su
     if (c == 0) sums[2 * C] = (double)n;
     if (c >= C) return;
     double t0 = 0.0, t1 = 0.0;
-    for (int b = 0; b < NB_BLOCKS; b++) t0 += part[(int64_t)b * 2 * C + c], t1 += part[(int64_t)b * 2 * C + C + c];
+    for (int b = 0; b < NB_BLOCKS; b++)
+        t0 += part[(int64_t)b * 2 * C + c], t1 += part[(int64_t)b * 2 * C + C + c];
     sums[c] = t0, sums[C + c] = t1;
     if (dgamma) dgamma[c] = (float)t1, dbeta[c] = (float)t0;
 }
@@ -148,10 +149,11 @@ __global__ void k_bn_backward_apply(const float *dy, const float *x, const float
     GRID_STRIDE(i, n * C)
     {
         const int c = (int)(i % C);
-        const float k = gamma[c] * rstd[c], a = (float)(sums[c] / cnt), b = (float)(sums[C + c] / cnt);
+        const float k = gamma[c] * rstd[c], a = (float)(sums[c] / cnt);
+        const float b = (float)(sums[C + c] / cnt);
         const float xhat = (x[i] - mean[c]) * rstd[c];
         const float v = k * (dy[i] - a - xhat * b);
-        dx[i] = beta_x != 0.0f ? dx[i] + v : v;
+        dx[i] = beta_x != 0.0f ? beta_x * dx[i] + v : v;
     }
 }
 
@@ -229,7 +231,7 @@ __global__ void k_ln_input_grad(const float *x, const float *dy, const float *ga
         float *dxr = dx + r * D;
         for (int i = 0; i < D; i++) {
             const float v = rs * (dyr[i] * gamma[i] - mg - (xr[i] - mu) * rs * mgx);
-            dxr[i] = beta_x != 0.0f ? dxr[i] + v : v;
+            dxr[i] = beta_x != 0.0f ? beta_x * dxr[i] + v : v;
         }
     }
 }

@@ -65,7 +65,7 @@ __global__ void k_maxpool_bwd(pt_pool2d_desc d, int rows, const float *dy, const
                 const int64_t o = ((b * Ho + oy) * Ho + ox) * C + c;
                 if (arg[o] == self) acc += dy[o];
             }
-        dx[i] = beta == 0.0f ? acc : dx[i] + acc;
+        dx[i] = beta == 0.0f ? acc : beta * dx[i] + acc; /* 0 overwrites: dx may hold anything */
     }
 }
 
@@ -119,7 +119,7 @@ __global__ void k_avgpool_bwd(pt_pool2d_desc d, int rows, const float *dy, float
         float acc = 0.0f;
         for (int oy = oy0; oy < oy1; oy++)
             for (int ox = ox0; ox < ox1; ox++) acc += dy[((b * Ho + oy) * Ho + ox) * C + c] * inv;
-        dx[i] = beta == 0.0f ? acc : dx[i] + acc;
+        dx[i] = beta == 0.0f ? acc : beta * dx[i] + acc; /* 0 overwrites: dx may hold anything */
     }
 }
 

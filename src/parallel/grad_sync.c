@@ -146,7 +146,7 @@ static pt_status start_bucket(pt_grad_sync *gs, pt_bucket *b)
 {
     float *g = gs->m->g + b->off;
     PT_TRY(make_room(gs));
-    if (gs->hg) { /* staged: the bucket's gradient down to the host (waits for backward's kernels) */
+    if (gs->hg) { /* staged: the bucket down to the host (waits for backward's kernels) */
         gs->m->be->to_host(gs->hg + b->off, g, sizeof(float) * (size_t)b->count);
         PT_TRY(gs->m->be->synchronize());
         g = gs->hg + b->off;
@@ -160,7 +160,8 @@ static pt_status start_bucket(pt_grad_sync *gs, pt_bucket *b)
         counts[r] = hi > lo ? hi - lo : 0;
     }
     int64_t mine = gs->shard_off > b->off ? gs->shard_off : b->off;
-    float *dst = (gs->hshard ? gs->hshard : gs->gshard) + (counts[gs->rank] ? mine - gs->shard_off : 0);
+    float *dst = (gs->hshard ? gs->hshard : gs->gshard) +
+                 (counts[gs->rank] ? mine - gs->shard_off : 0);
     return pt_ireduce_scatter(gs->pc, g, dst, counts, PT_F32, PT_SUM, &b->req);
 }
 

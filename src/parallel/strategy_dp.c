@@ -304,8 +304,10 @@ static void dp_teardown(pt_train_state *s)
     if (!d) return;
     pt_grad_sync_free(&d->gs);
     pt_compressor_free(&d->z);
-    if (d->tp_partial && s->model.be && s->model.be->host_free) s->model.be->host_free(d->tp_partial);
-    else free(d->tp_partial);
+    if (d->tp_partial && s->model.be && s->model.be->host_free)
+        s->model.be->host_free(d->tp_partial);
+    else
+        free(d->tp_partial);
     free(d);
     s->strategy_state = NULL;
 }

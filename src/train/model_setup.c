@@ -20,7 +20,8 @@ pt_status pt_train_build_model(pt_model *m, const pt_train_config *c, const pt_d
 {
     const pt_backend *be = pt_backend_by_name(c->backend);
     if (!be && !strcmp(c->backend, "cuda"))
-        return PT_ERR(PT_ERR_CUDA, "configure with --with-cuda on a GPU machine, or use --backend cpu",
+        return PT_ERR(PT_ERR_CUDA,
+                      "configure with --with-cuda on a GPU machine, or use --backend cpu",
                       "--backend cuda is not available: %s", pt_backend_cuda_why());
     if (!be)
         return PT_ERR(PT_ERR_ARG, "choose cpu or cuda", "unknown backend '%s'", c->backend);
