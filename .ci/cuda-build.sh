@@ -30,14 +30,16 @@ sed -n '/paratrain .* configured/,$p' "$B/configure.log"
 grep -q '^#define HAVE_CUDA 1' config.h || bail "configure --with-cuda did not define HAVE_CUDA"
 make -j2 >"$B/make.log" 2>&1 || { grep -B2 -A8 -i 'error' "$B/make.log" | head -60; bail "the CUDA build failed"; }
 # runtime API only: a binary that needs libcuda.so does not even start without a driver
-if ldd .libs/libparatrain.so | grep -q 'libcuda\.so'; then bail "libparatrain links libcuda.so (use the runtime API only)"; fi
-nm -D --defined-only .libs/libparatrain.so | grep -q ' T pt_backend_cuda_select$' ||
-    bail "libparatrain has no pt_backend_cuda_select: kernels/cuda was not linked in"
+# (whole outputs into variables: grep -q would close the pipe early, and pipefail fail it)
+libs=$(ldd .libs/libparatrain.so) syms=$(nm -D --defined-only .libs/libparatrain.so)
+case $libs in *libcuda.so*) bail "libparatrain links libcuda.so (use the runtime API only)" ;; esac
+case $syms in *" T pt_backend_cuda_select"*) ;;
+*) bail "libparatrain has no pt_backend_cuda_select: kernels/cuda was not linked in" ;; esac
 ./paratrain --help >/dev/null 2>&1 || bail "the CUDA build's paratrain does not start"
 make check TESTS="tests/t_cuda_backend tests/test_cuda_step.sh" >"$B/check.log" 2>&1
 rc=$?
 for t in tests/t_cuda_backend tests/test_cuda_step.sh; do
-    [ -f "$t.log" ] && grep -E '^(SKIP|FAIL|ok)|max relative|checks,' "$t.log" | sed "s|^|cuda build: ${t#tests/}: |"
+    [ -f "$t.log" ] && grep -E '^(SKIP:|FAIL|ok:)|max relative|checks,' "$t.log" | sed "s|^|cuda build: ${t#tests/}: |"
 done
 [ "$rc" -eq 0 ] || { tail -30 tests/t_cuda_backend.log tests/test_cuda_step.sh.log 2>/dev/null; bail "the CUDA tests failed"; }
 result() { sed -n 's/^:test-result: //p' "$1.trs"; }
