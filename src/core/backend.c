@@ -6,7 +6,7 @@
 
 #include <string.h>
 
-#if !HAVE_CUDA
+#if !HAVE_CUDA /* kernels/cuda/backend_cuda.cu has the real ones */
 const pt_backend *pt_backend_cuda(void) { return NULL; }
 const char *pt_backend_cuda_why(void)
 {

@@ -12,6 +12,18 @@
 
 static void on_grad_ready(void *arg, int64_t offset, int64_t count);
 
+/* Host memory for MPI: pinned where the backend has it (so the copies run at full speed). */
+static void *host_alloc(const pt_backend *be, size_t bytes)
+{
+    return be->host_alloc ? be->host_alloc(bytes) : malloc(bytes);
+}
+static void host_free(const pt_backend *be, void *p)
+{
+    if (!p) return;
+    if (be->host_free) be->host_free(p);
+    else free(p);
+}
+
 /* Buckets at parameter boundaries, walking the parameters from the last (backward's first) */
 static pt_status make_buckets(pt_grad_sync *gs, double bucket_mib)
 {
@@ -54,6 +66,18 @@ pt_status pt_grad_sync_init(pt_grad_sync *gs, pt_comm *pc, pt_model *m, bool zer
         gs->gshard = m->be->alloc(bytes);
         PT_ALLOC_CHECK(gs->gshard, bytes);
     }
+    /* device memory never reaches MPI: the collectives run on host copies (grad_sync.h) */
+    gs->staged = strcmp(m->be->name, "cpu") != 0;
+    if (gs->staged) {
+        size_t bytes = sizeof(float) * (size_t)(m->numel ? m->numel : 1);
+        gs->hg = host_alloc(m->be, bytes);
+        PT_ALLOC_CHECK(gs->hg, bytes);
+        if (gs->gshard) {
+            bytes = sizeof(float) * (size_t)(gs->shard_count ? gs->shard_count : 1);
+            gs->hshard = host_alloc(m->be, bytes);
+            PT_ALLOC_CHECK(gs->hshard, bytes);
+        }
+    }
     if (zero && !exact && gs->size > 1 && pc->nnodes == 1 && pc->user_slots &&
         pc->node_rank == pc->rank && (char *)m->g == pc->user_slots[pc->rank] &&
         m->w == m->g + m->numel) {
@@ -79,6 +103,8 @@ void pt_grad_sync_free(pt_grad_sync *gs)
     if (gs->m) {
         if (gs->m->grad_ready == on_grad_ready) gs->m->grad_ready = NULL;
         if (gs->gshard) gs->m->be->free(gs->gshard);
+        host_free(gs->m->be, gs->hg);
+        host_free(gs->m->be, gs->hshard);
     }
     for (int b = 0; b < gs->nbuckets; b++)
         if (gs->buckets[b].req) pt_coll_wait(&gs->buckets[b].req);
@@ -92,6 +118,16 @@ void pt_grad_sync_free(pt_grad_sync *gs)
 /* At most two buckets in flight: the node-aware allreduce has two shared-memory regions per
  * communicator, and on this machine more concurrency only splits the same memory bandwidth. */
 #define MAX_IN_FLIGHT 2
+
+/* A bucket's collective completed; staged without ZeRO-1, its reduced gradient goes back up. */
+static void bucket_done(pt_grad_sync *gs, pt_bucket *b)
+{
+    b->done = 1;
+    gs->t_last_done = pt_now();
+    if (gs->hg && !gs->zero)
+        gs->m->be->to_device(gs->m->g + b->off, gs->hg + b->off, sizeof(float) * (size_t)b->count);
+}
+
 static pt_status make_room(pt_grad_sync *gs)
 {
     int in_flight = 0, oldest = -1;
@@ -102,8 +138,7 @@ static pt_status make_room(pt_grad_sync *gs)
         }
     if (in_flight < MAX_IN_FLIGHT) return PT_OK;
     PT_TRY(pt_coll_wait(&gs->buckets[oldest].req));
-    gs->buckets[oldest].done = 1;
-    gs->t_last_done = pt_now();
+    bucket_done(gs, &gs->buckets[oldest]);
     return PT_OK;
 }
 
@@ -111,6 +146,11 @@ static pt_status start_bucket(pt_grad_sync *gs, pt_bucket *b)
 {
     float *g = gs->m->g + b->off;
     PT_TRY(make_room(gs));
+    if (gs->hg) { /* staged: the bucket down to the host (waits for backward's kernels) */
+        gs->m->be->to_host(gs->hg + b->off, g, sizeof(float) * (size_t)b->count);
+        PT_TRY(gs->m->be->synchronize());
+        g = gs->hg + b->off;
+    }
     if (!gs->zero) return pt_iallreduce(gs->pc, PT_IN_PLACE, g, b->count, PT_F32, PT_SUM, &b->req);
     int64_t counts[gs->size];
     for (int r = 0; r < gs->size; r++) {
@@ -120,7 +160,8 @@ static pt_status start_bucket(pt_grad_sync *gs, pt_bucket *b)
         counts[r] = hi > lo ? hi - lo : 0;
     }
     int64_t mine = gs->shard_off > b->off ? gs->shard_off : b->off;
-    float *dst = gs->gshard + (counts[gs->rank] ? mine - gs->shard_off : 0);
+    float *dst = (gs->hshard ? gs->hshard : gs->gshard) +
+                 (counts[gs->rank] ? mine - gs->shard_off : 0);
     return pt_ireduce_scatter(gs->pc, g, dst, counts, PT_F32, PT_SUM, &b->req);
 }
 
@@ -129,8 +170,9 @@ static pt_status progress(pt_grad_sync *gs)
     for (int i = 0; i < gs->next; i++) {
         pt_bucket *b = &gs->buckets[i];
         if (b->done) continue;
-        PT_TRY(pt_coll_test(&b->req, &b->done));
-        if (b->done) gs->t_last_done = pt_now();
+        int done = 0;
+        PT_TRY(pt_coll_test(&b->req, &done));
+        if (done) bucket_done(gs, b);
     }
     return PT_OK;
 }
@@ -174,7 +216,14 @@ pt_status pt_grad_sync_finish(pt_grad_sync *gs, double *wait_s)
     pt_status st = gs->err;
     if (gs->z && gs->z->cfg.kind != PT_COMPRESS_NONE) { /* compressed, even on one rank */
         gs->t_first = t0;
-        if (st == PT_OK) st = pt_compressor_step(gs->z, gs->pc, gs->m->g, gs->epoch);
+        const size_t bytes = sizeof(float) * (size_t)gs->m->numel;
+        if (st == PT_OK && gs->hg) gs->m->be->to_host(gs->hg, gs->m->g, bytes);
+        if (st == PT_OK)
+            st = pt_compressor_step(gs->z, gs->pc, gs->hg ? gs->hg : gs->m->g, gs->epoch);
+        if (st == PT_OK && gs->hg) {
+            gs->m->be->to_device(gs->m->g, gs->hg, bytes);
+            st = gs->m->be->synchronize();
+        }
         gs->t_last_done = pt_now();
         *wait_s = gs->t_last_done - t0;
         return st;
@@ -211,8 +260,13 @@ pt_status pt_grad_sync_finish(pt_grad_sync *gs, double *wait_s)
         if (b->done) continue;
         pt_status w = pt_coll_wait(&b->req);
         if (st == PT_OK) st = w;
-        b->done = 1;
-        gs->t_last_done = pt_now();
+        bucket_done(gs, b);
+    }
+    if (gs->hg) { /* staged: ZeRO-1's shard up to the device, and any failed copy reported */
+        if (st == PT_OK && gs->hshard)
+            gs->m->be->to_device(gs->gshard, gs->hshard, sizeof(float) * (size_t)gs->shard_count);
+        pt_status sy = gs->m->be->synchronize();
+        if (st == PT_OK) st = sy;
     }
     *wait_s = pt_now() - t0;
     return st;
@@ -242,6 +296,10 @@ static inline __int128 to_fixed(float f, int64_t *bad)
 void pt_grad_sync_exact_add(pt_grad_sync *gs, bool first)
 {
     const float *g = gs->m->g;
+    if (gs->hg) { /* staged: the chunk's gradient, read on the host */
+        gs->m->be->to_host(gs->hg, g, sizeof(float) * (size_t)gs->m->numel);
+        g = gs->hg;
+    }
     __int128 *acc = gs->acc;
     const int64_t n = gs->m->numel;
     int64_t bad = 0;
@@ -257,11 +315,15 @@ pt_status pt_grad_sync_exact_reduce(pt_grad_sync *gs)
 {
     const int64_t n = gs->m->numel;
     if (gs->size > 1) PT_TRY(pt_allreduce(gs->pc, PT_IN_PLACE, gs->acc, n, PT_I128, PT_SUM));
-    float *g = gs->m->g;
+    float *g = gs->hg ? gs->hg : gs->m->g;
     const __int128 *acc = gs->acc;
     const double inv = ldexp(1.0, -PT_EXACT_FRAC_BITS);
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) g[i] = (float)((double)acc[i] * inv);
+    if (gs->hg) {
+        gs->m->be->to_device(gs->m->g, gs->hg, sizeof(float) * (size_t)n);
+        return gs->m->be->synchronize();
+    }
     return PT_OK;
 }
 
@@ -303,6 +365,14 @@ pt_status pt_grad_sync_update(pt_grad_sync *gs, pt_optimizer *opt, float lr)
         /* no barrier after: a peer rewrites its shard only after the next step's first barrier,
          * which this rank reaches once its copies are done */
         return PT_OK;
+    }
+    if (gs->hg) { /* staged: the updated shard down, the allgather on the host, all of w up */
+        const pt_backend *be = gs->m->be;
+        be->to_host(gs->hg + off, gs->m->w + off, sizeof(float) * (size_t)n);
+        PT_TRY(be->synchronize());
+        PT_TRY(pt_allgather(gs->pc, gs->hg + off, gs->hg, gs->shard_counts, PT_F32));
+        be->to_device(gs->m->w, gs->hg, sizeof(float) * (size_t)gs->m->numel);
+        return be->synchronize();
     }
     /* in place: this rank's block already sits at its offset of w */
     return pt_allgather(gs->pc, gs->m->w + off, gs->m->w, gs->shard_counts, PT_F32);

@@ -57,6 +57,13 @@ typedef struct {
     /* --compress: the compressed collective replaces the allreduce (no buckets, no ZeRO) */
     pt_compressor *z;
     double epoch; /* of the current step, for the density warm-up */
+    /* A backend other than the CPU (device memory) with this Open MPI, which is not CUDA-aware:
+     * every collective runs on a host copy. hg: the gradient's host copy, numel floats (pinned,
+     * be->host_alloc), each bucket copied down as backward finishes it and back up when its
+     * collective completes; under ZeRO-1 it then stages the allgather of the parameters. hshard:
+     * ZeRO-1's reduced shard as received, copied up into gshard. NULL on the CPU. */
+    bool staged;
+    float *hg, *hshard;
     /* timing of the current step */
     double t_calls;      /* seconds inside collective calls while backward runs */
     double t_first, t_last_done; /* first bucket started, last bucket seen complete */

@@ -95,6 +95,10 @@ static pt_status dp_setup(pt_train_state *s)
     }
     st = pt_grad_sync_init(&d->gs, dp, m, c->zero == 1, c->reproducible, c->bucket_mb);
     PT_TRY(pt_agree(s->world, st, NULL));
+    if (d->gs.staged && dp->size > 1 && !c->quiet)
+        pt_log_info("backend %s: Open MPI is not CUDA-aware here, so the gradients go through "
+                    "pinned host memory (each bucket copied down, reduced, copied back)",
+                    m->be->name);
     /* ZeRO-1: the optimizer state of this rank's shard only */
     st = pt_train_make_optimizer(s, d->gs.shard_off, d->gs.shard_count);
     PT_TRY(pt_agree(s->world, st, NULL));
@@ -102,7 +106,10 @@ static pt_status dp_setup(pt_train_state *s)
     PT_TRY(pt_agree(s->world, st, NULL));
     for (int i = 0; i < m->nparams; i++)
         if (m->params[i].grad_over_tp) d->tp_partial_n += m->params[i].numel;
-    if (d->tp_partial_n && !(d->tp_partial = malloc(sizeof(float) * (size_t)d->tp_partial_n)))
+    /* host memory for MPI (pinned on a device backend) */
+    const size_t tp_bytes = sizeof(float) * (size_t)d->tp_partial_n;
+    if (d->tp_partial_n &&
+        !(d->tp_partial = m->be->host_alloc ? m->be->host_alloc(tp_bytes) : malloc(tp_bytes)))
         st = PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the partial gradients of the tp group");
     return pt_agree(s->world, st, NULL);
 }
@@ -297,7 +304,10 @@ static void dp_teardown(pt_train_state *s)
     if (!d) return;
     pt_grad_sync_free(&d->gs);
     pt_compressor_free(&d->z);
-    free(d->tp_partial);
+    if (d->tp_partial && s->model.be && s->model.be->host_free)
+        s->model.be->host_free(d->tp_partial);
+    else
+        free(d->tp_partial);
     free(d);
     s->strategy_state = NULL;
 }

@@ -413,11 +413,10 @@ pt_status pt_train_config_check(const pt_train_config *c)
     PT_TRY(pt_allreduce_algo_parse(c->allreduce, &algo));
     if (strcmp(c->conv_algo, "auto") && strcmp(c->conv_algo, "im2col"))
         return PT_ERR(PT_ERR_ARG, "choose auto or im2col", "unknown --conv-algo '%s'", c->conv_algo);
-    if (!pt_backend_by_name(c->backend))
-        return PT_ERR(PT_ERR_ARG,
-                      strcmp(c->backend, "cuda") ? "choose cpu or cuda"
-                                                 : "configure with --with-cuda on a GPU machine",
-                      "backend '%s' is not available in this build", c->backend);
+    /* the name only: asking for the CUDA backend here would initialize it on device 0 before
+     * each rank selects its own (pt_train_setup_model says when it is missing) */
+    if (strcmp(c->backend, "cpu") && strcmp(c->backend, "cuda"))
+        return PT_ERR(PT_ERR_ARG, "choose cpu or cuda", "unknown backend '%s'", c->backend);
     PT_TRY(check_augment(c->augment));
     pt_compress_config zc;
     PT_TRY(pt_compress_parse(c->compress, &zc));

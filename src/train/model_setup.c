@@ -19,11 +19,12 @@ pt_status pt_train_build_model(pt_model *m, const pt_train_config *c, const pt_d
                                int max_batch, struct pt_comm *tp)
 {
     const pt_backend *be = pt_backend_by_name(c->backend);
+    if (!be && !strcmp(c->backend, "cuda"))
+        return PT_ERR(PT_ERR_CUDA,
+                      "configure with --with-cuda on a GPU machine, or use --backend cpu",
+                      "--backend cuda is not available: %s", pt_backend_cuda_why());
     if (!be)
-        return PT_ERR(PT_ERR_ARG,
-                      strcmp(c->backend, "cuda") ? "choose cpu or cuda"
-                                                 : "configure with --with-cuda on a GPU machine",
-                      "backend '%s' is not available in this build", c->backend);
+        return PT_ERR(PT_ERR_ARG, "choose cpu or cuda", "unknown backend '%s'", c->backend);
     /* --reproducible promises the same bits for any thread count too, which GEMM alone breaks */
     if (be->set_deterministic) be->set_deterministic(c->reproducible);
     pt_model_options mo = {.dropout = (float)c->dropout, .sync_bn = c->sync_bn};
@@ -70,10 +71,39 @@ static int sum_over_dp(void *arg, double *x, int n)
     return st == PT_OK ? MPI_SUCCESS : MPI_ERR_OTHER;
 }
 
+/* --backend cuda: the modes whose communication is not staged through host memory yet are
+ * refused, then each rank takes the GPU of its node-local rank (modulo the GPUs present). Open MPI
+ * here is not CUDA-aware, so anything handing a device pointer to MPI would crash in MPI. */
+static pt_status select_cuda(const pt_train_state *s)
+{
+    const pt_train_config *c = s->cfg;
+    const char *mode = c->tp > 1 ? "--tp > 1" : c->pp > 1 ? "--pp > 1"
+                                         : c->ps_servers > 0 ? "--ps-servers" : NULL;
+    if (mode)
+        return PT_ERR(PT_ERR_ARG, "use --backend cpu for this mode, or plain data parallelism on "
+                                  "the GPU",
+                      "--backend cuda does not support %s yet: that mode's communication still "
+                      "hands device memory to MPI, and this Open MPI is not CUDA-aware (only the "
+                      "data-parallel gradients are staged through host memory)", mode);
+    MPI_Comm node;
+    int local = 0;
+    PT_MPI_CHECK(MPI_Comm_split_type(s->world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+    int rc = MPI_Comm_rank(node, &local);
+    MPI_Comm_free(&node);
+    PT_MPI_CHECK(rc);
+    return pt_backend_cuda_select(local);
+}
+
 pt_status pt_train_setup_model(pt_train_state *s, int max_batch)
 {
     const pt_train_config *c = s->cfg;
-    pt_status st = pt_train_build_model(&s->model, c, &s->train, max_batch, s->tp);
+    pt_status st = PT_OK;
+    if (!strcmp(c->backend, "cuda")) {
+        /* every rank fails alike (no device anywhere, or a refused mode): one message */
+        st = select_cuda(s);
+        PT_TRY(pt_agree(s->world, st, NULL));
+    }
+    st = pt_train_build_model(&s->model, c, &s->train, max_batch, s->tp);
     PT_TRY(pt_agree(s->world, st, NULL));
     st = pt_model_init(&s->model, c->seed);
     PT_TRY(pt_agree(s->world, st, NULL));
