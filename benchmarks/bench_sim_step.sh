@@ -11,7 +11,11 @@
 # Batches: weak = the profile's batch per rank (mlp 64, resnet 32, gpt 8); strong = a global
 # batch of mlp 8192, resnet 4096, gpt 1024 (so 8, 4 and 1 per rank at 1024). --bucket-mb
 # ${BUCKET_MB:-4}. Same simulation settings as benchmarks/bench_sim.sh (docs/SCALE.md), and
-# MPI_Test charged 0.1 us (SMPI's default 100 us a call would dominate the bucket polling).
+# MPI_Test charged 0.1 us (SMPI's default 100 us a call would dominate the bucket polling) and
+# MPI_Iprobe 1 us, not 10 ns: the sparse collectives poll it and each poll is a SimGrid call, so
+# fewer polls for the same wait (a wait ends up to 1 us late: the 16-rank mlp top-k step moved
+# by 1.4 us of 29.8 ms).
+# Shared-malloc block 16 MiB: one mapping per shared buffer (sim/scale4096.sh says why).
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-$top/benchmarks/out/sim_step}
@@ -23,12 +27,12 @@ RUNS=${1:-}
 if [ -z "$RUNS" ]; then
     RUNS=$out/runs.txt
     : >"$RUNS"
-    for m in mlp resnet gpt; do
-        for p in 16 64 256; do echo "fattree 4 $p $m $DENSE,topk,sign" >>"$RUNS"; done
-        # 1024: the ring-based schedules (ring, hierarchical, sign's allgather) send O(p) messages
-        # a rank and took minutes a collective (RESULTS.md); the log p ones only
-        echo "fattree 4 1024 $m rabenseifner,topk" >>"$RUNS"
+    for p in 16 64 256; do
+        for m in mlp resnet gpt; do echo "fattree 4 $p $m $DENSE,topk,sign" >>"$RUNS"; done
     done
+    # 1024: the ring-based schedules (ring, hierarchical, sign's allgather) send O(p) messages a
+    # rank, and SimGrid took minutes of wall time a collective here; the log p ones only
+    for m in mlp resnet gpt; do echo "fattree 4 1024 $m rabenseifner,topk" >>"$RUNS"; done
 fi
 weak() { case $1 in mlp) echo 64 ;; resnet) echo 32 ;; gpt) echo 8 ;; esac; }
 strong() { case $1 in mlp) echo 8192 ;; resnet) echo 4096 ;; gpt) echo 1024 ;; esac; }
@@ -44,11 +48,11 @@ while read -r plat l p model algos; do
     sel=${SIM_SELECTOR:-mpich}
     [ "$p" -lt 1024 ] || sel=${SIM_SELECTOR:-default}
     rc=0
-    nice /usr/bin/time -v -o "$out/time.txt" timeout -k 5 "${SIM_TIMEOUT:-1200}" smpirun -np "$p" \
+    /usr/bin/time -v -o "$out/time.txt" timeout -k 5 "${SIM_TIMEOUT:-1200}" smpirun -np "$p" \
         -platform "$top/sim/platforms/$plat.xml" -hostfile "$out/hosts" --log=root.thres:critical \
         --cfg=smpi/simulate-computation:no --cfg=network/model:CM02 --cfg=network/crosstraffic:0 \
-        --cfg=smpi/coll-selector:$sel --cfg=smpi/iprobe:1e-8 --cfg=smpi/test:1e-7 --cfg=smpi/shared-malloc:global \
-        --cfg=smpi/auto-shared-malloc-thresh:65536 \
+        --cfg=smpi/coll-selector:$sel --cfg=smpi/iprobe:1e-6 --cfg=smpi/test:1e-7 --cfg=smpi/shared-malloc:global \
+        --cfg=smpi/auto-shared-malloc-thresh:65536 --cfg=smpi/shared-malloc-blocksize:16777216 \
         "$exe" --table "$top/sim/models/$model.tsv" --algos "$algos" --weak "$(weak "$model")" \
         --strong "$(strong "$model")" --bucket-mb "$bucket" >"$out/run.out" 2>&1 </dev/null || rc=$?
     grep -E '^[0-9]+,' "$out/run.out" | sed "s/^/$plat,$l,$bucket,/" >>"$raw" || true

@@ -26,7 +26,7 @@ trap 'rm -rf "$tmp"' EXIT
 cpu() { # cpu STEPS: user + sys seconds of a STEPS-step run
     /usr/bin/time -f "%U %S" -o "$tmp/time" ./paratrain train --data "$data" --model "$spec" \
         --batch "$batch" --optimizer momentum --lr 0.01 --max-steps "$1" --eval-every 100000 \
-        --log-every 100000 --quiet true --validate-data false --ckpt-dir "$tmp/ckpt$1" \
+        --log-every 100000 --quiet true --validate-data false --eval-batch 64 --ckpt-dir "$tmp/ckpt$1" \
         >"$tmp/train.out" 2>&1 || { cat "$tmp/train.out" >&2; exit 1; }
     awk '{ print $1 + $2 }' "$tmp/time"
 }
