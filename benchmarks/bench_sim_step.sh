@@ -62,5 +62,6 @@ while read -r plat l p model algos; do
     echo "$plat,$l,$p,$model,\"$algos\",$wall,$rss,$rc,$(cut -d' ' -f1 /proc/loadavg)" >>"$runs"
     echo "bench_sim_step: $wall s, RSS $rss KB, rc $rc" >&2
 done <"$RUNS"
-/usr/bin/python3 "$top/sim/step_table.py" "$raw" "$runs" "$out/sim_step.csv" >"$out/sim_step.md"
+/usr/bin/python3 "$top/sim/step_table.py" "$raw" "$runs" "$out/sim_step.csv" "$top"/sim/models/*.tsv \
+    >"$out/sim_step.md"
 cat "$out/sim_step.md"

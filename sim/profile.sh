@@ -13,6 +13,9 @@
 #      CPU time too): forward, the backward time between the grad_ready hook calls (the ranges
 #      buckets start from), the update, and the compression work of top-k 0.1% and sign;
 #      pt-sim-step scales them all so that forward + backward + update = paratrain_step_s.
+# PROFILE_ONLY=1 leaves out step 1 (no paratrain_step_s: pt-sim-step then takes the profile's
+# own times unscaled). For gpt on this machine, whose final evaluation of the kjv-lm validation
+# split costs about a minute of CPU per run.
 # Run from the repository root after ./configure && make. The machine's CPU and load go into
 # the table's header.
 set -eu
@@ -30,19 +33,27 @@ cpu() { # cpu STEPS: user + sys seconds of a STEPS-step run
         >"$tmp/train.out" 2>&1 || { cat "$tmp/train.out" >&2; exit 1; }
     awk '{ print $1 + $2 }' "$tmp/time"
 }
-c1=$(cpu 5)
-c2=$(cpu $((5 + steps)))
-step_s=$(echo "$c1 $c2 $steps" | awk '{ print ($2 - $1) / $3 }')
-ck=$(find "$tmp/ckpt5" -name '*.h5' | sort | tail -1)
+if [ -z "${PROFILE_ONLY:-}" ]; then
+    c1=$(cpu 5)
+    c2=$(cpu $((5 + steps)))
+    step_s=$(echo "$c1 $c2 $steps" | awk '{ print ($2 - $1) / $3 }')
+fi
+ck=$(find "$tmp/ckpt5" -name '*.h5' 2>/dev/null | sort | tail -1)
 out=sim/models/$name.tsv
 {
     echo "# sim/profile.sh $name '$spec' $batch $data $steps, $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "# CPU: $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1), $(getconf _NPROCESSORS_ONLN) cores," \
         "load average $(cut -d' ' -f1-3 /proc/loadavg) (shared machine)"
-    echo "# ./paratrain 1 rank, 1 thread, batch $batch: CPU $c1 s for 5 steps, $c2 s for $((5 + steps))"
-    printf 'paratrain_step_s\t%s\n' "$step_s"
+    if [ -z "${PROFILE_ONLY:-}" ]; then
+        echo "# ./paratrain 1 rank, 1 thread, batch $batch: CPU $c1 s for 5 steps, $c2 s for $((5 + steps))"
+        printf 'paratrain_step_s\t%s\n' "$step_s"
+    else
+        echo "# PROFILE_ONLY: no ./paratrain step measured; the profile's times are used unscaled"
+    fi
     "$prof" "$spec" "$batch" 12 2>/dev/null | sed "/^cpu:/s/^/# /"
-    echo "# pt-ckpt info of the checkpoint ./paratrain wrote:"
-    ./pt-ckpt info "$ck" 2>&1 | sed 's/^/#   /'
+    if [ -n "$ck" ]; then
+        echo "# pt-ckpt info of the checkpoint ./paratrain wrote:"
+        ./pt-ckpt info "$ck" 2>&1 | sed 's/^/#   /'
+    fi
 } >"$out"
 echo "$out"

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The simulated training step's tables (benchmarks/bench_sim_step.sh):
 
-  step_table.py RAW.csv RUNS.csv OUT.csv > TABLE.md
+  step_table.py RAW.csv RUNS.csv OUT.csv [sim/models/*.tsv] > TABLE.md
 
 One table per (model, scaling mode): scaling efficiency (simulated step time in parentheses, ms)
 per allreduce and simulated rank count; then each smpirun's wall time and peak RSS. OUT.csv is
@@ -9,6 +9,7 @@ RAW.csv sorted, the data of the tables."""
 import csv, os, sys
 
 raw, runs, out = sys.argv[1:4]
+tables = sys.argv[4:]
 rows = list(csv.DictReader(open(raw)))
 key = lambda r: (r["model"], r["mode"], r["algo"], int(r["p"]))
 rows.sort(key=key)
@@ -27,6 +28,32 @@ loads = [float(r["load"]) for r in run_rows if r.get("load")]
 print(f"CPU: {cpu}, {os.cpu_count()} cores; load average during the runs "
       f"{min(loads) if loads else 0:.1f}-{max(loads) if loads else 0:.1f} (shared machine: affects "
       "the wall times only, the simulated times are deterministic)\n")
+if tables:
+    print("One rank's step (sim/models/*.tsv, 1 thread, CPU time; every part scaled so that forward + "
+          "backward + update = the ./paratrain step):\n")
+    print("| model | parameters | batch | ./paratrain step (ms) | scale | forward | backward | "
+          "update | top-k 0.1% work | sign work | backward ranges |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for path in tables:
+        kv, nready = {}, 0
+        for line in open(path):
+            f = line.split()
+            if not f or f[0].startswith("#"):
+                continue
+            if f[0] == "ready":
+                nready += 1
+            elif len(f) == 2:
+                kv[f[0]] = f[1]
+        g = lambda k: float(kv.get(k, 0))
+        tot = g("forward_s") + g("backward_s") + g("update_s")
+        sc = g("paratrain_step_s") / tot if g("paratrain_step_s") > 0 else 1.0
+        ms = lambda k: f"{g(k) * sc * 1e3:.2f}"
+        step = (f"{g('paratrain_step_s') * 1e3:.2f} | {sc:.3f}" if g("paratrain_step_s") > 0
+                else f"- (profile {tot * 1e3:.2f}) | 1")
+        print(f"| {kv.get('model')} | {int(g('numel'))} | {int(g('batch'))} | {step} | "
+              f"{ms('forward_s')} | {ms('backward_s')} | {ms('update_s')} | {ms('topk_s')} | "
+              f"{ms('sign_s')} | {nready} |")
+    print()
 ps = sorted({int(r["p"]) for r in rows})
 order = ["ring", "rabenseifner", "recursive_doubling", "hierarchical", "mpi", "fp16", "topk", "sign"]
 for model in sorted({r["model"] for r in rows}):
