@@ -4,9 +4,9 @@
 # benchmarks/bench_sim.sh's settings plus what 4096 ranks need:
 #   smpi/shared-malloc-blocksize 16 MiB: in global mode SMPI maps its one shared block once per
 #     block-size piece of every shared buffer, so with the 1 MiB default each 4 MiB buffer took
-#     4 mappings per rank; at 4096 ranks the process reached Linux's vm.max_map_count (65530)
-#     and aborted (bench_sim.sh's 4096-rank Rabenseifner: SIGABRT after 718 s, 29554 mappings
-#     after 88 s for recursive doubling). With 16 MiB a buffer is one mapping.
+#     4 mappings per rank; at 4096 ranks bench_sim.sh's Rabenseifner aborted (SIGABRT after
+#     718 s) and recursive doubling had 29554 mappings after 88 s and growing, towards Linux's
+#     vm.max_map_count (65530). With 16 MiB a buffer is one mapping (peaks 45-53 k, no abort).
 # Appends "platform,ranks_per_node,p,algo,bytes,sim_s" to OUTDIR/raw.csv and the wall time, peak
 # RSS (/usr/bin/time -v; overcounts the shared pages), peak PSS and mapping count (sampled every
 # 5 s), exit code and load to OUTDIR/runs.csv; the log is OUTDIR/ALGO.out.
