@@ -11,6 +11,8 @@ import csv, os, sys
 raw, runs, out = sys.argv[1:4]
 tables = sys.argv[4:]
 rows = list(csv.DictReader(open(raw)))
+# a point simulated twice (a rerun) is deterministic: keep one
+rows = list({(r["p"], r["model"], r["mode"], r["algo"], r["bucket_mb"]): r for r in rows}.values())
 key = lambda r: (r["model"], r["mode"], r["algo"], int(r["p"]))
 rows.sort(key=key)
 with open(out, "w", newline="") as f:
@@ -79,7 +81,8 @@ for model in sorted({r["model"] for r in rows}):
             print(f"| {a} | " + " | ".join(cells) + " |")
         print()
 print("Wall time and peak memory of each smpirun (/usr/bin/time -v; RSS overcounts the "
-      "shared-malloc pages):\n")
+      "shared-malloc pages, and of a run that timed out (exit 124) or was stopped at the deadline (143) it is the wrapper's; such "
+      "a run's finished steps are in the tables):\n")
 print("| p | model | allreduces | wall (s) | peak RSS (MB) | exit |")
 print("|---|---|---|---|---|---|")
 for r in run_rows:
