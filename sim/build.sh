@@ -27,7 +27,8 @@ if [ -x "$exe" ] && [ -z "$(find $srcs "$top/include" -newer "$exe" 2>/dev/null 
     echo "$exe"; exit 0
 fi
 # shellcheck disable=SC2086
-"$SMPICC" -std=gnu11 -O2 -w -I"$top/include" -I"$top/src/comm" -o "$exe.tmp" $srcs -lm -lpthread >"$out/cc-$prog.log" 2>&1 ||
+"$SMPICC" -std=gnu11 -O2 -w -I"$top/include" -I"$top/src/comm" -o "$exe.tmp" $srcs -lm -lpthread \
+    >"$out/cc-$prog.log" 2>&1 ||
     { cat "$out/cc-$prog.log" >&2; echo "sim/build.sh: build failed" >&2; exit 1; }
 mv "$exe.tmp" "$exe"
 echo "$exe"

@@ -29,7 +29,8 @@ trap 'rm -rf "$tmp"' EXIT
 cpu() { # cpu STEPS: user + sys seconds of a STEPS-step run
     /usr/bin/time -f "%U %S" -o "$tmp/time" ./paratrain train --data "$data" --model "$spec" \
         --batch "$batch" --optimizer momentum --lr 0.01 --max-steps "$1" --eval-every 100000 \
-        --log-every 100000 --quiet true --validate-data false --eval-batch 64 --ckpt-dir "$tmp/ckpt$1" \
+        --log-every 100000 --quiet true --validate-data false --eval-batch 64 \
+        --ckpt-dir "$tmp/ckpt$1" \
         >"$tmp/train.out" 2>&1 || { cat "$tmp/train.out" >&2; exit 1; }
     awk '{ print $1 + $2 }' "$tmp/time"
 }
@@ -42,7 +43,8 @@ ck=$(find "$tmp/ckpt5" -name '*.h5' 2>/dev/null | sort | tail -1)
 out=sim/models/$name.tsv
 {
     echo "# sim/profile.sh $name '$spec' $batch $data $steps, $(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo "# CPU: $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1), $(getconf _NPROCESSORS_ONLN) cores," \
+    cpu_name=$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)
+    echo "# CPU: $cpu_name, $(getconf _NPROCESSORS_ONLN) cores," \
         "load average $(cut -d' ' -f1-3 /proc/loadavg) (shared machine)"
     if [ -z "${PROFILE_ONLY:-}" ]; then
         echo "# ./paratrain 1 rank, 1 thread, batch $batch: CPU $c1 s for 5 steps, $c2 s for $((5 + steps))"

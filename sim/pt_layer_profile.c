@@ -71,7 +71,8 @@ int main(int argc, char **argv)
     }
     pt_optim_config oc;
     pt_optimizer opt;
-    if (pt_optim_config_parse(&oc, optname) != PT_OK || pt_optim_create(&opt, &oc, be, m.numel) != PT_OK)
+    if (pt_optim_config_parse(&oc, optname) != PT_OK ||
+        pt_optim_create(&opt, &oc, be, m.numel) != PT_OK)
         return 1;
     const int in = pt_model_input_size(&m), classes = pt_model_classes(&m);
     float *x = malloc(sizeof(float) * (size_t)in * (size_t)B);
@@ -129,7 +130,8 @@ int main(int argc, char **argv)
     const int64_t N = m.numel, K = (int64_t)ceil(0.001 * (double)N);
     float *acc = malloc(sizeof(float) * (size_t)N), *res = calloc((size_t)N, sizeof(float));
     float *val = malloc(sizeof(float) * (size_t)K);
-    uint32_t *idx = malloc(sizeof(uint32_t) * (size_t)K), *bits = malloc(4 * (size_t)pt_sign_words(N));
+    uint32_t *idx = malloc(sizeof(uint32_t) * (size_t)K);
+    uint32_t *bits = malloc(sizeof(uint32_t) * (size_t)pt_sign_words(N));
     double tk[5], ts[5];
     for (int r = 0; r < 5; r++) {
         double a = now();
