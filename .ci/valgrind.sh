@@ -11,7 +11,7 @@ top=$(pwd)
 B=${1:-$top/build-vg}
 mkdir -p "$B" && B=$(cd "$B" && pwd) # absolute: the script changes directory
 [ $# -gt 0 ] && shift
-tests=${*:-t_rng t_gradcheck t_torch_fixture t_sampler t_optim t_models t_conv t_backend_det t_init t_tuning}
+tests=${*:-t_rng t_gradcheck t_torch_fixture t_sampler t_optim t_models t_conv t_backend_det t_backend_ops t_init t_tuning}
 . .ci/srccopy.sh
 # the AVX2 conv kernels (src/core/cpu.c would pick the AVX-512 ones from the real CPUID)
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PT_CPU_ISA=avx2
