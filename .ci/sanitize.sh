@@ -17,7 +17,7 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 sym=$(command -v llvm-symbolizer || command -v llvm-symbolizer-14 || true)
 [ -n "$sym" ] && export ASAN_SYMBOLIZER_PATH=$sym
 # Single-process tests: leak checking on. Not detect_stack_use_after_return: GCC's fake stack
-# frames do not keep the 64-byte alignment of the AVX-512 accumulators in src/nn/conv_direct.c
+# frames do not keep the 64-byte alignment of the AVX-512 accumulators in kernels/cpu/conv_direct.c
 # (VT acc[MR][2]), and the aligned stores to them fault (t_conv, t_models); without the option
 # they pass with UBSan's alignment check on, so the code itself aligns them.
 ASAN_SINGLE="abort_on_error=0:detect_leaks=1:strict_string_checks=1"

@@ -1,6 +1,6 @@
 #!/bin/sh
 # conv2d algorithms side by side: training throughput of cnn and resnet with --conv-algo auto
-# (direct implicit-GEMM kernels, src/nn/conv_direct.c) and --conv-algo im2col (column matrix +
+# (direct implicit-GEMM kernels, kernels/cpu/conv_direct.c) and --conv-algo im2col (column matrix +
 # OpenBLAS sgemm), alternating A/B in one run, 1 rank x 2 threads, AdamW, batch 128; medians of
 # REPEATS of paratrain's `end` samples/s (common.sh's pt_samples_per_s).
 #   benchmarks/bench_conv.sh [REPEATS]   -> table on stdout, benchmarks/out/conv.csv

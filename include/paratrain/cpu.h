@@ -1,7 +1,7 @@
 /* Which instruction-set level the CPU kernels run with, chosen once at run time.
  *
  * The library is built for the architecture's baseline (x86-64: SSE2) unless configured with
- * --enable-native; the kernels that gain from wider vectors (src/nn/conv_kernels.c, the CPU
+ * --enable-native; the kernels that gain from wider vectors (kernels/cpu/conv_direct_isa.c, the CPU
  * backend's elementwise loops in kernels/cpu/elementwise_kernels.c, src/comm/half_kernels.c) are
  * compiled once per ISA level with that level's flags, and the level is picked from CPUID on
  * first use.

@@ -83,9 +83,6 @@ typedef struct {
     int p[8];          /* parameter indices (-1: none) */
     int np;
     int b[2];          /* buffer indices (batch norm running statistics) */
-    int ia[8];         /* op arguments: sizes, kernel, stride, ... (see each op) -- being
-                          replaced by d (issue 14) */
-    float fa[2];
     /* The op's descriptor: its shape and hyper-parameters, as the backend entries take them. */
     union {
         pt_linear_desc linear; /* linear, bias_act */

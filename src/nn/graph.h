@@ -69,10 +69,7 @@ static inline pt_slot *pt_out(pt_model *m, const pt_node *n) { return &m->slots[
  * written. Returns -1 when input k needs no gradient (the data). */
 int pt_in_beta(pt_model *m, const pt_node *n, int k);
 float pt_param_beta(pt_model *m, const pt_node *n, int k);
-/* dropout stream of node n at a step, and the fused-activation helpers */
+/* dropout stream of node n at a step */
 uint64_t pt_dropout_stream(int64_t step, int id);
-/* y = relu(y) where no bias is fused. A fused ReLU's backward is the backend's act_backward with
- * the output as pre-activation (y > 0 exactly where the pre-activation is), so nothing is kept. */
-void pt_relu_inplace(float *y, int64_t n);
 
 #endif

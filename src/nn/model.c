@@ -122,13 +122,6 @@ uint64_t pt_dropout_stream(int64_t step, int id)
     return ((uint64_t)PT_STREAM_DROPOUT << 56) ^ ((uint64_t)step << 8) ^ (uint64_t)id;
 }
 
-void pt_relu_inplace(float *y, int64_t n)
-{
-#pragma omp parallel for simd schedule(static) if (n >= 16384)
-    for (int64_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
-}
-
-
 /* ------------------------------------------------------------------ create / destroy */
 
 /* Points every slot's activations and gradients, then every node's saved state, into an
