@@ -1,6 +1,6 @@
 /* The CPU backend's elementwise loops and reductions (bias + activation, activation and bias
  * backward, the optimizer updates, sum of squares, scale, all-finite), compiled once per ISA
- * level, like src/nn/conv_kernels.c: Makefile.am builds this file three times, as
+ * level, like kernels/cpu/conv_direct_isa.c: Makefile.am builds this file three times, as
  * libew_baseline.la (the architecture's baseline flags; also the only one on non-x86 hosts),
  * libew_avx2.la (-mavx2 -mfma -mno-avx512f) and libew_avx512.la (-mavx512f -mavx2 -mfma), with
  * PT_EW_SUFFIX naming the table each exports (pt_cpu_ew_kernels_baseline / _avx2 / _avx512).
