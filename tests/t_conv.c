@@ -1,10 +1,10 @@
-/* The direct convolution kernels (src/nn/conv_direct.c) against a plain double-precision
+/* The direct convolution kernels (kernels/cpu/conv_direct.c) against a plain double-precision
  * convolution written out here, for every phase, on the model's shapes and on shapes that hit the
  * kernels' edges: 1 input channel, 8-channel tails after 16-channel panels, pixel counts that
  * leave a partial 6-row tile, stride 2, 1x1 kernels, padding 0 to k-1, accumulation (beta 1).
  * Error: max |ours - reference| / max |reference| below 1e-5 (float sums of up to 800 terms).
  * Each result must also be bitwise the same with 1 and 3 threads (the kernels promise a fixed
- * summation order). Shapes the kernels do not cover must say so, so ops_conv.c falls back.
+ * summation order). Shapes the kernels do not cover must say so, so the backend falls back.
  *
  * The kernels are those of the ISA level the library dispatched to: first this test checks that
  * the dispatch picked the kernels it should, from its own reading of CPUID and PT_CPU_ISA (the
@@ -15,7 +15,7 @@
 #include <omp.h>
 #include <string.h>
 
-#include "../src/nn/conv_direct.h"
+#include "../kernels/cpu/conv_direct.h"
 #include "testutil.h"
 
 #define TOL 1e-5

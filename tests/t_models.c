@@ -20,7 +20,7 @@
 #include <hdf5.h>
 #include <string.h>
 
-#include "../src/nn/conv_direct.h"
+#include "../kernels/cpu/conv_direct.h"
 #include "../src/nn/graph.h"
 #include "paratrain/model.h"
 #include "paratrain/optim.h"

@@ -441,7 +441,8 @@ double pt_model_node_flops(const pt_model *m, int i)
     if (n->op == &pt_op_linear) return 2.0 * n->ia[0] * (double)n->ia[1] * n->ia[2];
     if (n->op == &pt_op_attention) return 4.0 * n->ia[0] * (double)n->ia[0] * n->ia[1];
     if (n->op == &pt_op_conv2d)
-        return 2.0 * n->ia[6] * (double)n->ia[6] * n->ia[2] * n->ia[3] * n->ia[3] * n->ia[1];
+        return 2.0 * n->d.conv2d.Ho * (double)n->d.conv2d.Ho * n->d.conv2d.Cout * n->d.conv2d.k *
+               n->d.conv2d.k * n->d.conv2d.Cin;
     return (double)m->slots[n->out].size; /* elementwise */
 }
 

@@ -211,8 +211,8 @@ static int add_conv(pt_model *m, const char *name, int in, int H, int cin, int c
     pt_node *n = out < 0 ? NULL : pt_graph_node(m, &pt_op_conv2d, in, -1, out);
     if (!n) return -1;
     const int fan_in = k * k * cin, fan_out = k * k * cout;
-    n->ia[0] = H, n->ia[1] = cin, n->ia[2] = cout, n->ia[3] = k, n->ia[4] = s, n->ia[5] = pad,
-    n->ia[6] = *Ho;
+    n->d.conv2d = (pt_conv2d_desc){.H = H, .Cin = cin, .Cout = cout, .k = k, .stride = s,
+                                   .pad = pad, .Ho = *Ho, .algo = m->opt.conv_algo};
     n->act = act;
     snprintf(pn, sizeof pn, "%s/weight", name);
     /* PyTorch's Conv2d default (bound 1/sqrt(fan_in)), or He-normal for ReLU nets (fan_out, as
@@ -277,7 +277,7 @@ static int add_pool(pt_model *m, const pt_op *op, int in, int H, int C, int k, i
     int out = pt_graph_slot(m, (int64_t)*Ho * *Ho * C);
     pt_node *n = out < 0 ? NULL : pt_graph_node(m, op, in, -1, out);
     if (!n) return -1;
-    n->ia[0] = H, n->ia[1] = C, n->ia[2] = k, n->ia[3] = s, n->ia[4] = *Ho;
+    n->d.pool = (pt_pool2d_desc){.H = H, .C = C, .k = k, .stride = s, .Ho = *Ho};
     if (op == &pt_op_maxpool2d) n->aux_row = (int64_t)*Ho * *Ho * C;
     return out;
 }
@@ -510,13 +510,13 @@ static pt_status build_textcnn(pt_model *m, const char *args)
     int out = pt_graph_slot(m, (int64_t)nw * F);
     pt_node *n = out < 0 ? NULL : pt_graph_node(m, &pt_op_conv1d_max, x, -1, out);
     CHECK_BUILD(n);
-    n->ia[0] = L, n->ia[1] = E, n->ia[2] = F, n->ia[3] = nw;
+    n->d.textcnn.L = L, n->d.textcnn.E = E, n->d.textcnn.F = F, n->d.textcnn.nw = nw;
     n->dropout = m->opt.dropout;
     n->aux_row = (int64_t)nw * F;
     for (int i = 0; i < nw; i++) {
         const int kw = k[3].list[i];
         char pn[PT_NAME_LEN];
-        n->ia[4 + i] = kw;
+        n->d.textcnn.k[i] = kw;
         snprintf(pn, sizeof pn, "conv%d/weight", kw);
         n->p[2 * i] = pt_graph_param(m, pn, 3, (int64_t[]){F, kw, E}, PT_INIT_UNIFORM,
                                      1.0f / sqrtf((float)(kw * E)));

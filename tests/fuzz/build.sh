@@ -39,12 +39,12 @@ for s in $srcs; do
     fi
 done
 for p in "${pids[@]}"; do wait "$p"; done
-# the per-ISA conv kernels (libconv_*.la in Makefile.am), which src/nn/conv_direct.c dispatches to
+# the per-ISA conv kernels (libconv_*.la in Makefile.am), which kernels/cpu/conv_direct.c dispatches to
 for isa in avx2 avx512; do
     o=$out/obj/conv_kernels_$isa.o
     objs+=("$o")
-    [ -f "$o" ] && [ "$o" -nt "$top/src/nn/conv_kernels.c" ] ||
-        "$CLANG" $CFLAGS -DPT_CONV_SUFFIX=$isa -fsanitize=fuzzer-no-link -c "$top/src/nn/conv_kernels.c" -o "$o"
+    [ -f "$o" ] && [ "$o" -nt "$top/kernels/cpu/conv_direct_isa.c" ] ||
+        "$CLANG" $CFLAGS -DPT_CONV_SUFFIX=$isa -fsanitize=fuzzer-no-link -c "$top/kernels/cpu/conv_direct_isa.c" -o "$o"
 done
 # the elementwise kernels (libew_*.la): the baseline table (which holds the dispatcher) and the
 # per-ISA ones, all with -ffp-contract=off as Makefile.am builds them

@@ -23,7 +23,7 @@
 #include "paratrain/cpu.h"
 
 /* Only this file decides which kernels run: the table of the ISA level pt_cpu_isa() chose (once,
- * from CPUID or PT_CPU_ISA), or none at the baseline, where ops_conv.c uses im2col + OpenBLAS. */
+ * from CPUID or PT_CPU_ISA), or none at the baseline, where conv_kernels.c uses im2col + GEMM. */
 #if PT_HAVE_X86_KERNELS
 extern const pt_conv_kernels pt_conv_kernels_avx2, pt_conv_kernels_avx512;
 #endif

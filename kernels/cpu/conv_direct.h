@@ -5,14 +5,15 @@
  * every tap is a common offset from those pointers, so no column matrix is written, re-read and
  * packed (on Fashion-MNIST's 5x5, 32 -> 64 layer that matrix is 80 MB per batch of 128, three times
  * per step). The kernels are register tiles (8 rows x 32 floats with AVX-512, 6 x 16 with AVX2,
- * conv_kernels.c compiled once per ISA) picked at run time from CPUID (paratrain/cpu.h); ops_conv.c
- * falls back to im2col for shapes or machines they do not cover (pt_conv_direct_supported).
+ * conv_direct_isa.c compiled once per ISA) picked at run time from CPUID (paratrain/cpu.h); the
+ * backend's conv2d entries (conv_kernels.c) fall back to im2col + GEMM for shapes or machines they
+ * do not cover (pt_conv_direct_supported), and for PT_CONV_ALGO_IM2COL.
  *
  * Sums run in a fixed order that depends on neither the thread count nor the batch split:
  * forward and input gradient per output element over (ky, kx, c); weight gradient per element
  * over samples, then pixels, in order. */
-#ifndef PT_NN_CONV_DIRECT_H
-#define PT_NN_CONV_DIRECT_H
+#ifndef PT_CPU_CONV_DIRECT_H
+#define PT_CPU_CONV_DIRECT_H
 
 #include <stdint.h>
 
@@ -20,9 +21,15 @@ typedef struct {
     int H, Cin, Cout, k, s, pad, Ho; /* square images: input H x H x Cin, output Ho x Ho x Cout */
 } pt_conv_shape;
 
+/* the phases, as the backend's conv2d_uses_direct numbers them */
 enum { PT_CONV_FWD = 0, PT_CONV_BWD_WEIGHT = 1, PT_CONV_BWD_INPUT = 2 };
 
-/* One ISA level's kernels (conv_kernels.c): isa is what the object was really compiled for. */
+/* conv2d phases the CPU backend has run so far in this process with the direct kernels
+ * (direct = 1) or with im2col + GEMM (direct = 0): lets tests see which path --conv-algo took
+ * (both agree to rounding, so nothing else tells them apart). Counted in conv_kernels.c. */
+int64_t pt_conv_phase_count(int direct, int phase);
+
+/* One ISA level's kernels (conv_direct_isa.c): isa is what the object was really compiled for. */
 typedef struct {
     const char *isa; /* "avx2" or "avx512" */
     int vw, mr;      /* floats per vector, rows per register tile */

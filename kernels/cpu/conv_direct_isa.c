@@ -15,10 +15,10 @@
 #endif
 
 #ifndef PT_CONV_SUFFIX
-#error "conv_kernels.c is compiled per ISA: define PT_CONV_SUFFIX (avx2 or avx512), see Makefile.am"
+#error "conv_direct_isa.c is compiled per ISA: define PT_CONV_SUFFIX (avx2 or avx512), see Makefile.am"
 #endif
 #if !defined(__AVX2__) || !defined(__FMA__)
-#error "conv_kernels.c needs at least -mavx2 -mfma"
+#error "conv_direct_isa.c needs at least -mavx2 -mfma"
 #endif
 #define PT_CAT2(a, b) a##b
 #define PT_CAT(a, b) PT_CAT2(a, b)
