@@ -20,6 +20,7 @@ BOOKS=${BOOKS:-data/kjv-books}
 mkdir -p benchmarks/out
 csv=benchmarks/out/backend.csv
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "model,repeat,base_samples_per_s,new_samples_per_s" >"$csv"
 
 # run BIN_DIR DATA MODEL BATCH STEPS: samples/s of one training run
@@ -43,14 +44,14 @@ for spec in "mlp $DATA mlp:784-1024-1024-10 128 200" "cnn $DATA cnn 128 40" \
         echo "$1,$r,${a:-0},${b:-0}" >>"$csv"
     done
 done
-echo "CPU: $cpu, $(nproc) cores; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "model     base samples/s  new samples/s  new/base (medians of $REPEATS, 1 rank x $THREADS threads)"
+echo "CPU: $cpu, $(nproc) cores; load average before: $load0, after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "model     base samples/s  new samples/s  new/base  median of pair ratios (medians of $REPEATS, 1 rank x $THREADS threads)"
 for mdl in ${MODELS:-mlp cnn resnet textcnn gpt}; do
     grep "^$mdl," "$csv" | awk -F, '
-        { a[NR] = $3; b[NR] = $4 }
+        { a[NR] = $3; b[NR] = $4; r[NR] = $3 > 0 ? $4 / $3 : 0 }
         function med(x, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
                                          if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t }
                                        return n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2 }
-        END { ma = med(a, NR); mb = med(b, NR);
-              printf "%-9s %14.1f  %13.1f  %7.3fx\n", $1, ma, mb, ma > 0 ? mb / ma : 0 }'
+        END { ma = med(a, NR); mb = med(b, NR); mr = med(r, NR)
+              printf "%-9s %14.1f  %13.1f  %7.3fx  %7.3f\n", $1, ma, mb, (ma > 0 ? mb / ma : 0), mr }'
 done
