@@ -62,11 +62,13 @@ while read -r plat l p sizes algos; do
     echo 0 >"$out/pss.txt"
     pss_watch "$out/pss.txt" &
     watcher=$!
-    nice /usr/bin/time -v -o "$out/time.txt" timeout -k 5 "${SIM_TIMEOUT:-1800}" smpirun -np "$p" \
+    # no nice: on a shared 2-core machine it starved the runs (sim-step helper, session 9)
+    /usr/bin/time -v -o "$out/time.txt" timeout -k 5 "${SIM_TIMEOUT:-1800}" smpirun -np "$p" \
         -platform "$top/sim/platforms/$plat.xml" -hostfile "$out/hosts" --log=root.thres:critical \
         --cfg=smpi/simulate-computation:no --cfg=network/model:CM02 --cfg=network/crosstraffic:0 \
         --cfg=smpi/coll-selector:$sel --cfg=smpi/iprobe:1e-8 --cfg=smpi/shared-malloc:global \
         --cfg=smpi/auto-shared-malloc-thresh:65536 \
+        --cfg=smpi/shared-malloc-blocksize:16777216 \
         "$exe" --bench --shared --warmup 0 --iters 1 --algos "$algos" --sizes "$sizes" \
         >"$out/run.out" 2>&1 </dev/null || rc=$?
     kill "$watcher" 2>/dev/null || true
