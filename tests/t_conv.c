@@ -29,7 +29,7 @@ static void fill(float *a, int64_t n, uint64_t seed)
 }
 
 /* x (B, H, H, Cin), w (Cout, k, k, Cin) -> y (B, Ho, Ho, Cout) in double; dy -> dx, dw */
-static void reference(const pt_conv_shape *c, int B, const float *x, const float *w,
+static void reference(const pt_conv2d_desc *c, int B, const float *x, const float *w,
                       const float *bias, int relu, const float *dy, double *y, double *dx,
                       double *dw)
 {
@@ -44,7 +44,7 @@ static void reference(const pt_conv_shape *c, int B, const float *x, const float
                     const int64_t o = (((int64_t)b * Ho + oy) * Ho + ox) * Co + co;
                     for (int ky = 0; ky < k; ky++)
                         for (int kx = 0; kx < k; kx++) {
-                            const int iy = oy * c->s - c->pad + ky, ix = ox * c->s - c->pad + kx;
+                            const int iy = oy * c->stride - c->pad + ky, ix = ox * c->stride - c->pad + kx;
                             if (iy < 0 || iy >= H || ix < 0 || ix >= H) continue;
                             for (int ci = 0; ci < Ci; ci++) {
                                 const int64_t xi = (((int64_t)b * H + iy) * H + ix) * Ci + ci;
@@ -70,7 +70,7 @@ static double err(const float *a, const double *ref, int64_t n)
 }
 
 /* runs `phase` with 1 and 3 threads: returns the 3-thread result in out, checks bitwise equality */
-static void run_phase(const pt_conv_shape *c, int B, int phase, const float *x, const float *w,
+static void run_phase(const pt_conv2d_desc *c, int B, int phase, const float *x, const float *w,
                       const float *bias, int relu, const float *dy, float beta, float *out,
                       int64_t n, const char *what)
 {
@@ -95,7 +95,7 @@ static void run_phase(const pt_conv_shape *c, int B, int phase, const float *x, 
 static void check_shape(int H, int Cin, int Cout, int k, int s, int pad)
 {
     enum { B = 3 };
-    pt_conv_shape c = {H, Cin, Cout, k, s, pad, (H + 2 * pad - k) / s + 1};
+    pt_conv2d_desc c = {H, Cin, Cout, k, s, pad, (H + 2 * pad - k) / s + 1};
     const int Ho = c.Ho;
     const int64_t nx = (int64_t)B * H * H * Cin, ny = (int64_t)B * Ho * Ho * Cout,
                   nw = (int64_t)Cout * k * k * Cin;
@@ -146,7 +146,7 @@ static void check_shape(int H, int Cin, int Cout, int k, int s, int pad)
 
 int main(void)
 {
-    pt_conv_shape probe = {8, 8, 8, 3, 1, 1, 8};
+    pt_conv2d_desc probe = {8, 8, 8, 3, 1, 1, 8};
 #if !PT_HAVE_X86_KERNELS
     CHECK(!pt_conv_direct_kernels() && !pt_conv_direct_supported(&probe, PT_CONV_FWD),
           "a build without x86 kernels dispatched to some");
@@ -184,7 +184,7 @@ int main(void)
           kern->isa);
 #endif
     /* what the kernels must refuse */
-    pt_conv_shape no1 = {8, 8, 12, 3, 1, 1, 8}, no2 = {8, 12, 8, 3, 1, 1, 8},
+    pt_conv2d_desc no1 = {8, 8, 12, 3, 1, 1, 8}, no2 = {8, 12, 8, 3, 1, 1, 8},
                   no3 = {8, 8, 8, 3, 2, 1, 4}, no4 = {8, 8, 8, 3, 1, 3, 12};
     CHECK(!pt_conv_direct_supported(&no1, PT_CONV_FWD), "Cout 12 forward accepted");
     CHECK(!pt_conv_direct_supported(&no1, PT_CONV_BWD_WEIGHT), "Cout 12 weight grad accepted");

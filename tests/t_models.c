@@ -178,7 +178,7 @@ static void check_model(const char *spec, int conv_algo)
               "%s: --conv-algo im2col ran %lld/%lld/%lld im2col phases (fwd/dW/dx)", spec,
               (long long)runs[0][0], (long long)runs[0][1], (long long)runs[0][2]);
     } else {
-        const pt_conv_shape c8 = {.H = 8, .Cin = 8, .Cout = 8, .k = 3, .s = 1, .pad = 1, .Ho = 8};
+        const pt_conv2d_desc c8 = {.H = 8, .Cin = 8, .Cout = 8, .k = 3, .stride = 1, .pad = 1, .Ho = 8};
         const int wide = strstr(spec, "c1=8") || strstr(spec, "width=8");
         if (wide && pt_conv_direct_supported(&c8, PT_CONV_FWD))
             CHECK(runs[1][0] > 0 && runs[1][1] > 0, "%s: auto ran no direct conv kernel", spec);

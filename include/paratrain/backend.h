@@ -284,6 +284,10 @@ const pt_backend *pt_backend_cuda(void);
 const char *pt_backend_cuda_why(void);
 /* By name: "cpu" or "cuda". NULL when unavailable. */
 const pt_backend *pt_backend_by_name(const char *name);
+/* Host memory for staging data between the backend and MPI or files: the backend's host_alloc
+ * (pinned on CUDA) where it has one, else malloc; pt_host_free takes NULL. */
+void *pt_host_alloc(const pt_backend *be, size_t bytes);
+void pt_host_free(const pt_backend *be, void *p);
 /* Picks the CUDA device of a rank: its node-local rank modulo the devices present. Before the
  * first CUDA entry; PT_ERR_CUDA with a message when there is no device. */
 pt_status pt_backend_cuda_select(int local_rank);

@@ -43,18 +43,18 @@ const pt_conv_kernels *pt_conv_direct_kernels(void)
 
 int64_t pt_conv_align16(int64_t n) { return (n + 15) & ~(int64_t)15; }
 
-int pt_conv_direct_supported(const pt_conv_shape *c, int phase)
+int pt_conv_direct_supported(const pt_conv2d_desc *c, int phase)
 {
     if (!pt_conv_direct_kernels()) return 0;
     switch (phase) {
     case PT_CONV_FWD:
     case PT_CONV_BWD_WEIGHT: return c->Cout % 8 == 0 && c->Cout <= 512; /* 64 panels at most */
-    case PT_CONV_BWD_INPUT: return c->s == 1 && c->Cin % 8 == 0 && c->pad <= c->k - 1;
+    case PT_CONV_BWD_INPUT: return c->stride == 1 && c->Cin % 8 == 0 && c->pad <= c->k - 1;
     default: return 0;
     }
 }
 
-int64_t pt_conv_direct_scratch(const pt_conv_shape *c, int rows)
+int64_t pt_conv_direct_scratch(const pt_conv2d_desc *c, int rows)
 {
     const int Hp = c->H + 2 * c->pad, Hq = c->Ho + 2 * (c->k - 1 - c->pad);
     int64_t img = (int64_t)rows * Hp * Hp * c->Cin;
@@ -86,19 +86,19 @@ void pt_conv_pad_images(const float *x, int rows, int H, int C, int p, float *xp
 }
 
 /* callers check pt_conv_direct_supported first, so the table is there */
-void pt_conv_direct_forward(const pt_conv_shape *c, int rows, const float *x, const float *w,
+void pt_conv_direct_forward(const pt_conv2d_desc *c, int rows, const float *x, const float *w,
                             const float *bias, int relu, float *y, float *scratch)
 {
     pt_conv_direct_kernels()->forward(c, rows, x, w, bias, relu, y, scratch);
 }
 
-void pt_conv_direct_backward_input(const pt_conv_shape *c, int rows, const float *dy,
+void pt_conv_direct_backward_input(const pt_conv2d_desc *c, int rows, const float *dy,
                                    const float *w, float beta, float *dx, float *scratch)
 {
     pt_conv_direct_kernels()->backward_input(c, rows, dy, w, beta, dx, scratch);
 }
 
-void pt_conv_direct_backward_weight(const pt_conv_shape *c, int rows, const float *x,
+void pt_conv_direct_backward_weight(const pt_conv2d_desc *c, int rows, const float *x,
                                     const float *dy, float beta, float *dw, float *scratch)
 {
     pt_conv_direct_kernels()->backward_weight(c, rows, x, dy, beta, dw, scratch);

@@ -17,9 +17,7 @@
 
 #include <stdint.h>
 
-typedef struct {
-    int H, Cin, Cout, k, s, pad, Ho; /* square images: input H x H x Cin, output Ho x Ho x Cout */
-} pt_conv_shape;
+#include "paratrain/backend.h" /* pt_conv2d_desc: the shape (algo is the caller's business) */
 
 /* the phases, as the backend's conv2d_uses_direct numbers them */
 enum { PT_CONV_FWD = 0, PT_CONV_BWD_WEIGHT = 1, PT_CONV_BWD_INPUT = 2 };
@@ -33,11 +31,11 @@ int64_t pt_conv_phase_count(int direct, int phase);
 typedef struct {
     const char *isa; /* "avx2" or "avx512" */
     int vw, mr;      /* floats per vector, rows per register tile */
-    void (*forward)(const pt_conv_shape *c, int rows, const float *x, const float *w,
+    void (*forward)(const pt_conv2d_desc *c, int rows, const float *x, const float *w,
                     const float *bias, int relu, float *y, float *scratch);
-    void (*backward_input)(const pt_conv_shape *c, int rows, const float *dy, const float *w,
+    void (*backward_input)(const pt_conv2d_desc *c, int rows, const float *dy, const float *w,
                            float beta, float *dx, float *scratch);
-    void (*backward_weight)(const pt_conv_shape *c, int rows, const float *x, const float *dy,
+    void (*backward_weight)(const pt_conv2d_desc *c, int rows, const float *x, const float *dy,
                             float beta, float *dw, float *scratch);
 } pt_conv_kernels;
 
@@ -48,18 +46,18 @@ void pt_conv_pad_images(const float *x, int rows, int H, int C, int p, float *xp
 int64_t pt_conv_align16(int64_t n);
 
 /* 1 if the direct kernels handle this phase of this shape on this machine (ISA in use) */
-int pt_conv_direct_supported(const pt_conv_shape *c, int phase);
+int pt_conv_direct_supported(const pt_conv2d_desc *c, int phase);
 /* floats of scratch the supported phases need for `rows` samples */
-int64_t pt_conv_direct_scratch(const pt_conv_shape *c, int rows);
+int64_t pt_conv_direct_scratch(const pt_conv2d_desc *c, int rows);
 
 /* y = act(conv(x, w) + bias); w is (Cout, k, k, Cin); bias may be NULL; relu 0/1 */
-void pt_conv_direct_forward(const pt_conv_shape *c, int rows, const float *x, const float *w,
+void pt_conv_direct_forward(const pt_conv2d_desc *c, int rows, const float *x, const float *w,
                             const float *bias, int relu, float *y, float *scratch);
 /* dw = beta * dw + sum over the batch of dy (x) x, beta 0 or 1 */
-void pt_conv_direct_backward_weight(const pt_conv_shape *c, int rows, const float *x,
+void pt_conv_direct_backward_weight(const pt_conv2d_desc *c, int rows, const float *x,
                                     const float *dy, float beta, float *dw, float *scratch);
 /* dx = beta * dx + conv_transpose(dy, w), beta 0 or 1 (stride 1 only) */
-void pt_conv_direct_backward_input(const pt_conv_shape *c, int rows, const float *dy,
+void pt_conv_direct_backward_input(const pt_conv2d_desc *c, int rows, const float *dy,
                                    const float *w, float beta, float *dx, float *scratch);
 
 #endif

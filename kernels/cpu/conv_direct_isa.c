@@ -179,17 +179,17 @@ static void pack_panels_flipped(const float *w, int k, int Cin, int Cout, float 
     }
 }
 
-static void conv_forward(const pt_conv_shape *c, int rows, const float *x, const float *w,
+static void conv_forward(const pt_conv2d_desc *c, int rows, const float *x, const float *w,
                             const float *bias, int relu, float *y, float *scratch)
 {
     const int Hp = c->H + 2 * c->pad;
     float *xp = scratch, *panels = scratch + pt_conv_align16((int64_t)rows * Hp * Hp * c->Cin);
     pt_conv_pad_images(x, rows, c->H, c->Cin, c->pad, xp);
     pack_panels(w, (int64_t)c->k * c->k * c->Cin, c->Cout, panels);
-    implicit_gemm(xp, rows, Hp, c->Cin, c->k, c->s, c->Ho, panels, c->Cout, bias, relu, 0.0f, y);
+    implicit_gemm(xp, rows, Hp, c->Cin, c->k, c->stride, c->Ho, panels, c->Cout, bias, relu, 0.0f, y);
 }
 
-static void conv_backward_input(const pt_conv_shape *c, int rows, const float *dy,
+static void conv_backward_input(const pt_conv2d_desc *c, int rows, const float *dy,
                                    const float *w, float beta, float *dx, float *scratch)
 {
     const int q = c->k - 1 - c->pad, Hq = c->Ho + 2 * q;
@@ -199,13 +199,13 @@ static void conv_backward_input(const pt_conv_shape *c, int rows, const float *d
     implicit_gemm(dyp, rows, Hq, c->Cout, c->k, 1, c->H, panels, c->Cin, NULL, 0, beta, dx);
 }
 
-static void conv_backward_weight(const pt_conv_shape *c, int rows, const float *x,
+static void conv_backward_weight(const pt_conv2d_desc *c, int rows, const float *x,
                                     const float *dy, float beta, float *dw, float *scratch)
 {
     const int Hp = c->H + 2 * c->pad, Cin = c->Cin, Cout = c->Cout, k = c->k, Ho = c->Ho;
     const int span = k * Cin, jt = (span + MR - 1) / MR;
     const int64_t K = (int64_t)k * span, img = (int64_t)Hp * Hp * Cin;
-    const int64_t step_x = (int64_t)c->s * Cin, step_y = (int64_t)c->s * Hp * Cin;
+    const int64_t step_x = (int64_t)c->stride * Cin, step_y = (int64_t)c->stride * Hp * Cin;
     int cb0[64], cbw[64], ct = 0; /* channel blocks: first channel and width (Cout <= 512) */
     for (int n0 = 0; n0 < Cout && ct < 64; n0 += cbw[ct++]) cb0[ct] = n0, cbw[ct] = panel_width(Cout - n0);
     const int ntiles = k * jt * ct;

@@ -22,17 +22,10 @@
 /* the table these entries are part of: its gemm (deterministic tiling under --reproducible) */
 static const pt_backend *self;
 
-static pt_conv_shape conv_shape(const pt_conv2d_desc *d)
-{
-    return (pt_conv_shape){.H = d->H, .Cin = d->Cin, .Cout = d->Cout, .k = d->k, .s = d->stride,
-                           .pad = d->pad, .Ho = d->Ho};
-}
-
 /* the direct kernels for this phase, unless im2col is forced or the shape is not covered */
 static int use_direct(const pt_conv2d_desc *d, int phase)
 {
-    const pt_conv_shape c = conv_shape(d);
-    return d->algo == PT_CONV_ALGO_AUTO && pt_conv_direct_supported(&c, phase);
+    return d->algo == PT_CONV_ALGO_AUTO && pt_conv_direct_supported(d, phase);
 }
 
 static int cpu_conv2d_uses_direct(const pt_conv2d_desc *d, int phase) { return use_direct(d, phase); }
@@ -63,10 +56,9 @@ static int conv_chunk(const pt_conv2d_desc *d, int rows)
 
 static int64_t cpu_conv2d_scratch(const pt_conv2d_desc *d, int rows)
 {
-    const pt_conv_shape c = conv_shape(d);
     const int fwd = use_direct(d, PT_CONV_FWD), w = use_direct(d, PT_CONV_BWD_WEIGHT),
               x = use_direct(d, PT_CONV_BWD_INPUT);
-    const int64_t direct = fwd || w || x ? pt_conv_direct_scratch(&c, rows) : 0;
+    const int64_t direct = fwd || w || x ? pt_conv_direct_scratch(d, rows) : 0;
     const int64_t im2col = fwd && w && x ? 0 : (int64_t)conv_chunk(d, rows) * col_per_sample(d);
     return direct > im2col ? direct : im2col;
 }
@@ -142,8 +134,7 @@ static pt_status cpu_conv2d_forward(const pt_conv2d_desc *d, int rows, const flo
     const int direct = use_direct(d, PT_CONV_FWD);
     count_phase(direct, PT_CONV_FWD);
     if (direct) {
-        const pt_conv_shape c = conv_shape(d);
-        pt_conv_direct_forward(&c, rows, x, w, bias, act == PT_ACT_RELU, y, scratch);
+        pt_conv_direct_forward(d, rows, x, w, bias, act == PT_ACT_RELU, y, scratch);
         return PT_OK;
     }
     for (int b0 = 0; b0 < rows; b0 += chunk) {
@@ -167,8 +158,7 @@ static pt_status cpu_conv2d_backward_weight(const pt_conv2d_desc *d, int rows, c
     const int direct = use_direct(d, PT_CONV_BWD_WEIGHT);
     count_phase(direct, PT_CONV_BWD_WEIGHT);
     if (direct) {
-        const pt_conv_shape c = conv_shape(d);
-        pt_conv_direct_backward_weight(&c, rows, x, dy, beta_w, dw, scratch);
+        pt_conv_direct_backward_weight(d, rows, x, dy, beta_w, dw, scratch);
         return PT_OK;
     }
     for (int b0 = 0; b0 < rows; b0 += chunk) {
@@ -191,8 +181,7 @@ static pt_status cpu_conv2d_backward_input(const pt_conv2d_desc *d, int rows, co
     const int direct = use_direct(d, PT_CONV_BWD_INPUT);
     count_phase(direct, PT_CONV_BWD_INPUT);
     if (direct) {
-        const pt_conv_shape c = conv_shape(d);
-        pt_conv_direct_backward_input(&c, rows, dy, w, beta_x, dx, scratch);
+        pt_conv_direct_backward_input(d, rows, dy, w, beta_x, dx, scratch);
         return PT_OK;
     }
     if (beta_x == 0.0f) memset(dx, 0, sizeof(float) * (size_t)rows * H * H * Cin);

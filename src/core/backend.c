@@ -4,6 +4,7 @@
 
 #include "paratrain/backend.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #if !HAVE_CUDA /* kernels/cuda/backend_cuda.cu has the real ones */
@@ -25,4 +26,16 @@ const pt_backend *pt_backend_by_name(const char *name)
     if (!strcmp(name, "cpu")) return pt_backend_cpu();
     if (!strcmp(name, "cuda")) return pt_backend_cuda();
     return NULL;
+}
+
+void *pt_host_alloc(const pt_backend *be, size_t bytes)
+{
+    return be->host_alloc ? be->host_alloc(bytes) : malloc(bytes);
+}
+
+void pt_host_free(const pt_backend *be, void *p)
+{
+    if (!p) return;
+    if (be->host_free) be->host_free(p);
+    else free(p);
 }

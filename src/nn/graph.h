@@ -28,9 +28,6 @@ extern const pt_op pt_op_conv2d;    /* ops_conv.c */
 extern const pt_op pt_op_maxpool2d; /* ops_conv.c */
 extern const pt_op pt_op_avgpool2d; /* ops_conv.c */
 extern const pt_op pt_op_conv1d_max; /* ops_conv.c */
-/* conv2d phases (PT_CONV_FWD, _BWD_WEIGHT, _BWD_INPUT of conv_direct.h) run so far in this process
- * by the direct kernels (direct = 1) or by im2col + GEMM (direct = 0): lets tests see the path */
-int64_t pt_conv_phase_count(int direct, int phase);
 extern const pt_op pt_op_batchnorm; /* ops_norm.c */
 extern const pt_op pt_op_layernorm; /* ops_norm.c */
 extern const pt_op pt_op_embedding; /* ops_seq.c */
@@ -69,6 +66,12 @@ static inline pt_slot *pt_out(pt_model *m, const pt_node *n) { return &m->slots[
  * written. Returns -1 when input k needs no gradient (the data). */
 int pt_in_beta(pt_model *m, const pt_node *n, int k);
 float pt_param_beta(pt_model *m, const pt_node *n, int k);
+/* Records the first failure of a backend entry for pt_model_status (an asynchronous backend may
+ * report a later op's failure here); the op goes on, so every output is defined. */
+static inline void pt_op_check(pt_model *m, pt_status st)
+{
+    if (st != PT_OK && m->status == PT_OK) m->status = st;
+}
 /* dropout stream of node n at a step */
 uint64_t pt_dropout_stream(int64_t step, int id);
 

@@ -177,7 +177,7 @@ pt_status pt_model_create(pt_model *m, const char *spec, const pt_model_options 
     const size_t bbytes = sizeof(float) * (size_t)m->nbuf;
     const size_t hbytes = sizeof(double) * (size_t)(m->nbuf + 1);
     m->buf = m->nbuf ? be->alloc(bbytes) : NULL;
-    m->bn_host = !m->nbuf ? NULL : be->host_alloc ? be->host_alloc(hbytes) : malloc(hbytes);
+    m->bn_host = !m->nbuf ? NULL : pt_host_alloc(be, hbytes);
     if (!m->w || !m->g || (m->nbuf && (!m->buf || !m->bn_host))) {
         pt_model_destroy(m);
         return PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate %zu bytes of parameters", 2 * pbytes);
@@ -208,7 +208,7 @@ pt_status pt_model_create(pt_model *m, const char *spec, const pt_model_options 
     if (vp) {
         const size_t xbytes = 4 * sizeof(double) * (size_t)max_batch * (size_t)m->targets;
         m->tp_xent = be->alloc(xbytes);
-        m->tp_xent_host = be->host_alloc ? be->host_alloc(xbytes) : malloc(xbytes);
+        m->tp_xent_host = pt_host_alloc(be, xbytes);
     }
     if (!m->act_block || !m->input || !m->tgt || (vp && (!m->tp_xent || !m->tp_xent_host))) {
         pt_model_destroy(m);
@@ -236,14 +236,10 @@ void pt_model_destroy(pt_model *m)
     free(m->inflight);
     if (m->g_pass) m->be->free(m->g_pass);
     if (m->buf) m->be->free(m->buf);
-    if (m->bn_host) {
-        if (m->be->host_free) m->be->host_free(m->bn_host);
-        else free(m->bn_host);
-    }
+    pt_host_free(m->be, m->bn_host);
     m->be->free(m->tgt);
     m->be->free(m->tp_xent);
-    if (m->be->host_free) m->be->host_free(m->tp_xent_host);
-    else free(m->tp_xent_host);
+    pt_host_free(m->be, m->tp_xent_host);
     memset(m, 0, sizeof *m);
 }
 
@@ -343,7 +339,7 @@ double pt_model_loss(pt_model *m, const int32_t *labels, int rows, float dlogits
         st = be->lm_targets(m->slots[0].a, rows, T, m->input_size, m->tgt);
     else
         be->to_device(m->tgt, labels, sizeof(int32_t) * (size_t)rows);
-    if (st != PT_OK && m->status == PT_OK) m->status = st;
+    pt_op_check(m, st);
     if (m->local_classes != m->classes) /* vocabulary-parallel logits: reduce over tp */
         return pt_tp_softmax_xent(m, out->a, y, rows * T, dlogits_scale / (float)T,
                                   dlogits_scale == 0.0f ? NULL : out->g, correct) / T;

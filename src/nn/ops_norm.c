@@ -20,12 +20,6 @@
 
 #include "graph.h"
 
-/* The first failure of an entry, for pt_model_status. */
-static void note(pt_model *m, pt_status st)
-{
-    if (st != PT_OK && m->status == PT_OK) m->status = st;
-}
-
 /* The op's scratch: the 2C + 1 sums (doubles, aligned: one float of slack), then the backend's. */
 static int64_t bn_scratch(const pt_model *m, const pt_node *n, int rows)
 {
@@ -74,10 +68,10 @@ static void bn_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
     double *sums = NULL; /* eval: the running statistics */
     if (ctx->train) {
         sums = bn_sums(m);
-        note(m, be->batchnorm_stats(d, N, x, sums, bn_kernel_scratch(m, C)));
+        pt_op_check(m, be->batchnorm_stats(d, N, x, sums, bn_kernel_scratch(m, C)));
         sync_sums(m, "forward", C, sums);
     }
-    note(m, be->batchnorm_forward_apply(d, N, x, sums, pt_pw(m, n, 0), pt_pw(m, n, 1), rm, rv,
+    pt_op_check(m, be->batchnorm_forward_apply(d, N, x, sums, pt_pw(m, n, 0), pt_pw(m, n, 1), rm, rv,
                                         n->aux, n->aux + C, out->a));
 }
 
@@ -90,16 +84,16 @@ static void bn_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx
     const int64_t N = (int64_t)rows * (out->size / C);
     const float *mean = n->aux, *rstd = n->aux + C;
     float *dy = out->g;
-    if (d->act == PT_ACT_RELU) note(m, be->act_backward(dy, dy, out->a, N * C, PT_ACT_RELU));
+    if (d->act == PT_ACT_RELU) pt_op_check(m, be->act_backward(dy, dy, out->a, N * C, PT_ACT_RELU));
     double *sums = bn_sums(m);
     pt_param_beta(m, n, 0), pt_param_beta(m, n, 1);
     /* the parameter gradients are this rank's sums: the gradient allreduce adds the ranks' */
-    note(m, be->batchnorm_backward_stats(d, N, dy, in->a, mean, rstd, sums, pt_pg(m, n, 0),
+    pt_op_check(m, be->batchnorm_backward_stats(d, N, dy, in->a, mean, rstd, sums, pt_pg(m, n, 0),
                                          pt_pg(m, n, 1), bn_kernel_scratch(m, C)));
     sync_sums(m, "backward", C, sums);
     const int beta = pt_in_beta(m, n, 0);
     if (beta >= 0)
-        note(m, be->batchnorm_backward_apply(d, N, dy, in->a, pt_pw(m, n, 0), mean, rstd, sums,
+        pt_op_check(m, be->batchnorm_backward_apply(d, N, dy, in->a, pt_pw(m, n, 0), mean, rstd, sums,
                                              (float)beta, in->g));
 }
 
@@ -112,7 +106,7 @@ static void ln_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
     const pt_layernorm_desc *d = &n->d.ln;
     pt_slot *out = pt_out(m, n);
     const int64_t N = (int64_t)rows * (out->size / d->D);
-    note(m, m->be->layernorm_forward(d, N, pt_in(m, n, 0)->a, pt_pw(m, n, 0), pt_pw(m, n, 1),
+    pt_op_check(m, m->be->layernorm_forward(d, N, pt_in(m, n, 0)->a, pt_pw(m, n, 0), pt_pw(m, n, 1),
                                      out->a, n->aux));
 }
 
@@ -123,7 +117,7 @@ static void ln_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx
     const int64_t N = (int64_t)rows * (out->size / d->D);
     pt_param_beta(m, n, 0), pt_param_beta(m, n, 1);
     const int beta = pt_in_beta(m, n, 0);
-    note(m, m->be->layernorm_backward(d, N, in->a, out->g, pt_pw(m, n, 0), n->aux,
+    pt_op_check(m, m->be->layernorm_backward(d, N, in->a, out->g, pt_pw(m, n, 0), n->aux,
                                       pt_pg(m, n, 0), pt_pg(m, n, 1), beta > 0 ? 1.0f : 0.0f,
                                       beta >= 0 ? in->g : NULL));
 }

@@ -13,16 +13,10 @@
  *               d.attn; saves the log-sum-exp of every (head, query) row, H*T floats per sample. */
 #include "graph.h"
 
-/* Records the first failure of a backend entry (an asynchronous one may report a later op's). */
-static void check(pt_model *m, pt_status st)
-{
-    if (st != PT_OK && m->status == PT_OK) m->status = st;
-}
-
 static void embed_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
 {
     const float *wpe = n->p[1] >= 0 ? pt_pw(m, n, 1) : NULL; /* the entry skips it for no_wpe */
-    check(m, m->be->embedding_forward(&n->d.embed, rows, pt_in(m, n, 0)->a, pt_pw(m, n, 0), wpe,
+    pt_op_check(m, m->be->embedding_forward(&n->d.embed, rows, pt_in(m, n, 0)->a, pt_pw(m, n, 0), wpe,
                                       pt_out(m, n)->a));
 }
 
@@ -34,7 +28,7 @@ static void embed_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *
         pt_param_beta(m, n, 1); /* marks it written: the entry overwrites it */
         dwpe = pt_pg(m, n, 1);
     }
-    check(m, m->be->embedding_backward(&n->d.embed, rows, pt_in(m, n, 0)->a, pt_out(m, n)->g,
+    pt_op_check(m, m->be->embedding_backward(&n->d.embed, rows, pt_in(m, n, 0)->a, pt_out(m, n)->g,
                                        beta, pt_pg(m, n, 0), dwpe));
 }
 
@@ -42,7 +36,7 @@ const pt_op pt_op_embedding = {"embedding", NULL, embed_forward, embed_backward}
 
 static void attn_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
 {
-    check(m, m->be->attention_forward(&n->d.attn, rows, pt_in(m, n, 0)->a, pt_out(m, n)->a,
+    pt_op_check(m, m->be->attention_forward(&n->d.attn, rows, pt_in(m, n, 0)->a, pt_out(m, n)->a,
                                       n->aux));
 }
 
@@ -51,7 +45,7 @@ static void attn_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *c
     const int beta = pt_in_beta(m, n, 0);
     if (beta < 0) return;
     pt_slot *in = pt_in(m, n, 0), *out = pt_out(m, n);
-    check(m, m->be->attention_backward(&n->d.attn, rows, in->a, out->a, out->g, n->aux,
+    pt_op_check(m, m->be->attention_backward(&n->d.attn, rows, in->a, out->a, out->g, n->aux,
                                        (float)beta, in->g));
 }
 

@@ -48,12 +48,6 @@ static void tp_allreduce(pt_model *m, void *buf, int64_t count, pt_dtype dtype, 
     record_failure(m, pt_allreduce(m->opt.tp, PT_IN_PLACE, buf, count, dtype, op), what);
 }
 
-/* Records the first failure of a backend entry (an asynchronous one may report a later op's). */
-static void check(pt_model *m, pt_status st)
-{
-    if (st != PT_OK && m->status == PT_OK) m->status = st;
-}
-
 static void f_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
 {
     const size_t bytes = sizeof(float) * (size_t)rows * (size_t)pt_out(m, n)->size;
@@ -67,7 +61,7 @@ static void f_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
     const int64_t N = (int64_t)rows * pt_out(m, n)->size;
     float *dy = pt_out(m, n)->g; /* read by this node only: reduced in place */
     tp_allreduce(m, dy, N, PT_F32, PT_SUM, "allreduce of an input gradient (f)"); /* slot memory */
-    check(m, m->be->accumulate(pt_in(m, n, 0)->g, dy, N, (float)beta));
+    pt_op_check(m, m->be->accumulate(pt_in(m, n, 0)->g, dy, N, (float)beta));
 }
 
 const pt_op pt_op_tp_f = {"tp_f", NULL, f_forward, f_backward};
@@ -84,7 +78,7 @@ static void g_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
 {
     const int beta = pt_in_beta(m, n, 0);
     if (beta >= 0)
-        check(m, m->be->accumulate(pt_in(m, n, 0)->g, pt_out(m, n)->g,
+        pt_op_check(m, m->be->accumulate(pt_in(m, n, 0)->g, pt_out(m, n)->g,
                                    (int64_t)rows * pt_out(m, n)->size, (float)beta));
 }
 
@@ -105,7 +99,7 @@ static void seq_permute(pt_model *m, float *whole, float *blocks, int rows, int6
         for (int b = 0; b < rows; b++) {
             float *w = whole + ((int64_t)b * tp + r) * run, *k = blocks + ((int64_t)r * rows + b) * run;
             if (to_blocks) be->copy(k, w, sizeof(float) * (size_t)run);
-            else check(m, be->accumulate(w, k, run, (float)beta));
+            else pt_op_check(m, be->accumulate(w, k, run, (float)beta));
         }
 }
 
@@ -141,7 +135,7 @@ static void seq_scatter(pt_model *m, const pt_node *n, float *whole, float *shar
     seq_permute(m, whole, blocks, rows, Tl, D, 1, 0);
     record_failure(m, pt_reduce_scatter(m->opt.tp, blocks, beta ? mine : shard, counts, PT_F32,
                                         PT_SUM), what); /* slot memory */
-    if (beta) check(m, m->be->accumulate(shard, mine, cnt, 1.0f));
+    if (beta) pt_op_check(m, m->be->accumulate(shard, mine, cnt, 1.0f));
 }
 
 static void gather_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
@@ -194,12 +188,12 @@ double pt_tp_softmax_xent(pt_model *m, const float *logits, const int32_t *label
     double *stat = m->tp_xent, *host = m->tp_xent_host; /* 4 doubles per row (backend.h) */
     const size_t row_bytes = sizeof(double) * (size_t)rows;
 
-    check(m, be->vp_xent_max(logits, rows, Vl, stat));
+    pt_op_check(m, be->vp_xent_max(logits, rows, Vl, stat));
     be->to_host(host, stat, row_bytes);
     tp_allreduce(m, host, rows, PT_F64, PT_MAX, "allreduce of the logits' maxima");
     be->to_device(stat, host, row_bytes);
 
-    check(m, be->vp_xent_sums(logits, labels, rows, Vl, v0, stat));
+    pt_op_check(m, be->vp_xent_sums(logits, labels, rows, Vl, v0, stat));
     be->to_host(host + rows, stat + rows, 3 * row_bytes);
     tp_allreduce(m, host + rows, 2 * (int64_t)rows, PT_F64, PT_SUM,
                  "allreduce of the sums of exponentials");

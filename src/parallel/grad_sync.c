@@ -12,18 +12,6 @@
 
 static void on_grad_ready(void *arg, int64_t offset, int64_t count);
 
-/* Host memory for MPI: pinned where the backend has it (so the copies run at full speed). */
-static void *host_alloc(const pt_backend *be, size_t bytes)
-{
-    return be->host_alloc ? be->host_alloc(bytes) : malloc(bytes);
-}
-static void host_free(const pt_backend *be, void *p)
-{
-    if (!p) return;
-    if (be->host_free) be->host_free(p);
-    else free(p);
-}
-
 /* Buckets at parameter boundaries, walking the parameters from the last (backward's first) */
 static pt_status make_buckets(pt_grad_sync *gs, double bucket_mib)
 {
@@ -70,11 +58,11 @@ pt_status pt_grad_sync_init(pt_grad_sync *gs, pt_comm *pc, pt_model *m, bool zer
     gs->staged = strcmp(m->be->name, "cpu") != 0;
     if (gs->staged) {
         size_t bytes = sizeof(float) * (size_t)(m->numel ? m->numel : 1);
-        gs->hg = host_alloc(m->be, bytes);
+        gs->hg = pt_host_alloc(m->be, bytes);
         PT_ALLOC_CHECK(gs->hg, bytes);
         if (gs->gshard) {
             bytes = sizeof(float) * (size_t)(gs->shard_count ? gs->shard_count : 1);
-            gs->hshard = host_alloc(m->be, bytes);
+            gs->hshard = pt_host_alloc(m->be, bytes);
             PT_ALLOC_CHECK(gs->hshard, bytes);
         }
     }
@@ -103,8 +91,8 @@ void pt_grad_sync_free(pt_grad_sync *gs)
     if (gs->m) {
         if (gs->m->grad_ready == on_grad_ready) gs->m->grad_ready = NULL;
         if (gs->gshard) gs->m->be->free(gs->gshard);
-        host_free(gs->m->be, gs->hg);
-        host_free(gs->m->be, gs->hshard);
+        pt_host_free(gs->m->be, gs->hg);
+        pt_host_free(gs->m->be, gs->hshard);
     }
     for (int b = 0; b < gs->nbuckets; b++)
         if (gs->buckets[b].req) pt_coll_wait(&gs->buckets[b].req);

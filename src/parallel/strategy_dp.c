@@ -109,7 +109,7 @@ static pt_status dp_setup(pt_train_state *s)
     /* host memory for MPI (pinned on a device backend) */
     const size_t tp_bytes = sizeof(float) * (size_t)d->tp_partial_n;
     if (d->tp_partial_n &&
-        !(d->tp_partial = m->be->host_alloc ? m->be->host_alloc(tp_bytes) : malloc(tp_bytes)))
+        !(d->tp_partial = pt_host_alloc(m->be, tp_bytes)))
         st = PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the partial gradients of the tp group");
     return pt_agree(s->world, st, NULL);
 }
@@ -304,10 +304,8 @@ static void dp_teardown(pt_train_state *s)
     if (!d) return;
     pt_grad_sync_free(&d->gs);
     pt_compressor_free(&d->z);
-    if (d->tp_partial && s->model.be && s->model.be->host_free)
-        s->model.be->host_free(d->tp_partial);
-    else
-        free(d->tp_partial);
+    /* teardown runs before the model is destroyed (loop.c); without a backend nothing was staged */
+    if (s->model.be) pt_host_free(s->model.be, d->tp_partial);
     free(d);
     s->strategy_state = NULL;
 }
