@@ -12,10 +12,13 @@ cd "$(dirname "$0")/.."
 top=$(pwd)
 B=$top/build-cuda
 bail() { echo "cuda build: FAIL: $*"; exit 1; }
-if command -v nvcc >/dev/null; then
-    cuda_dir=$(dirname "$(dirname "$(command -v nvcc)")")
-elif test -x /usr/local/cuda/bin/nvcc; then
+# The toolkit's own directory first: an nvcc found on PATH may be a wrapper script in /usr/local/bin
+# (as on the CI image), whose parent directory holds no CUDA headers. configure asks nvcc where
+# its toolkit is either way.
+if test -x /usr/local/cuda/bin/nvcc; then
     cuda_dir=/usr/local/cuda
+elif command -v nvcc >/dev/null; then
+    cuda_dir=$(dirname "$(dirname "$(command -v nvcc)")")
 else
     echo "cuda build: SKIP: no nvcc (neither on PATH nor /usr/local/cuda/bin): the CUDA toolkit is not installed"
     exit 77
