@@ -1,10 +1,12 @@
 /* Parameter-server key sharding (pt_ps_shard_keys): for S = 1..4 servers and models of odd
  * sizes, every parameter is owned by exactly one server, ranges are contiguous and non-empty,
  * cuts sit on tensor boundaries when one is within half a fair share, and no range exceeds
- * twice its fair share. Also the placement and the --ps-sync parser. */
+ * twice its fair share. Also the placement, the --ps-sync parser and the straggler pattern
+ * (PT_FAULT_INJECT=slow:RANK:MS[:PERIOD:PHASE]). */
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "paratrain/fault.h"
 #include "paratrain/ps.h"
 
 static int failures = 0;
@@ -92,6 +94,22 @@ int main(void)
     CHECK(pt_ps_parse_sync("ssp:", &k, &bound) != PT_OK, "ssp: refused");
     CHECK(pt_ps_parse_sync("ssp:1x", &k, &bound) != PT_OK, "ssp:1x refused");
     CHECK(pt_ps_parse_sync("BSP", &k, &bound) != PT_OK, "BSP refused");
+    /* stragglers: every step, or only in the steps with step % PERIOD == PHASE (one of three
+     * workers slow in turn); malformed items slow nobody */
+    setenv("PT_FAULT_INJECT", "ckpt-save:3,slow:1:40,slow:2:50:3:1,slow:3:60:3:2", 1);
+    for (int64_t st = 0; st < 7; st++) {
+        CHECK(pt_fault_slow_ms(1, st) == 40, "slow:1:40 at step %lld", (long long)st);
+        CHECK(pt_fault_slow_ms(2, st) == (st % 3 == 1 ? 50 : 0), "slow:2:50:3:1 at step %lld", (long long)st);
+        CHECK(pt_fault_slow_ms(3, st) == (st % 3 == 2 ? 60 : 0), "slow:3:60:3:2 at step %lld", (long long)st);
+        CHECK(pt_fault_slow_ms(0, st) == 0, "rank 0 not slow at step %lld", (long long)st);
+    }
+    const char *bad[] = {"slow:2:50:3", "slow:2:50:3:3", "slow:2:50:0:0", "slow:2:-5", "slow:2:50:3:1x",
+                         "slow:2:", "slow:2"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        setenv("PT_FAULT_INJECT", bad[i], 1);
+        CHECK(pt_fault_slow_ms(2, 1) == 0, "malformed '%s' slows rank 2", bad[i]);
+    }
+    unsetenv("PT_FAULT_INJECT");
     if (failures) {
         fprintf(stderr, "t_ps_keys: %d failures\n", failures);
         return 1;

@@ -13,8 +13,12 @@
  *   mpi-thread-level        MPI looks as if it provided only MPI_THREAD_SINGLE
  *   signal-in-save[:STEP]   rank RANK raises SIGTERM half-way through the save of STEP
  *   signal-in-eval[:STEP]   rank RANK raises SIGTERM in the evaluation after STEP
- *   slow:RANK:MS            world rank RANK sleeps MS milliseconds in every training step (a
- *                           straggler: the parameter server's tests and benchmarks)
+ *   slow:RANK:MS[:PERIOD:PHASE]
+ *                           world rank RANK sleeps MS milliseconds in every training step (a
+ *                           straggler: the parameter server's tests and benchmarks); with
+ *                           PERIOD:PHASE only in the steps with step % PERIOD == PHASE (an
+ *                           intermittent straggler: slow:1:50:3:0,slow:2:50:3:1,slow:3:50:3:2
+ *                           makes one of three workers slow in turn)
  *   slow-save:MS, slow-eval:MS, step-delay:MS
  *                           rank RANK (all ranks without @RANK) sleeps MS milliseconds half-way
  *                           through each save, in each evaluation, in each training step: wider
@@ -45,11 +49,12 @@ bool pt_fault_everywhere(const char *name);
 /* Sleeps pt_fault_value(name, rank) milliseconds (none when 0). */
 void pt_fault_delay(const char *name, int rank);
 
-/* Item slow:RANK:MS (any number of them, one per rank): world rank RANK sleeps MS milliseconds
- * in every training step, a straggler. The MS of `rank`, or 0. */
-long pt_fault_slow_ms(int rank);
-/* Sleeps pt_fault_slow_ms(rank) milliseconds. */
-void pt_fault_slow(int rank);
+/* Item slow:RANK:MS[:PERIOD:PHASE] (any number of them; the first for a rank counts): world rank
+ * RANK sleeps MS milliseconds in training step `step` (every step, or those with step % PERIOD
+ * == PHASE), a straggler. The MS of `rank` at `step` (step < 0: regardless of the step), or 0. */
+long pt_fault_slow_ms(int rank, int64_t step);
+/* Sleeps pt_fault_slow_ms(rank, step) milliseconds. */
+void pt_fault_slow(int rank, int64_t step);
 
 #ifdef __cplusplus
 }

@@ -74,21 +74,39 @@ bool pt_fault_everywhere(const char *name)
     return find_item(name, &it) && !it.has_value && !it.has_rank;
 }
 
-long pt_fault_slow_ms(int rank)
+/* slow:RANK:MS or slow:RANK:MS:PERIOD:PHASE, parsed from [p, end); false when malformed */
+static bool parse_slow(const char *p, const char *end, long *rank, long *ms, long *period,
+                       long *phase)
+{
+    long v[4];
+    int n = 0;
+    const char *q = p + 5;
+    while (n < 4) {
+        char *e;
+        v[n] = strtol(q, &e, 10);
+        if (e == q) return false;
+        n++;
+        if (e == end) break;
+        if (*e != ':') return false;
+        q = e + 1;
+    }
+    if (n != 2 && n != 4) return false;
+    *rank = v[0], *ms = v[1];
+    *period = n == 4 ? v[2] : 1, *phase = n == 4 ? v[3] : 0;
+    return *ms > 0 && *period >= 1 && *phase >= 0 && *phase < *period;
+}
+
+long pt_fault_slow_ms(int rank, int64_t step)
 {
     const char *env = getenv("PT_FAULT_INJECT");
     if (!env || !*env) return 0;
     for (const char *p = env; *p;) {
         const char *end = strchr(p, ',');
         if (!end) end = p + strlen(p);
-        if (end - p > 5 && !strncmp(p, "slow:", 5)) {
-            char *e, *e2;
-            const long r = strtol(p + 5, &e, 10);
-            if (e != p + 5 && *e == ':') {
-                const long ms = strtol(e + 1, &e2, 10);
-                if (e2 == end && e2 != e + 1 && r == rank && ms > 0) return ms;
-            }
-        }
+        long r, ms, period, phase;
+        if (end - p > 5 && !strncmp(p, "slow:", 5) && parse_slow(p, end, &r, &ms, &period, &phase) &&
+            r == rank && (step < 0 || step % period == phase))
+            return ms;
         p = *end ? end + 1 : end;
     }
     return 0;
@@ -101,8 +119,8 @@ static void sleep_ms(long ms)
     } /* a signal (the preemption handler) interrupts it; sleep the rest */
 }
 
-void pt_fault_slow(int rank)
+void pt_fault_slow(int rank, int64_t step)
 {
-    const long ms = pt_fault_slow_ms(rank);
+    const long ms = pt_fault_slow_ms(rank, step);
     if (ms > 0) sleep_ms(ms);
 }

@@ -660,7 +660,7 @@ static pt_status work(pt_train_state *s, ps_state *p, int64_t end, volatile cons
         pt_fault_stop_point("step", s->step); /* PT_FAULT_STOP=R:STEP:step (tests/test_ps.sh) */
         const double t0 = pt_now();
         pt_fault_delay("step-delay", s->world_rank);
-        pt_fault_slow(s->world_rank); /* PT_FAULT_INJECT=slow:RANK:MS: a straggler */
+        pt_fault_slow(s->world_rank, s->step); /* PT_FAULT_INJECT=slow:RANK:MS[:PERIOD:PHASE] */
         st = pt_train_read_batch(s);
         pt_step_report r = {0};
         if (st == PT_OK) st = ps_forward_backward(s, true, &r);

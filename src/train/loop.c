@@ -63,7 +63,7 @@ static pt_status run(pt_train_state *s, pt_train_result *res)
     while (s->step < end && !stop) {
         pt_fault_stop_point("step", s->step); /* PT_FAULT_STOP=R:STEP:step (tests/test_hang.sh) */
         pt_fault_delay("step-delay", s->world_rank); /* test hook: a wider window for signals */
-        pt_fault_slow(s->world_rank); /* PT_FAULT_INJECT=slow:RANK:MS: a straggler */
+        pt_fault_slow(s->world_rank, s->step); /* PT_FAULT_INJECT=slow:RANK:MS[:PERIOD:PHASE] */
         double t0 = pt_now();
         pt_status local = pt_train_read_batch(s);
         double t1 = pt_now();
