@@ -8,7 +8,7 @@
 # fingerprint (TOL_PARAM) and the final checkpoints, global tensors each stage wrote its part of
 # (pt-ckpt diff, absolute, TOL_CKPT). The schedules run the backwards in the same micro-batch order, so
 # they must agree bitwise. Then resumes (same grid bitwise; pp 2 -> 1 within TOL_CKPT of the serial
-# run) and bad input.
+# run; pp 2 -> 4 and 1 -> 2 the same) and bad input.
 . "${srcdir:-.}/tests/lib.sh"
 need_np 8 "the pipeline grids up to pp 2 x dp 2 x tp 2"
 need_data
@@ -52,7 +52,7 @@ run mlp-3d 8 $mlp --pp 2 --tp 2 --micro-batches 3 --pipeline gpipe
 compare mlp-serial mlp-3d
 pass "pipeline equals the serial run (largest differences: steps $WORST_STEP, parameter fingerprint $WORST_PARAM, checkpoints $WORST_CKPT)"
 
-# resume: stopped at step 2, resumed on the same grid = uninterrupted, bitwise; moved to pp 1
+# resume: stopped at step 2, resumed on the same grid = uninterrupted, bitwise; moved to pp 1, 2, 4
 run gpt-resume 2 $gpt --pp 2 --micro-batches 4 --stop-at 2
 run gpt-resume 2 $gpt --pp 2 --micro-batches 4 --resume auto
 same_bits gpt-pp2-m4-1f1b gpt-resume
@@ -62,6 +62,9 @@ echo "  pp 2 -> 1: max|a-b| $(ckpt_diff gpt-serial gpt-move "$TOL_CKPT") against
 run gpt-move1 1 $gpt --stop-at 2
 run gpt-move1 2 $gpt --pp 2 --micro-batches 3 --resume auto
 echo "  pp 1 -> 2: max|a-b| $(ckpt_diff gpt-serial gpt-move1 "$TOL_CKPT") against the serial run"
+run gpt-move4 2 $gpt --pp 2 --micro-batches 4 --stop-at 2
+run gpt-move4 4 $gpt --pp 4 --micro-batches 4 --resume auto
+echo "  pp 2 -> 4: max|a-b| $(ckpt_diff gpt-serial gpt-move4 "$TOL_CKPT") against the serial run"
 pass "resume: bitwise on the same grid, within $TOL_CKPT across pp"
 
 # --trace: one Chrome-trace file with every rank's forward and backward of every micro-batch
