@@ -47,6 +47,16 @@ train_run dp2-adam 2 --optimizer adam --lr 0.002
 compare dp2-adam ps2-w2-spread 0
 pass "BSP parameter server = data parallel (S 1, 2 at W 1, 2, 3 and S 3 at W 2; momentum and adam; placement first and spread)"
 
+# ---- the rma transport (MPI_Put / MPI_Get into the servers' windows): the same sums, so the same
+# bits as p2p (and as data parallel where that is bitwise)
+train_run ps1-w2-rma 3 --ps-servers 1 --ps-transport rma
+compare dp2 ps1-w2-rma 0
+train_run ps2-w3-rma 5 --ps-servers 2 --ps-transport rma
+compare ps2-w3 ps2-w3-rma 0
+train_run ps2-w2-rma-spread 4 --ps-servers 2 --ps-placement spread --optimizer adam --lr 0.002 --ps-transport rma
+compare ps2-w2-spread ps2-w2-rma-spread 0
+pass "BSP over rma = BSP over p2p, bitwise (S 1 at W 2, S 2 at W 3, S 2 spread with adam at W 2)"
+
 # ---- checkpoints: PS -> DP -> PS, and a bitwise resume under BSP
 train_run ps-a 3 --ps-servers 1 --stop-at 10
 train_run dp-b 2 --resume "$WORK/ps-a" --stop-at 20
@@ -70,6 +80,9 @@ expect_error ps-with-pp 2 "does not combine with tensor or pipeline" train $smal
 expect_error ps-sync-unknown 2 "unknown --ps-sync 'foo'" train $small --ps-servers 1 --ps-sync foo
 expect_error ps-ssp-bad 2 "unknown --ps-sync 'ssp:-1'" train $small --ps-servers 1 --ps-sync ssp:-1
 expect_error ps-placement 2 "unknown --ps-placement" train $small --ps-servers 1 --ps-placement last
+expect_error ps-transport 2 "unknown --ps-transport 'shm'" train $small --ps-servers 1 --ps-transport shm
+expect_error ps-rma-asp 2 "rma implements --ps-sync bsp only" train $small --ps-servers 1 --ps-sync asp --ps-transport rma
+expect_error ps-rma-no-servers 2 "--ps-transport rma needs parameter servers" train $small --ps-transport rma
 
 # ---- SSP with a straggler: world rank 2 (worker 1 of 3, one server) sleeps 40 ms per step.
 # Every worker's per-step log (--metrics PATH: PATH.worker<w>) records the clock it computed at

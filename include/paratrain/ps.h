@@ -15,11 +15,14 @@ extern "C" {
 
 typedef enum { PT_PS_BSP = 0, PT_PS_ASP, PT_PS_SSP } pt_ps_sync;
 typedef enum { PT_PS_FIRST = 0, PT_PS_SPREAD } pt_ps_placement;
+typedef enum { PT_PS_P2P = 0, PT_PS_RMA } pt_ps_transport;
 
 /* "bsp" (also ""), "asp", "ssp:S" with a staleness bound S >= 0. Local. */
 pt_status pt_ps_parse_sync(const char *text, pt_ps_sync *kind, int *bound);
 /* "first" (also "") or "spread". Local. */
 pt_status pt_ps_parse_placement(const char *text, pt_ps_placement *p);
+/* "p2p" (also "") or "rma". Local. */
+pt_status pt_ps_parse_transport(const char *text, pt_ps_transport *t);
 
 /* World rank of server k of S among `world` ranks: first: k; spread: k * world / S (rank 0 is
  * always a server, so it holds authoritative parameters for logging and checkpoint attributes). */

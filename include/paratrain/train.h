@@ -66,6 +66,7 @@ typedef struct {
     int64_t ps_servers;   /* parameter-server ranks (0: no parameter server) */
     char ps_placement[16]; /* first or spread */
     char ps_sync[32];      /* bsp, asp, ssp:S ("": bsp) */
+    char ps_transport[8];  /* p2p (MPI_Isend/Irecv) or rma (MPI_Put/MPI_Get, BSP) */
     int64_t eval_batch;
     bool validate_data;
     bool quiet;

@@ -35,6 +35,14 @@ pt_status pt_ps_parse_placement(const char *text, pt_ps_placement *p)
     return PT_OK;
 }
 
+pt_status pt_ps_parse_transport(const char *text, pt_ps_transport *t)
+{
+    if (!text[0] || !strcmp(text, "p2p")) *t = PT_PS_P2P;
+    else if (!strcmp(text, "rma")) *t = PT_PS_RMA;
+    else return PT_ERR(PT_ERR_ARG, "choose p2p or rma", "unknown --ps-transport '%s'", text);
+    return PT_OK;
+}
+
 int pt_ps_server_rank(int k, int S, int world, pt_ps_placement p)
 {
     return p == PT_PS_SPREAD ? (int)((int64_t)k * world / S) : k;

@@ -6,8 +6,16 @@
  * copy of the parameters, which the servers refresh after each update, so evaluation, the loop's
  * end record and checkpoints see the authoritative parameters on every rank.
  *
- * Transport: MPI_Isend / MPI_Irecv on a duplicate of the world, completed by pt_wait_bounded
- * (watchdog.h), which names a dead peer within PT_COLL_TIMEOUT.
+ * Transport (--ps-transport): p2p, MPI_Isend / MPI_Irecv on a duplicate of the world, completed
+ * by pt_wait_bounded (watchdog.h), which names a dead peer within PT_COLL_TIMEOUT; or rma (BSP
+ * only), one-sided: each server exposes a window [W pushes of its range | its range, twice] and
+ * the workers MPI_Put their gradient slices into it and MPI_Get the updated range from it, in
+ * one passive-target epoch (MPI_Win_lock_all) for the whole run. Who may read what, when, is
+ * still said by zero-byte messages through pt_wait_bounded ("my puts are flushed", "the range is
+ * ready"), so a dead peer is named as on p2p and no fence can hang. The range is double-buffered
+ * by step parity: a server writes step t + 1's copy while a slow reader may still get step t's,
+ * and it cannot reach step t + 2 before every worker has pushed step t + 2, which each does only
+ * after its gets of step t + 1 completed.
  *
  * BSP (this file's step): sync = every worker pushes its gradient slice to each server; each
  * server receives all W pushes of the step and sums them in worker order (the gradient of the
@@ -46,6 +54,10 @@ typedef struct {
     float *stage;           /* server: W pushes of its range */
     MPI_Request *req;
     int *peer;
+    pt_ps_transport transport;
+    MPI_Win win;            /* rma: the servers' windows (workers expose none) */
+    float *win_base;        /* rma, server: W * n pushes, then 2 copies of its range of n */
+    int64_t rounds;         /* rma: updates so far in this run (the parity of the range copy) */
     uint64_t bytes_sent, bytes_recv;
     pt_optimizer ckpt_opt;  /* checkpoint stand-in: pt_shard_range(numel, world, rank) layout */
     bool have_ckpt_opt;
@@ -100,6 +112,43 @@ pt_status pt_ps_batch_share(pt_train_state *s)
     return PT_OK;
 }
 
+/* rma: the windows, and one passive-target epoch on every target for the whole run */
+static pt_status rma_open(ps_state *p)
+{
+    const int64_t n = p->me_server >= 0 ? range_n(p, p->me_server) : 0;
+    const MPI_Aint bytes = (MPI_Aint)(sizeof(float) * (size_t)(n * (p->W + 2)));
+    pt_watchdog_arm("MPI_Win_allocate", "the parameter server's RMA windows", -1);
+    int rc = MPI_Win_allocate(bytes, (int)sizeof(float), MPI_INFO_NULL, p->comm, &p->win_base, &p->win);
+    if (rc == MPI_SUCCESS) rc = MPI_Win_lock_all(MPI_MODE_NOCHECK, p->win);
+    pt_watchdog_disarm();
+    if (rc != MPI_SUCCESS)
+        return PT_ERR(PT_ERR_MPI, "use --ps-transport p2p", "MPI_Win_allocate / MPI_Win_lock_all of %lld bytes failed",
+                      (long long)bytes);
+    if (p->me_server >= 0) free(p->stage), p->stage = p->win_base; /* the pushes land in the window */
+    return PT_OK;
+}
+
+static void rma_close(ps_state *p)
+{
+    if (p->win == MPI_WIN_NULL) return;
+    if (p->stage == p->win_base) p->stage = NULL;
+    pt_watchdog_arm("MPI_Win_free", "the parameter server's RMA windows", -1);
+    if (MPI_Win_unlock_all(p->win) != MPI_SUCCESS || MPI_Win_free(&p->win) != MPI_SUCCESS)
+        pt_log_warn("MPI_Win_unlock_all / MPI_Win_free of the parameter server's windows failed");
+    pt_watchdog_disarm();
+}
+
+/* zero-byte notes to (send) or from (recv) the given world ranks, completed through the watchdog */
+static pt_status notes(ps_state *p, bool send, const int *ranks, int n, int tag, const char *what)
+{
+    for (int i = 0; i < n; i++) {
+        if (send) PT_MPI_CHECK(MPI_Isend(NULL, 0, MPI_BYTE, ranks[i], tag, p->comm, &p->req[i]));
+        else PT_MPI_CHECK(MPI_Irecv(NULL, 0, MPI_BYTE, ranks[i], tag, p->comm, &p->req[i]));
+        p->peer[i] = ranks[i];
+    }
+    return pt_wait_bounded(n, p->req, p->peer, p->comm, send ? "MPI_Isend" : "MPI_Irecv", what);
+}
+
 static pt_status ps_setup(pt_train_state *s)
 {
     const pt_train_config *c = s->cfg;
@@ -111,6 +160,8 @@ static pt_status ps_setup(pt_train_state *s)
     pt_ps_placement pl;
     pt_status st = pt_ps_parse_sync(c->ps_sync, &p->sync, &p->bound);
     if (st == PT_OK) st = pt_ps_parse_placement(c->ps_placement, &pl);
+    if (st == PT_OK) st = pt_ps_parse_transport(c->ps_transport, &p->transport);
+    p->win = MPI_WIN_NULL;
     if (st == PT_OK && strcmp(m->be->name, "cpu"))
         st = PT_ERR(PT_ERR_ARG, "train the parameter server with --backend cpu",
                     "--ps-servers moves host buffers; backend '%s' is not supported", m->be->name);
@@ -166,6 +217,7 @@ static pt_status ps_setup(pt_train_state *s)
     if (rc != MPI_SUCCESS) p->comm = MPI_COMM_NULL;
     st = rc == MPI_SUCCESS ? PT_OK : PT_ERR(PT_ERR_MPI, NULL, "MPI_Comm_dup failed for the parameter server");
     PT_TRY(pt_agree(s->world, st, NULL));
+    if (p->transport == PT_PS_RMA) PT_TRY(pt_agree(s->world, rma_open(p), NULL));
     if (!c->quiet && s->world_rank == 0) {
         char sync[32];
         snprintf(sync, sizeof sync, p->sync == PT_PS_BSP ? "bsp" : p->sync == PT_PS_ASP ? "asp" : "ssp:%d",
@@ -198,6 +250,63 @@ static pt_status ps_forward_backward(pt_train_state *s, bool have_rows, pt_step_
     return PT_OK;
 }
 
+/* rma push: a worker puts its slice of each server's range into that server's window at its
+ * worker slot, flushes (the data is at the target), then says so; a server waits for the W notes
+ * and syncs its window's memory before reading. */
+static pt_status rma_push(ps_state *p, pt_model *m, pt_step_report *r)
+{
+    if (p->me_worker >= 0) {
+        for (int k = 0; k < p->S; k++) {
+            const int64_t cnt = range_n(p, k);
+            PT_MPI_CHECK(MPI_Put(m->g + range_off(p, k), (int)cnt, MPI_FLOAT, p->server[k],
+                                 (MPI_Aint)p->me_worker * cnt, (int)cnt, MPI_FLOAT, p->win));
+            r->bytes_sent += sizeof(float) * (uint64_t)cnt;
+        }
+        PT_MPI_CHECK(MPI_Win_flush_all(p->win));
+        return notes(p, true, p->server, p->S, TAG_PUSH, "a worker's note that its gradient puts are flushed");
+    }
+    PT_TRY(notes(p, false, p->worker, p->W, TAG_PUSH, "the workers' gradient puts of a step (BSP, rma)"));
+    r->bytes_recv += sizeof(float) * (uint64_t)(range_n(p, p->me_server) * p->W);
+    PT_MPI_CHECK(MPI_Win_sync(p->win));
+    return PT_OK;
+}
+
+/* rma pull: each server copies its updated range into its window (parity slot), syncs and tells
+ * every other rank; each rank gets the other servers' ranges once told. */
+static pt_status rma_pull(pt_train_state *s, ps_state *p)
+{
+    float *w = s->model.w;
+    const int64_t par = p->rounds++ & 1;
+    int n = 0;
+    for (int k = 0; k < p->S; k++) /* the other servers' notes */
+        if (k != p->me_server) {
+            PT_MPI_CHECK(MPI_Irecv(NULL, 0, MPI_BYTE, p->server[k], TAG_PULL, p->comm, &p->req[n]));
+            p->peer[n++] = p->server[k];
+        }
+    if (p->me_server >= 0) {
+        const int k = p->me_server;
+        const int64_t cnt = range_n(p, k);
+        memcpy(p->win_base + cnt * (p->W + par), w + range_off(p, k), sizeof(float) * (size_t)cnt);
+        PT_MPI_CHECK(MPI_Win_sync(p->win));
+        for (int r = 0; r < s->world_size; r++) {
+            if (r == s->world_rank) continue;
+            PT_MPI_CHECK(MPI_Isend(NULL, 0, MPI_BYTE, r, TAG_PULL, p->comm, &p->req[n]));
+            p->peer[n++] = r;
+        }
+    }
+    PT_TRY(pt_wait_bounded(n, p->req, p->peer, p->comm, "MPI_Isend/MPI_Irecv",
+                           "the servers' notes that their updated ranges are ready (BSP, rma)"));
+    for (int k = 0; k < p->S; k++) {
+        if (k == p->me_server) continue;
+        const int64_t cnt = range_n(p, k);
+        PT_MPI_CHECK(MPI_Get(w + range_off(p, k), (int)cnt, MPI_FLOAT, p->server[k],
+                             (MPI_Aint)cnt * (p->W + par), (int)cnt, MPI_FLOAT, p->win));
+        p->bytes_recv += sizeof(float) * (uint64_t)cnt;
+    }
+    PT_MPI_CHECK(MPI_Win_flush_all(p->win));
+    return PT_OK;
+}
+
 /* Push (BSP): workers send each server its slice; a server sums the W pushes in worker order. */
 static pt_status ps_sync(pt_train_state *s, pt_step_report *r)
 {
@@ -205,7 +314,9 @@ static pt_status ps_sync(pt_train_state *s, pt_step_report *r)
     pt_model *m = &s->model;
     const double t0 = pt_now();
     int n = 0;
-    if (p->me_worker >= 0) {
+    if (p->transport == PT_PS_RMA) {
+        PT_TRY(rma_push(p, m, r));
+    } else if (p->me_worker >= 0) {
         for (int k = 0; k < p->S; k++) {
             PT_MPI_CHECK(MPI_Isend(m->g + range_off(p, k), (int)range_n(p, k), MPI_FLOAT,
                                    p->server[k], TAG_PUSH, p->comm, &p->req[n]));
@@ -225,6 +336,10 @@ static pt_status ps_sync(pt_train_state *s, pt_step_report *r)
         }
         PT_TRY(pt_wait_bounded(n, p->req, p->peer, p->comm, "MPI_Irecv",
                                "the workers' gradient pushes of a step (BSP)"));
+    }
+    if (p->me_server >= 0) {
+        const int k = p->me_server;
+        const int64_t cnt = range_n(p, k);
         /* the gradient of the global batch, summed in worker order */
         float *g = m->g + range_off(p, k);
         memcpy(g, p->stage, sizeof(float) * (size_t)cnt);
@@ -293,6 +408,7 @@ static pt_status ps_update(pt_train_state *s, float lr)
     } else {
         s->opt.t++; /* the update count, alike on every rank (a checkpoint attribute) */
     }
+    if (p->transport == PT_PS_RMA) return rma_pull(s, p);
     return broadcast_ranges(s, "the parameters the servers updated (the workers' pull, BSP)");
 }
 
@@ -440,6 +556,7 @@ static void ps_teardown(pt_train_state *s)
     ps_state *p = state_of(s);
     if (!p) return;
     /* teardown cannot fail the run (it has ended); a failed free is only reported */
+    rma_close(p);
     if (p->comm != MPI_COMM_NULL && MPI_Comm_free(&p->comm) != MPI_SUCCESS)
         pt_log_warn("MPI_Comm_free of the parameter server's communicator failed");
     if (p->have_ckpt_opt) pt_optim_destroy(&p->ckpt_opt);

@@ -98,6 +98,8 @@ static const opt_row rows[] = {
                                                "evenly over the world"),
     ROW("ps-sync", OPT_STR, ps_sync, "parameter-server consistency: bsp (default), asp, or ssp:S "
                                      "(staleness bound S steps)"),
+    ROW("ps-transport", OPT_STR, ps_transport, "parameter-server messages: p2p (MPI_Isend/Irecv) or "
+                                               "rma (MPI_Put/MPI_Get into the servers' windows; bsp only)"),
     ROW("grid-order", OPT_STR, grid_order, "process grid axes, outermost first: a permutation of "
                                            "pp,dp,tp (default: tp innermost, so a tp group is "
                                            "consecutive ranks)"),
@@ -162,6 +164,7 @@ void pt_train_config_defaults(pt_train_config *c)
     c->bucket_mb = 0.0, c->repro_chunk = 8;
     c->tp = 1, c->pp = 1;
     snprintf(c->ps_placement, sizeof c->ps_placement, "first");
+    snprintf(c->ps_transport, sizeof c->ps_transport, "p2p");
     snprintf(c->pipeline, sizeof c->pipeline, "1f1b");
     c->virtual_stages = 1;
     c->trace_steps = 3;
@@ -177,10 +180,18 @@ static pt_status check_ps(const pt_train_config *c, const pt_compress_config *zc
     pt_ps_placement pl;
     PT_TRY(pt_ps_parse_sync(c->ps_sync, &sync, &bound));
     PT_TRY(pt_ps_parse_placement(c->ps_placement, &pl));
+    pt_ps_transport tr;
+    PT_TRY(pt_ps_parse_transport(c->ps_transport, &tr));
+    if (tr == PT_PS_RMA && sync != PT_PS_BSP)
+        return PT_ERR(PT_ERR_ARG, "use --ps-transport p2p with --ps-sync asp or ssp",
+                      "--ps-transport rma implements --ps-sync bsp only (got '%s')", c->ps_sync);
     if (c->ps_servers == 0) {
         if (c->ps_sync[0])
             return PT_ERR(PT_ERR_ARG, "add --ps-servers S (S >= 1) or drop --ps-sync",
                           "--ps-sync %s needs parameter servers; --ps-servers is 0", c->ps_sync);
+        if (tr != PT_PS_P2P)
+            return PT_ERR(PT_ERR_ARG, "add --ps-servers S (S >= 1) or drop --ps-transport",
+                          "--ps-transport %s needs parameter servers; --ps-servers is 0", c->ps_transport);
         return PT_OK;
     }
     if (c->tp > 1 || c->pp > 1)
