@@ -35,7 +35,9 @@
 #else
 #error "lowp_blocked.c is compiled per ISA (-mavx2 -mfma -mf16c or -mavx512f), see Makefile.am"
 #endif
+#ifndef KC
 #define KC 256
+#endif
 #define NV (NR / VW)
 
 typedef float vf __attribute__((vector_size(VW * 4)));                    /* aligned (packed) */
@@ -97,9 +99,11 @@ static void pack(bool bf, bool contig, const uint16_t *src, int ld, int nv, int 
     else contig ? pack_contig(false, src, ld, nv, kc, P, out) : pack_strided(false, src, ld, nv, kc, P, out);
 }
 
-/* C[0..mr, 0..nr) = alpha * Apanel . Bpanel + beta * C over kc; beta == 0 does not read C */
-static void micro(int kc, const float *restrict ap, const float *restrict bp, float *restrict c,
-                  int ldc, int mr, int nr, float alpha, float beta)
+/* acc = Apanel . Bpanel over kc, into t (MR x NR). Apart from the other steps so that nothing but
+ * the accumulators, B and the broadcast is live in the loop: with alpha and beta as well, GCC
+ * spilled one accumulator to the stack and the loop ran at the store-forwarding latency. */
+static __attribute__((noinline)) void micro_acc(int kc, const float *restrict ap,
+                                                const float *restrict bp, float *restrict t)
 {
     vf acc[MR][NV];
     memset(acc, 0, sizeof acc);
@@ -114,16 +118,25 @@ static void micro(int kc, const float *restrict ap, const float *restrict bp, fl
             for (int j = 0; j < NV; j++) acc[i][j] += s * b[j];
         }
     }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NV; j++) ((vf *)t)[i * NV + j] = acc[i][j];
+}
+
+/* C[0..mr, 0..nr) = alpha * Apanel . Bpanel + beta * C over kc; beta == 0 does not read C */
+static void micro(int kc, const float *restrict ap, const float *restrict bp, float *restrict c,
+                  int ldc, int mr, int nr, float alpha, float beta)
+{
+    float t[MR][NR] __attribute__((aligned(64)));
+    micro_acc(kc, ap, bp, &t[0][0]);
     if (mr == MR && nr == NR) {
         for (int i = 0; i < MR; i++)
             for (int j = 0; j < NV; j++) {
                 vfu *cp = (vfu *)(c + (int64_t)i * ldc + j * VW);
-                *cp = beta == 0.f ? alpha * acc[i][j] : alpha * acc[i][j] + beta * *cp;
+                const vf x = ((const vf *)t[i])[j];
+                *cp = beta == 0.f ? alpha * x : alpha * x + beta * *cp;
             }
         return;
     }
-    float t[MR][NR];
-    memcpy(t, acc, sizeof t);
     for (int i = 0; i < mr; i++)
         for (int j = 0; j < nr; j++) {
             float *cp = c + (int64_t)i * ldc + j;
