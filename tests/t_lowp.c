@@ -17,7 +17,11 @@
  * (recursive summation of k exact products, one rounding each, plus alpha, beta and the K-slice
  * updates). Separately, the difference to fp32 inputs before rounding is bounded by the rounding
  * of the two factors, (2u + u^2) sum |a||b| with u = 2^-8 (bf16) or 2^-11 (fp16), and reported.
- * The packed kernels must give the same bits with 1 and 2 threads. */
+ * The packed kernels must give the same bits with 1 and 2 threads.
+ *
+ * Built a second time as t_lowp_emu (-DLOWP_EMU): the GEMM checks on the AMX and AVX512-BF16
+ * kernels compiled against scalar stand-ins of their intrinsics (tests/lowp_isa_emu.h), so that
+ * their packing, tiling and edges are checked on CPUs without the instructions too. */
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -84,7 +88,7 @@ static bool is_nan16(pt_dtype t, uint16_t h)
     return t == PT_BF16 ? (h & 0x7f80) == 0x7f80 && (h & 0x7f) : (h & 0x7c00) == 0x7c00 && (h & 0x3ff);
 }
 
-static void test_to_f32(pt_dtype t)
+__attribute__((unused)) static void test_to_f32(pt_dtype t)
 {
     static uint16_t h[65536], back[65536];
     static float f[65536];
@@ -138,7 +142,7 @@ static size_t rounding_cases(pt_dtype t, float *x)
     return n;
 }
 
-static void test_from_f32(pt_dtype t)
+__attribute__((unused)) static void test_from_f32(pt_dtype t)
 {
     const size_t cap = 65536 * 4 + 2 * 600 + 16 + 1000000;
     float *x = malloc(cap * sizeof *x), *r = malloc(cap * sizeof *r);
@@ -196,14 +200,20 @@ typedef struct {
 } vstat;
 
 /* Runs one variant on one case and checks it; c0: C before (GUARD floats each side). */
-static void check_case(const char *var, pt_dtype t, bool ta, bool tb, int m, int n, int k,
+static pt_status gemm_v(int v, pt_dtype t, bool ta, bool tb, int m, int n, int k, float alpha,
+                        const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta, float *c,
+                        int ldc);
+static const char *runnable[8];
+
+static void check_case(int vi, pt_dtype t, bool ta, bool tb, int m, int n, int k,
                        float alpha, float beta, const uint16_t *a, int lda, const uint16_t *b,
                        int ldb, const float *c0, int ldc, const double *ref, const double *bound,
                        float *c, vstat *st)
 {
+    const char *var = runnable[vi];
     const size_t csz = (size_t)(m - 1) * ldc + n + 2 * GUARD;
     memcpy(c, c0, csz * sizeof *c);
-    pt_status s = pt_lowp_gemm(t, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c + GUARD, ldc);
+    pt_status s = gemm_v(vi, t, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c + GUARD, ldc);
     st->cases++;
     if (s != PT_OK) {
         st->bad++;
@@ -238,8 +248,30 @@ static void check_case(const char *var, pt_dtype t, bool ta, bool tb, int m, int
           "accumulation bound (or NaN/Inf)", var, pt_precision_name(t), ta, tb, m, n, k, alpha, beta, val_bad);
 }
 
-static const char *runnable[8];
 static int n_runnable;
+
+#ifdef LOWP_EMU
+pt_status pt_lowp_amx_emu(pt_dtype t, bool ta, bool tb, int m, int n, int k, float alpha,
+                          const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta,
+                          float *c, int ldc);
+pt_status pt_lowp_dpbf16_emu(pt_dtype t, bool ta, bool tb, int m, int n, int k, float alpha,
+                             const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta,
+                             float *c, int ldc);
+#endif
+
+/* variant v of runnable[] */
+static pt_status gemm_v(int v, pt_dtype t, bool ta, bool tb, int m, int n, int k, float alpha,
+                        const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta, float *c,
+                        int ldc)
+{
+#ifdef LOWP_EMU
+    return (v == 0 ? pt_lowp_amx_emu : pt_lowp_dpbf16_emu)(t, ta, tb, m, n, k, alpha, a, lda, b,
+                                                            ldb, beta, c, ldc);
+#else
+    PT_TRY(pt_lowp_gemm_select(t, runnable[v]));
+    return pt_lowp_gemm(t, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+#endif
+}
 
 static void test_gemm(pt_dtype t)
 {
@@ -284,8 +316,7 @@ static void test_gemm(pt_dtype t)
                         bound[(size_t)i * n + j] = (k + 4) * ldexp(1.0, -24) * (fabs(alpha) * sa + fabs(cb)) + 1e-30;
                     }
                 for (int v = 0; v < n_runnable; v++) {
-                    REQUIRE_OK(pt_lowp_gemm_select(t, runnable[v]));
-                    check_case(runnable[v], t, ta, tb, m, n, k, alpha, beta, a, lda, b, ldb, c0, ldc,
+                    check_case(v, t, ta, tb, m, n, k, alpha, beta, a, lda, b, ldb, c0, ldc,
                                ref, bound, c, &st[v]);
                 }
                 free(a), free(b), free(c0), free(c), free(ref), free(bound), free(af), free(bf);
@@ -312,11 +343,10 @@ static void test_vs_fp32(pt_dtype t)
     float *c = malloc((size_t)m * n * 4), *c2 = malloc((size_t)m * n * 4);
     const double u = t == PT_BF16 ? ldexp(1.0, -8) : ldexp(1.0, -11);
     for (int v = 0; v < n_runnable; v++) {
-        REQUIRE_OK(pt_lowp_gemm_select(t, runnable[v]));
         omp_set_num_threads(1);
-        REQUIRE_OK(pt_lowp_gemm(t, false, false, m, n, k, 1.f, ah, k, bh, n, 0.f, c, n));
+        REQUIRE_OK(gemm_v(v, t, false, false, m, n, k, 1.f, ah, k, bh, n, 0.f, c, n));
         omp_set_num_threads(2);
-        REQUIRE_OK(pt_lowp_gemm(t, false, false, m, n, k, 1.f, ah, k, bh, n, 0.f, c2, n));
+        REQUIRE_OK(gemm_v(v, t, false, false, m, n, k, 1.f, ah, k, bh, n, 0.f, c2, n));
         double worst = 0, sum_rel = 0;
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++) {
@@ -344,7 +374,7 @@ static void test_vs_fp32(pt_dtype t)
     free(a), free(b), free(ah), free(bh), free(c), free(c2);
 }
 
-static void find_variants(pt_dtype t)
+__attribute__((unused)) static void find_variants(pt_dtype t)
 {
     n_runnable = 0;
     for (int i = 0; pt_lowp_gemm_variant_name(i); i++) {
@@ -361,6 +391,16 @@ static void find_variants(pt_dtype t)
     CHECK(n_runnable >= 1 && !strcmp(runnable[0], "fallback"), "fallback must always run");
 }
 
+#ifdef LOWP_EMU
+int main(void)
+{
+    runnable[0] = "amx(emulated)", runnable[1] = "avx512bf16(emulated)", n_runnable = 2;
+    omp_set_num_threads(1);
+    test_gemm(PT_BF16);
+    test_vs_fp32(PT_BF16);
+    return test_exit_code("t_lowp_emu");
+}
+#else
 int main(void)
 {
     /* PT_LOWP_GEMM is read once: a bad value is refused by check and by every GEMM call */
@@ -394,3 +434,4 @@ int main(void)
     }
     return test_exit_code("t_lowp");
 }
+#endif
