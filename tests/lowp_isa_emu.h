@@ -1,5 +1,5 @@
 /* Scalar stand-ins for the AVX-512 / AVX512-BF16 / AMX-BF16 intrinsics that kernels/cpu/lowp_avx512bf16.c
- * and lowp_amx.c use, so that tests/t_lowp_emu can run those kernels' packing, blocking and edge
+ * and lowp_amx.c use (and the few that lowp_blocked.c's 12 x 32 AVX-512 build does), so that tests/t_lowp_emu can run those kernels' packing, blocking and edge
  * code on a CPU without the instructions. Force-included (-include) before the kernel source; it
  * defines immintrin.h's guard so that the real header is skipped. Each stand-in follows the
  * instruction's description in Intel's SDM (vdpbf16ps: the odd pair product is added first, then the
@@ -77,6 +77,42 @@ static inline __m512 _mm512_dpbf16_ps(__m512 acc, __m512bh a, __m512bh b)
         acc[j] += emu_bf16((uint16_t)a[2 * j]) * emu_bf16((uint16_t)b[2 * j]);
     }
     return acc;
+}
+
+/* lowp_blocked.c's AVX-512 conversions (its arithmetic is GCC vector code, which compiles to
+ * ymm pairs without -mavx512f) */
+typedef long long __m256i __attribute__((vector_size(32), may_alias));
+static inline __m256i _mm256_loadu_si256(const __m256i *p)
+{
+    __m256i r;
+    memcpy(&r, p, 32);
+    return r;
+}
+static inline __m512i _mm512_cvtepu16_epi32(__m256i h)
+{
+    uint16_t in[16];
+    uint32_t out[16];
+    memcpy(in, &h, 32);
+    for (int i = 0; i < 16; i++) out[i] = in[i];
+    __m512i r;
+    memcpy(&r, out, 64);
+    return r;
+}
+static inline __m512i _mm512_slli_epi32(__m512i a, unsigned s)
+{
+    uint32_t v[16];
+    memcpy(v, &a, 64);
+    for (int i = 0; i < 16; i++) v[i] = s > 31 ? 0 : v[i] << s;
+    memcpy(&a, v, 64);
+    return a;
+}
+static inline __m512 _mm512_cvtph_ps(__m256i h)
+{
+    _Float16 in[16];
+    __m512 r;
+    memcpy(in, &h, 32);
+    for (int i = 0; i < 16; i++) r[i] = (float)in[i];
+    return r;
 }
 
 /* AMX: eight tiles of up to 16 rows x 64 bytes per thread, shaped by the last LDTILECFG */

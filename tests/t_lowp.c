@@ -20,8 +20,9 @@
  * The packed kernels must give the same bits with 1 and 2 threads.
  *
  * Built a second time as t_lowp_emu (-DLOWP_EMU): the GEMM checks on the AMX and AVX512-BF16
- * kernels compiled against scalar stand-ins of their intrinsics (tests/lowp_isa_emu.h), so that
- * their packing, tiling and edges are checked on CPUs without the instructions too. */
+ * kernels (bf16) and on the avx512fp16 variant's 12 x 32 build of lowp_blocked.c (fp16), compiled
+ * against scalar stand-ins of their intrinsics (tests/lowp_isa_emu.h), so that their packing,
+ * tiling and edges are checked on CPUs without the instructions too. */
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -257,6 +258,9 @@ pt_status pt_lowp_amx_emu(pt_dtype t, bool ta, bool tb, int m, int n, int k, flo
 pt_status pt_lowp_dpbf16_emu(pt_dtype t, bool ta, bool tb, int m, int n, int k, float alpha,
                              const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta,
                              float *c, int ldc);
+pt_status pt_lowp_blocked_avx512_emu(pt_dtype t, bool ta, bool tb, int m, int n, int k, float alpha,
+                                     const uint16_t *a, int lda, const uint16_t *b, int ldb,
+                                     float beta, float *c, int ldc);
 #endif
 
 /* variant v of runnable[] */
@@ -265,6 +269,8 @@ static pt_status gemm_v(int v, pt_dtype t, bool ta, bool tb, int m, int n, int k
                         int ldc)
 {
 #ifdef LOWP_EMU
+    if (t == PT_F16) /* the avx512fp16 variant's 12 x 32 geometry */
+        return pt_lowp_blocked_avx512_emu(t, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return (v == 0 ? pt_lowp_amx_emu : pt_lowp_dpbf16_emu)(t, ta, tb, m, n, k, alpha, a, lda, b,
                                                             ldb, beta, c, ldc);
 #else
@@ -398,6 +404,9 @@ int main(void)
     omp_set_num_threads(1);
     test_gemm(PT_BF16);
     test_vs_fp32(PT_BF16);
+    runnable[0] = "avx512fp16(emulated)", n_runnable = 1;
+    test_gemm(PT_F16);
+    test_vs_fp32(PT_F16);
     return test_exit_code("t_lowp_emu");
 }
 #else
