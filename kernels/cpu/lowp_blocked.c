@@ -18,7 +18,7 @@
 #include "../../src/comm/half.h"
 #include "lowp_kernels.h"
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(PT_LOWP_EMU_AVX512) /* the latter: tests/t_lowp_emu */
 #define VW 16 /* floats per vector */
 #define MR 12
 #define NR 32
