@@ -6,6 +6,8 @@
 # REPEATS rounds; each round runs pt-bench-lowp once (every method in turn on each shape) and the
 # PyTorch script once, so the methods interleave. GFLOP/s per sample; the table gives the median,
 # min and max over the rounds. The CPU model, its bf16/fp16/AMX flags and the load are recorded.
+# Both sides run with OMP_WAIT_POLICY=PASSIVE (PyTorch must, on these shared machines; paratrain's
+# libgomp and OpenBLAS threads get the same treatment; WAIT=active to leave it unset for ours).
 #   benchmarks/bench_lowp_gemm.sh [REPEATS]
 #     -> table on stdout, benchmarks/out/lowp_gemm_samples.csv, benchmarks/out/lowp_gemm.csv
 set -eu
@@ -23,16 +25,17 @@ flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|f16c|fma
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "shape,ta,tb,m,n,k,method,gflops,round" >"$raw"
 for r in $(seq "$REPEATS"); do
-    OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS timeout 600 ./pt-bench-lowp --reps 1 --ms "$MS" |
+    env $( [ "${WAIT:-passive}" = passive ] && echo OMP_WAIT_POLICY=PASSIVE ) \
+        OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS timeout 600 ./pt-bench-lowp --reps 1 --ms "$MS" |
         sed "s/\$/,$r/" >>"$raw"
     OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=$THREADS timeout 600 "$PY" benchmarks/torch_lowp_matmul.py \
         --threads "$THREADS" --reps 1 --ms "$MS" 2>/dev/null | sed "s/\$/,$r/" >>"$raw" ||
         echo "bench_lowp_gemm: the PyTorch peer failed in round $r" >&2
 done
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
-"$PY" - "$raw" "$sum" "$cpu" "$flags" "$load0" "$load1" "$THREADS" "$REPEATS" <<'PYEOF'
+"$PY" - "$raw" "$sum" "$cpu" "$flags" "$load0" "$load1" "$THREADS" "$REPEATS" "${WAIT:-passive}" <<'PYEOF'
 import collections, csv, statistics, sys
-raw, out, cpu, flags, load0, load1, threads, reps = sys.argv[1:]
+raw, out, cpu, flags, load0, load1, threads, reps, wait = sys.argv[1:]
 s = collections.OrderedDict()
 meths = []
 for r in csv.DictReader(open(raw)):
@@ -41,14 +44,14 @@ for r in csv.DictReader(open(raw)):
     if r["method"] not in meths:
         meths.append(r["method"])
 with open(out, "w") as f:
-    f.write(f"# cpu={cpu}; flags={flags.strip()}; threads={threads}; rounds={reps}; load {load0} -> {load1}\n")
+    f.write(f"# cpu={cpu}; flags={flags.strip()}; threads={threads}; rounds={reps}; paratrain OMP wait {wait}; load {load0} -> {load1}\n")
     f.write("shape,ta,tb,m,n,k,method,median_gflops,min_gflops,max_gflops,samples\n")
     for key, d in s.items():
         for m in meths:
             if m in d:
                 v = d[m]
                 f.write(",".join(key) + f",{m},{statistics.median(v):.2f},{min(v):.2f},{max(v):.2f},{len(v)}\n")
-print(f"CPU {cpu}; flags: {flags.strip()}; {threads} threads; {reps} rounds; load {load0} -> {load1}")
+print(f"CPU {cpu}; flags: {flags.strip()}; {threads} threads; {reps} rounds; paratrain OMP wait {wait}; load {load0} -> {load1}")
 print("GFLOP/s, median [min-max]")
 print("| shape (op m n k) | " + " | ".join(meths) + " |")
 print("|---" * (len(meths) + 1) + "|")

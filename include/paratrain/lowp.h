@@ -20,7 +20,9 @@
  *   sbgemm      bf16. OpenBLAS cblas_sbgemm, found with dlsym at run time (Debian's 0.3.21
  *               declares it but is built without it); never chosen by auto.
  *   fallback    both. Converts A and B to fp32, cblas_sgemm. Always available.
- * auto: bf16 amx > avx512bf16 > avx2 > fallback; fp16 avx512fp16 > avx2 > fallback. The packed
+ * auto: bf16 amx > avx512bf16 > fallback; fp16 fallback. The packed-fp32 kernels (avx2,
+ * avx512fp16) are only chosen by name: avx2 measured ~0.9x of the fallback on the AMD EPYC here
+ * (benchmarks/RESULTS.md, issue 17), and avx512fp16 is the same code, unmeasured. The packed
  * kernels give bits independent of the thread count (each C element summed by one thread, k in
  * order); they and the fallback differ only in fp32 summation order (products of 16-bit values
  * are exact in fp32). The dot-product instructions treat bf16 subnormals as zero. */

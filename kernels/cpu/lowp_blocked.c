@@ -72,26 +72,64 @@ static inline __attribute__((always_inline)) void pack_contig(bool bf, const uin
     }
 }
 
+#ifndef PT_LOWP_EMU_AVX512
+/* 8 16-bit values to fp32 in a ymm (AVX2 + F16C; the AVX-512 object has both too) */
+static inline __m256 cvt8(bool bf, const uint16_t *s)
+{
+    const __m128i h = _mm_loadu_si128((const __m128i *)s);
+    return bf ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)) : _mm256_cvtph_ps(h);
+}
+
+/* r[q][i] <- r[i][q] */
+static inline void transpose8(__m256 r[8])
+{
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2)
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]), t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44), u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44), u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+    }
+    for (int i = 0; i < 4; i++)
+        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20), r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+}
+
 /* out[p*P + r] = src[r*ld + p] for r < nv, 0 beyond: the panel's index runs across rows (op(A) not
- * transposed, op(B) transposed). Converted in 64-wide chunks of a row, then spread; the chunk of
- * the panel being written (64 x P floats) stays in L1. */
+ * transposed, op(B) transposed). 8 rows x 8 k at a time: converted, transposed in registers, stored
+ * as 8 panel rows (masked where the panel has fewer than 8 lanes left: P = 6, 12). */
 static inline __attribute__((always_inline)) void pack_strided(bool bf, const uint16_t *src, int ld,
                                                                int nv, int kc, int P, float *out)
 {
-    float row[64] __attribute__((aligned(64)));
-    for (int p0 = 0; p0 < kc; p0 += 64) {
-        const int len = kc - p0 < 64 ? kc - p0 : 64;
-        for (int r = 0; r < P; r++) {
-            if (r < nv) {
-                const uint16_t *s = src + (int64_t)r * ld + p0;
-                int q = 0;
-                for (; q + VW <= len; q += VW) *(vf *)(row + q) = cvt_vec(bf, s + q);
-                for (; q < len; q++) row[q] = cvt1(bf, s[q]);
-            } else memset(row, 0, sizeof row);
-            for (int q = 0; q < len; q++) out[(int64_t)(p0 + q) * P + r] = row[q];
+    for (int r0 = 0; r0 < P; r0 += 8) {
+        const int lanes = P - r0 < 8 ? P - r0 : 8;
+        const int rows = nv - r0 < 0 ? 0 : nv - r0 < lanes ? nv - r0 : lanes;
+        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        int p = 0;
+        for (; p + 8 <= kc; p += 8) {
+            __m256 v[8];
+            for (int q = 0; q < 8; q++)
+                v[q] = q < rows ? cvt8(bf, src + (int64_t)(r0 + q) * ld + p) : _mm256_setzero_ps();
+            transpose8(v);
+            for (int q = 0; q < 8; q++) {
+                float *o = out + (int64_t)(p + q) * P + r0;
+                if (lanes == 8) _mm256_storeu_ps(o, v[q]);
+                else _mm256_maskstore_ps(o, mask, v[q]);
+            }
         }
+        for (; p < kc; p++)
+            for (int r = 0; r < lanes; r++)
+                out[(int64_t)p * P + r0 + r] = r < rows ? cvt1(bf, src[(int64_t)(r0 + r) * ld + p]) : 0.f;
     }
 }
+#else
+/* tests/t_lowp_emu (no ymm intrinsics there): the same layout, element by element */
+static inline void pack_strided(bool bf, const uint16_t *src, int ld, int nv, int kc, int P, float *out)
+{
+    for (int p = 0; p < kc; p++)
+        for (int r = 0; r < P; r++)
+            out[(int64_t)p * P + r] = r < nv ? cvt1(bf, src[(int64_t)r * ld + p]) : 0.f;
+}
+#endif
 
 static void pack(bool bf, bool contig, const uint16_t *src, int ld, int nv, int kc, int P, float *out)
 {
@@ -107,6 +145,7 @@ static __attribute__((noinline)) void micro_acc(int kc, const float *restrict ap
 {
     vf acc[MR][NV];
     memset(acc, 0, sizeof acc);
+#pragma GCC unroll 4
     for (int p = 0; p < kc; p++, ap += MR, bp += NR) {
         vf b[NV];
 #pragma GCC unroll 4
@@ -166,7 +205,7 @@ pt_status FN(pt_dtype t, bool ta, bool tb, int m, int n, int k, float alpha, con
             const int j0 = jp * NR, nv = n - j0 < NR ? n - j0 : NR;
             pack(bf, !tb, pt_lowp_at(b, ldb, !tb, j0, 0), ldb, nv, k, NR, bp + (size_t)jp * NR * k);
         }
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic) /* a descheduled thread on a shared machine: the other takes over */
         for (int tile = 0; tile < tm * tn; tile++) {
             const int i0 = (tile / tn) * MC, j0 = (tile % tn) * NC;
             const int i1 = i0 + MC < m ? i0 + MC : m, j1 = j0 + NC < n ? j0 + NC : n;

@@ -1,10 +1,15 @@
-/* Low-precision GEMM and conversions (include/paratrain/lowp.h).
+/* Low-precision GEMM and conversions (include/paratrain/lowp.h): the conversions, the run-time
+ * choice of the GEMM variant, and the two variants that need no ISA of their own.
+ *
+ * The choice: CPUID and XGETBV once (AVX2/FMA/F16C, AVX-512F/BW, AVX512_BF16, AMX-TILE/AMX-BF16,
+ * and the OS state of each), the AMX permission asked of Linux once, PT_LOWP_GEMM read once; the
+ * kernels themselves live in objects compiled for their ISA (lowp_blocked.c, lowp_avx512bf16.c,
+ * lowp_amx.c) and are entered only from here, after the check.
  *
  * The fallback variant: convert A and B to fp32 and call cblas_sgemm. It is exact in the sense
  * that matters for the tests: fp32 products of 16-bit inputs are exact (8 + 8 or 11 + 11
  * significant bits fit in 24), so it differs from a true bf16 dot-product unit only in the
- * order of fp32 accumulation. The fast variants (AVX512-BF16, AMX, AVX512-FP16, OpenBLAS sbgemm)
- * are chosen from CPUID at run time. */
+ * order of fp32 accumulation. */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
@@ -222,11 +227,15 @@ static bool available(pt_dtype t, int v, const char **why)
     return w == NULL;
 }
 
-/* the CPUID choice: 16-bit dot-product instructions first, then the packed-fp32 kernels */
+/* the CPUID choice: the 16-bit dot-product instructions where the CPU has them, else the fallback.
+ * The packed-fp32 kernels (avx2, avx512fp16) are not chosen: on the AMD EPYC here avx2 ran at
+ * 0.6-1.3x (median ~0.9x) of the fallback (benchmarks/RESULTS.md, issue 17) since OpenBLAS's fp32
+ * micro-kernel beats ours by about as much as the fallback's conversion pass costs; avx512fp16 is
+ * the same code in zmm and unmeasured. They stay selectable (PT_LOWP_GEMM, select). */
 static int auto_variant(pt_dtype t)
 {
-    static const int bf16_order[] = {V_AMX, V_AVX512BF16, V_AVX2, V_FALLBACK};
-    static const int fp16_order[] = {V_AVX512FP16, V_AVX2, V_FALLBACK};
+    static const int bf16_order[] = {V_AMX, V_AVX512BF16, V_FALLBACK};
+    static const int fp16_order[] = {V_FALLBACK};
     const int *o = t == PT_BF16 ? bf16_order : fp16_order;
     while (!available(t, *o, NULL)) o++;
     return *o;
@@ -284,8 +293,8 @@ const char *pt_lowp_gemm_variant(pt_dtype t)
     static bool warned[2];
     if ((v == V_AVX2 || v == V_FALLBACK) && !warned[slot(t)]) {
         warned[slot(t)] = true;
-        pt_log_warn("lowp: no %s dot-product instructions on this CPU: %s GEMMs convert to fp32 and "
-                    "compute there (variant %s)", pt_precision_name(t), pt_precision_name(t), vnames[v]);
+        pt_log_warn("lowp: %s GEMMs convert to fp32 and compute there (variant %s): no %s "
+                    "dot-product kernel for this CPU", pt_precision_name(t), vnames[v], pt_precision_name(t));
     }
     return vnames[v];
 }
