@@ -15,6 +15,11 @@
 
 #include "lowp_kernels.h"
 
+/* A CFLAGS of -mno-avx512f after the per-file flags (.ci/valgrind.sh, .ci/sanitize.sh builds)
+ * turns AVX512-BF16 off too: the object then has no kernel, and says so (lowp_gemm.c asks). */
+#if defined(__AVX512BF16__) || defined(LOWP_EMU)
+bool pt_lowp_dpbf16_built(void) { return true; }
+
 #define MR 12
 #define NR 32
 #define MC 96
@@ -91,3 +96,13 @@ pt_status pt_lowp_dpbf16_avx512(pt_dtype t, bool ta, bool tb, int m, int n, int 
     }
     return PT_OK;
 }
+#else
+bool pt_lowp_dpbf16_built(void) { return false; }
+
+pt_status pt_lowp_dpbf16_avx512(pt_dtype t, bool ta, bool tb, int m, int n, int k, float alpha,
+                                const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta,
+                                float *c, int ldc)
+{
+    return PT_ERR(PT_ERR_INTERNAL, "dispatch bug", "the avx512bf16 kernel is not in this build");
+}
+#endif

@@ -18,26 +18,31 @@
 #include "../../src/comm/half.h"
 #include "lowp_kernels.h"
 
+/* The geometry follows what the flags really gave (a CFLAGS of -mno-avx512f after the per-file
+ * flags, as .ci/valgrind.sh builds, leaves the "avx512" object with AVX2 code: still correct), the
+ * exported name follows PT_LOWP_SUFFIX (Makefile.am). */
 #if defined(__AVX512F__) || defined(PT_LOWP_EMU_AVX512) /* the latter: tests/t_lowp_emu */
 #define VW 16 /* floats per vector */
 #define MR 12
 #define NR 32
 #define MC 96
 #define NC 512
-#define FN pt_lowp_blocked_avx512
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define VW 8
 #define MR 6
 #define NR 16
 #define MC 72
 #define NC 256
-#define FN pt_lowp_blocked_avx2
 #else
 #error "lowp_blocked.c is compiled per ISA (-mavx2 -mfma -mf16c or -mavx512f), see Makefile.am"
 #endif
-#ifndef KC
-#define KC 256
+#ifndef PT_LOWP_SUFFIX
+#error "lowp_blocked.c is compiled per ISA: define PT_LOWP_SUFFIX (avx2 or avx512), see Makefile.am"
 #endif
+#define PT_CAT2(a, b) a##b
+#define PT_CAT(a, b) PT_CAT2(a, b)
+#define FN PT_CAT(pt_lowp_blocked_, PT_LOWP_SUFFIX)
+#define KC 256
 #define NV (NR / VW)
 
 typedef float vf __attribute__((vector_size(VW * 4)));                    /* aligned (packed) */

@@ -196,7 +196,11 @@ static bool available(pt_dtype t, int v, const char **why)
 {
     const char *w = NULL;
     const bool bf = t == PT_BF16;
-    if (v >= 0 && v < V_N && v != V_SBGEMM && !kernels[v]) {
+    bool built = v < 0 || v >= V_N || v == V_SBGEMM || kernels[v];
+#if PT_HAVE_LOWP_ISA
+    if (v == V_AVX512BF16) built = pt_lowp_dpbf16_built();
+#endif
+    if (!built) {
         if (why) *why = "not in this build (compiler or host lacks the ISA flags; see configure)";
         return false;
     }

@@ -29,6 +29,8 @@ pt_status pt_lowp_blocked_avx512(pt_dtype t, bool ta, bool tb, int m, int n, int
 pt_status pt_lowp_dpbf16_avx512(pt_dtype t, bool ta, bool tb, int m, int n, int k, float alpha,
                                 const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta,
                                 float *c, int ldc);
+/* false where the flags took AVX512-BF16 away again (CFLAGS=-mno-avx512f): no kernel then */
+bool pt_lowp_dpbf16_built(void);
 /* kernels/cpu/lowp_amx.c: AMX-BF16 tiles; bf16 only */
 pt_status pt_lowp_amx(pt_dtype t, bool ta, bool tb, int m, int n, int k, float alpha,
                       const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta, float *c,
