@@ -25,7 +25,10 @@
  * (benchmarks/RESULTS.md, issue 17), and avx512fp16 is the same code, unmeasured. The packed
  * kernels give bits independent of the thread count (each C element summed by one thread, k in
  * order); they and the fallback differ only in fp32 summation order (products of 16-bit values
- * are exact in fp32). The dot-product instructions treat bf16 subnormals as zero. */
+ * are exact in fp32). The dot-product instructions treat bf16 subnormals as zero.
+ * Tests: tests/t_lowp (every variant this CPU runs; the rest SKIP-part with the reason) and
+ * tests/t_lowp_emu (amx, avx512bf16 and the 12 x 32 avx512fp16 build on scalar stand-ins of their
+ * intrinsics, on any x86 CPU). */
 #ifndef PARATRAIN_LOWP_H
 #define PARATRAIN_LOWP_H
 
