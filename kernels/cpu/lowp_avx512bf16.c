@@ -1,0 +1,108 @@
+/* bf16 GEMM on AVX512-BF16 (the "avx512bf16" variant of include/paratrain/lowp.h). Compiled with
+ * -mavx512f -mavx512bw -mavx512bf16 (Makefile.am liblowp_avx512bf16.la): lowp_gemm.c calls it only
+ * where CPUID reports AVX512_BF16 and the OS saves the AVX-512 state.
+ *
+ * vdpbf16ps multiplies bf16 pairs and adds both products into an fp32 lane:
+ *   acc[j] += a[2j] * b[2j] + a[2j+1] * b[2j+1].
+ * So both operands are packed as pairs along k (pt_lowp_pack_pairs): B in NR-column panels where
+ * a zmm holds 16 columns x one k pair, A in MR-row panels where one 32-bit word (row i, one k pair)
+ * is broadcast. The MR x NR = 12 x 32 micro-kernel keeps 24 fp32 accumulators in registers. Odd k
+ * is padded with a zero pair half; edges of M and N with zero rows and a masked-off store.
+ * The instruction treats bf16 subnormal inputs as zero and flushes subnormal results (DAZ/FTZ),
+ * unlike the fallback: irrelevant for training values, and the tests use normal inputs. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "lowp_kernels.h"
+
+/* A CFLAGS of -mno-avx512f after the per-file flags (.ci/valgrind.sh, .ci/sanitize.sh builds)
+ * turns AVX512-BF16 off too: the object then has no kernel, and says so (lowp_gemm.c asks). */
+#if defined(__AVX512BF16__) || defined(LOWP_EMU)
+bool pt_lowp_dpbf16_built(void) { return true; }
+
+#define MR 12
+#define NR 32
+#define MC 96
+#define NC 512
+#define KC 256 /* k values per slice (KC / 2 pairs) */
+
+static void micro(int kq, const uint32_t *restrict ap, const uint32_t *restrict bp, float *restrict c,
+                  int ldc, int mr, int nr, float alpha, float beta)
+{
+    __m512 acc[MR][2];
+    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int q = 0; q < kq; q++, ap += MR, bp += NR) {
+        const __m512bh b0 = (__m512bh)_mm512_load_si512(bp), b1 = (__m512bh)_mm512_load_si512(bp + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) {
+            const __m512bh av = (__m512bh)_mm512_set1_epi32((int)ap[i]);
+            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], av, b0);
+            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], av, b1);
+        }
+    }
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    for (int i = 0; i < mr; i++)
+        for (int h = 0; h < 2; h++) {
+            const int left = nr - 16 * h;
+            if (left <= 0) break;
+            const __mmask16 mk = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+            float *cp = c + (int64_t)i * ldc + 16 * h;
+            __m512 r = _mm512_mul_ps(va, acc[i][h]);
+            if (beta != 0.f) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mk, cp), r);
+            _mm512_mask_storeu_ps(cp, mk, r);
+        }
+}
+
+pt_status pt_lowp_dpbf16_avx512(pt_dtype t, bool ta, bool tb, int m, int n, int k, float alpha,
+                                const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta,
+                                float *c, int ldc)
+{
+    if (t != PT_BF16) return PT_ERR(PT_ERR_INTERNAL, "dispatch bug", "avx512bf16 gemm called for fp16");
+    const int kp = (k + 1) / 2, mp = (m + MR - 1) / MR, np = (n + NR - 1) / NR;
+    uint32_t *ap = pt_lowp_scratch(0, (size_t)mp * MR * kp * 4);
+    uint32_t *bp = pt_lowp_scratch(1, (size_t)np * NR * kp * 4);
+    if (!ap || !bp) return PT_ERR_NOMEM;
+    const int tm = (m + MC - 1) / MC, tn = (n + NC - 1) / NC;
+    const bool par = (double)m * n * k >= 32768.0 * 8;
+#pragma omp parallel if (par)
+    {
+#pragma omp for schedule(static) nowait
+        for (int ip = 0; ip < mp; ip++) {
+            const int i0 = ip * MR;
+            pt_lowp_pack_pairs(pt_lowp_at(a, lda, ta, i0, 0), lda, ta, m - i0 < MR ? m - i0 : MR,
+                               k, kp, MR, ap + (size_t)ip * MR * kp);
+        }
+#pragma omp for schedule(static)
+        for (int jp = 0; jp < np; jp++) {
+            const int j0 = jp * NR;
+            pt_lowp_pack_pairs(pt_lowp_at(b, ldb, !tb, j0, 0), ldb, !tb, n - j0 < NR ? n - j0 : NR,
+                               k, kp, NR, bp + (size_t)jp * NR * kp);
+        }
+#pragma omp for schedule(static)
+        for (int tile = 0; tile < tm * tn; tile++) {
+            const int i0 = (tile / tn) * MC, j0 = (tile % tn) * NC;
+            const int i1 = i0 + MC < m ? i0 + MC : m, j1 = j0 + NC < n ? j0 + NC : n;
+            for (int qc = 0; qc < kp; qc += KC / 2) {
+                const int kq = kp - qc < KC / 2 ? kp - qc : KC / 2;
+                const float be = qc == 0 ? beta : 1.f;
+                for (int jr = j0; jr < j1; jr += NR)
+                    for (int ir = i0; ir < i1; ir += MR)
+                        micro(kq, ap + (size_t)(ir / MR) * MR * kp + (size_t)qc * MR,
+                              bp + (size_t)(jr / NR) * NR * kp + (size_t)qc * NR,
+                              c + (int64_t)ir * ldc + jr, ldc, m - ir < MR ? m - ir : MR,
+                              n - jr < NR ? n - jr : NR, alpha, be);
+            }
+        }
+    }
+    return PT_OK;
+}
+#else
+bool pt_lowp_dpbf16_built(void) { return false; }
+
+pt_status pt_lowp_dpbf16_avx512(pt_dtype t, bool ta, bool tb, int m, int n, int k, float alpha,
+                                const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta,
+                                float *c, int ldc)
+{
+    return PT_ERR(PT_ERR_INTERNAL, "dispatch bug", "the avx512bf16 kernel is not in this build");
+}
+#endif
