@@ -423,8 +423,8 @@ static pt_status check_precision(const pt_train_config *c)
     PT_TRY(pt_loss_scale_parse(c->loss_scale, t == PT_F16, &mode, &value));
     if (t != PT_F16 && c->loss_scale[0] && strcmp(c->loss_scale, "none"))
         return PT_ERR(PT_ERR_ARG, "drop --loss-scale, or use --precision fp16",
-                      "--loss-scale %s: loss scaling is for fp16; %s has fp32's exponent range "
-                      "and needs none", c->loss_scale, c->precision);
+                      "--loss-scale %s: loss scaling is for fp16, whose exponent range is narrow; "
+                      "%s has fp32's range and needs none", c->loss_scale, c->precision);
     if (t == PT_F32) return PT_OK;
     if (!strcmp(c->backend, "cuda"))
         return PT_ERR(PT_ERR_ARG, "use --precision fp32 with --backend cuda, or --backend cpu",
