@@ -10,7 +10,7 @@
 #    (tests/test_models_dp.sh); 16-bit rounding turns the reduction-order differences of the dp
 #    sums into flips of single bf16/fp16 digits; the worst seen was 1.0e-3, resnet in fp16);
 #  - low precision is really used: the loss trajectory differs from fp32's.
-# With bf16 also: bad combinations are refused with one message on every rank before any work.
+# Bad combinations: tests/test_precision_bad.sh.
 . "${srcdir:-.}/tests/lib.sh"
 need_data
 need_kjv
@@ -53,17 +53,3 @@ for spec in "mlp $DATA mlp:784-32-10 0.62 $sgd" \
 done
 pass "mlp, cnn, resnet, textcnn and gpt train in $PREC at 1 and 2 ranks"
 
-[ "$PREC" = bf16 ] || exit 0
-# Refused before any work, one message, every rank exits non-zero (tests/lib.sh expect_error).
-m="--data $DATA --model mlp:784-32-10 --max-steps 2"
-expect_error prec-bad 2 "unknown --precision 'fp8'" train $m --precision fp8
-expect_error ls-garbage 2 "bad --loss-scale 'garbage'" train $m --precision fp16 --loss-scale garbage
-expect_error ls-negative 2 "bad --loss-scale '-4'" train $m --precision fp16 --loss-scale -4
-expect_error ls-bf16 2 "loss scaling is for fp16" train $m --precision bf16 --loss-scale 1024
-expect_error ls-fp32 2 "loss scaling is for fp16" train $m --loss-scale dynamic
-expect_error ls-window 2 "loss-scale-window" train $m --precision fp16 --loss-scale-window 0
-expect_error prec-repro 2 "reproducible with --precision bf16" train $m --precision bf16 --reproducible true
-expect_error prec-ps 2 "not supported with the parameter server" train $m --precision fp16 --ps-servers 1
-expect_error prec-topk 2 "compress topk:0.01 keeps per-rank state" train $m --precision fp16 --compress topk:0.01
-expect_error prec-cuda 2 "cuda backend has no low-precision kernels" train $m --precision bf16 --backend cuda
-pass "bad precision combinations are refused with one message"
