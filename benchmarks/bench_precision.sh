@@ -7,15 +7,49 @@
 # average before and after each run.
 #
 #   benchmarks/bench_precision.sh [EPOCHS]      (EPOCHS default 3; ~1 min per run on 2 cores)
+#   benchmarks/bench_precision.sh speed [REPS]  throughput only: mlp 784-1024-1024-10, 1 rank x
+#       2 threads, batch 128, 200 steps, fp32 / bf16 / fp16 interleaved REPS times (default 3);
+#       median, min, max samples/s into benchmarks/out/precision_speed.csv
 # Throughput here is one run per row, on a shared machine: read it as indicative only. On a CPU
 # without bf16/fp16 instructions lowp.h's fallback converts to fp32 first, so bf16/fp16 are
 # slower than fp32 there; the accuracy columns are the point.
 set -eu
 cd "$(dirname "$0")/.."
 . benchmarks/common.sh
-EPOCHS=${1:-3}
 OUT=benchmarks/out
 mkdir -p "$OUT"
+if [ "${1:-}" = speed ]; then
+    REPS=${2:-3} STEPS=200
+    CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+    RAW=$OUT/precision_speed_raw.txt
+    : >"$RAW"
+    l0=$(cut -d' ' -f1 /proc/loadavg)
+    for r in $(seq "$REPS"); do
+        for p in fp32 bf16 fp16; do
+            echo "$p $(pt_samples_per_s 1 2 128 --precision $p)" >>"$RAW"
+        done
+    done
+    l1=$(cut -d' ' -f1 /proc/loadavg)
+    $PY - "$RAW" "$CPU" "$l0" "$l1" "$OUT/precision_speed.csv" <<'PY'
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    p, v = line.split()
+    runs.setdefault(p, []).append(float(v))
+ref = statistics.median(runs["fp32"])
+with open(sys.argv[5], "w") as f:
+    f.write("precision,median,min,max,ratio_to_fp32,runs,cpu,load_before,load_after\n")
+    print(f"CPU: {sys.argv[2]}, load {sys.argv[3]} -> {sys.argv[4]}")
+    print("| precision | median samples/s | min | max | vs fp32 |")
+    print("|---|---:|---:|---:|---:|")
+    for p, v in runs.items():
+        med = statistics.median(v)
+        f.write(f'{p},{med:.0f},{min(v):.0f},{max(v):.0f},{med / ref:.3f},{len(v)},"{sys.argv[2]}",{sys.argv[3]},{sys.argv[4]}\n')
+        print(f"| {p} | {med:.0f} | {min(v):.0f} | {max(v):.0f} | {med / ref:.2f}x |")
+PY
+    exit 0
+fi
+EPOCHS=${1:-3}
 CSV=$OUT/precision.csv
 CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 MODEL=mlp:784-512-512-10
