@@ -36,6 +36,7 @@
 
 #include "paratrain/backend.h"
 #include "paratrain/error.h"
+#include "paratrain/lowp.h"
 #include "paratrain/rng.h"
 
 #define NMSE_TOL 1e-7
@@ -2446,6 +2447,201 @@ static void test_vp_xent(void)
     }
 }
 
+/* ================================================================== low precision (issue 17) */
+
+/* The 16-bit formats from their definitions, independent of the kernels under test: bf16 is the
+ * top half of an fp32 (rounded to nearest even); fp16 is 1-5-10 with bias 15 and subnormals,
+ * rounded by the compiler's _Float16 conversion (IEEE round to nearest even). */
+static float ref_bf16_to_f32(uint16_t h)
+{
+    const uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static uint16_t ref_f32_to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+static float ref_f16_to_f32(uint16_t h)
+{
+    const int sgn = h >> 15, e = (h >> 10) & 31, mant = h & 1023;
+    double v;
+    if (e == 31) v = mant ? NAN : INFINITY;
+    else if (e == 0) v = ldexp((double)mant, -24);
+    else v = ldexp(1024.0 + mant, e - 25);
+    return (float)(sgn ? -v : v);
+}
+#ifdef __FLT16_MAX__
+static uint16_t ref_f32_to_f16(float f)
+{
+    const _Float16 h = (_Float16)f;
+    uint16_t u;
+    memcpy(&u, &h, 2);
+    return u;
+}
+#endif
+static float ref_to_f32(pt_dtype t, uint16_t h) { return t == PT_BF16 ? ref_bf16_to_f32(h) : ref_f16_to_f32(h); }
+static uint16_t ref_from_f32(pt_dtype t, float f)
+{
+#ifdef __FLT16_MAX__
+    if (t == PT_F16) return ref_f32_to_f16(f);
+#endif
+    return ref_f32_to_bf16(f);
+}
+
+static uint16_t *in_u16(const uint16_t *h, int64_t n, const char *name)
+{
+    uint16_t *d = galloc(sizeof(uint16_t) * (size_t)n, name);
+    be->to_device(d, h, sizeof(uint16_t) * (size_t)n);
+    snap(d);
+    return d;
+}
+
+/* lowp_from_f32 and lowp_round: bit for bit against the reference rounding (any NaN for a NaN),
+ * on random values and the edges: signed zeros, subnormals, fp16's largest finite value and the
+ * first that rounds to Inf, fp32's largest (bf16: Inf), Inf and NaN. */
+static void test_lowp_convert(pt_dtype t)
+{
+    const char *tn = t == PT_BF16 ? "bf16" : "fp16";
+    static const float edge[] = {0.0f, -0.0f, 1.0f, -2.5f, 65504.0f, 65519.0f, 65520.0f, 1e5f,
+                                 5.96e-8f, 3e-8f, 1e-40f, 3.4028235e38f, INFINITY, -INFINITY, NAN,
+                                 1.00390625f, 1.01171875f, 0.33333334f};
+    const int64_t ne = (int64_t)(sizeof edge / sizeof *edge);
+    static const int64_t sizes[] = {1, 17, 1000, 70001};
+    for (int si = 0; si < 8; si++) { /* each size twice: lowp_from_f32, then lowp_round */
+        const int64_t n = sizes[si / 2];
+        seed(900 + si / 2); /* the same inputs for both (release() frees the host arena) */
+        float *x = rand_f(n, -4, 4);
+        for (int64_t i = 0; i < n && i < ne; i++) x[i] = edge[i];
+        if (n > 500) for (int64_t i = ne; i < n; i += 7) x[i] *= 30000.0f; /* fp16 overflows */
+        int64_t bad = 0, first = -1;
+        if (si % 2) goto round;
+        begin("lowp_from_f32", "%s n=%lld", tn, (long long)n);
+        uint16_t *d16 = galloc(sizeof(uint16_t) * (size_t)n, "dst16");
+        ok(be->lowp_from_f32(t, d16, in_f(x, n, "src"), n), "lowp_from_f32");
+        uint16_t *h16 = hmem(sizeof(uint16_t) * (size_t)n);
+        be->to_host(h16, d16, sizeof(uint16_t) * (size_t)n);
+        for (int64_t i = 0; i < n; i++) {
+            const uint16_t want = ref_from_f32(t, x[i]);
+            const bool same = isnan(x[i]) ? isnan(ref_to_f32(t, h16[i])) : h16[i] == want;
+            if (!same && !bad++) first = i;
+        }
+        if (bad)
+            failf("%lld of %lld differ from round-to-nearest-even (first at %lld: %.9g -> 0x%04x, "
+                  "reference 0x%04x)", (long long)bad, (long long)n, (long long)first, x[first],
+                  h16[first], ref_from_f32(t, x[first]));
+        finish();
+        release();
+        continue;
+    round:
+        begin("lowp_round", "%s n=%lld (out of place, then in place)", tn, (long long)n);
+        float *got = out_f(n, "dst");
+        ok(be->lowp_round(t, got, in_f(x, n, "src"), n), "lowp_round");
+        float *inplace = io_f(x, n, "x");
+        ok(be->lowp_round(t, inplace, inplace, n), "lowp_round in place");
+        const float *g1 = down_f(got, n), *g2 = down_f(inplace, n);
+        bad = 0;
+        for (int64_t i = 0; i < n; i++) {
+            const float want = ref_to_f32(t, ref_from_f32(t, x[i]));
+            const bool same = isnan(want) ? isnan(g1[i]) && isnan(g2[i])
+                                          : !memcmp(&g1[i], &want, 4) && !memcmp(&g2[i], &want, 4);
+            if (!same && !bad++) first = i;
+        }
+        if (bad)
+            failf("%lld of %lld differ from the rounded value (first at %lld: %.9g -> %.9g / %.9g)",
+                  (long long)bad, (long long)n, (long long)first, x[first], g1[first], g2[first]);
+        finish();
+        release();
+    }
+}
+
+/* lowp_gemm against the double reference on the 16-bit inputs' exact values (their products
+ * are exact in fp32 and the sums accumulate in fp32, so NMSE_TOL holds as for gemm), every
+ * transpose, alpha and beta, padded leading dimensions; on the CPU, on every kernel variant
+ * lowp.h can run here (the others SKIP with its reason; fallback always runs). */
+static void test_lowp_gemm_one(pt_dtype t, const char *variant)
+{
+    const char *tn = t == PT_BF16 ? "bf16" : "fp16";
+    static const int shapes[][4] = {{1, 1, 1, 0}, {3, 5, 7, 0}, {17, 9, 33, 3}, {32, 48, 64, 0},
+                                    {1, 65, 2, 1}, {33, 1, 17, 2}, {70, 130, 96, 5}};
+    for (int s = 0; s < 7; s++)
+        for (int tt = 0; tt < 4; tt++)
+            for (int ab = 0; ab < 2; ab++) {
+                const int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2], pad = shapes[s][3];
+                const bool ta = tt & 1, tb = tt & 2;
+                const float alpha = ab ? 0.5f : 1.0f, beta = ab ? 1.0f : 0.0f;
+                const int lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad;
+                const int64_t na = (int64_t)(ta ? k : m) * lda, nb = (int64_t)(tb ? n : k) * ldb,
+                              nc = (int64_t)m * ldc;
+                begin("lowp_gemm", "%s %s %dx%dx%d ta=%d tb=%d a=%g b=%g ld+%d", tn, variant, m,
+                      n, k, ta, tb, alpha, beta, pad);
+                seed(1200 + s * 8 + tt * 2 + ab);
+                float *a = rand_f(na, -1, 1), *b = rand_f(nb, -1, 1);
+                uint16_t *a16 = hmem(2 * (size_t)na), *b16 = hmem(2 * (size_t)nb);
+                for (int64_t i = 0; i < na; i++) a16[i] = ref_from_f32(t, a[i]), a[i] = ref_to_f32(t, a16[i]);
+                for (int64_t i = 0; i < nb; i++) b16[i] = ref_from_f32(t, b[i]), b[i] = ref_to_f32(t, b16[i]);
+                float *c0 = rand_f(nc, -1, 1);
+                if (!beta)
+                    for (int i = 0; i < m; i++) nan_fill(c0 + (int64_t)i * ldc, 4 * (size_t)n);
+                float *dc = io_f(c0, nc, "C");
+                ok(be->lowp_gemm(t, ta, tb, m, n, k, alpha, in_u16(a16, na, "A"), lda,
+                                 in_u16(b16, nb, "B"), ldb, beta, dc, ldc),
+                   "lowp_gemm");
+                const float *c = down_f(dc, nc);
+                real *ref = HD((int64_t)m * n);
+                ref_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c0, ldc, ref);
+                float *cc = HF((int64_t)m * n);
+                int64_t gap = 0;
+                for (int i = 0; i < m; i++) {
+                    memcpy(cc + (int64_t)i * n, c + (int64_t)i * ldc, sizeof(float) * (size_t)n);
+                    gap += memcmp(c + (int64_t)i * ldc + n, c0 + (int64_t)i * ldc + n,
+                                  sizeof(float) * (size_t)pad) != 0;
+                }
+                cmp("C", cc, ref, (int64_t)m * n, NMSE_TOL);
+                if (gap) failf("C's padding beyond n written in %lld rows", (long long)gap);
+                finish();
+                release();
+            }
+}
+
+static void test_lowp(void)
+{
+    const int opt = 1; /* OPTIONAL: a backend without them runs fp32 only */
+    if (missing((const void *)be->lowp_gemm, "lowp_gemm", opt) +
+        missing((const void *)be->lowp_from_f32, "lowp_from_f32", opt) +
+        missing((const void *)be->lowp_round, "lowp_round", opt))
+        return;
+#ifndef __FLT16_MAX__
+    printf("SKIP-part: fp16 low precision: this compiler has no _Float16 for the reference\n");
+#endif
+    static const pt_dtype types[] = {PT_BF16, PT_F16};
+    static const char *variants[] = {"fallback", "sbgemm", "avx2", "avx512bf16", "amx", "avx512fp16"};
+    for (int ti = 0; ti < 2; ti++) {
+        const pt_dtype t = types[ti];
+#ifndef __FLT16_MAX__
+        if (t == PT_F16) continue;
+#endif
+        test_lowp_convert(t);
+        if (be != cpu_be) { /* another backend has its own kernels: one pass */
+            test_lowp_gemm_one(t, "-");
+            continue;
+        }
+        for (int v = 0; v < 6; v++) {
+            if (pt_lowp_gemm_select(t, variants[v]) != PT_OK) {
+                printf("SKIP-part: lowp_gemm %s %s: %s\n", t == PT_BF16 ? "bf16" : "fp16",
+                       variants[v], pt_error_message());
+                continue;
+            }
+            test_lowp_gemm_one(t, variants[v]);
+        }
+        pt_lowp_gemm_select(t, NULL);
+    }
+}
+
 /* ================================================================== main */
 
 static const struct {
@@ -2469,6 +2665,7 @@ static const struct {
     {"attention", test_attention},
     {"lm_targets", test_lm_targets},
     {"vp_xent", test_vp_xent},
+    {"lowp", test_lowp},
 };
 
 /* t_backend_ops [FAMILY...]: only those families (names above) */

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "paratrain/error.h"
+#include "paratrain/tensor.h" /* pt_dtype */
 
 #ifdef __cplusplus
 extern "C" {
@@ -119,6 +120,21 @@ typedef struct pt_backend {
     /* C = alpha * op(A) * op(B) + beta * C, op(X) = X or X^T; row-major, C is M x N. */
     pt_status (*gemm)(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
                       int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+    /* ---- low precision (kernels/cpu/dense_kernels.c; --precision bf16|fp16) ---- */
+    /* Low-precision matrices are flat uint16 arrays of bf16 or fp16 (t: PT_BF16 or PT_F16).
+     * OPTIONAL, all three together: a backend without them runs fp32 only (the model refuses
+     * --precision bf16|fp16 on it). */
+    /* C = alpha * op(A) * op(B) + beta * C with A, B of dtype t, C fp32, fp32 accumulation;
+     * the same row-major convention as gemm. */
+    pt_status (*lowp_gemm)(pt_dtype t, bool trans_a, bool trans_b, int m, int n, int k,
+                           float alpha, const uint16_t *a, int lda, const uint16_t *b, int ldb,
+                           float beta, float *c, int ldc);
+    /* dst[i] = t(src[i]), round to nearest even (fp16 overflow: Inf); n elements. */
+    pt_status (*lowp_from_f32)(pt_dtype t, uint16_t *dst, const float *src, int64_t n);
+    /* dst[i] = float(t(src[i])): src rounded to t and widened back (dst may alias src); the
+     * emulation the direct convolution kernels run on. */
+    pt_status (*lowp_round)(pt_dtype t, float *dst, const float *src, int64_t n);
 
     /* ---- elementwise (kernels/cpu/elementwise_kernels.c) ---- */
     /* y[r, :] = act(y[r, :] + bias); pre_act (may be NULL) keeps y + bias before the activation. */

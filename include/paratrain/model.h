@@ -12,6 +12,7 @@
 
 #include "paratrain/backend.h"
 #include "paratrain/error.h"
+#include "paratrain/loss_scale.h"
 #include "paratrain/tensor.h"
 
 #ifdef __cplusplus
@@ -105,6 +106,10 @@ typedef struct {
     int64_t aux_row;   /* floats of saved state per sample */
     int64_t aux_fixed; /* floats of saved state per batch */
     float *aux;
+    /* --precision bf16|fp16: 16-bit elements per sample of the layer input the op saves for
+     * its backward (linear, conv1d_max; 0: none), and where they are */
+    int64_t lp_row;
+    uint16_t *lp;
 } pt_node;
 
 typedef struct pt_model {
@@ -123,6 +128,17 @@ typedef struct pt_model {
     float *w;      /* flat parameters (backend memory) */
     float *g;      /* flat gradients, same layout */
     int g_external; /* g is owned by someone else (pt_model_use_grad_buffer) */
+    /* Mixed precision (docs/MIXED_PRECISION.md): w stays the fp32 master copy; w16 is its
+     * bf16/fp16 copy (same layout, backend memory) the dense layers compute with, refreshed by
+     * pt_model_refresh_lowp after every change of w. PT_F32: w16 NULL. */
+    pt_dtype precision;
+    uint16_t *w16;
+    /* Loss scaling: the loss gradient is multiplied by ls.scale, and each parameter gradient
+     * divided by it again as soon as backward has finished it (before gradient communication);
+     * grad_nonfinite is set when one of them is not finite (reset by the caller per step). The
+     * scaler's state is kept here so that checkpoints (src/io/ckpt.c) carry it. */
+    pt_loss_scaler ls;
+    int grad_nonfinite;
     int w_external; /* w is owned by someone else (pt_model_use_param_buffer) */
 
     /* Non-trained state saved with the model (batch-norm running statistics): backend memory
@@ -193,6 +209,14 @@ bool pt_model_spec_uses_activation(const char *spec);
 pt_status pt_model_create(pt_model *m, const char *spec, const pt_model_options *opt,
                           const pt_backend *be, int max_batch);
 void pt_model_destroy(pt_model *m);
+/* Switches the model's compute to precision t (PT_F32, PT_BF16, PT_F16): allocates w16 and the
+ * 16-bit saved inputs, lays the activations out again, and refreshes w16. Before the pipeline's
+ * in-flight blocks are allocated. PT_ERR_ARG with a message when the backend has no
+ * low-precision entries. */
+pt_status pt_model_set_precision(pt_model *m, pt_dtype t);
+/* w16 = lowp(w) (nothing at PT_F32): after init, a load, a broadcast and every update. */
+pt_status pt_model_refresh_lowp(pt_model *m);
+
 /* Makes g (numel floats of backend memory, owned by the caller, e.g. a shared-memory buffer
  * from pt_comm_buffer_alloc) the model's gradient buffer. */
 void pt_model_use_grad_buffer(pt_model *m, float *g);

@@ -63,6 +63,10 @@ typedef struct {
     double density_warmup_epochs; /* topk: DGC's exponential density warm-up (0: off) */
     double sparcml_switch;      /* sparcml: density where a merged vector goes dense */
     char backend[16];
+    /* mixed precision (docs/MIXED_PRECISION.md; issue 17) */
+    char precision[8];          /* fp32, bf16 or fp16: the dense layers' compute */
+    char loss_scale[32];        /* dynamic, none or VALUE ("": dynamic for fp16, else none) */
+    int64_t loss_scale_window;  /* dynamic: clean steps before the scale doubles */
     int64_t ps_servers;   /* parameter-server ranks (0: no parameter server) */
     char ps_placement[16]; /* first or spread */
     char ps_sync[32];      /* bsp, asp, ssp:S ("": bsp) */

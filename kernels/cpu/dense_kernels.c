@@ -1,7 +1,11 @@
-/* CPU dense kernels: GEMM through OpenBLAS cblas_sgemm, and its deterministic tiling. */
+/* CPU dense kernels: GEMM through OpenBLAS cblas_sgemm, and its deterministic tiling; the
+ * low-precision entries wrap paratrain/lowp.h (whose kernel variant is chosen from CPUID). */
 #include "config.h"
 
 #include <cblas.h>
+#include <string.h>
+
+#include "paratrain/lowp.h"
 
 #include "cpu_kernels.h"
 
@@ -41,8 +45,40 @@ static pt_status cpu_gemm(bool ta, bool tb, int m, int n, int k, float alpha, co
     return PT_OK;
 }
 
+/* ---- low precision: bf16 / fp16 inputs, fp32 accumulation and output */
+
+static pt_status cpu_lowp_gemm(pt_dtype t, bool ta, bool tb, int m, int n, int k, float alpha,
+                               const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta,
+                               float *c, int ldc)
+{
+    if (t != PT_BF16 && t != PT_F16)
+        return PT_ERR(PT_ERR_ARG, NULL, "lowp_gemm: dtype %d is not bf16 or fp16", (int)t);
+    return pt_lowp_gemm(t, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/* (pt_lowp_from_f32 and pt_lowp_round_f32 run on the OpenMP threads themselves) */
+static pt_status cpu_lowp_from_f32(pt_dtype t, uint16_t *dst, const float *src, int64_t n)
+{
+    if (t != PT_BF16 && t != PT_F16)
+        return PT_ERR(PT_ERR_ARG, NULL, "lowp_from_f32: dtype %d is not bf16 or fp16", (int)t);
+    pt_lowp_from_f32(t, dst, src, n);
+    return PT_OK;
+}
+
+static pt_status cpu_lowp_round(pt_dtype t, float *dst, const float *src, int64_t n)
+{
+    if (t != PT_BF16 && t != PT_F16)
+        return PT_ERR(PT_ERR_ARG, NULL, "lowp_round: dtype %d is not bf16 or fp16", (int)t);
+    if (dst != src && n > 0) memcpy(dst, src, sizeof(float) * (size_t)n);
+    pt_lowp_round_f32(t, dst, n);
+    return PT_OK;
+}
+
 void pt_cpu_register_dense(pt_backend *be)
 {
     be->gemm = cpu_gemm;
+    be->lowp_gemm = cpu_lowp_gemm;
+    be->lowp_from_f32 = cpu_lowp_from_f32;
+    be->lowp_round = cpu_lowp_round;
     be->set_deterministic = cpu_set_deterministic;
 }

@@ -19,6 +19,7 @@
 #include "h5util.h"
 #include "paratrain/agree.h"
 #include "paratrain/ckpt.h"
+#include "paratrain/lowp.h"
 #include "paratrain/crc.h"
 #include "paratrain/fault.h"
 #include "paratrain/log.h"
@@ -489,6 +490,12 @@ static pt_status write_file(MPI_Comm comm, const char *path, const pt_model *m,
             pt_h5_attr_write_i64(f, "early_stop_best_step", meta->es_best_step),
             pt_h5_attr_write_i64(f, "early_stop_bad_evals", meta->es_bad_evals),
             pt_h5_attr_write_str(f, "config", meta->config),
+            /* mixed precision: /params are the fp32 masters whatever the precision, so the
+             * file loads in any; the loss scaler's state for a bitwise resume */
+            pt_h5_attr_write_str(f, "precision", pt_precision_name(m->precision)),
+            pt_h5_attr_write_f64(f, "loss_scale", m->ls.scale),
+            pt_h5_attr_write_i64(f, "loss_scale_good_steps", m->ls.good_steps),
+            pt_h5_attr_write_i64(f, "loss_scale_skipped", m->ls.skipped),
         };
         for (size_t i = 0; i < sizeof a / sizeof *a && st == PT_OK; i++) st = a[i];
     }
@@ -934,6 +941,20 @@ pt_status pt_ckpt_load_dist(MPI_Comm comm, const char *path, pt_model *m, pt_opt
         int64_t t;
         st = pt_h5_attr_read_i64(f, "optimizer_steps", &t, path);
         opt->t = t;
+    }
+    /* a dynamic loss scale continues where the file left it (files from before mixed precision,
+     * or from a run without a scaler, keep the fresh scaler); a fixed or no scale is the run's */
+    if (st == PT_OK && m->ls.mode == PT_LOSS_SCALE_DYNAMIC && H5Aexists(f, "loss_scale_good_steps") > 0) {
+        char prec[16] = "";
+        st = pt_h5_attr_read_str(f, "precision", prec, sizeof prec, path);
+        if (st == PT_OK && !strcmp(prec, "fp16")) {
+            double v;
+            int64_t good, skipped;
+            st = pt_h5_attr_read_f64(f, "loss_scale", &v, path);
+            if (st == PT_OK) st = pt_h5_attr_read_i64(f, "loss_scale_good_steps", &good, path);
+            if (st == PT_OK) st = pt_h5_attr_read_i64(f, "loss_scale_skipped", &skipped, path);
+            if (st == PT_OK) m->ls.scale = v, m->ls.good_steps = good, m->ls.skipped = skipped;
+        }
     }
     free(host);
     H5Fclose(f);

@@ -10,6 +10,7 @@
 #include "graph.h"
 #include "paratrain/comm.h"
 #include "paratrain/fault.h"
+#include "paratrain/lowp.h"
 #include "paratrain/rng.h"
 
 /* ------------------------------------------------------------------ builder */
@@ -136,6 +137,11 @@ static float *layout_block(pt_model *m, float *p, int rows)
         pt_node *n = &m->nodes[i];
         n->aux = p, p += (int64_t)rows * n->aux_row + n->aux_fixed;
     }
+    for (int i = 0; i < m->nnodes; i++) { /* 16-bit saved inputs, 64-byte aligned */
+        pt_node *n = &m->nodes[i];
+        n->lp = n->lp_row ? (uint16_t *)p : NULL;
+        p += ((int64_t)rows * n->lp_row + 31) / 32 * 16;
+    }
     return p;
 }
 
@@ -144,8 +150,32 @@ static int64_t block_floats(const pt_model *m, int rows)
     int64_t total = 0;
     for (int s = 1; s < m->nslots; s++) total += 2 * (int64_t)rows * m->slots[s].size;
     for (int i = 0; i < m->nnodes; i++)
-        total += (int64_t)rows * m->nodes[i].aux_row + m->nodes[i].aux_fixed;
+        total += (int64_t)rows * m->nodes[i].aux_row + m->nodes[i].aux_fixed +
+                 ((int64_t)rows * m->nodes[i].lp_row + 31) / 32 * 16;
     return total;
+}
+
+/* The activation block for max_batch rows (every slot's activations and gradients, every
+ * node's saved state, then the ops' shared scratch) and the slots pointed into it. */
+static pt_status alloc_block(pt_model *m)
+{
+    int64_t scratch = 0;
+    for (int i = 0; i < m->nnodes; i++) {
+        pt_node *n = &m->nodes[i];
+        if (n->op->scratch) {
+            int64_t need = n->op->scratch(m, n, m->max_batch);
+            scratch = need > scratch ? need : scratch;
+        }
+    }
+    const size_t abytes = sizeof(float) * (size_t)(block_floats(m, m->max_batch) + scratch);
+    if (m->act_block) m->be->free(m->act_block);
+    m->act_block = m->be->alloc(abytes ? abytes : 64);
+    if (!m->act_block)
+        return PT_ERR(PT_ERR_NOMEM, "lower --batch", "cannot allocate %zu bytes of activations",
+                      abytes);
+    m->scratch = layout_block(m, m->act_block, m->max_batch);
+    m->scratch_size = scratch;
+    return PT_OK;
 }
 
 pt_status pt_model_create(pt_model *m, const char *spec, const pt_model_options *opt,
@@ -188,19 +218,11 @@ pt_status pt_model_create(pt_model *m, const char *spec, const pt_model_options 
 
     /* One block: every slot's activations and gradients (the input slot has neither: it is
      * m->input, where each forward uploads the caller's batch), then every node's saved state. */
-    int64_t total = 0, scratch = 0;
-    for (int s = 1; s < m->nslots; s++) total += 2 * (int64_t)max_batch * m->slots[s].size;
-    for (int i = 0; i < m->nnodes; i++) {
-        pt_node *n = &m->nodes[i];
-        total += (int64_t)max_batch * n->aux_row + n->aux_fixed;
-        if (n->op->scratch) {
-            int64_t need = n->op->scratch(m, n, max_batch);
-            scratch = need > scratch ? need : scratch;
-        }
+    pt_status st = alloc_block(m);
+    if (st != PT_OK) {
+        pt_model_destroy(m);
+        return st;
     }
-    total += scratch;
-    size_t abytes = sizeof(float) * (size_t)total;
-    m->act_block = be->alloc(abytes ? abytes : 64);
     const size_t ibytes = sizeof(float) * (size_t)max_batch * (size_t)m->input_size;
     m->input = be->alloc(ibytes ? ibytes : 64);
     m->tgt = be->alloc(sizeof(int32_t) * (size_t)max_batch * (size_t)m->targets);
@@ -210,15 +232,14 @@ pt_status pt_model_create(pt_model *m, const char *spec, const pt_model_options 
         m->tp_xent = be->alloc(xbytes);
         m->tp_xent_host = pt_host_alloc(be, xbytes);
     }
-    if (!m->act_block || !m->input || !m->tgt || (vp && (!m->tp_xent || !m->tp_xent_host))) {
+    if (!m->input || !m->tgt || (vp && (!m->tp_xent || !m->tp_xent_host))) {
         pt_model_destroy(m);
-        return PT_ERR(PT_ERR_NOMEM, "lower --batch", "cannot allocate %zu bytes of activations",
-                      abytes);
+        return PT_ERR(PT_ERR_NOMEM, "lower --batch", "cannot allocate the input of %d rows",
+                      max_batch);
     }
     m->slots[0].a = m->input;
-    float *p = layout_block(m, m->act_block, max_batch);
-    m->scratch = p;
-    m->scratch_size = scratch;
+    m->precision = PT_F32;
+    pt_loss_scale_init(&m->ls, PT_LOSS_SCALE_NONE, 1.0, 0);
     return PT_OK;
 }
 
@@ -227,6 +248,7 @@ void pt_model_destroy(pt_model *m)
     if (!m->be) return;
     if (!m->w_external) m->be->free(m->w);
     if (!m->g_external) m->be->free(m->g);
+    if (m->w16) m->be->free(m->w16);
     m->be->free(m->act_block);
     m->be->free(m->input);
     for (int k = 1; k < m->ninflight; k++) {
@@ -257,6 +279,42 @@ void pt_model_use_param_buffer(pt_model *m, float *w)
     if (!m->w_external) m->be->free(m->w);
     m->w = w;
     m->w_external = 1;
+}
+
+pt_status pt_model_set_precision(pt_model *m, pt_dtype t)
+{
+    if (t != PT_F32 && t != PT_BF16 && t != PT_F16)
+        return PT_ERR(PT_ERR_ARG, "use fp32, bf16 or fp16", "unknown precision %d", (int)t);
+    if (t == m->precision) return PT_OK;
+    if (m->ninflight)
+        return PT_ERR(PT_ERR_ARG, NULL, "pt_model_set_precision: after the in-flight blocks");
+    if (t != PT_F32 && (!m->be->lowp_gemm || !m->be->lowp_from_f32 || !m->be->lowp_round))
+        return PT_ERR(PT_ERR_ARG, "use --precision fp32 on this backend, or --backend cpu",
+                      "--precision %s: the %s backend has no low-precision kernels",
+                      pt_precision_name(t), m->be->name);
+    m->precision = t;
+    for (int i = 0; i < m->nnodes; i++) {
+        pt_node *n = &m->nodes[i];
+        n->lp_row = 0;
+        if (t == PT_F32) continue;
+        if (n->op == &pt_op_linear) n->lp_row = (int64_t)n->d.linear.P * n->d.linear.Din;
+        if (n->op == &pt_op_conv1d_max) n->lp_row = (int64_t)n->d.textcnn.L * n->d.textcnn.E;
+    }
+    if (m->w16) m->be->free(m->w16), m->w16 = NULL;
+    if (t != PT_F32 && m->numel) {
+        const size_t bytes = sizeof(uint16_t) * (size_t)m->numel;
+        if (!(m->w16 = m->be->alloc(bytes)))
+            return PT_ERR(PT_ERR_NOMEM, NULL, "cannot allocate %zu bytes of %s weights", bytes,
+                          pt_precision_name(t));
+    }
+    PT_TRY(alloc_block(m));
+    return pt_model_refresh_lowp(m);
+}
+
+pt_status pt_model_refresh_lowp(pt_model *m)
+{
+    if (m->precision == PT_F32 || !m->numel) return PT_OK;
+    return m->be->lowp_from_f32(m->precision, m->w16, m->w, m->numel);
 }
 
 /* Each tensor draws from its own Philox stream (tensor index), element by element at the element's
@@ -310,6 +368,8 @@ static void upload_input(pt_model *m, const float *x, int rows)
 const float *pt_model_forward(pt_model *m, const float *x, int rows, const pt_fwd_ctx *ctx)
 {
     m->status = PT_OK;
+    /* evaluation may follow a change of w the trainer did not see (a pipeline's gather) */
+    if (!ctx->train) pt_op_check(m, pt_model_refresh_lowp(m));
     upload_input(m, x, rows);
     for (int i = 0; i < m->nnodes; i++) m->nodes[i].op->forward(m, &m->nodes[i], rows, ctx);
     return m->slots[m->nodes[m->nnodes - 1].out].a;
@@ -340,11 +400,22 @@ double pt_model_loss(pt_model *m, const int32_t *labels, int rows, float dlogits
     else
         be->to_device(m->tgt, labels, sizeof(int32_t) * (size_t)rows);
     pt_op_check(m, st);
+    dlogits_scale *= (float)m->ls.scale; /* loss scaling: 1 unless fp16 (unscaled in backward) */
     if (m->local_classes != m->classes) /* vocabulary-parallel logits: reduce over tp */
         return pt_tp_softmax_xent(m, out->a, y, rows * T, dlogits_scale / (float)T,
                                   dlogits_scale == 0.0f ? NULL : out->g, correct) / T;
     return be->softmax_xent(out->a, y, rows * T, m->classes, dlogits_scale / (float)T,
                             dlogits_scale == 0.0f ? NULL : out->g, correct) / T;
+}
+
+/* Loss scaling: gradient elements [off, off + n), final, back to true units, and whether they
+ * are finite noted (an fp16 overflow shows as Inf or NaN here). Before any communication sees
+ * them, so buckets, ZeRO and pipelines carry unscaled gradients. */
+static void unscale(pt_model *m, int64_t off, int64_t n)
+{
+    if (m->ls.mode == PT_LOSS_SCALE_NONE || n <= 0) return;
+    pt_op_check(m, m->be->scale(m->g + off, n, (float)(1.0 / m->ls.scale)));
+    if (!m->be->all_finite(m->g + off, n)) m->grad_nonfinite = 1;
 }
 
 /* Backward over [n0, n1), the first writer of each gradient overwriting it. */
@@ -361,10 +432,16 @@ static void backward_nodes(pt_model *m, int rows, const pt_fwd_ctx *ctx, int n0,
         n->op->backward(m, n, rows, ctx);
         int64_t lo = node_low(m, n);
         if (lo < ready) {
+            unscale(m, lo, ready - lo);
             if (m->grad_ready) m->grad_ready(m->grad_ready_arg, lo, ready - lo);
             ready = lo;
         }
     }
+    /* gradients written below `ready` by nodes that do not own them (a pipeline stage's tied
+     * output layer, whose embedding lives on another stage) */
+    for (int t = 0; t < m->nparams; t++)
+        if (m->param_written[t] && m->params[t].offset < ready)
+            unscale(m, m->params[t].offset, m->params[t].numel);
 }
 
 void pt_model_backward_range(pt_model *m, int rows, const pt_fwd_ctx *ctx, int n0, int n1)

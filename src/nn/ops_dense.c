@@ -14,6 +14,11 @@
  *
  *   add      out = act(in0 + in1), act NONE or ReLU (a residual block's closing ReLU).
  *
+ * Mixed precision (m->precision bf16|fp16, docs/MIXED_PRECISION.md): the three GEMMs take 16-bit
+ * operands with fp32 accumulation and fp32 outputs: x is converted once in forward into the
+ * node's lp buffer (what backward reads), W is the model's 16-bit copy w16, and dz is converted
+ * into the scratch for dW and dx. Bias, activation, dropout and the bias gradient stay fp32.
+ *
  * Everything on activations goes through the backend (no host loops here). */
 #include "graph.h"
 
@@ -28,13 +33,31 @@ static void linear_dropout(pt_model *m, const pt_node *n, float *y, int rows, co
                         ctx->seed, pt_dropout_stream(ctx->step, n->id));
 }
 
+/* the 16-bit copy of parameter k of n (w16 has w's layout) */
+static const uint16_t *pw16(const pt_model *m, const pt_node *n, int k)
+{
+    return m->w16 + m->params[n->p[k]].offset;
+}
+
+/* low precision: the 16-bit dz of M x dout */
+static int64_t linear_scratch(const pt_model *m, const pt_node *n, int rows)
+{
+    if (m->precision == PT_F32) return 0;
+    return ((int64_t)rows * n->d.linear.P * n->d.linear.Dout + 1) / 2;
+}
+
 static void linear_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
 {
     const pt_backend *be = m->be;
     const int din = n->d.linear.Din, dout = n->d.linear.Dout, M = rows * n->d.linear.P;
     float *y = pt_out(m, n)->a;
-    be->gemm(false, true, M, dout, din, 1.0f, pt_in(m, n, 0)->a, din, pt_pw(m, n, 0), din, 0.0f, y,
-             dout);
+    if (m->precision != PT_F32) {
+        pt_op_check(m, be->lowp_from_f32(m->precision, n->lp, pt_in(m, n, 0)->a, (int64_t)M * din));
+        pt_op_check(m, be->lowp_gemm(m->precision, false, true, M, dout, din, 1.0f, n->lp, din,
+                                     pw16(m, n, 0), din, 0.0f, y, dout));
+    } else
+        be->gemm(false, true, M, dout, din, 1.0f, pt_in(m, n, 0)->a, din, pt_pw(m, n, 0), din,
+                 0.0f, y, dout);
     if (n->p[1] >= 0)
         be->bias_act_forward(y, n->aux_row ? n->aux : NULL, pt_pw(m, n, 1), M, dout,
                              n->act);
@@ -52,19 +75,29 @@ static void linear_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx 
     if (ctx->train && n->dropout > 0.0f) linear_dropout(m, n, dz, rows, ctx);
     if (n->act == PT_ACT_RELU) m->be->act_backward(dz, dz, out->a, (int64_t)M * dout, PT_ACT_RELU);
     else if (n->act != PT_ACT_NONE) be->act_backward(dz, dz, n->aux, (int64_t)M * dout, n->act);
-    be->gemm(true, false, dout, din, M, 1.0f, dz, dout, in->a, din, pt_param_beta(m, n, 0),
-             pt_pg(m, n, 0), din);
+    const pt_dtype t = m->precision;
+    uint16_t *dz16 = (uint16_t *)m->scratch;
+    if (t != PT_F32) {
+        pt_op_check(m, be->lowp_from_f32(t, dz16, dz, (int64_t)M * dout));
+        pt_op_check(m, be->lowp_gemm(t, true, false, dout, din, M, 1.0f, dz16, dout, n->lp, din,
+                                     pt_param_beta(m, n, 0), pt_pg(m, n, 0), din));
+    } else
+        be->gemm(true, false, dout, din, M, 1.0f, dz, dout, in->a, din, pt_param_beta(m, n, 0),
+                 pt_pg(m, n, 0), din);
     if (n->p[1] >= 0) {
         pt_param_beta(m, n, 1); /* a bias is never shared */
         be->bias_backward(pt_pg(m, n, 1), dz, M, dout);
     }
     int beta = pt_in_beta(m, n, 0);
-    if (beta >= 0)
+    if (beta >= 0 && t != PT_F32)
+        pt_op_check(m, be->lowp_gemm(t, false, false, M, din, dout, 1.0f, dz16, dout,
+                                     pw16(m, n, 0), din, (float)beta, in->g, din));
+    else if (beta >= 0)
         be->gemm(false, false, M, din, dout, 1.0f, dz, dout, pt_pw(m, n, 0), din, (float)beta,
                  in->g, din);
 }
 
-const pt_op pt_op_linear = {"linear", NULL, linear_forward, linear_backward};
+const pt_op pt_op_linear = {"linear", linear_scratch, linear_forward, linear_backward};
 
 static void bias_act_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
 {

@@ -14,6 +14,8 @@
 #include "paratrain/compress.h"
 #include "paratrain/model.h"
 #include "paratrain/optim.h"
+#include "paratrain/loss_scale.h"
+#include "paratrain/lowp.h"
 #include "paratrain/ps.h"
 #include "paratrain/train.h"
 #include "compress.h"
@@ -137,6 +139,16 @@ static const opt_row rows[] = {
     NUM("sparcml-switch", OPT_F64, sparcml_switch, 0, 0.5, R_LO_OPEN, "sparcml: density at which a merged sparse "
                                                    "vector is sent dense"),
     ROW("backend", OPT_STR, backend, "compute backend: cpu (cuda when built --with-cuda)"),
+    /* mixed precision (issue 17): validated by check_precision */
+    ROW("precision", OPT_STR, precision, "compute precision of the dense and conv layers: fp32, "
+                                         "bf16 or fp16 (fp32 master weights and optimizer "
+                                         "state; docs/MIXED_PRECISION.md)"),
+    ROW("loss-scale", OPT_STR, loss_scale, "fp16 loss scaling: dynamic (start 2^16, double after "
+                                           "--loss-scale-window clean steps, halve and skip on "
+                                           "Inf/NaN), none, or a fixed VALUE (default: dynamic "
+                                           "for fp16; refused with bf16 and fp32)"),
+    NUM("loss-scale-window", OPT_I64, loss_scale_window, 1, STEPS, 0, "dynamic loss scale: "
+                                                     "overflow-free steps before it doubles"),
     NUM("eval-batch", OPT_I64, eval_batch, 1, 1 << 24, 0, "samples per rank per evaluation batch"),
     ROW("validate-data", OPT_BOOL, validate_data, "scan the data for bad labels/NaN at start"),
     ROW("quiet", OPT_BOOL, quiet, "no progress lines"),
@@ -168,6 +180,8 @@ void pt_train_config_defaults(pt_train_config *c)
     snprintf(c->pipeline, sizeof c->pipeline, "1f1b");
     c->virtual_stages = 1;
     c->trace_steps = 3;
+    snprintf(c->precision, sizeof c->precision, "fp32");
+    c->loss_scale_window = PT_LOSS_SCALE_WINDOW;
     snprintf(c->grid_order, sizeof c->grid_order, "%s", PT_GRID_ORDER_DEFAULT);
 }
 
@@ -408,8 +422,45 @@ static pt_status check_augment(const char *spec)
                        "bad --augment '%s'", spec);
 }
 
+/* --precision and --loss-scale, and the combinations mixed precision does not support. */
+static pt_status check_precision(const pt_train_config *c)
+{
+    pt_dtype t = PT_F32;
+    if (pt_precision_parse(c->precision, &t) != PT_OK || (t != PT_F32 && t != PT_BF16 && t != PT_F16))
+        return PT_ERR(PT_ERR_ARG, "choose fp32, bf16 or fp16", "unknown --precision '%s'",
+                      c->precision);
+    pt_loss_scale_mode mode;
+    double value;
+    PT_TRY(pt_loss_scale_parse(c->loss_scale, t == PT_F16, &mode, &value));
+    if (t != PT_F16 && c->loss_scale[0] && strcmp(c->loss_scale, "none"))
+        return PT_ERR(PT_ERR_ARG, "drop --loss-scale, or use --precision fp16",
+                      "--loss-scale %s: loss scaling is for fp16, whose exponent range is narrow; "
+                      "%s has fp32's range and needs none", c->loss_scale, c->precision);
+    if (t == PT_F32) return PT_OK;
+    if (!strcmp(c->backend, "cuda"))
+        return PT_ERR(PT_ERR_ARG, "use --precision fp32 with --backend cuda, or --backend cpu",
+                      "--precision %s: the cuda backend has no low-precision kernels yet",
+                      c->precision);
+    if (c->reproducible)
+        return PT_ERR(PT_ERR_ARG, "drop --reproducible, or use --precision fp32",
+                      "--reproducible with --precision %s: the low-precision GEMM kernels do not "
+                      "promise the same bits for every thread count", c->precision);
+    if (c->ps_servers > 0)
+        return PT_ERR(PT_ERR_ARG, "drop --ps-servers, or use --precision fp32",
+                      "--precision %s is not supported with the parameter server", c->precision);
+    pt_compress_config zc;
+    PT_TRY(pt_compress_parse(c->compress, &zc));
+    if (mode != PT_LOSS_SCALE_NONE && zc.kind != PT_COMPRESS_NONE && zc.kind != PT_COMPRESS_FP16 &&
+        zc.kind != PT_COMPRESS_BF16)
+        return PT_ERR(PT_ERR_ARG, "use --compress none, fp16 or bf16, or --loss-scale none",
+                      "--compress %s keeps per-rank state (residuals, momentum) that a step "
+                      "skipped for an fp16 overflow would leave poisoned with Inf", c->compress);
+    return PT_OK;
+}
+
 pt_status pt_train_config_check(const pt_train_config *c)
 {
+    PT_TRY(check_precision(c));
     char canon[512];
     PT_TRY(pt_model_spec_canonical(c->model, canon, sizeof canon));
     if (strcmp(c->activation, "relu") && strcmp(c->activation, "gelu") && strcmp(c->activation, "tanh"))

@@ -13,6 +13,7 @@
 #include "paratrain/agree.h"
 #include "paratrain/fault.h"
 #include "paratrain/log.h"
+#include "paratrain/lowp.h"
 #include "paratrain/strategy.h"
 #include "paratrain/watchdog.h"
 
@@ -20,6 +21,20 @@
  * the same allreduce that carries the loss, so every rank stops after the same step. */
 static volatile sig_atomic_t preempt_signal = 0;
 static void on_preempt(int sig) { preempt_signal = sig; }
+
+/* Test hook (docs/MIXED_PRECISION.md): PT_LOSS_SCALE_INJECT=STEP[:RANK] makes world rank RANK's
+ * gradient (every rank's without :RANK) Inf at step STEP, after the gradient sync, as an fp16
+ * overflow on that rank alone would look; the loss scaler must then skip the step on every
+ * rank. */
+static bool inject_overflow(const pt_train_state *s)
+{
+    const char *e = getenv("PT_LOSS_SCALE_INJECT");
+    if (!e || !*e) return false;
+    char *end = NULL;
+    const long long step = strtoll(e, &end, 10);
+    const int rank = *end == ':' ? atoi(end + 1) : -1;
+    return step == (long long)s->step && (rank < 0 || rank == s->world_rank);
+}
 
 /* Whether this rank's loss is counted in the world's sum: one rank per tp group holds it. */
 static bool owns_loss(const pt_train_state *s) { return s->grid.coord[PT_AXIS_TP] == 0; }
@@ -68,19 +83,27 @@ static pt_status run(pt_train_state *s, pt_train_result *res)
         pt_status local = pt_train_read_batch(s);
         double t1 = pt_now();
         pt_step_report r = {0};
+        s->model.grad_nonfinite = 0; /* set by backward's unscaling (loss scaling) */
         PT_TRY(strat->forward_backward(s, local == PT_OK, &r));
         /* an op's failure (sync batch norm's allreduce) stops every rank after this step, as a
          * read failure does */
         if (local == PT_OK && r.status != PT_OK) local = r.status;
-        /* loss sum, read failure, preemption, exact-accumulator overflow */
-        double lstat[4] = {owns_loss(s) ? r.loss_sum : 0.0, local != PT_OK ? 1.0 : 0.0,
-                           preempt_signal ? 1.0 : 0.0, r.overflow};
+        /* loss sum, read failure, preemption, exact-accumulator overflow, Inf/NaN gradients
+         * (loss scaling: this rank's backward saw them, or the test hook) */
+        double lstat[5] = {owns_loss(s) ? r.loss_sum : 0.0, local != PT_OK ? 1.0 : 0.0,
+                           preempt_signal ? 1.0 : 0.0, r.overflow, 0.0};
         double t2 = pt_now();
         PT_TRY(strat->sync(s, &r));
+        if (inject_overflow(s)) {
+            const float inf = INFINITY;
+            s->model.be->to_device(s->model.g, &inf, sizeof inf);
+            s->model.grad_nonfinite = 1;
+        }
+        lstat[4] = s->model.grad_nonfinite ? 1.0 : 0.0;
         p.int_sent += (double)r.bytes_sent, p.int_recv += (double)r.bytes_recv;
         p.tot_sent += (double)r.bytes_sent;
         p.int_k += r.sent_elems;
-        PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, lstat, 4, MPI_DOUBLE, MPI_SUM, s->world,
+        PT_TRY(pt_mpi_allreduce(MPI_IN_PLACE, lstat, 5, MPI_DOUBLE, MPI_SUM, s->world,
                                 "the loss and status flags of a step"));
         double t3 = pt_now();
         if (lstat[1] > 0) return pt_agree(s->world, local, NULL);
@@ -89,16 +112,26 @@ static pt_status run(pt_train_state *s, pt_train_result *res)
             return PT_ERR(PT_ERR_DATA, "lower --lr, add --clip-norm, or check the data",
                           "training diverged: loss is %g at step %lld%s", loss, (long long)s->step,
                           lstat[3] > 0 ? " (gradients beyond the exact accumulator's 2^24)" : "");
+        /* Loss scaling: the same flag on every rank, so every rank skips the same steps. */
+        pt_loss_scaler *ls = &s->model.ls;
+        const double scale_before = ls->scale;
+        const bool apply = ls->mode == PT_LOSS_SCALE_NONE || pt_loss_scale_step(ls, lstat[4] > 0);
+        if (!apply && s->world_rank == 0)
+            pt_log_info("loss scale: Inf/NaN gradients at step %lld: step skipped, scale %g -> %g",
+                        (long long)s->step, scale_before, ls->scale);
         /* The norm is a full pass over the gradient: only when clipping or logging needs it. */
         const bool log_now = (s->step + 1) % log_every == 0 || s->step + 1 == end;
-        if ((c->clip_norm > 0 && !c->dgc) || log_now) { /* --dgc clips locally instead */
+        if (apply && ((c->clip_norm > 0 && !c->dgc) || log_now)) { /* --dgc clips locally */
             double ss;
             PT_TRY(strat->grad_sum_squares(s, &ss));
             p.grad_norm = sqrt(ss);
             if (!c->dgc) strat->clip(s, p.grad_norm, c->clip_norm);
         }
         const float lr = pt_schedule_lr(&s->sched, s->step);
-        PT_TRY(strat->update(s, lr));
+        if (apply) {
+            PT_TRY(strat->update(s, lr));
+            PT_TRY(pt_model_refresh_lowp(&s->model)); /* the 16-bit weights from the masters */
+        }
         s->step++;
         double t4 = pt_now();
         /* compute excludes the collective calls made from backward; comm is what the step
@@ -165,6 +198,27 @@ static pt_status setup_grid(pt_train_state *s, MPI_Comm world)
     return PT_OK;
 }
 
+/* --precision and --loss-scale on the model (validated already by pt_train_config_check). */
+static pt_status setup_precision(pt_train_state *s)
+{
+    const pt_train_config *c = s->cfg;
+    pt_dtype t = PT_F32;
+    pt_loss_scale_mode mode = PT_LOSS_SCALE_NONE;
+    double value = 1.0;
+    pt_status st = pt_precision_parse(c->precision, &t);
+    if (st == PT_OK) st = pt_loss_scale_parse(c->loss_scale, t == PT_F16, &mode, &value);
+    if (st == PT_OK) st = pt_model_set_precision(&s->model, t);
+    PT_TRY(pt_agree(s->world, st, NULL));
+    pt_loss_scale_init(&s->model.ls, mode, value, c->loss_scale_window);
+    if (t != PT_F32 && s->world_rank == 0 && !c->quiet)
+        pt_log_info("precision %s (GEMM kernel %s), fp32 master weights%s", pt_precision_name(t),
+                    pt_lowp_gemm_variant(t),
+                    mode == PT_LOSS_SCALE_DYNAMIC  ? ", dynamic loss scale"
+                    : mode == PT_LOSS_SCALE_STATIC ? ", static loss scale"
+                                                   : "");
+    return PT_OK;
+}
+
 static pt_status setup(pt_train_state *s)
 {
     const pt_train_config *c = s->cfg;
@@ -182,11 +236,14 @@ static pt_status setup(pt_train_state *s)
     }
     const int64_t max_rows = s->batch.rows > c->eval_batch ? s->batch.rows : c->eval_batch;
     PT_TRY(pt_train_setup_model(s, (int)max_rows));
+    PT_TRY(setup_precision(s)); /* before the strategy allocates in-flight activations */
     PT_TRY(s->strategy->setup(s)); /* agreed inside */
     pt_status st = pt_train_parse_augment(s);
     PT_TRY(pt_agree(s->world, st, NULL));
     pt_early_stop_init(&s->es, (int)c->early_stop, true);
-    if (c->resume[0]) PT_TRY(pt_train_resume(s));
+    if (c->resume[0]) PT_TRY(pt_train_resume(s)); /* also the loss scaler's state */
+    /* the 16-bit weights of the masters as they now are (initialized, broadcast or loaded) */
+    PT_TRY(pt_agree(s->world, pt_model_refresh_lowp(&s->model), NULL));
     st = pt_metrics_open(&s->metrics, c->metrics, c->resume[0] != 0, s->world_rank);
     PT_TRY(pt_agree(s->world, st, NULL));
     pt_train_report_memory(s);
