@@ -98,6 +98,9 @@ void pt_train_data_free(pt_train_state *s);
 pt_status pt_train_average_buffers(pt_train_state *s);
 /* Loss and accuracy on d: the samples split over dp, errors agreed over the world. */
 pt_status pt_train_evaluate(pt_train_state *s, pt_dataset *d, double *loss, double *accuracy);
+/* Host bytes one evaluation chunk of training's evaluation allocates (samples, labels, indices):
+ * the memory evaluation adds to training's (its activations are the training buffers). */
+int64_t pt_train_eval_bytes(const pt_train_state *s);
 /* Validation and early stopping: *stop when training should end. */
 pt_status pt_train_validate(pt_train_state *s, bool *stop, double *loss_out, double *acc_out);
 
