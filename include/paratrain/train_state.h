@@ -75,6 +75,9 @@ typedef struct pt_train_state {
  * input and output sizes fit the data. Local. */
 pt_status pt_train_build_model(pt_model *m, const pt_train_config *c, const pt_dataset *d,
                                int max_batch, struct pt_comm *tp);
+/* The same, forward_only: for evaluation alone (paratrain eval), no activation gradients. */
+pt_status pt_train_build_model_ex(pt_model *m, const pt_train_config *c, const pt_dataset *d,
+                                  int max_batch, struct pt_comm *tp, bool forward_only);
 /* Builds and initializes s->model on every rank, with synchronized batch norm over dp. */
 pt_status pt_train_setup_model(pt_train_state *s, int max_batch);
 /* The optimizer and schedule, with state for [offset, offset + count) of the flat buffers

@@ -139,6 +139,31 @@ static float *layout_block(pt_model *m, float *p, int rows)
     return p;
 }
 
+/* --- forward-only models (pt_model_options.forward_only; issue 20) ----------------------------
+ * Forward reads and writes only the slots' activations and the nodes' aux; the loss writes its
+ * dlogits (scale 0 in evaluation) into the last slot's g. So every slot's g points at one buffer
+ * of the widest slot, which halves the block for evaluation and generate. */
+static int64_t widest_slot(const pt_model *m)
+{
+    int64_t w = 0;
+    for (int s = 1; s < m->nslots; s++) w = m->slots[s].size > w ? m->slots[s].size : w;
+    return w;
+}
+static float *layout_forward_only(pt_model *m, float *p, int rows)
+{
+    float *g = p;
+    p += (int64_t)rows * widest_slot(m);
+    for (int s = 1; s < m->nslots; s++) {
+        m->slots[s].a = p, p += (int64_t)rows * m->slots[s].size;
+        m->slots[s].g = g;
+    }
+    for (int i = 0; i < m->nnodes; i++) {
+        pt_node *n = &m->nodes[i];
+        n->aux = p, p += (int64_t)rows * n->aux_row + n->aux_fixed;
+    }
+    return p;
+}
+
 static int64_t block_floats(const pt_model *m, int rows)
 {
     int64_t total = 0;
@@ -189,7 +214,9 @@ pt_status pt_model_create(pt_model *m, const char *spec, const pt_model_options 
     /* One block: every slot's activations and gradients (the input slot has neither: it is
      * m->input, where each forward uploads the caller's batch), then every node's saved state. */
     int64_t total = 0, scratch = 0;
-    for (int s = 1; s < m->nslots; s++) total += 2 * (int64_t)max_batch * m->slots[s].size;
+    for (int s = 1; s < m->nslots; s++)
+        total += (opt->forward_only ? 1 : 2) * (int64_t)max_batch * m->slots[s].size;
+    if (opt->forward_only) total += (int64_t)max_batch * widest_slot(m);
     for (int i = 0; i < m->nnodes; i++) {
         pt_node *n = &m->nodes[i];
         total += (int64_t)max_batch * n->aux_row + n->aux_fixed;
@@ -216,7 +243,8 @@ pt_status pt_model_create(pt_model *m, const char *spec, const pt_model_options 
                       abytes);
     }
     m->slots[0].a = m->input;
-    float *p = layout_block(m, m->act_block, max_batch);
+    float *p = opt->forward_only ? layout_forward_only(m, m->act_block, max_batch)
+                                 : layout_block(m, m->act_block, max_batch);
     m->scratch = p;
     m->scratch_size = scratch;
     return PT_OK;

@@ -193,7 +193,7 @@ pt_status pt_eval_checkpoint(const char *ckpt, const pt_train_config *ov, const 
     if (c.eval_batch > share) c.eval_batch = share > 0 ? share : 1;
     pt_model m;
     /* the whole model on every rank (data parallel evaluation): no tp group */
-    st = pt_train_build_model(&m, &c, &d, (int)c.eval_batch, NULL);
+    st = pt_train_build_model_ex(&m, &c, &d, (int)c.eval_batch, NULL, true);
     if (st == PT_OK) {
         st = pt_ckpt_load(MPI_COMM_NULL, path, &m, NULL, &meta);
         if (st != PT_OK) pt_model_destroy(&m);
