@@ -82,8 +82,8 @@ expect_early() { # name code pattern paratrain-args...
     expect_error "$@" --metrics "$WORK/$_n.jsonl"
     [ ! -e "$WORK/$_n.jsonl" ] || fail "$_n: the run started before the error was found"
 }
-expect_early eval-batch-0 2 "--eval-batch 0 is out of range (allowed: 1\.\." train --data "$DATA" $small --eval-batch 0
-expect_early eval-batch-neg 2 "--eval-batch -1 is out of range" train --data "$DATA" $small --eval-batch -1
+# --eval-batch 0 is the default (the training batch, issue 20); below it is out of range
+expect_early eval-batch-neg 2 "--eval-batch -1 is out of range (allowed: 0\.\." train --data "$DATA" $small --eval-batch -1
 expect_early lr-neg 2 "--lr -0.5 is out of range (allowed: -1 or >= 0)" train --data "$DATA" $small --lr -0.5
 expect_early lr-inf 2 "--lr wants a finite number, got 'inf'" train --data "$DATA" $small --lr inf
 expect_early lr-nan 2 "--lr wants a finite number, got 'nan'" train --data "$DATA" $small --lr nan

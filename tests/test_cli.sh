@@ -68,7 +68,7 @@ grep -q "^Exit codes" "$WORK/help" || fail "--help does not state the exit codes
 grep -q "PT_COLL_TIMEOUT=SECONDS: no progress in a wait for a peer that long ends the run, exit code 69 (default 600; 0: off)" "$WORK/help" ||
     fail "--help does not document PT_COLL_TIMEOUT and its exit code 69"
 grep -q "69 a peer stopped responding" "$WORK/help" || fail "--help does not list exit code 69"
-grep -q -- "--eval-batch N .*(allowed: 1\.\." "$WORK/help" || fail "--help does not show the range of --eval-batch"
+grep -q -- "--eval-batch N .*(allowed: 0\.\." "$WORK/help" || fail "--help does not show the range of --eval-batch"
 pass "--help: exit codes, ranges, PT_COLL_TIMEOUT"
 
 tiny="--data $DATA --model mlp:784-16-10 --batch 64 --log-every 2"

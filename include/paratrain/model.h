@@ -64,6 +64,9 @@ typedef struct {
     struct pt_comm *tp;
     int sequence_parallel; /* --sequence-parallel (gpt): reduce-scatter/all-gather along the
                               sequence instead of tp allreduces; layer norms on sequence shards */
+    int forward_only; /* evaluation and generate (issue 20): no activation gradients (every
+                         slot's g is one shared buffer, for the loss's dlogits); backward must
+                         not be called */
 } pt_model_options;
 
 /* PT_CONV_ALGO_AUTO / _IM2COL: paratrain/backend.h */

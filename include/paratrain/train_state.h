@@ -75,6 +75,9 @@ typedef struct pt_train_state {
  * input and output sizes fit the data. Local. */
 pt_status pt_train_build_model(pt_model *m, const pt_train_config *c, const pt_dataset *d,
                                int max_batch, struct pt_comm *tp);
+/* The same, forward_only: for evaluation alone (paratrain eval), no activation gradients. */
+pt_status pt_train_build_model_ex(pt_model *m, const pt_train_config *c, const pt_dataset *d,
+                                  int max_batch, struct pt_comm *tp, bool forward_only);
 /* Builds and initializes s->model on every rank, with synchronized batch norm over dp. */
 pt_status pt_train_setup_model(pt_train_state *s, int max_batch);
 /* The optimizer and schedule, with state for [offset, offset + count) of the flat buffers
@@ -98,6 +101,9 @@ void pt_train_data_free(pt_train_state *s);
 pt_status pt_train_average_buffers(pt_train_state *s);
 /* Loss and accuracy on d: the samples split over dp, errors agreed over the world. */
 pt_status pt_train_evaluate(pt_train_state *s, pt_dataset *d, double *loss, double *accuracy);
+/* Host bytes one evaluation chunk of training's evaluation allocates (samples, labels, indices):
+ * the memory evaluation adds to training's (its activations are the training buffers). */
+int64_t pt_train_eval_bytes(const pt_train_state *s);
 /* Validation and early stopping: *stop when training should end. */
 pt_status pt_train_validate(pt_train_state *s, bool *stop, double *loss_out, double *acc_out);
 

@@ -86,7 +86,7 @@ static int generate(int argc, char **argv, int rank)
     unsigned char *out = NULL;
     pt_status st = pt_ckpt_resolve(ckpt, path, sizeof path);
     if (st == PT_OK) st = pt_ckpt_read_meta(path, &meta, spec, sizeof spec, optname, sizeof optname);
-    pt_model_options mo = {.act = PT_ACT_RELU};
+    pt_model_options mo = {.act = PT_ACT_RELU, .forward_only = 1}; /* sampling: forward only */
     if (st == PT_OK) st = pt_model_create(&m, spec, &mo, pt_backend_cpu(), 1);
     if (st == PT_OK) st = pt_ckpt_load(MPI_COMM_SELF, path, &m, NULL, &meta);
     if (st == PT_OK && !(out = malloc((size_t)ntok))) st = PT_ERR(PT_ERR_NOMEM, NULL, "no memory");

@@ -13,6 +13,10 @@
  *   mpirun -np P pt-bench-compress --switch-sweep [--bytes 25M] [--reps 5]
  *     SparCML's dense switch: time of the sparse allreduce alone (selection excluded) for input
  *     densities 0.1% .. 20% and switch densities 1/64 .. 1/2, to choose --sparcml-switch
+ *   pt-bench-compress --select [--bytes 25M] [--reps 9] [--csv FILE]   (one process)
+ *     top-k selection alone at densities 0.1% and 1%: the radix select and the sampled one
+ *     (src/comm/topk.c), beside a memcpy of the gradient and a sum of |x| (one read), each
+ *     repetition running all four in turn; medians, min and max (benchmarks/bench_topk.sh)
  */
 #include <math.h>
 #include <mpi.h>
@@ -22,7 +26,9 @@
 
 #include "paratrain/mpi_init.h"
 #include "paratrain/compress.h"
+#include "paratrain/cpu.h"
 #include "paratrain/log.h"
+#include "../comm/sparse.h"
 
 typedef enum { M_DENSE, M_TOPK, M_SIGN, M_SIGNSGD, M_LOWP } mkind;
 typedef struct {
@@ -40,6 +46,84 @@ static int cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* One read of x: sum of |x| in 8 independent lanes (so it vectorizes without -ffast-math). */
+static float sum_abs(const float *x, int64_t n)
+{
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) acc[l] += fabsf(x[i + l]);
+    for (; i < n; i++) acc[0] += fabsf(x[i]);
+    float s = 0.0f;
+    for (int l = 0; l < 8; l++) s += acc[l];
+    return s;
+}
+
+/* --select: the selection alone; rank 0 only (the others wait at the final barrier). */
+static int bench_select(const float *g, float *x, int64_t n, int reps, const char *csv,
+                        uint32_t *idx, float *val)
+{
+    const double dens[] = {0.001, 0.01};
+    enum { NW = 4 };
+    const char *what[NW] = {"memcpy", "sum|x|", "radix", "sample"};
+    FILE *fcsv = csv ? fopen(csv, "w") : NULL;
+    if (csv && !fcsv) {
+        fprintf(stderr, "pt-bench-compress: error: cannot write %s\n", csv);
+        return 1;
+    }
+    if (fcsv) fprintf(fcsv, "n,bytes,density,k,what,reps,median_ms,min_ms,max_ms\n");
+    double *t = malloc(sizeof(double) * (size_t)reps * NW);
+    if (!t) return 1;
+    volatile float sink = 0.0f;
+    (void)pt_cpu_isa(); /* its log line before the table */
+    memcpy(x, g, sizeof(float) * (size_t)n); /* fault the destination in */
+    printf("# top-k selection alone, %lld floats (%.1f MB), median [min, max] of %d, ms\n"
+           "%-8s %8s %20s %20s %20s %20s %9s %9s %9s\n", (long long)n, 4.0 * (double)n / 1e6, reps,
+           "density", "k", "radix", "sample", "memcpy", "sum|x|", "radix/s", "s/memcpy", "s/sum");
+    for (int a = 0; a < 2; a++) {
+        const int64_t k = (int64_t)ceil(dens[a] * (double)n);
+        int64_t cand = 0;
+        int path = 0;
+        for (int r = -2; r < reps; r++)
+            for (int w = 0; w < NW; w++) {
+                pt_topk_stats st;
+                const double t0 = MPI_Wtime();
+                pt_status s = PT_OK;
+                if (w == 0) memcpy(x, g, sizeof(float) * (size_t)n);
+                else if (w == 1) sink += sum_abs(g, n);
+                else s = pt_topk_select_with(g, n, k, w == 2 ? PT_TOPK_RADIX : PT_TOPK_SAMPLE, NULL,
+                                             idx, val, &st);
+                const double d = MPI_Wtime() - t0;
+                if (s != PT_OK) {
+                    fprintf(stderr, "pt-bench-compress: error: %s\n", pt_error_message());
+                    free(t);
+                    return 1;
+                }
+                if (w == 3) cand = st.candidates, path = st.path;
+                if (r >= 0) t[(size_t)w * reps + r] = d;
+            }
+        double med[NW], lo[NW], hi[NW];
+        for (int w = 0; w < NW; w++) {
+            double *v = t + (size_t)w * reps;
+            qsort(v, (size_t)reps, sizeof *v, cmp);
+            med[w] = 1e3 * v[reps / 2], lo[w] = 1e3 * v[0], hi[w] = 1e3 * v[reps - 1];
+            if (fcsv)
+                fprintf(fcsv, "%lld,%lld,%g,%lld,%s,%d,%.4f,%.4f,%.4f\n", (long long)n,
+                        (long long)(4 * n), dens[a], (long long)k, what[w], reps, med[w], lo[w], hi[w]);
+        }
+        char cell[NW][40];
+        for (int w = 0; w < NW; w++) snprintf(cell[w], sizeof cell[w], "%.2f [%.2f, %.2f]", med[w], lo[w], hi[w]);
+        printf("%-8g %8lld %20s %20s %20s %20s %8.2fx %8.2fx %8.2fx\n", dens[a], (long long)k,
+               cell[2], cell[3], cell[0], cell[1], med[2] / med[3], med[3] / med[0], med[3] / med[1]);
+        printf("#   sample path %s, %lld candidates (%.2f k)\n", path == 1 ? "selected" : "fell back to radix",
+               (long long)cand, (double)cand / (double)k);
+    }
+    if (fcsv) fclose(fcsv);
+    free(t);
+    (void)sink;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int rank = 0, size = 1;
@@ -53,17 +137,20 @@ int main(int argc, char **argv)
     double mb = 25.0;
     int reps = 10;
     const char *csv = NULL;
-    int sweep = 0;
+    int sweep = 0, select = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help")) {
             if (rank == 0)
                 puts("usage: mpirun -np P pt-bench-compress [--bytes MB] [--reps R] [--csv FILE]\n"
+                     "       pt-bench-compress --select [--bytes MB] [--reps R] [--csv FILE]\n"
+                     "         (top-k selection alone: radix and sampled, beside memcpy and sum|x|)\n"
                      "  times one allreduce of an fp32 gradient of MB megabytes (default 25) for the\n"
                      "  dense algorithms and every compression method; medians of R repetitions");
             MPI_Finalize();
             return 0;
         } else if (!strcmp(a, "--switch-sweep")) sweep = 1;
+        else if (!strcmp(a, "--select")) select = 1;
         else if (v && !strcmp(a, "--bytes")) mb = atof(v), i++;
         else if (v && !strcmp(a, "--reps")) reps = atoi(v), i++;
         else if (v && !strcmp(a, "--csv")) csv = v, i++;
@@ -116,6 +203,14 @@ int main(int argc, char **argv)
         g[i] = (float)((u & 1 ? 1 : -1) * 1e-3 * pow(r, -0.7));
     }
     const int64_t segs[2] = {0, n};
+    if (select) {
+        int rc = rank == 0 ? bench_select(g, x, n, reps, csv, idx, val) : 0;
+        MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+        free(g), free(x), free(val), free(idx), free(bits);
+        pt_comm_free(&c);
+        MPI_Finalize();
+        return rc;
+    }
     if (sweep) {
         const double dens[] = {0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2};
         const double sw[] = {1.0 / 64, 1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0 / 2};

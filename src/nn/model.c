@@ -125,13 +125,28 @@ uint64_t pt_dropout_stream(int64_t step, int id)
 
 /* ------------------------------------------------------------------ create / destroy */
 
-/* Points every slot's activations and gradients, then every node's saved state, into an
- * activation block laid out for `rows` rows; returns the end of that layout. */
+/* --- forward-only models (pt_model_options.forward_only; issue 20) ----------------------------
+ * Forward reads and writes only the slots' activations and the nodes' aux; the loss writes its
+ * dlogits (scale 0 in evaluation) into the last slot's g. So every slot's g points at one buffer
+ * of the widest slot, which halves the block for evaluation and generate. */
+static int64_t widest_slot(const pt_model *m)
+{
+    int64_t w = 0;
+    for (int s = 1; s < m->nslots; s++) w = m->slots[s].size > w ? m->slots[s].size : w;
+    return w;
+}
+
+/* Points every slot's activations and gradients (forward-only: one shared gradient buffer), then
+ * every node's saved state, into an activation block laid out for `rows` rows; returns the end
+ * of that layout. */
 static float *layout_block(pt_model *m, float *p, int rows)
 {
+    float *shared_g = p;
+    if (m->opt.forward_only) p += (int64_t)rows * widest_slot(m);
     for (int s = 1; s < m->nslots; s++) {
         m->slots[s].a = p, p += (int64_t)rows * m->slots[s].size;
-        m->slots[s].g = p, p += (int64_t)rows * m->slots[s].size;
+        if (m->opt.forward_only) m->slots[s].g = shared_g;
+        else m->slots[s].g = p, p += (int64_t)rows * m->slots[s].size;
     }
     for (int i = 0; i < m->nnodes; i++) {
         pt_node *n = &m->nodes[i];
@@ -147,8 +162,9 @@ static float *layout_block(pt_model *m, float *p, int rows)
 
 static int64_t block_floats(const pt_model *m, int rows)
 {
-    int64_t total = 0;
-    for (int s = 1; s < m->nslots; s++) total += 2 * (int64_t)rows * m->slots[s].size;
+    int64_t total = m->opt.forward_only ? (int64_t)rows * widest_slot(m) : 0;
+    for (int s = 1; s < m->nslots; s++)
+        total += (m->opt.forward_only ? 1 : 2) * (int64_t)rows * m->slots[s].size;
     for (int i = 0; i < m->nnodes; i++)
         total += (int64_t)rows * m->nodes[i].aux_row + m->nodes[i].aux_fixed +
                  ((int64_t)rows * m->nodes[i].lp_row + 31) / 32 * 16;

@@ -149,7 +149,10 @@ static const opt_row rows[] = {
                                            "for fp16; refused with bf16 and fp32)"),
     NUM("loss-scale-window", OPT_I64, loss_scale_window, 1, STEPS, 0, "dynamic loss scale: "
                                                      "overflow-free steps before it doubles"),
-    NUM("eval-batch", OPT_I64, eval_batch, 1, 1 << 24, 0, "samples per rank per evaluation batch"),
+    NUM("eval-batch", OPT_I64, eval_batch, 0, 1 << 24, 0, "samples per rank per evaluation batch "
+                                                         "(0: the per-rank training batch; "
+                                                         "training evaluates in chunks of at "
+                                                         "most that, in its own buffers)"),
     ROW("validate-data", OPT_BOOL, validate_data, "scan the data for bad labels/NaN at start"),
     ROW("quiet", OPT_BOOL, quiet, "no progress lines"),
 };
@@ -172,7 +175,7 @@ void pt_train_config_defaults(pt_train_config *c)
     c->error_feedback = true, c->sparcml_switch = PT_SPARCML_DENSE_SWITCH;
     c->lr = c->momentum = c->weight_decay = c->beta1 = c->beta2 = c->eps = -1.0;
     c->gamma = 0.1, c->batch = 128, c->epochs = 1, c->seed = 1;
-    c->log_every = 50, c->eval_batch = 1000, c->validate_data = true;
+    c->log_every = 50, c->eval_batch = 0, c->validate_data = true;
     c->bucket_mb = 0.0, c->repro_chunk = 8;
     c->tp = 1, c->pp = 1;
     snprintf(c->ps_placement, sizeof c->ps_placement, "first");

@@ -46,17 +46,30 @@ pt_status pt_train_average_buffers(pt_train_state *s)
     return average_buffers(&s->model, s->dp->comm);
 }
 
+/* The rows one evaluation chunk holds: --eval-batch (0: all the model's buffers hold), never more
+ * than the model was built for, so evaluation reuses the training buffers and needs no memory of
+ * its own beyond the chunk's host copy. */
+static int64_t eval_rows(const pt_model *m, int64_t batch)
+{
+    return batch < 1 || batch > m->max_batch ? m->max_batch : batch;
+}
+
+int64_t pt_train_eval_bytes(const pt_train_state *s)
+{
+    const int64_t rows = eval_rows(&s->model, s->cfg->eval_batch);
+    return rows * (int64_t)(sizeof(float) * (size_t)s->train.sample_size + sizeof(int32_t) +
+                            sizeof(int64_t));
+}
+
 /* The samples of d are shared over the ranks of share (share_rank of share_size); every rank
  * of a tp group evaluates the same ones, and only `counts` ranks (one per tp group) add theirs
- * to the sums over the world. */
+ * to the sums over the world. The metrics do not depend on the chunk size: the loss is summed
+ * per chunk in double, the accuracy counted exactly. */
 static pt_status evaluate(pt_model *m, pt_dataset *d, MPI_Comm world, int share_rank,
                           int share_size, bool counts, int64_t batch, double *loss,
                           double *accuracy)
 {
-    if (batch < 1)
-        return PT_ERR(PT_ERR_ARG, "give --eval-batch 1 or more",
-                      "evaluation batch %lld is not positive", (long long)batch);
-    if (batch > m->max_batch) batch = m->max_batch;
+    batch = eval_rows(m, batch);
     int64_t off, cnt;
     pt_batch_share(d->count, share_rank, share_size, &off, &cnt);
     float *x = malloc(sizeof(float) * (size_t)(batch * d->sample_size));
@@ -92,18 +105,18 @@ pt_status pt_evaluate(pt_model *m, pt_dataset *d, MPI_Comm comm, int64_t batch, 
     int rank, size;
     PT_MPI_CHECK(MPI_Comm_rank(comm, &rank));
     PT_MPI_CHECK(MPI_Comm_size(comm, &size));
-    if (batch < 1)
-        return PT_ERR(PT_ERR_ARG, "give --eval-batch 1 or more",
-                      "evaluation batch %lld is not positive", (long long)batch);
+    if (batch < 0)
+        return PT_ERR(PT_ERR_ARG, "give --eval-batch 0 (the training batch) or more",
+                      "evaluation batch %lld is negative", (long long)batch);
     PT_TRY(average_buffers(m, comm));
     return evaluate(m, d, comm, rank, size, true, batch, loss, accuracy);
 }
 
 pt_status pt_train_evaluate(pt_train_state *s, pt_dataset *d, double *loss, double *accuracy)
 {
-    if (s->cfg->eval_batch < 1)
-        return PT_ERR(PT_ERR_ARG, "give --eval-batch 1 or more",
-                      "evaluation batch %lld is not positive", (long long)s->cfg->eval_batch);
+    if (s->cfg->eval_batch < 0)
+        return PT_ERR(PT_ERR_ARG, "give --eval-batch 0 (the training batch) or more",
+                      "evaluation batch %lld is negative", (long long)s->cfg->eval_batch);
     PT_TRY(pt_train_average_buffers(s));
     /* pipeline stages hold only their own parameters current: gather the whole model first;
      * every stage then evaluates, and stage 0 counts */
@@ -162,16 +175,25 @@ pt_status pt_eval_checkpoint(const char *ckpt, const pt_train_config *ov, const 
         line = nl ? nl + 1 : NULL;
     }
     if (ov->data[0]) snprintf(c.data, sizeof c.data, "%s", ov->data);
-    if (ov->eval_batch > 0) c.eval_batch = ov->eval_batch;
+    /* the chunk: --eval-batch as given, else one rank's share of the training batch (what the
+     * checkpoint's own eval-batch said is a training-time setting, and older checkpoints say
+     * 1000, which for gpt needs gigabytes) */
+    int csize;
+    PT_MPI_CHECK(MPI_Comm_size(comm, &csize));
+    c.eval_batch = ov->eval_batch > 0 ? ov->eval_batch : (c.batch + csize - 1) / csize;
+    if (c.eval_batch < 1) c.eval_batch = 1;
     snprintf(c.backend, sizeof c.backend, "%s", ov->backend);
     pt_dataset d;
     pt_watchdog_arm("collective HDF5 I/O", "opening the data shards (pt_dataset_open)", -1);
     st = pt_dataset_open(&d, c.data, split, comm, ov->validate_data);
     pt_watchdog_disarm();
     PT_TRY(st);
+    /* a chunk larger than this rank's share of the split would only hold empty rows */
+    const int64_t share = (d.count + csize - 1) / csize;
+    if (c.eval_batch > share) c.eval_batch = share > 0 ? share : 1;
     pt_model m;
     /* the whole model on every rank (data parallel evaluation): no tp group */
-    st = pt_train_build_model(&m, &c, &d, (int)c.eval_batch, NULL);
+    st = pt_train_build_model_ex(&m, &c, &d, (int)c.eval_batch, NULL, true);
     if (st == PT_OK) {
         st = pt_ckpt_load(MPI_COMM_NULL, path, &m, NULL, &meta);
         if (st != PT_OK) pt_model_destroy(&m);

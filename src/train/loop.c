@@ -234,7 +234,10 @@ static pt_status setup(pt_train_state *s)
         pt_batch_share(c->batch, s->dp_rank, s->dp_size, &s->batch.row_offset, &s->batch.rows);
         s->strategy = c->pp > 1 ? &pt_strategy_pipeline : &pt_strategy_data_parallel;
     }
-    const int64_t max_rows = s->batch.rows > c->eval_batch ? s->batch.rows : c->eval_batch;
+    /* the model's buffers hold one training batch; evaluation runs in chunks of at most that
+     * (evaluate.c), so it never needs more memory than training. A parameter server holds no
+     * batch: it gets a worker's share for its evaluations. */
+    const int64_t max_rows = s->batch.rows > 0 ? s->batch.rows : (c->batch + s->dp_size - 1) / s->dp_size;
     PT_TRY(pt_train_setup_model(s, (int)max_rows));
     PT_TRY(setup_precision(s)); /* before the strategy allocates in-flight activations */
     PT_TRY(s->strategy->setup(s)); /* agreed inside */

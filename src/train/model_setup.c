@@ -18,6 +18,12 @@ static pt_status parse_act(const char *s, pt_act *a)
 pt_status pt_train_build_model(pt_model *m, const pt_train_config *c, const pt_dataset *d,
                                int max_batch, struct pt_comm *tp)
 {
+    return pt_train_build_model_ex(m, c, d, max_batch, tp, false);
+}
+
+pt_status pt_train_build_model_ex(pt_model *m, const pt_train_config *c, const pt_dataset *d,
+                                  int max_batch, struct pt_comm *tp, bool forward_only)
+{
     const pt_backend *be = pt_backend_by_name(c->backend);
     if (!be && !strcmp(c->backend, "cuda"))
         return PT_ERR(PT_ERR_CUDA,
@@ -27,7 +33,8 @@ pt_status pt_train_build_model(pt_model *m, const pt_train_config *c, const pt_d
         return PT_ERR(PT_ERR_ARG, "choose cpu or cuda", "unknown backend '%s'", c->backend);
     /* --reproducible promises the same bits for any thread count too, which GEMM alone breaks */
     if (be->set_deterministic) be->set_deterministic(c->reproducible);
-    pt_model_options mo = {.dropout = (float)c->dropout, .sync_bn = c->sync_bn};
+    pt_model_options mo = {.dropout = (float)c->dropout, .sync_bn = c->sync_bn,
+                           .forward_only = forward_only};
     /* the model's tensor-parallel layers run on the tp group; a group of one is no group */
     if (tp && tp->size > 1) mo.tp = tp, mo.sequence_parallel = c->sequence_parallel;
     PT_TRY(parse_act(c->activation, &mo.act));

@@ -34,17 +34,21 @@ void pt_train_report_memory(pt_train_state *s)
     pt_memory_bytes mb;
     s->strategy->memory(s, &mb);
     const double p = mb.param, g = mb.grad, o = mb.optim, x = mb.exact_acc, a = mb.activation;
+    const double e = (double)pt_train_eval_bytes(s); /* evaluation's own (issue 20) */
     pt_metrics_write(&s->metrics, "memory",
                      "\"param_bytes\": %.0f, \"grad_bytes\": %.0f, \"optim_bytes\": %.0f, "
                      "\"exact_acc_bytes\": %.0f, \"activation_bytes\": %.0f, \"zero\": %lld, "
-                     "\"tp\": %d",
-                     p, g, o, x, a, (long long)s->cfg->zero, s->grid.size[PT_AXIS_TP]);
+                     "\"tp\": %d, \"eval_bytes\": %.0f",
+                     p, g, o, x, a, (long long)s->cfg->zero, s->grid.size[PT_AXIS_TP], e);
     if (!s->cfg->quiet)
         pt_log_info("memory per rank: parameters %.1f MiB, gradients %.1f MiB, optimizer state "
-                    "%.1f MiB (%s), activations %.1f MiB%s%s",
+                    "%.1f MiB (%s), activations and saved state %.1f MiB%s, evaluation "
+                    "%.1f MiB (chunks of %lld rows in the activations' buffers)%s",
                     p / mib, g / mib, o / mib,
                     s->cfg->zero ? "ZeRO-1: this rank's shard" : "replicated", a / mib,
-                    s->grid.size[PT_AXIS_TP] > 1 ? " (tensor-parallel part)" : "",
+                    s->grid.size[PT_AXIS_TP] > 1 ? " (tensor-parallel part)" : "", e / mib,
+                    (long long)(s->cfg->eval_batch < 1 || s->cfg->eval_batch > s->model.max_batch
+                                    ? s->model.max_batch : s->cfg->eval_batch),
                     x > 0 ? ", exact accumulator" : "");
     if (!s->cfg->quiet && x > 0) pt_log_info("  exact accumulator %.1f MiB", x / mib);
 }
