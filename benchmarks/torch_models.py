@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """PyTorch reference for bench_models.sh: the same cnn / gpt as paratrain's specs, trained with
 AdamW on random inputs of the same shape (throughput does not depend on the values). Prints
-samples_per_s = batch / median step time (forward, backward, optimizer step) after 5 warm-up steps.
+samples_per_s = batch / median step time (forward, backward, optimizer step) after --warmup (5) steps.
 PyTorch runs through torch_common (OMP_WAIT_POLICY=PASSIVE, --threads threads).
 
   torch_models.py --model cnn --batch 128 --threads 2 --steps 40
@@ -63,6 +63,7 @@ def main():
     ap.add_argument("--batch", type=int, required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--d", type=int, default=256)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--heads", type=int, default=4)
@@ -82,7 +83,7 @@ def main():
         model.loss(x, y).backward()
         opt.step()
 
-    print("samples_per_s=%.1f" % (a.batch / torch_common.median_step_seconds(step, a.steps, 5)))
+    print("samples_per_s=%.1f" % (a.batch / torch_common.median_step_seconds(step, a.steps, a.warmup)))
 
 
 if __name__ == "__main__":

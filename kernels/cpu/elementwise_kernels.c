@@ -408,6 +408,21 @@ static inline void attn_transpose(const float *src, int64_t ld, int nk, int dh, 
 
 static inline float exp1(float x) { return v8_exp(V8(x))[0]; } /* the vector exp's bits */
 
+/* y[0..n) = y * s + a * x, in vectors with a scalar tail (the same bits per element either way;
+ * GCC does not vectorize these loops itself: it cannot rule out the aliasing) */
+static inline void scale_axpy(float *y, float s, float a, const float *x, int n)
+{
+    int c = 0;
+    for (; c + 8 <= n; c += 8) v8_store(y + c, v8_load(y + c) * V8(s) + V8(a) * v8_load(x + c));
+    for (; c < n; c++) y[c] = y[c] * s + a * x[c];
+}
+static inline void axpy(float *y, float a, const float *x, int n)
+{
+    int c = 0;
+    for (; c + 8 <= n; c += 8) v8_store(y + c, v8_load(y + c) + V8(a) * v8_load(x + c));
+    for (; c < n; c++) y[c] += a * x[c];
+}
+
 static void FN(attention_forward)(const pt_attention_desc *d, int rows, const float *qkv, float *y,
                                   float *lse)
 {
@@ -444,11 +459,9 @@ static void FN(attention_forward)(const pt_attention_desc *d, int rows, const fl
                         l[ii] = l[ii] * alpha + sum;
                         m[ii] = mx;
                         float *orow = o + ii * dh;
-                        for (int c = 0; c < dh; c++) orow[c] *= alpha;
-                        for (int jj = 0; jj < nv; jj++) {
-                            const float w = s[jj], *v = base + (int64_t)(j0 + jj) * ld + 2 * D;
-                            for (int c = 0; c < dh; c++) orow[c] += w * v[c];
-                        }
+                        const float *v0 = base + (int64_t)j0 * ld + 2 * D;
+                        scale_axpy(orow, alpha, s[0], v0, dh);
+                        for (int jj = 1; jj < nv; jj++) axpy(orow, s[jj], v0 + (int64_t)jj * ld, dh);
                     }
                 }
                 for (int ii = 0; ii < nq; ii++) {
@@ -510,11 +523,13 @@ static void FN(attention_backward)(const pt_attention_desc *d, int rows, const f
                         const float pj = p[jj], ds = dp[jj];
                         const float *k = base + (int64_t)(j0 + jj) * ld + D;
                         float *dkr = dk + jj * dh, *dvr = dv + jj * dh;
-                        for (int c = 0; c < dh; c++) {
-                            dvr[c] += pj * g[c];
-                            dkr[c] += ds * q[c];
-                            dq[c] += ds * k[c];
+                        int c = 0;
+                        for (; c + 8 <= dh; c += 8) {
+                            v8_store(dvr + c, v8_load(dvr + c) + V8(pj) * v8_load(g + c));
+                            v8_store(dkr + c, v8_load(dkr + c) + V8(ds) * v8_load(q + c));
+                            v8_store(dq + c, v8_load(dq + c) + V8(ds) * v8_load(k + c));
                         }
+                        for (; c < dh; c++) dvr[c] += pj * g[c], dkr[c] += ds * q[c], dq[c] += ds * k[c];
                     }
                 }
                 for (int jj = 0; jj < nk; jj++) {
