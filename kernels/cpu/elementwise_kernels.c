@@ -247,17 +247,23 @@ static void FN(act_backward)(float *dx, const float *dy, const float *pre, int64
 
 static void FN(bias_backward)(float *db, const float *dy, int rows, int cols)
 {
-    /* Columns split across threads; each column summed over rows in a fixed order. */
+    /* Columns split across threads in blocks of 64; each column summed over rows in order, one
+     * vector lane per column, in registers (GCC kept the loop scalar, storing db every row). */
 #pragma omp parallel if ((int64_t)rows * cols >= PAR_MIN)
     {
 #pragma omp for schedule(static)
         for (int c0 = 0; c0 < cols; c0 += 64) {
-            int c1 = c0 + 64 < cols ? c0 + 64 : cols;
-            for (int c = c0; c < c1; c++) db[c] = 0.0f;
+            const int w = c0 + 64 < cols ? 64 : cols - c0, nv = w / 8;
+            v8f acc[8];
+            float tail[8] = {0};
+            for (int v = 0; v < 8; v++) acc[v] = V8(0.0f);
             for (int r = 0; r < rows; r++) {
-                const float *dyr = dy + (int64_t)r * cols;
-                for (int c = c0; c < c1; c++) db[c] += dyr[c];
+                const float *dyr = dy + (int64_t)r * cols + c0;
+                for (int v = 0; v < nv; v++) acc[v] += v8_load(dyr + 8 * v);
+                for (int c = 8 * nv; c < w; c++) tail[c - 8 * nv] += dyr[c];
             }
+            for (int v = 0; v < nv; v++) v8_store(db + c0 + 8 * v, acc[v]);
+            for (int c = 8 * nv; c < w; c++) db[c0 + c] = tail[c - 8 * nv];
         }
     }
 }
@@ -509,7 +515,11 @@ static void FN(attention_backward)(const pt_attention_desc *d, int rows, const f
                     const float *q = base + (int64_t)i * ld;
                     const float *g = dy + ((int64_t)b * T + i) * D + (int64_t)h * dh;
                     const int nv = imin(nk, i - j0 + 1);
-                    for (int c = 0; c < dh; c++) qs[c] = q[c] * scale;
+                    {
+                        int c = 0;
+                        for (; c + 8 <= dh; c += 8) v8_store(qs + c, v8_load(q + c) * V8(scale));
+                        for (; c < dh; c++) qs[c] = q[c] * scale;
+                    }
                     attn_row_scores(qs, kt, dh, p);
                     attn_row_scores(g, vt, dh, dp);
                     for (int jj = nv; jj < AK; jj++) p[jj] = -INFINITY;
@@ -534,7 +544,7 @@ static void FN(attention_backward)(const pt_attention_desc *d, int rows, const f
                 }
                 for (int jj = 0; jj < nk; jj++) {
                     float *dkr = dbase + (int64_t)(j0 + jj) * ld + D, *dvr = dkr + D;
-                    for (int c = 0; c < dh; c++) dkr[c] += dk[jj * dh + c], dvr[c] += dv[jj * dh + c];
+                    axpy(dkr, 1.0f, dk + jj * dh, dh), axpy(dvr, 1.0f, dv + jj * dh, dh);
                 }
             }
         }
