@@ -6,7 +6,9 @@
 #
 # paratrain's samples/s: the median of its `train` records' samples/s (one every LOGEVERY steps,
 # the first interval, with the warm-up, dropped); the run stops with --stop-at, so no final
-# evaluation is timed or waited for. PyTorch's: batch / median step time after 5 warm-up steps.
+# evaluation is timed or waited for; --eval-batch = the batch, so evaluation buffers never exceed
+# training's (the default 1000 needs 35 GB of activations at d 512). PyTorch's: batch / median
+# step time after 2 warm-up steps.
 #   benchmarks/bench_models.sh [REPEATS]   -> table on stdout, benchmarks/out/models.csv
 #   MODELS="gpt gpt512" benchmarks/bench_models.sh 5   (a subset: cnn gpt gpt512)
 #   BEFORE=/path/to/old/paratrain benchmarks/bench_models.sh 5   (an earlier build interleaved too,
@@ -31,7 +33,7 @@ pt_train_sps() {
     shift
     OMP_NUM_THREADS=$THREADS OMP_WAIT_POLICY=PASSIVE timeout 900 mpirun -np 1 --bind-to none \
         -x OMP_NUM_THREADS -x OMP_WAIT_POLICY "$bin" train --data "$1" --model "$2" \
-        --batch "$3" --optimizer adamw --lr 1e-3 --max-steps 100000 --stop-at "$4" \
+        --batch "$3" --eval-batch "$3" --optimizer adamw --lr 1e-3 --max-steps 100000 --stop-at "$4" \
         --log-every "$5" --eval-every 1000000 --quiet true --validate-data false --metrics "$m" \
         >/dev/null 2>&1 || true
     sed -n 's/.*"event": "train".*"samples_per_s": \([0-9.]*\).*/\1/p' "$m" | sed 1d | sort -g |
@@ -43,7 +45,7 @@ echo "model,batch,threads,repeat,paratrain_samples_per_s,torch_samples_per_s,bef
 # name, data, paratrain spec, torch flags, batch, paratrain steps, log every, torch steps
 for spec in "cnn $DATA cnn --model=cnn 128 24 4 20" \
     "gpt $LM gpt:layers=4,heads=4,d=256,ctx=128 --model=gpt 16 10 2 8" \
-    "gpt512 $LM gpt:layers=4,heads=4,d=512,ctx=128 --model=gpt,--d=512 16 7 2 6"; do
+    "gpt512 $LM gpt:layers=4,heads=4,d=512,ctx=128 --model=gpt,--d=512 16 6 2 5"; do
     set -- $spec
     case " ${MODELS:-cnn gpt gpt512} " in *" $1 "*) ;; *) continue ;; esac
     for r in $(seq "$REPEATS"); do
