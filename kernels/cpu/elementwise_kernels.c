@@ -1,5 +1,6 @@
 /* The CPU backend's elementwise loops and reductions (bias + activation, activation and bias
- * backward, the optimizer updates, sum of squares, scale, all-finite), compiled once per ISA
+ * backward, the optimizer updates, sum of squares, scale, all-finite) and the tiled attention
+ * kernels (issue 20: they share the vectorized exp defined here), compiled once per ISA
  * level, like kernels/cpu/conv_direct_isa.c: Makefile.am builds this file three times, as
  * libew_baseline.la (the architecture's baseline flags; also the only one on non-x86 hosts),
  * libew_avx2.la (-mavx2 -mfma -mno-avx512f) and libew_avx512.la (-mavx512f -mavx2 -mfma), with
@@ -7,13 +8,15 @@
  * The baseline object also holds the dispatch, pt_cpu_ew_kernels_get(), which picks one table
  * once from pt_cpu_isa() (PT_CPU_ISA forces a level).
  *
- * Every level gives the same bits (tests/t_ew_isa.c), and the same bits as the loops had in
- * kernels/cpu/backend_cpu.c before they moved here (compiled for the x86-64 baseline):
+ * Every level gives the same bits (tests/t_ew_isa.c), and, except GELU (issue 20 moved it from
+ * libm's erff/expf to the vectorized erf/exp below, on purpose) and attention (new), the same
+ * bits as the loops had in kernels/cpu/backend_cpu.c before they moved here (x86-64 baseline):
  *  - every object is compiled with -ffp-contract=off, so no multiply-add becomes an FMA (the
  *    x86-64 baseline has none; GNU C contracts by default where the target has them);
  *  - the loops are the same C as before, the same OpenMP static partitions (so the same
- *    elements on the same threads); libm calls (erff, expf, tanhf, powf) are not vectorized
- *    without -ffast-math, so every level calls the same scalar functions; sqrt, division, min
+ *    elements on the same threads); the remaining libm calls (tanhf, powf) are not vectorized
+ *    without -ffast-math, so every level calls the same scalar functions; GELU's erf and exp
+ *    and attention's exp are the v8f code below, the same operations at every width; sqrt, division, min
  *    and max are exactly rounded at every vector width;
  *  - the one reduction whose order the compiler chose, the per-block sum of sum_squares
  *    (`#pragma omp simd reduction`: GCC 12 summed four lanes at the baseline, eight or sixteen
