@@ -1,39 +1,75 @@
 #!/bin/sh
-# Training throughput of cnn and gpt next to the same models in PyTorch (benchmarks/torch_models.py),
-# one process, the same batch and thread count, AdamW, alternating A/B in one run; medians of
-# REPEATS. paratrain's samples/s is its `end` record (step time: read, compute, update), taken by
-# common.sh's pt_samples_per_s (later flags override its defaults); PyTorch's is batch / median
-# step time on random inputs of the same shape.
+# Training throughput of cnn and gpt next to the same models in PyTorch (benchmarks/torch_models.py,
+# run through benchmarks/torch_common.py: OMP_WAIT_POLICY=PASSIVE, set_num_threads = paratrain's
+# threads), one process each, the same batch, AdamW, paratrain and PyTorch alternating in one run,
+# REPEATS pairs; the table gives medians with min and max, the CPU model, its flags and the load.
+#
+# paratrain's samples/s: the median of its `train` records' samples/s (one every LOGEVERY steps,
+# the first interval, with the warm-up, dropped); the run stops with --stop-at, so no final
+# evaluation is timed or waited for; --eval-batch = the batch, so evaluation buffers never exceed
+# training's (the default 1000 needs 35 GB of activations at d 512). PyTorch's: batch / median
+# step time after 2 warm-up steps.
 #   benchmarks/bench_models.sh [REPEATS]   -> table on stdout, benchmarks/out/models.csv
-#   MODELS=cnn benchmarks/bench_models.sh 5 (one model only)
+#   MODELS="gpt gpt512" benchmarks/bench_models.sh 5   (a subset: cnn gpt gpt512)
+#   BEFORE=/path/to/old/paratrain benchmarks/bench_models.sh 5   (an earlier build interleaved too,
+#   its column "before"; run from the tree here, so the same data)
 # Needs python3-torch (scripts/install-deps.sh --bench) and pt-prep's kjv-lm (made if missing).
 set -eu
 cd "$(dirname "$0")/.."
 . benchmarks/common.sh
-REPEATS=${1:-3}
+REPEATS=${1:-5}
 THREADS=2
 LM=${LM:-data/kjv-lm}
 [ -f "$LM/index.h5" ] || ./pt-prep kjv-lm --out "$LM" >/dev/null
 mkdir -p benchmarks/out
 csv=benchmarks/out/models.csv
-echo "model,batch,threads,repeat,paratrain_samples_per_s,torch_samples_per_s" >"$csv"
-for spec in "cnn $DATA cnn 128 40" "gpt $LM gpt:layers=4,heads=4,d=256,ctx=128 16 20"; do
+cpu=$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)
+flags=$(grep -o -w -E 'avx2|avx512f|avx512_bf16|amx_tile' /proc/cpuinfo | sort -u | tr '\n' ' ')
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# pt_train_sps BINARY DATA MODEL BATCH STEPS LOGEVERY
+pt_train_sps() {
+    m=$(mktemp) bin=$1
+    shift
+    OMP_NUM_THREADS=$THREADS OMP_WAIT_POLICY=PASSIVE timeout 900 mpirun -np 1 --bind-to none \
+        -x OMP_NUM_THREADS -x OMP_WAIT_POLICY "$bin" train --data "$1" --model "$2" \
+        --batch "$3" --eval-batch "$3" --optimizer adamw --lr 1e-3 --max-steps 100000 --stop-at "$4" \
+        --log-every "$5" --eval-every 1000000 --quiet true --validate-data false --metrics "$m" \
+        >/dev/null 2>&1 || true
+    sed -n 's/.*"event": "train".*"samples_per_s": \([0-9.]*\).*/\1/p' "$m" | sed 1d | sort -g |
+        awk '{ x[NR] = $1 } END { if (NR) print NR % 2 ? x[(NR + 1) / 2] : (x[NR / 2] + x[NR / 2 + 1]) / 2 }'
+    rm -f "$m"
+}
+
+echo "model,batch,threads,repeat,paratrain_samples_per_s,torch_samples_per_s,before_samples_per_s" >"$csv"
+# name, data, paratrain spec, torch flags, batch, paratrain steps, log every, torch steps
+for spec in "cnn $DATA cnn --model=cnn 128 24 4 20" \
+    "gpt $LM gpt:layers=4,heads=4,d=256,ctx=128 --model=gpt 16 10 2 8" \
+    "gpt512 $LM gpt:layers=4,heads=4,d=512,ctx=128 --model=gpt,--d=512 16 6 2 5"; do
     set -- $spec
-    case " ${MODELS:-cnn gpt} " in *" $1 "*) ;; *) continue ;; esac
+    case " ${MODELS:-cnn gpt gpt512} " in *" $1 "*) ;; *) continue ;; esac
     for r in $(seq "$REPEATS"); do
-        STEPS=$5 MODEL=$3
-        a=$(pt_samples_per_s 1 $THREADS "$4" --data "$2" --optimizer adamw --lr 1e-3)
-        b=$($PY benchmarks/torch_models.py --model "$1" --batch "$4" --threads $THREADS --steps "$5" | sed -n 's/samples_per_s=//p')
-        echo "$1,$4,$THREADS,$r,$a,$b" >>"$csv"
+        a=$(pt_train_sps ./paratrain "$2" "$3" "$5" "$6" "$7")
+        b=$($PY benchmarks/torch_models.py $(echo "$4" | tr , ' ') --batch "$5" --threads $THREADS \
+            --steps "$8" --warmup 2 2>/dev/null | sed -n 's/samples_per_s=//p')
+        c=
+        [ -z "${BEFORE:-}" ] || c=$(pt_train_sps "$BEFORE" "$2" "$3" "$5" "$6" "$7")
+        echo "$1,$5,$THREADS,$r,$a,$b,$c" >>"$csv"
     done
 done
-echo "model   batch  threads  paratrain samples/s  PyTorch samples/s  ratio (medians of $REPEATS)"
-for mdl in ${MODELS:-cnn gpt}; do
+load1=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "CPU: $cpu ($flags); load average before: $load0, after: $load1"
+echo "| model | batch | threads | paratrain samples/s median (min-max) | PyTorch (PASSIVE) median (min-max) | ratio of medians | before median (min-max) | after/before |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+for mdl in ${MODELS:-cnn gpt gpt512}; do
     grep "^$mdl," "$csv" | awk -F, '
-        { a[NR] = $5; b[NR] = $6; batch = $2; th = $3 }
+        { a[NR] = $5; b[NR] = $6; c[NR] = $7 == "" ? 0 : $7; batch = $2; th = $3 }
         function med(x, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
                                          if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t }
                                        return n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2 }
-        END { ma = med(a, NR); mb = med(b, NR);
-              printf "%-7s %5d  %7d  %19.1f  %17.1f  %5.2fx\n", $1, batch, th, ma, mb, ma / mb }'
+        END { if (!NR) exit; ma = med(a, NR); mb = med(b, NR); mc = med(c, NR);
+              printf "| %s | %d | %d | %.1f (%.1f-%.1f) | %.1f (%.1f-%.1f) | %.2fx |", $1, batch, th,
+                     ma, a[1], a[NR], mb, b[1], b[NR], ma / mb
+              if (mc > 0) printf " %.1f (%.1f-%.1f) | %.2fx |\n", mc, c[1], c[NR], ma / mc
+              else printf " | |\n" }'
 done

@@ -13,7 +13,7 @@ mkdir -p "$OUT"
 CSV=$OUT/scaling.csv
 . benchmarks/common.sh
 
-ddp() { OMP_WAIT_POLICY=PASSIVE $PY benchmarks/torch_ddp_mlp.py --procs "$1" --threads 1 --batch "$2" --steps "$STEPS" | sed -n 's/samples_per_s=//p'; }
+ddp() { $PY benchmarks/torch_ddp_mlp.py --procs "$1" --threads 1 --batch "$2" --steps "$STEPS" | sed -n 's/samples_per_s=//p'; }
 
 echo "kind,config,ranks,global_batch,repeat,samples_per_s" >"$CSV"
 for r in $(seq 1 "$REPEATS"); do

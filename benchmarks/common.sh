@@ -25,7 +25,9 @@ pt_samples_per_s() {
 }
 
 # torch_samples_per_s THREADS GLOBAL_BATCH [WAIT_POLICY]: the same model in one PyTorch process.
+# Every PyTorch run goes through benchmarks/torch_common.py (PASSIVE, set_num_threads); the policy
+# argument exists only for a row that shows ACTIVE on purpose.
 torch_samples_per_s() {
-    OMP_WAIT_POLICY=${3:-PASSIVE} $PY benchmarks/torch_mlp.py --threads "$1" --batch "$2" --steps "$STEPS" |
+    PT_TORCH_WAIT_POLICY=${3:-PASSIVE} $PY benchmarks/torch_mlp.py --threads "$1" --batch "$2" --steps "$STEPS" |
         sed -n 's/samples_per_s=//p'
 }

@@ -9,6 +9,8 @@ import argparse
 import os
 import time
 
+import torch_common  # before torch: sets OMP_WAIT_POLICY=PASSIVE (the spawned workers inherit it)
+
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -17,9 +19,8 @@ import torch.multiprocessing as mp
 def worker(rank, a, q):
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(a.port)
-    torch.set_num_threads(a.threads)
+    torch_common.setup(a.threads)
     dist.init_process_group("gloo", rank=rank, world_size=a.procs)
-    torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(784, 1024), torch.nn.ReLU(),
                                 torch.nn.Linear(1024, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 10))
     ddp = torch.nn.parallel.DistributedDataParallel(model)

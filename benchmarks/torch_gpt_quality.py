@@ -15,6 +15,8 @@ import time
 
 import h5py
 import numpy as np
+import torch_common  # before torch: sets OMP_WAIT_POLICY=PASSIVE
+
 import torch
 import torch.nn.functional as F
 
@@ -48,8 +50,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
+    torch_common.setup(a.threads, a.seed)
     train, val = load(a.data, "train"), load(a.data, "val")
     model = GPT()
     init(model, model.L)

@@ -10,6 +10,8 @@ usage: torch_mlp.py [--threads N] [--batch B] [--steps S] [--warmup W]
 import argparse
 import time
 
+import torch_common  # before torch: sets OMP_WAIT_POLICY (PASSIVE unless PT_TORCH_WAIT_POLICY)
+
 import torch
 
 ap = argparse.ArgumentParser()
@@ -19,8 +21,7 @@ ap.add_argument("--steps", type=int, default=300)
 ap.add_argument("--warmup", type=int, default=30)
 ap.add_argument("--dims", default="784-1024-1024-10")
 a = ap.parse_args()
-torch.set_num_threads(a.threads)
-torch.manual_seed(0)
+torch_common.setup(a.threads)
 dims = [int(d) for d in a.dims.split("-")]
 layers = []
 for i in range(len(dims) - 1):

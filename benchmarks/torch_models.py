@@ -1,15 +1,17 @@
 #!/usr/bin/python3
 """PyTorch reference for bench_models.sh: the same cnn / gpt as paratrain's specs, trained with
 AdamW on random inputs of the same shape (throughput does not depend on the values). Prints
-samples_per_s = batch / median step time (forward, backward, optimizer step) after 5 warm-up steps.
+samples_per_s = batch / median step time (forward, backward, optimizer step) after --warmup (5) steps.
+PyTorch runs through torch_common (OMP_WAIT_POLICY=PASSIVE, --threads threads).
 
   torch_models.py --model cnn --batch 128 --threads 2 --steps 40
   torch_models.py --model gpt --batch 16 --threads 2 --steps 20   (d 256, 4 layers, 4 heads, ctx 128)
+  torch_models.py --model gpt --d 512 ...                          (the gpt spec's d, layers, heads)
 """
 import argparse
 import math
-import statistics
-import time
+
+import torch_common  # before torch: sets OMP_WAIT_POLICY
 
 import torch
 import torch.nn as nn
@@ -61,25 +63,27 @@ def main():
     ap.add_argument("--batch", type=int, required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--d", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--ctx", type=int, default=128)
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
+    torch_common.setup(a.threads)
     if a.model == "cnn":
         model = CNN()
         x, y = torch.rand(a.batch, 1, 28, 28), torch.randint(0, 10, (a.batch,))
     else:
-        model = GPT()
-        x, y = torch.randint(0, 256, (a.batch, 129)), None
+        model = GPT(L=a.layers, H=a.heads, D=a.d, T=a.ctx)
+        x, y = torch.randint(0, 256, (a.batch, a.ctx + 1)), None
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    times = []
-    for i in range(a.steps + 5):
-        t0 = time.perf_counter()
+
+    def step(i):
         opt.zero_grad(set_to_none=True)
         model.loss(x, y).backward()
         opt.step()
-        if i >= 5:
-            times.append(time.perf_counter() - t0)
-    print("samples_per_s=%.1f" % (a.batch / statistics.median(times)))
+
+    print("samples_per_s=%.1f" % (a.batch / torch_common.median_step_seconds(step, a.steps, a.warmup)))
 
 
 if __name__ == "__main__":

@@ -2193,20 +2193,18 @@ static double attn_ref_loss(void *p)
     return dot_wr(y, c->wt, c->ny);
 }
 
-static void test_attention(void)
+static void attention_cases(const int (*shapes)[4], int nshapes, int seed0)
 {
     const int have_f = !MISSING(attention_forward), have_b = !MISSING(attention_backward);
     if (!have_f) return;
-    static const int shapes[][4] = {{1, 4, 2, 2}, {5, 6, 2, 2}, {7, 8, 1, 2}, {3, 12, 3, 1},
-                                    {17, 16, 2, 1}}; /* T, D, H, rows */
-    for (int s = 0; s < 5; s++) {
+    for (int s = 0; s < nshapes; s++) {
         const pt_attention_desc d = {.T = shapes[s][0], .D = shapes[s][1], .H = shapes[s][2]};
         const int rows = shapes[s][3];
         const int64_t nq = (int64_t)rows * d.T * 3 * d.D, ny = (int64_t)rows * d.T * d.D,
                       nl = (int64_t)rows * d.H * d.T;
         char sh[80];
         snprintf(sh, sizeof sh, "T%d D%d H%d n%d", d.T, d.D, d.H, rows);
-        seed(1600 + s);
+        seed(seed0 + s);
         float *qkv = rand_f(nq, -1.5f, 1.5f), *wt = rand_f(ny, -1, 1);
         real *qd = to_real(qkv, nq), *y = HD(ny), *lse = HD(nl);
         ref_attn(&d, rows, qd, y, lse, NULL, NULL);
@@ -2242,6 +2240,25 @@ static void test_attention(void)
         }
         release();
     }
+}
+
+static void test_attention(void)
+{
+    static const int shapes[][4] = {{1, 4, 2, 2}, {5, 6, 2, 2}, {7, 8, 1, 2}, {3, 12, 3, 1},
+                                    {17, 16, 2, 1}}; /* T, D, H, rows */
+    attention_cases(shapes, 5, 1600);
+}
+
+/* ---- issue 20: the tiled attention's paths (blocks of 32 queries and 32 keys on the CPU):
+ * T = 1, T one short of / one past a block and past several, a block wholly below the diagonal
+ * and one cut by it, several heads, dh a multiple of the vector width (64, 8) and not (5, 12),
+ * and rows whose running max a later key block raises (most rows of the longer T). */
+static void test_attention_tiled(void)
+{
+    static const int shapes[][4] = {{1, 128, 2, 3}, {31, 16, 2, 1}, {33, 128, 2, 1},
+                                    {65, 20, 4, 2},  {100, 36, 3, 1}, {129, 64, 1, 1},
+                                    {70, 64, 8, 1}}; /* T, D, H, rows */
+    attention_cases(shapes, 7, 2600);
 }
 
 /* ================================================================== language-model loss */
@@ -2663,6 +2680,7 @@ static const struct {
     {"layernorm", test_layernorm},
     {"embedding", test_embedding},
     {"attention", test_attention},
+    {"attention_tiled", test_attention_tiled}, /* issue 20 */
     {"lm_targets", test_lm_targets},
     {"vp_xent", test_vp_xent},
     {"lowp", test_lowp},

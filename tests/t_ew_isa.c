@@ -103,11 +103,16 @@ static const int64_t sizes[] = {1, 3, 4, 5, 17, 1023, 4095, 4096, 4097, 16383, 1
                                 300007};
 enum { NSIZES = sizeof sizes / sizeof sizes[0] };
 
+/* set by run_case when the case runs GELU: issue 20 replaced its libm erff/expf by the vectorized
+ * erf/exp, so the pre-split loops are no reference for it (gelu_accuracy() checks it instead) */
+static int case_changed;
+
 /* Case c of op `op` run through table k: fills blob b with the outputs. Inputs depend only on
  * (op, c), not on k. Returns 0 when (op, c) does not exist. */
 static int run_case(const pt_cpu_ew_kernels *k, int op, int c, blob *b, char *what, size_t wn)
 {
     rng_state = 0x9e3779b97f4a7c15ull * (uint64_t)(op * 1000 + c + 1);
+    case_changed = 0;
     switch (op) {
     case 0: { /* bias_act_forward: shapes x 4 activations x pre or not */
         static const int shapes[][2] = {{1, 1}, {3, 5}, {7, 33}, {37, 1023}, {129, 131}, {64, 1024}};
@@ -119,6 +124,7 @@ static int run_case(const pt_cpu_ew_kernels *k, int op, int c, blob *b, char *wh
         float *y = garr(n, -3.0f, 3.0f), *bias = garr(cols, -1.0f, 1.0f);
         float *pre = with_pre ? garr(n, -1.0f, 1.0f) : NULL;
         snprintf(what, wn, "bias_act_forward %dx%d act=%d pre=%d", rows, cols, act, with_pre);
+        case_changed = act == PT_ACT_GELU;
         k->bias_act_forward(y, pre, bias, rows, cols, (pt_act)act);
         gput(b, y, n, what), gput(b, bias, cols, what);
         if (pre) gput(b, pre, n, what), gfree(pre);
@@ -132,6 +138,7 @@ static int run_case(const pt_cpu_ew_kernels *k, int op, int c, blob *b, char *wh
         float *dy = garr(n, -2.0f, 2.0f), *pre = garr(n, -4.0f, 4.0f);
         float *dx = in_place ? dy : garr(n, -1.0f, 1.0f);
         snprintf(what, wn, "act_backward n=%lld act=%d in_place=%d", (long long)n, act, in_place);
+        case_changed = act == PT_ACT_GELU;
         k->act_backward(dx, dy, pre, n, (pt_act)act);
         gput(b, dx, n, what), gput(b, pre, n, what);
         if (!in_place) gput(b, dy, n, what), gfree(dx);
@@ -230,8 +237,88 @@ static int run_case(const pt_cpu_ew_kernels *k, int op, int c, blob *b, char *wh
         gfree(w), gfree(g), gfree(m), gfree(vv);
         return 1;
     }
+    case 9:    /* attention_forward and backward (issue 20's tiled kernels): T around the 32-row */
+    case 10: { /* blocks, several heads, dh a multiple of 8 or not, 1 and 3 samples, beta 0/1 */
+        static const int shapes[][4] = {{1, 16, 2, 1}, {31, 24, 3, 1}, {33, 64, 1, 3},
+                                        {70, 20, 4, 1}, {129, 128, 2, 1}}; /* T, D, H, rows */
+        const int ns = sizeof shapes / sizeof shapes[0];
+        if (c >= ns * (op == 9 ? 1 : 2)) return 0;
+        const int *sh = shapes[op == 9 ? c : c / 2], beta = op == 10 && c % 2;
+        const pt_attention_desc d = {.T = sh[0], .D = sh[1], .H = sh[2]};
+        const int rows = sh[3];
+        const int64_t nq = (int64_t)rows * d.T * 3 * d.D, ny = (int64_t)rows * d.T * d.D,
+                      nl = (int64_t)rows * d.H * d.T;
+        float *qkv = garr(nq, -2.0f, 2.0f), *y = garr(ny, -1.0f, 1.0f), *l = garr(nl, 0.0f, 1.0f);
+        case_changed = 1; /* no pre-split loop to compare with */
+        if (op == 9) {
+            snprintf(what, wn, "attention_forward T%d D%d H%d n%d", d.T, d.D, d.H, rows);
+            k->attention_forward(&d, rows, qkv, y, l);
+            gput(b, y, ny, what), gput(b, l, nl, what), gput(b, qkv, nq, what);
+        } else {
+            /* a consistent forward first (the baseline's, so every table sees the same y, lse) */
+            pt_cpu_ew_kernels_for(PT_ISA_BASELINE)->attention_forward(&d, rows, qkv, y, l);
+            float *dy = garr(ny, -1.0f, 1.0f), *dq = garr(nq, -1.0f, 1.0f);
+            snprintf(what, wn, "attention_backward T%d D%d H%d n%d beta=%d", d.T, d.D, d.H, rows,
+                     beta);
+            k->attention_backward(&d, rows, qkv, y, dy, l, (float)beta, dq);
+            gput(b, dq, nq, what), gput(b, dy, ny, what);
+            gfree(dy), gfree(dq);
+        }
+        gfree(qkv), gfree(y), gfree(l);
+        return 1;
+    }
     default: return 0;
     }
+}
+
+/* GELU and its gradient against double precision (issue 20's vectorized erf and exp), over a
+ * dense sweep of [-12, 12] (2^21 + 1 points) through bias_act_forward and act_backward, for every
+ * table the CPU can run. Error in ulps of the double result rounded to float, for GELU split where
+ * the result is small: x >= -1 (the max was 4.1 ulp when written; erff's float formula 2.5), and
+ * -5.5 <= x < -1, where 1 + erf(x / sqrt 2) is small and the rounding of x / sqrt 2 alone costs
+ * up to 2 (x^2 / 2) 2^-24 relative (max 45 ulp; the erff formula, which cancels there, reached
+ * 8e6 ulp). Below -5.5 GELU is under 1.1e-7 in size and the kernel may return it or 0 (as erff's
+ * formula does). The gradient's error is in ulps of |cdf| + |x pdf| (the sum of its two terms,
+ * which cancel near x = -0.75), for x >= -5.5: max 10.5 when written; below, the same absolute
+ * bound as GELU's. A bug in a coefficient, the ranges or the
+ * exp shows as an error of thousands of ulp. */
+static double ulp_of(double r)
+{
+    float f = fabsf((float)r);
+    if (f < 1.17549435e-38f) f = 1.17549435e-38f;
+    return (double)(nextafterf(f, INFINITY) - f);
+}
+static void gelu_accuracy(const pt_cpu_ew_kernels *k)
+{
+    const int64_t n = ((int64_t)1 << 21) + 1;
+    float *x = malloc(4 * (size_t)n), *y = malloc(4 * (size_t)n), *z = calloc((size_t)n, 4),
+          *one = malloc(4 * (size_t)n), *g = malloc(4 * (size_t)n);
+    if (!x || !y || !z || !one || !g) abort();
+    for (int64_t i = 0; i < n; i++)
+        x[i] = y[i] = (float)(-12.0 + 24.0 * (double)i / (double)(n - 1)), one[i] = 1.0f;
+    k->bias_act_forward(y, NULL, z, 1, (int)n, PT_ACT_GELU);
+    k->act_backward(g, one, x, n, PT_ACT_GELU);
+    double e_hi = 0, e_mid = 0, e_lo = 0, e_g = 0, at_hi = 0, at_mid = 0, at_g = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double v = x[i], cdf = 0.5 * (1.0 + erf(v / sqrt(2.0)));
+        const double pdf = exp(-0.5 * v * v) / sqrt(2.0 * M_PI), ref = v * cdf;
+        const double e = fabs(y[i] - ref) / ulp_of(ref);
+        if (v >= -1.0 && e > e_hi) e_hi = e, at_hi = v;
+        if (v < -1.0 && v >= -5.5 && e > e_mid) e_mid = e, at_mid = v;
+        if (v < -5.5 && fabs(y[i] - ref) > e_lo) e_lo = fabs(y[i] - ref);
+        const double eg = fabs(g[i] - (cdf + v * pdf)) / ulp_of(fabs(cdf) + fabs(v * pdf));
+        if (v >= -5.5 && eg > e_g) e_g = eg, at_g = v;
+        if (v < -5.5 && fabs(g[i] - (cdf + v * pdf)) > e_lo) e_lo = fabs(g[i] - (cdf + v * pdf));
+    }
+    printf("%s GELU vs double: %.2f ulp max for x >= -1 (at %g), %.2f for -5.5 <= x < -1 (at %g), "
+           "abs %.2g below -5.5 (GELU or gradient); gradient %.2f ulp of its terms (at %g)\n",
+           k->isa, e_hi, at_hi, e_mid, at_mid, e_lo, e_g, at_g);
+    CHECK(e_hi <= 6.0, "%s: GELU error %.2f ulp at x = %g (x >= -1; limit 6)", k->isa, e_hi, at_hi);
+    CHECK(e_mid <= 64.0, "%s: GELU error %.2f ulp at x = %g (-5.5 <= x < -1; limit 64)", k->isa,
+          e_mid, at_mid);
+    CHECK(e_lo <= 1.2e-7, "%s: GELU or gradient error %.2g below x = -5.5 (limit 1.2e-7)", k->isa, e_lo);
+    CHECK(e_g <= 16.0, "%s: GELU gradient error %.2f ulp at x = %g (limit 16)", k->isa, e_g, at_g);
+    free(x), free(y), free(z), free(one), free(g);
 }
 
 int main(void)
@@ -273,7 +360,8 @@ int main(void)
 
     static const char *const ops[] = {"bias_act_forward", "act_backward", "bias_backward",
                                       "sum_squares", "scale", "all_finite", "sgd_update",
-                                      "adagrad_update", "adam_update"};
+                                      "adagrad_update", "adam_update", "attention_forward",
+                                      "attention_backward"};
     const int nops = sizeof ops / sizeof ops[0];
     long cases = 0;
     blob ref = {0}, got = {0};
@@ -286,7 +374,9 @@ int main(void)
                 ref.n = 0;
                 if (!run_case(base, op, c, &ref, what, sizeof what)) break;
                 cases++;
+                const int changed = case_changed;
                 for (int i = 0; i < nc; i++) {
+                    if (changed && !strncmp(cand[i]->isa, "legacy", 6)) continue;
                     got.n = 0;
                     run_case(cand[i], op, c, &got, what2, sizeof what2);
                     const int same = got.n == ref.n && !memcmp(got.p, ref.p, ref.n);
@@ -304,6 +394,10 @@ int main(void)
                 }
         }
     }
+    omp_set_num_threads(2);
+    gelu_accuracy(base);
+    for (int i = 0; i < nc; i++)
+        if (strncmp(cand[i]->isa, "legacy", 6)) gelu_accuracy(cand[i]);
     printf("compared with baseline, byte for byte:");
     for (int i = 0; i < nc; i++) printf(" %s;", cand[i]->isa);
     printf(" %ld cases x 2 thread counts, every entry\n", cases / 2);

@@ -3,17 +3,18 @@
  * Embedding: y[t] = wte[tok[t]] + wpe[t]. The backward scatters into wte by column blocks, so
  * threads never write the same element and the sum order is fixed.
  *
- * Attention: o_i = sum_{j<=i} softmax_j(q_i . k_j / sqrt(dh)) v_j, one query row at a time. The
- * backward recomputes each probability from q, k and the saved log-sum-exp instead of keeping the
- * T x T matrices (memory O(T) per head, not O(T^2), as FlashAttention does):
+ * Attention: o_i = sum_{j<=i} softmax_j(q_i . k_j / sqrt(dh)) v_j. The kernels are tiled as
+ * FlashAttention's (blocks of queries against blocks of keys, an online softmax, fully masked
+ * blocks skipped) and live in elementwise_kernels.c, built per ISA level. The backward recomputes
+ * each probability from q, k and the saved log-sum-exp instead of keeping T x T matrices:
  *    p_ij = exp(s_ij - lse_i),  D_i = dO_i . o_i,  ds_ij = p_ij (dO_i . v_j - D_i)
- *    dq_i = sum_j ds_ij k_j / sqrt(dh),  dk_j = sum_i ds_ij q_i / sqrt(dh),  dv_j = sum_i p_ij dO_i
- * Threads take whole (sample, head) pairs, which write disjoint columns. */
+ *    dq_i = sum_j ds_ij k_j / sqrt(dh),  dk_j = sum_i ds_ij q_i / sqrt(dh),  dv_j = sum_i p_ij dO_i */
 #include <math.h>
 #include <omp.h>
 #include <string.h>
 
 #include "cpu_kernels.h"
+#include "elementwise_kernels.h"
 
 static inline int token_at(const float *row, int t, int V)
 {
@@ -83,44 +84,12 @@ static pt_status cpu_embedding_backward(const pt_embedding_desc *d, int rows, co
     return PT_OK;
 }
 
-static inline float dot(const float *a, const float *b, int n)
-{
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (int i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
+/* The attention entries run the tiled kernels of elementwise_kernels.c, at the ISA level
+ * pt_cpu_ew_kernels_get() chose (they share its vectorized exp). */
 static pt_status cpu_attention_forward(const pt_attention_desc *d, int rows, const float *qkv,
                                        float *y, float *lse)
 {
-    const int T = d->T, D = d->D, H = d->H, dh = D / H;
-    const float scale = 1.0f / sqrtf((float)dh);
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < rows; b++)
-        for (int h = 0; h < H; h++) {
-            float p[T];
-            const float *base = qkv + (int64_t)b * T * 3 * D + h * dh;
-            for (int i = 0; i < T; i++) {
-                const float *q = base + (int64_t)i * 3 * D;
-                float mx = -INFINITY;
-                for (int j = 0; j <= i; j++) {
-                    p[j] = dot(q, base + (int64_t)j * 3 * D + D, dh) * scale;
-                    mx = p[j] > mx ? p[j] : mx;
-                }
-                float sum = 0.0f;
-                for (int j = 0; j <= i; j++) sum += (p[j] = expf(p[j] - mx));
-                const float inv = 1.0f / sum;
-                float *o = y + ((int64_t)b * T + i) * D + h * dh;
-                for (int c = 0; c < dh; c++) o[c] = 0.0f;
-                for (int j = 0; j <= i; j++) {
-                    const float *v = base + (int64_t)j * 3 * D + 2 * D, w = p[j] * inv;
-#pragma omp simd
-                    for (int c = 0; c < dh; c++) o[c] += w * v[c];
-                }
-                lse[((int64_t)b * H + h) * T + i] = mx + logf(sum);
-            }
-        }
+    pt_cpu_ew_kernels_get()->attention_forward(d, rows, qkv, y, lse);
     return PT_OK;
 }
 
@@ -128,37 +97,7 @@ static pt_status cpu_attention_backward(const pt_attention_desc *d, int rows, co
                                         const float *y, const float *dy, const float *lse,
                                         float beta, float *dqkv)
 {
-    const int T = d->T, D = d->D, H = d->H, dh = D / H;
-    const float scale = 1.0f / sqrtf((float)dh);
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < rows; b++)
-        for (int h = 0; h < H; h++) {
-            const float *base = qkv + (int64_t)b * T * 3 * D + h * dh;
-            float *dbase = dqkv + (int64_t)b * T * 3 * D + h * dh;
-            if (beta == 0.0f)
-                for (int t = 0; t < T; t++)
-                    for (int part = 0; part < 3; part++)
-                        memset(dbase + (int64_t)t * 3 * D + part * D, 0, sizeof(float) * (size_t)dh);
-            for (int i = 0; i < T; i++) {
-                const float *q = base + (int64_t)i * 3 * D;
-                const float *dO = dy + ((int64_t)b * T + i) * D + h * dh;
-                const float *o = y + ((int64_t)b * T + i) * D + h * dh;
-                const float l = lse[((int64_t)b * H + h) * T + i], Di = dot(dO, o, dh);
-                float *dq = dbase + (int64_t)i * 3 * D;
-                for (int j = 0; j <= i; j++) {
-                    const float *k = base + (int64_t)j * 3 * D + D, *v = k + D;
-                    const float pj = expf(dot(q, k, dh) * scale - l);
-                    const float ds = pj * (dot(dO, v, dh) - Di) * scale;
-                    float *dk = dbase + (int64_t)j * 3 * D + D, *dv = dk + D;
-#pragma omp simd
-                    for (int c = 0; c < dh; c++) {
-                        dq[c] += ds * k[c];
-                        dk[c] += ds * q[c];
-                        dv[c] += pj * dO[c];
-                    }
-                }
-            }
-        }
+    pt_cpu_ew_kernels_get()->attention_backward(d, rows, qkv, y, dy, lse, beta, dqkv);
     return PT_OK;
 }
 

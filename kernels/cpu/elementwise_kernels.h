@@ -23,6 +23,13 @@ typedef struct {
                            const pt_update_params *p);
     void (*adam_update)(float *w, const float *g, float *m, float *v, int64_t n,
                         const pt_update_params *p);
+    /* the attention entries' tiled kernels (attention_kernels.c calls them; they share the
+     * vectorized exp, so they are built per level here) */
+    void (*attention_forward)(const pt_attention_desc *d, int rows, const float *qkv, float *y,
+                              float *lse);
+    void (*attention_backward)(const pt_attention_desc *d, int rows, const float *qkv,
+                               const float *y, const float *dy, const float *lse, float beta,
+                               float *dqkv);
 } pt_cpu_ew_kernels;
 
 /* the table of the level pt_cpu_isa() chose (fixed after the first call) */

@@ -155,18 +155,22 @@ static pt_status cpu_layernorm_backward(const pt_layernorm_desc *d, int64_t n, c
                                         float *dgamma, float *dbeta, float beta_x, float *dx)
 {
     const int D = d->D;
-    /* parameter gradients: columns split across threads, rows summed in order */
+    /* parameter gradients: columns split across threads, rows summed in order; the sums are
+     * kept in local arrays, which GCC vectorizes (into dgamma/dbeta directly it could not rule
+     * out aliasing and stored every element every row): the same operations, the same bits */
 #pragma omp parallel for schedule(static)
     for (int c0 = 0; c0 < D; c0 += 32) {
-        const int c1 = c0 + 32 < D ? c0 + 32 : D;
-        for (int c = c0; c < c1; c++) dgamma[c] = dbeta[c] = 0.0f;
+        const int w = c0 + 32 < D ? 32 : D - c0;
+        float ag[32] = {0}, ab[32] = {0};
         for (int64_t r = 0; r < n; r++) {
             const float mu = stat[2 * r], rs = stat[2 * r + 1];
-            for (int c = c0; c < c1; c++) {
-                dgamma[c] += dy[r * D + c] * (x[r * D + c] - mu) * rs;
-                dbeta[c] += dy[r * D + c];
+            const float *dyr = dy + r * D + c0, *xr = x + r * D + c0;
+            for (int c = 0; c < w; c++) {
+                ag[c] += dyr[c] * (xr[c] - mu) * rs;
+                ab[c] += dyr[c];
             }
         }
+        for (int c = 0; c < w; c++) dgamma[c0 + c] = ag[c], dbeta[c0 + c] = ab[c];
     }
     if (!dx) return PT_OK;
     const int acc = beta_x != 0.0f; /* 0 overwrites: dx may hold anything */
