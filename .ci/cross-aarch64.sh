@@ -6,8 +6,9 @@
 # What is covered: every C file of the library (src/, kernels/cpu/) and of the programs
 # (src/cli/), compiled with -c -O2 -fopenmp -Wall -Werror=implicit-function-declaration for
 # aarch64-linux-gnu, exactly as the build does except for -march. What is not: linking, and
-# kernels/cpu/conv_direct_isa.c, which is x86-only by design (configure builds it only on x86 hosts;
-# on AArch64 the im2col + BLAS path runs). There are no AArch64 builds of the MPI, HDF5 and
+# kernels/cpu/conv_direct_isa.c and the low-precision GEMM kernels lowp_blocked.c,
+# lowp_avx512bf16.c and lowp_amx.c, which are x86-only by design (configure builds them only on
+# x86 hosts; on AArch64 the im2col + BLAS path and the lowp fallback run). There are no AArch64 builds of the MPI, HDF5 and
 # OpenBLAS headers here, so the x86-64 Debian ones are used (Open MPI's mpi.h, hdf5/openmpi,
 # openblas-openmp): their declarations are the same on both 64-bit little-endian ABIs, but a
 # type size that differs on AArch64 would not be caught. config.h is written here the way configure
@@ -35,7 +36,7 @@ for d in /usr/lib/$ma/openmpi/include /usr/include/hdf5/openmpi /usr/include/$ma
     [ -d "$d" ] || { echo "cross-aarch64: $d missing (install-deps.sh installs it)"; echo "cross-aarch64 check: 0 passed, 1 failed"; exit 1; }
 done
 pass=0 failed=0
-for f in $(ls src/*/*.c kernels/cpu/*.c | grep -v '^kernels/cpu/conv_direct_isa\.c$'); do
+for f in $(ls src/*/*.c kernels/cpu/*.c | grep -v -E '^kernels/cpu/(conv_direct_isa|lowp_blocked|lowp_avx512bf16|lowp_amx)\.c$'); do
     # shellcheck disable=SC2086
     if "$CROSS_CC" -std=gnu11 -O2 -fopenmp -Wall -Werror=implicit-function-declaration $inc \
         -c "$f" -o "$out/obj.o" 2>"$out/err"; then
