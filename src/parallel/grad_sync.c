@@ -82,6 +82,13 @@ pt_status pt_grad_sync_init(pt_grad_sync *gs, pt_comm *pc, pt_model *m, bool zer
         size_t bytes = sizeof(__int128) * (size_t)(m->numel ? m->numel : 1);
         gs->acc = aligned_alloc(64, (bytes + 63) / 64 * 64);
         PT_ALLOC_CHECK(gs->acc, bytes);
+        if (gs->size > 1) { /* the reduce-scatter's result: rank 0's shard is the largest */
+            int64_t o0, c0;
+            pt_shard_range(m->numel, gs->size, 0, &o0, &c0);
+            bytes = sizeof(__int128) * (size_t)(c0 ? c0 : 1);
+            gs->acc_shard = aligned_alloc(64, (bytes + 63) / 64 * 64);
+            PT_ALLOC_CHECK(gs->acc_shard, bytes);
+        }
     }
     return make_buckets(gs, bucket_mib);
 }
@@ -97,6 +104,7 @@ void pt_grad_sync_free(pt_grad_sync *gs)
     for (int b = 0; b < gs->nbuckets; b++)
         if (gs->buckets[b].req) pt_coll_wait(&gs->buckets[b].req);
     free(gs->buckets), free(gs->shard_offs), free(gs->shard_counts), free(gs->acc);
+    free(gs->acc_shard);
     free(gs->peer_g), free(gs->peer_w);
     memset(gs, 0, sizeof *gs);
 }
@@ -265,22 +273,26 @@ pt_status pt_grad_sync_finish(pt_grad_sync *gs, double *wait_s)
 /* float32 -> round-toward-zero(value * 2^96) as a 128-bit integer, from the float's bits: the
  * 24-bit significand shifted by (exponent - 150 + 96). Exact for |value| >= 2^-73 (smaller
  * values lose their low bits, the same way on every rank). Sets *bad for |value| >= 2^24 or a
- * non-finite value: |value| < 2^24 leaves 7 bits of headroom for up to 128 chunks. */
+ * non-finite value: |value| < 2^24 leaves 7 bits of headroom for up to 128 chunks.
+ * Branch-free but for the rare out-of-range test (signs are random in a gradient, so a branch on
+ * them mispredicts half the time): the sign is applied as (q ^ s) - s with s = 0 or -1. */
 static inline __int128 to_fixed(float f, int64_t *bad)
 {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     const int e = (int)((u >> 23) & 0xffu);
-    if (e >= 127 + 24) { /* also Inf and NaN (e = 255) */
-        (*bad)++;
-        return 0;
-    }
-    const uint32_t sig = e ? (u & 0x7fffffu) | 0x800000u : (u & 0x7fffffu); /* subnormal */
-    const int shift = (e ? e : 1) - 150 + PT_EXACT_FRAC_BITS;
-    __int128 q = shift >= 0 ? (__int128)sig << shift : shift > -32 ? (__int128)(sig >> -shift) : 0;
-    return (u >> 31) ? -q : q;
+    *bad += e >= 127 + 24; /* also Inf and NaN (e = 255) */
+    const uint64_t sig = e ? (u & 0x7fffffu) | 0x800000u : (u & 0x7fffffu); /* subnormal */
+    const int shift = (e ? e : 1) - 150 + PT_EXACT_FRAC_BITS; /* in [-53, 96] for e <= 150 */
+    const unsigned __int128 q = e >= 127 + 24 ? 0
+                                : shift >= 0  ? (unsigned __int128)sig << shift
+                                              : (unsigned __int128)(sig >> -shift);
+    const __int128 s = -(__int128)(u >> 31);
+    return ((__int128)q ^ s) - s;
 }
 
+/* One pass over the chunk's gradient: the first chunk writes the accumulator (no read of it),
+ * later ones add; a thread's static block of elements is the same on every pass. */
 void pt_grad_sync_exact_add(pt_grad_sync *gs, bool first)
 {
     const float *g = gs->m->g;
@@ -291,23 +303,47 @@ void pt_grad_sync_exact_add(pt_grad_sync *gs, bool first)
     __int128 *acc = gs->acc;
     const int64_t n = gs->m->numel;
     int64_t bad = 0;
+    if (first) {
 #pragma omp parallel for schedule(static) reduction(+ : bad)
-    for (int64_t i = 0; i < n; i++) {
-        const __int128 q = to_fixed(g[i], &bad);
-        acc[i] = first ? q : acc[i] + q;
+        for (int64_t i = 0; i < n; i++) acc[i] = to_fixed(g[i], &bad);
+        gs->exact_overflow = bad;
+        return;
     }
-    gs->exact_overflow = first ? bad : gs->exact_overflow + bad;
+#pragma omp parallel for schedule(static) reduction(+ : bad)
+    for (int64_t i = 0; i < n; i++) acc[i] += to_fixed(g[i], &bad);
+    gs->exact_overflow += bad;
 }
 
-pt_status pt_grad_sync_exact_reduce(pt_grad_sync *gs)
+/* acc[0, n) -> g[0, n) rounded to float (the one rounding of the exact sum) */
+static void from_fixed(const __int128 *acc, float *g, int64_t n)
 {
-    const int64_t n = gs->m->numel;
-    if (gs->size > 1) PT_TRY(pt_allreduce(gs->pc, PT_IN_PLACE, gs->acc, n, PT_I128, PT_SUM));
-    float *g = gs->hg ? gs->hg : gs->m->g;
-    const __int128 *acc = gs->acc;
     const double inv = ldexp(1.0, -PT_EXACT_FRAC_BITS);
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) g[i] = (float)((double)acc[i] * inv);
+}
+
+/* Over ranks: a reduce-scatter of the integers (rank r sums its shard of the elements), each
+ * rank rounds its shard to float, and an allgather of the floats gives every rank the whole
+ * gradient: 16 + 4 bytes per element on the wire instead of the allreduce's 16 + 16. Integer
+ * sums are exact in any order, so the algorithm and the rank count do not change a bit. */
+pt_status pt_grad_sync_exact_reduce(pt_grad_sync *gs)
+{
+    const int64_t n = gs->m->numel;
+    float *g = gs->hg ? gs->hg : gs->m->g;
+    if (gs->size == 1) {
+        from_fixed(gs->acc, g, n);
+    } else {
+        int64_t counts[gs->size], off = 0, cnt = 0;
+        for (int r = 0; r < gs->size; r++) {
+            int64_t o, c;
+            pt_shard_range(n, gs->size, r, &o, &c);
+            counts[r] = c;
+            if (r == gs->rank) off = o, cnt = c;
+        }
+        PT_TRY(pt_reduce_scatter(gs->pc, gs->acc, gs->acc_shard, counts, PT_I128, PT_SUM));
+        from_fixed(gs->acc_shard, g + off, cnt);
+        PT_TRY(pt_allgather(gs->pc, g + off, g, counts, PT_F32));
+    }
     if (gs->hg) {
         gs->m->be->to_device(gs->m->g, gs->hg, sizeof(float) * (size_t)n);
         return gs->m->be->synchronize();

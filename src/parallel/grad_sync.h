@@ -15,8 +15,9 @@
  *             trainer puts them there), both collectives become direct reads of the peers'
  *             buffers between two node barriers, and buckets are not used.
  *   exact     (--reproducible) per-chunk gradients are accumulated in 128-bit fixed point and
- *             summed over ranks as integers: the sum is independent of the order, so of the
- *             rank count (docs/ARCHITECTURE.md, "Reproducible mode").
+ *             summed over ranks as integers (reduce-scatter, each rank rounds its shard to
+ *             float, allgather): the sum is independent of the order, so of the rank count
+ *             (docs/ARCHITECTURE.md, "Reproducible mode").
  */
 #ifndef PT_PARALLEL_GRAD_SYNC_H
 #define PT_PARALLEL_GRAD_SYNC_H
@@ -53,6 +54,7 @@ typedef struct {
     pt_status err;      /* first failure inside the hook, reported by pt_grad_sync_finish */
     /* --reproducible: 128-bit fixed point (value * 2^PT_EXACT_FRAC_BITS), one per element */
     __int128 *acc;
+    __int128 *acc_shard; /* size > 1: this rank's shard of the sum over ranks */
     int64_t exact_overflow; /* elements out of the accumulator's range (or not finite) */
     /* --compress: the compressed collective replaces the allreduce (no buckets, no ZeRO) */
     pt_compressor *z;

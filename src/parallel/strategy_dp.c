@@ -38,7 +38,7 @@ static pt_status make_compressor(pt_train_state *s, dp_state *d)
         if (c->dgc) return PT_ERR(PT_ERR_ARG, "add --compress topk:D", "--dgc needs top-k compression");
         return PT_OK;
     }
-    if (c->zero || c->bucket_mb > 0 || c->reproducible)
+    if (c->zero == 1 || c->bucket_mb > 0 || c->reproducible)
         return PT_ERR(PT_ERR_ARG, "drop --zero, --bucket-mb and --reproducible, or --compress",
                       "--compress %s replaces the whole-gradient allreduce, so it does not combine "
                       "with ZeRO-1, buckets or the exact reduction", c->compress);
@@ -80,6 +80,7 @@ static pt_status dp_setup(pt_train_state *s)
     pt_model *m = &s->model;
     pt_comm *dp = s->dp;
     pt_status st = PT_OK;
+    const bool zero = pt_train_zero_stage(c, dp->size) == 1;
     /* With the node-aware allreduce, gradients live in node shared memory: the allreduce then
      * reads and writes the peers' gradient buffers directly (zero copy). Under ZeRO-1 on one
      * node the parameters go there too: the shards are then reduced and gathered by reading the
@@ -87,13 +88,13 @@ static pt_status dp_setup(pt_train_state *s)
     if (dp->size > 1 && !strcmp(m->be->name, "cpu") && dp->uniform &&
         (dp->algo == PT_ALLREDUCE_AUTO || dp->algo == PT_ALLREDUCE_HIERARCHICAL)) {
         void *g = NULL;
-        const bool both = c->zero == 1 && dp->nnodes == 1 && !c->reproducible;
+        const bool both = zero && dp->nnodes == 1 && !c->reproducible;
         st = pt_comm_buffer_alloc(dp, sizeof(float) * (size_t)m->numel * (both ? 2 : 1), &g);
         PT_TRY(pt_agree(s->world, st, NULL));
         pt_model_use_grad_buffer(m, g);
         if (both) pt_model_use_param_buffer(m, (float *)g + m->numel);
     }
-    st = pt_grad_sync_init(&d->gs, dp, m, c->zero == 1, c->reproducible, c->bucket_mb);
+    st = pt_grad_sync_init(&d->gs, dp, m, zero, c->reproducible, c->bucket_mb);
     PT_TRY(pt_agree(s->world, st, NULL));
     if (d->gs.staged && dp->size > 1 && !c->quiet)
         pt_log_info("backend %s: Open MPI is not CUDA-aware here, so the gradients go through "
@@ -127,7 +128,7 @@ static pt_status dp_forward_backward(pt_train_state *s, bool have_rows, pt_step_
     if (have_rows && b->rows > 0 && c->reproducible) {
         /* fixed chunks of the global batch, each its own forward/backward: a chunk's gradient
          * is then the same bits whichever rank computes it */
-        const int64_t ch = c->repro_chunk;
+        const int64_t ch = pt_train_repro_chunk(c);
         for (int64_t r0 = 0; r0 < b->rows; r0 += ch) {
             ctx.row_offset = b->row_offset + r0;
             pt_model_forward(m, b->x + r0 * S, (int)ch, &ctx);
@@ -258,7 +259,7 @@ static void dp_memory(const pt_train_state *s, pt_memory_bytes *mb)
     for (int i = 0; i < m->nnodes; i++)
         act += (double)m->max_batch * (double)m->nodes[i].aux_row + (double)m->nodes[i].aux_fixed;
     mb->activation = 4.0 * act;
-    mb->sharded_optim = s->cfg->zero == 1;
+    mb->sharded_optim = d->gs.zero;
 }
 
 static int dp_buckets(const pt_train_state *s) { return state_of(s)->gs.nbuckets; }

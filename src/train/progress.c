@@ -38,12 +38,12 @@ void pt_train_report_memory(pt_train_state *s)
                      "\"param_bytes\": %.0f, \"grad_bytes\": %.0f, \"optim_bytes\": %.0f, "
                      "\"exact_acc_bytes\": %.0f, \"activation_bytes\": %.0f, \"zero\": %lld, "
                      "\"tp\": %d",
-                     p, g, o, x, a, (long long)s->cfg->zero, s->grid.size[PT_AXIS_TP]);
+                     p, g, o, x, a, (long long)pt_train_zero_stage(s->cfg, s->dp_size), s->grid.size[PT_AXIS_TP]);
     if (!s->cfg->quiet)
         pt_log_info("memory per rank: parameters %.1f MiB, gradients %.1f MiB, optimizer state "
                     "%.1f MiB (%s), activations %.1f MiB%s%s",
                     p / mib, g / mib, o / mib,
-                    s->cfg->zero ? "ZeRO-1: this rank's shard" : "replicated", a / mib,
+                    pt_train_zero_stage(s->cfg, s->dp_size) ? "ZeRO-1: this rank's shard" : "replicated", a / mib,
                     s->grid.size[PT_AXIS_TP] > 1 ? " (tensor-parallel part)" : "",
                     x > 0 ? ", exact accumulator" : "");
     if (!s->cfg->quiet && x > 0) pt_log_info("  exact accumulator %.1f MiB", x / mib);
