@@ -228,20 +228,11 @@ pt_status pt_grad_sync_finish(pt_grad_sync *gs, double *wait_s)
         gs->t_first = gs->t_last_done = t0;
         return st;
     }
-    if (gs->peer_g) { /* shared-memory reduce-scatter: my shard, summed over ranks in order */
+    if (gs->peer_g) { /* shared-memory reduce-scatter: deferred (shm_reduce_scatter) */
         gs->t_first = t0;
         /* every rank's gradient is final */
         PT_TRY(pt_mpi_barrier(gs->pc->node, "the node barrier before the shared-memory reduce-scatter"));
-        const int64_t off = gs->shard_off, n = gs->shard_count;
-        float *dst = gs->gshard;
-        float *const *pg = gs->peer_g;
-        const int p = gs->size;
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < n; i++) {
-            float s = pg[0][off + i];
-            for (int q = 1; q < p; q++) s += pg[q][off + i];
-            dst[i] = s;
-        }
+        gs->rs_pending = true;
         gs->t_last_done = pt_now();
         *wait_s = gs->t_last_done - t0;
         return st;
@@ -353,8 +344,42 @@ pt_status pt_grad_sync_exact_reduce(pt_grad_sync *gs)
 
 /* --- update -------------------------------------------------------------------------------- */
 
+/* The shared-memory reduce-scatter of elements [lo, lo + n) of this rank's shard: the sum over
+ * ranks in rank order, read from the peers' gradients (final since pt_grad_sync_finish's
+ * barrier; a peer writes its gradient again only after the allgather's barrier). */
+static void shm_reduce_scatter(pt_grad_sync *gs, int64_t lo, int64_t n)
+{
+    const int64_t off = gs->shard_off + lo;
+    float *dst = gs->gshard + lo;
+    float *const *pg = gs->peer_g;
+    const int p = gs->size;
+    for (int64_t i = 0; i < n; i++) {
+        float s = pg[0][off + i];
+        for (int q = 1; q < p; q++) s += pg[q][off + i];
+        dst[i] = s;
+    }
+}
+
+/* Elements per block of the fused reduce-scatter + update: the block's gradient sum is still
+ * in cache when the update reads it (Adam's five streams of 16 KiB plus the peers' reads). */
+#define FUSE_BLOCK 4096
+
+/* The reduced shard, whole, for a reader before the update (clipping, the norm, tp sums). */
+static void shard_ready(pt_grad_sync *gs)
+{
+    if (!gs->rs_pending) return;
+    const int64_t nb = (gs->shard_count + FUSE_BLOCK - 1) / FUSE_BLOCK;
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t lo = b * FUSE_BLOCK, hi = lo + FUSE_BLOCK < gs->shard_count ? lo + FUSE_BLOCK : gs->shard_count;
+        shm_reduce_scatter(gs, lo, hi - lo);
+    }
+    gs->rs_pending = false;
+}
+
 float *pt_grad_sync_grad(pt_grad_sync *gs, int64_t *off, int64_t *n)
 {
+    shard_ready(gs);
     *off = gs->shard_off, *n = gs->shard_count;
     return gs->gshard ? gs->gshard : gs->m->g + gs->shard_off;
 }
@@ -376,8 +401,23 @@ pt_status pt_grad_sync_sum_squares(pt_grad_sync *gs, double *ss)
 pt_status pt_grad_sync_update(pt_grad_sync *gs, pt_optimizer *opt, float lr)
 {
     int64_t off, n;
-    float *g = pt_grad_sync_grad(gs, &off, &n);
-    pt_optim_step(opt, gs->m->w + off, g, lr);
+    if (gs->rs_pending) { /* fused: each block reduced over the ranks, then updated */
+        off = gs->shard_off, n = gs->shard_count;
+        float *w = gs->m->w + off, *g = gs->gshard;
+        pt_optim_advance(opt);
+        const int64_t nb = (n + FUSE_BLOCK - 1) / FUSE_BLOCK;
+        /* blocks below the kernels' threading threshold: each runs on the thread that owns it */
+#pragma omp parallel for schedule(static)
+        for (int64_t b = 0; b < nb; b++) {
+            const int64_t lo = b * FUSE_BLOCK, hi = lo + FUSE_BLOCK < n ? lo + FUSE_BLOCK : n;
+            shm_reduce_scatter(gs, lo, hi - lo);
+            pt_optim_apply(opt, w + lo, g + lo, lr, lo, hi - lo);
+        }
+        gs->rs_pending = false;
+    } else {
+        float *g = pt_grad_sync_grad(gs, &off, &n);
+        pt_optim_step(opt, gs->m->w + off, g, lr);
+    }
     if (!gs->zero || gs->size == 1) return PT_OK;
     if (gs->peer_w) { /* shared-memory allgather: copy the peers' updated shards */
         /* every shard is updated */

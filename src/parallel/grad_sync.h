@@ -47,6 +47,8 @@ typedef struct {
     /* ZeRO-1 on one node with gradients and parameters in the node's shared window: the peers'
      * buffers, read directly (no messages) */
     float **peer_g, **peer_w;
+    bool rs_pending; /* that reduce-scatter is still to do: pt_grad_sync_update fuses it with the
+                        update block by block, anything reading the shard before does it whole */
     int nbuckets;
     pt_bucket *buckets; /* buckets[0] ends the flat buffer: the first one backward fills */
     int next;           /* next bucket to start */
