@@ -23,6 +23,9 @@ run r2 2 --reproducible
 run r3 3 --reproducible --zero 1
 run r4 4 --reproducible --zero 1
 run r4z0 4 --reproducible
+# the exact sum over messages (integer reduce-scatter + float allgather) rather than the direct
+# reads of the node's shared window that --allreduce auto takes on one node
+run r3ring 3 --reproducible --allreduce ring
 OMP_NUM_THREADS=2 run r1t2 1 --reproducible --metrics "$WORK/r1t2.jsonl"
 OMP_NUM_THREADS=2 run r2t2 2 --reproducible --zero 1 --metrics "$WORK/r2t2.jsonl"
 # the 2-thread runs really ran 2 OpenMP threads on every rank (the start record's fewest and
@@ -31,7 +34,7 @@ for n in r1t2 r2t2; do
     grep -q '"event": "start".*"threads_min": 2, "threads_max": 2' "$WORK/$n.jsonl" ||
         { grep '"start"' "$WORK/$n.jsonl"; fail "$n did not run 2 threads per rank"; }
 done
-for n in r2 r3 r4 r4z0 r1t2 r2t2; do same r1 $n "bitwise r1 vs $n"; done
+for n in r2 r3 r4 r4z0 r3ring r1t2 r2t2; do same r1 $n "bitwise r1 vs $n"; done
 # The default chunk (auto) at batch 128 is 32 samples: 4 chunks on 1 rank, 2 per rank on 2, 1 on
 # 4 (the first-chunk pass alone), with ZeRO-1 (auto) and without.
 run b1 1 --reproducible --batch 128

@@ -78,9 +78,21 @@ pt_status pt_grad_sync_init(pt_grad_sync *gs, pt_comm *pc, pt_model *m, bool zer
         }
         bucket_mib = 0;
     }
-    if (exact) {
-        size_t bytes = sizeof(__int128) * (size_t)(m->numel ? m->numel : 1);
-        gs->acc = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    const size_t accb = pt_grad_sync_acc_bytes(m);
+    if (exact && gs->size > 1 && !gs->staged && pc->nnodes == 1 && pc->user_slots &&
+        pc->node_rank == pc->rank && (char *)m->g == pc->user_slots[pc->rank] + accb) {
+        gs->peer_acc = malloc(sizeof(__int128 *) * (size_t)gs->size);
+        gs->peer_gx = malloc(sizeof(float *) * (size_t)gs->size);
+        if (!gs->peer_acc || !gs->peer_gx) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for peers");
+        for (int q = 0; q < gs->size; q++) {
+            gs->peer_acc[q] = (__int128 *)(void *)pc->user_slots[q];
+            gs->peer_gx[q] = (float *)(void *)(pc->user_slots[q] + accb);
+        }
+        gs->acc = gs->peer_acc[gs->rank];
+        gs->acc_shared = true;
+    } else if (exact) {
+        size_t bytes = accb;
+        gs->acc = aligned_alloc(64, bytes);
         PT_ALLOC_CHECK(gs->acc, bytes);
         if (gs->size > 1) { /* the reduce-scatter's result: rank 0's shard is the largest */
             int64_t o0, c0;
@@ -103,7 +115,9 @@ void pt_grad_sync_free(pt_grad_sync *gs)
     }
     for (int b = 0; b < gs->nbuckets; b++)
         if (gs->buckets[b].req) pt_coll_wait(&gs->buckets[b].req);
-    free(gs->buckets), free(gs->shard_offs), free(gs->shard_counts), free(gs->acc);
+    if (!gs->acc_shared) free(gs->acc);
+    free(gs->peer_acc), free(gs->peer_gx);
+    free(gs->buckets), free(gs->shard_offs), free(gs->shard_counts);
     free(gs->acc_shard);
     free(gs->peer_g), free(gs->peer_w);
     memset(gs, 0, sizeof *gs);
@@ -305,6 +319,11 @@ void pt_grad_sync_exact_add(pt_grad_sync *gs, bool first)
     gs->exact_overflow += bad;
 }
 
+size_t pt_grad_sync_acc_bytes(const pt_model *m)
+{
+    return (sizeof(__int128) * (size_t)(m->numel ? m->numel : 1) + 63) / 64 * 64;
+}
+
 /* acc[0, n) -> g[0, n) rounded to float (the one rounding of the exact sum) */
 static void from_fixed(const __int128 *acc, float *g, int64_t n)
 {
@@ -323,6 +342,29 @@ pt_status pt_grad_sync_exact_reduce(pt_grad_sync *gs)
     float *g = gs->hg ? gs->hg : gs->m->g;
     if (gs->size == 1) {
         from_fixed(gs->acc, g, n);
+    } else if (gs->peer_acc) { /* one node, shared window: direct reads, three node barriers */
+        MPI_Comm node = gs->pc->node;
+        int64_t off, cnt;
+        pt_shard_range(n, gs->size, gs->rank, &off, &cnt);
+        PT_TRY(pt_mpi_barrier(node, "the node barrier before the exact sum")); /* accs final */
+        __int128 *const *pa = gs->peer_acc;
+        const int p = gs->size;
+        const double inv = ldexp(1.0, -PT_EXACT_FRAC_BITS);
+#pragma omp parallel for schedule(static)
+        for (int64_t i = off; i < off + cnt; i++) {
+            __int128 sum = pa[0][i];
+            for (int q = 1; q < p; q++) sum += pa[q][i];
+            g[i] = (float)((double)sum * inv); /* from_fixed's rounding */
+        }
+        PT_TRY(pt_mpi_barrier(node, "the node barrier after the exact sum")); /* shards final */
+        for (int q = 0; q < p; q++) {
+            int64_t o, c;
+            pt_shard_range(n, p, q, &o, &c);
+            if (q != gs->rank && c > 0) memcpy(g + o, gs->peer_gx[q] + o, sizeof(float) * (size_t)c);
+        }
+        /* the peers are done reading this rank's accumulator and gradient before its next
+         * backward writes them */
+        PT_TRY(pt_mpi_barrier(node, "the node barrier after the exact gather"));
     } else {
         int64_t counts[gs->size], off = 0, cnt = 0;
         for (int r = 0; r < gs->size; r++) {

@@ -89,8 +89,12 @@ static pt_status dp_setup(pt_train_state *s)
         (dp->algo == PT_ALLREDUCE_AUTO || dp->algo == PT_ALLREDUCE_HIERARCHICAL)) {
         void *g = NULL;
         const bool both = zero && dp->nnodes == 1 && !c->reproducible;
-        st = pt_comm_buffer_alloc(dp, sizeof(float) * (size_t)m->numel * (both ? 2 : 1), &g);
+        /* --reproducible on one node: the exact accumulator goes in the window too, ahead of
+         * the gradient, and the exact sum over ranks reads the peers' accumulators directly */
+        const size_t acc = c->reproducible && dp->nnodes == 1 ? pt_grad_sync_acc_bytes(m) : 0;
+        st = pt_comm_buffer_alloc(dp, acc + sizeof(float) * (size_t)m->numel * (both ? 2 : 1), &g);
         PT_TRY(pt_agree(s->world, st, NULL));
+        g = (char *)g + acc;
         pt_model_use_grad_buffer(m, g);
         if (both) pt_model_use_param_buffer(m, (float *)g + m->numel);
     }
@@ -197,12 +201,12 @@ static pt_status dp_sync(pt_train_state *s, pt_step_report *r)
     d->gs.epoch = (double)s->step / (double)s->steps_per_epoch; /* the density warm-up's clock */
     const uint64_t sent0 = s->dp->bytes_sent, recv0 = s->dp->bytes_recv;
     PT_TRY(pt_grad_sync_finish(&d->gs, &r->comm_wait_s));
+    if (s->cfg->reproducible) PT_TRY(pt_grad_sync_exact_reduce(&d->gs)); /* its bytes count */
     r->bytes_sent = s->dp->bytes_sent - sent0, r->bytes_recv = s->dp->bytes_recv - recv0;
     r->sent_elems = (double)(d->z.cfg.kind == PT_COMPRESS_TOPK ? d->z.k : s->model.numel);
     r->comm_calls_s = d->gs.t_calls;
     r->comm_span_s = s->dp_size > 1 ? d->gs.t_last_done - d->gs.t_first : 0.0;
     r->started_early = d->gs.started_early;
-    if (s->cfg->reproducible) PT_TRY(pt_grad_sync_exact_reduce(&d->gs));
     return d->tp_partial_n ? sum_partial_over_tp(s, d) : PT_OK;
 }
 
