@@ -23,9 +23,9 @@ LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # row name, model, data, batch, optimizer, steps
 SPECS="mlp-momentum mlp:784-1024-1024-10 $DATA 128 momentum 300
-mlp-adamw mlp:784-1024-1024-10 $DATA 128 adamw 300
-cnn cnn $DATA 128 adamw 40
-gpt gpt:layers=4,heads=4,d=256,ctx=128 $LM 16 adamw 30"
+mlp-adamw mlp:784-1024-1024-10 $DATA 128 adamw 200
+cnn cnn $DATA 128 adamw 30
+gpt gpt:layers=4,heads=4,d=256,ctx=128 $LM 16 adamw 20"
 
 # field NAME: a number from the last `end` record
 field() { sed -n "s/.*\"$1\": \([0-9.e+-]*\).*/\1/p" "$PT_LAST_END"; }
