@@ -8,6 +8,7 @@
 #   benchmarks/bench_ranks_threads.sh [REPEATS]   -> table on stdout, benchmarks/out/ranks_threads.csv
 #   ROWS="mlp-adamw gpt" benchmarks/bench_ranks_threads.sh 5     (some rows only)
 #   EXTRA2="--zero 0" ...   flags added to the 2-rank runs only
+#   STEPS_DIV=3 ...          every row's steps divided by 3 (a loaded machine)
 #   BASE2="--zero 0" ...    a third run per repeat, 2x1 with these flags (config "2x1 base"):
 #                           the 2-rank run as it was before a change, interleaved with the rest
 set -eu
@@ -41,6 +42,7 @@ run() { # run ROW RANKS THREADS MODEL DATA BATCH OPT STEPS [FLAGS]
 echo "row,config,repeat,samples_per_s,data_s,compute_s,comm_s,update_s,steps,flags" >"$CSV"
 echo "$SPECS" | while read -r row model data batch opt steps; do
     case " ${ROWS:-mlp-momentum mlp-adamw cnn gpt} " in *" $row "*) ;; *) continue ;; esac
+    steps=$((steps / ${STEPS_DIV:-1}))
     for rep in $(seq "$REPEATS"); do
         run "$row" 1 2 "$model" "$data" "$batch" "$opt" "$steps"
         run "$row" 2 1 "$model" "$data" "$batch" "$opt" "$steps" ${EXTRA2:-}
