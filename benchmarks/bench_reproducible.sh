@@ -37,7 +37,7 @@ for rep in $(seq "$REPEATS"); do
     run "ordinary" ./paratrain
     run "reproducible (auto chunk)" ./paratrain --reproducible
     run "reproducible --repro-chunk 8" ./paratrain --reproducible --repro-chunk 8
-    [ -z "${BASE_BIN:-}" ] || run "reproducible, base build" "$BASE_BIN" --reproducible
+    [ -z "${BASE_BIN:-}" ] || run "reproducible (base build)" "$BASE_BIN" --reproducible
 done
 echo "CPU: $CPU; $NP ranks x 1 thread, $STEPS steps; load average before: $LOAD0, after: $(cut -d' ' -f1-3 /proc/loadavg)"
 $PY - "$CSV" "$STEPS" <<'PYEOF'

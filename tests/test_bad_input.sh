@@ -103,7 +103,7 @@ expect_early batch-0 2 "--batch 0 is out of range (allowed: 1\.\." train --data 
 expect_early batch-12abc 2 "--batch wants an integer, got '12abc'" train --data "$DATA" $small --batch 12abc
 expect_early seed-neg 2 "--seed wants a non-negative integer, got '-1'" train --data "$DATA" $small --seed -1
 expect_early dropout-1 2 "--dropout 1 is out of range (allowed: \[0, 1))" train --data "$DATA" $small --dropout 1
-expect_early zero-2 2 "--zero 2 is out of range (allowed: 0\.\.1)" train --data "$DATA" $small --zero 2
+expect_early zero-2 2 "--zero 2 is out of range (allowed: 0\.\.1 or auto)" train --data "$DATA" $small --zero 2
 printf 'data = %s\nlr = -0.5\n' "$DATA" >"$WORK/bad.conf"
 expect_early config-file 2 "bad.conf:2: --lr -0.5 is out of range" train --config "$WORK/bad.conf" $small
 # names and combinations: found before the data is opened
