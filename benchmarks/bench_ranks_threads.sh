@@ -34,7 +34,7 @@ run() { # run ROW RANKS THREADS MODEL DATA BATCH OPT STEPS [FLAGS]
     _row=$1 _p=$2 _t=$3 _m=$4 _d=$5 _b=$6 _o=$7 _s=$8
     shift 8
     sps=$(STEPS=$_s MODEL=$_m pt_samples_per_s "$_p" "$_t" "$_b" --data "$_d" --optimizer "$_o" \
-        --lr 1e-3 "$@")
+        --lr 1e-3 "$@" </dev/null) # mpirun reads stdin: keep it off the SPECS loop
     [ -n "$sps" ] || { echo "run failed: $_row ${_p}x$_t" >&2; exit 1; }
     echo "$_row,${_p}x$_t${_c:+ $_c},$rep,$sps,$(field data_s),$(field compute_s),$(field comm_s),$(field update_s),$_s,$*" >>"$CSV"
 }
