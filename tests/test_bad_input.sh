@@ -136,6 +136,12 @@ for o in $opts; do
     *"["*|*"("*|*"-1 or"*|*"> "*) bad_value "$o" nan "--$o wants a finite number" ;; # real-valued
     esac
     case $range in
+    [0-9]*..[0-9]*" or auto") # --zero, --repro-chunk: -1 is auto, so below the range is -2 there
+        r=${range% or auto}
+        lo=${r%..*} hi=${r#*..} below=$((${r%..*} - 1))
+        [ $below != -1 ] || below=-2
+        bad_value "$o" $below "--$o $below is out of range"
+        bad_value "$o" $((hi + 1)) "--$o $((hi + 1)) is out of range" ;;
     [0-9]*..[0-9]*)
         lo=${range%..*} hi=${range#*..}
         bad_value "$o" $((lo - 1)) "--$o $((lo - 1)) is out of range"
