@@ -103,7 +103,7 @@ expect_early batch-0 2 "--batch 0 is out of range (allowed: 1\.\." train --data 
 expect_early batch-12abc 2 "--batch wants an integer, got '12abc'" train --data "$DATA" $small --batch 12abc
 expect_early seed-neg 2 "--seed wants a non-negative integer, got '-1'" train --data "$DATA" $small --seed -1
 expect_early dropout-1 2 "--dropout 1 is out of range (allowed: \[0, 1))" train --data "$DATA" $small --dropout 1
-expect_early zero-2 2 "--zero 2 is out of range (allowed: 0\.\.1)" train --data "$DATA" $small --zero 2
+expect_early zero-2 2 "--zero 2 is out of range (allowed: 0\.\.1 or auto)" train --data "$DATA" $small --zero 2
 printf 'data = %s\nlr = -0.5\n' "$DATA" >"$WORK/bad.conf"
 expect_early config-file 2 "bad.conf:2: --lr -0.5 is out of range" train --config "$WORK/bad.conf" $small
 # names and combinations: found before the data is opened
@@ -136,6 +136,12 @@ for o in $opts; do
     *"["*|*"("*|*"-1 or"*|*"> "*) bad_value "$o" nan "--$o wants a finite number" ;; # real-valued
     esac
     case $range in
+    [0-9]*..[0-9]*" or auto") # --zero, --repro-chunk: -1 is auto, so below the range is -2 there
+        r=${range% or auto}
+        lo=${r%..*} hi=${r#*..} below=$((${r%..*} - 1))
+        [ $below != -1 ] || below=-2
+        bad_value "$o" $below "--$o $below is out of range"
+        bad_value "$o" $((hi + 1)) "--$o $((hi + 1)) is out of range" ;;
     [0-9]*..[0-9]*)
         lo=${range%..*} hi=${range#*..}
         bad_value "$o" $((lo - 1)) "--$o $((lo - 1)) is out of range"

@@ -7,7 +7,7 @@
 # The bucket size (0.001 MiB) cuts this model's gradient into three buckets (more than the two
 # a communicator keeps in flight), so buckets are reduced
 # while backward still runs (checked through grad_buckets_early); ZeRO-1 shards the momentum
-# over the ranks.
+# over the ranks. --zero auto (the default) picks ZeRO-1 at 2+ ranks.
 . "${srcdir:-.}/tests/lib.sh"
 need_data
 common="--data $DATA --model mlp:784-64-32-10 --batch 100 --max-steps 60 --optimizer momentum
@@ -37,6 +37,19 @@ train_run np3-zero1-ring 3 --zero 1 --bucket-mb 0.001 --allreduce ring
 "$PT_CKPT" diff "$WORK/np1" "$WORK/np3-zero1-ring" --tol 1e-5 >"$WORK/diff-ring" ||
     { cat "$WORK/diff-ring"; fail "parameters np=1 vs np3-zero1-ring"; }
 echo "np3-zero1-ring: $(tail -1 "$WORK/diff-ring")"
+# --zero auto, the default (issue 20): ZeRO-1 at 2 or more ranks, stage 0 at 1 rank and where
+# compression replaces the allreduce (the memory record's "zero"); at 2 ranks without clipping the
+# shard sum g0 + g1 is the allreduce's, so the default run is bitwise the replicated one.
+train_run np2-auto 2
+train_run np2-auto-fp16 2 --compress fp16
+for f in "np1 0" "np2-auto 1" "np2-auto-fp16 0" "np2-zero1-bucket0 1" "np2-zero0-bucket0 0"; do
+    set -- $f
+    grep -q '"event": "memory".*"zero": '"$2," "$WORK/$1.jsonl" ||
+        { grep '"memory"' "$WORK/$1.jsonl"; fail "$1: expected ZeRO stage $2 in the memory record"; }
+done
+"$PT_CKPT" diff "$WORK/np2-zero0-bucket0" "$WORK/np2-auto" >"$WORK/diff-auto" ||
+    { cat "$WORK/diff-auto"; fail "2 ranks: the default (ZeRO-1) is not bitwise the replicated update"; }
+echo "np2 default (ZeRO-1) vs --zero 0: $(tail -1 "$WORK/diff-auto")"
 # Buckets really overlapped backward: every step of a bucketed run started some bucket's
 # collective from the backward hook while layers were still to run (grad_buckets_early, counted
 # in grad_sync.c; 2 of the 3 buckets here), and a run without buckets starts none early. A

@@ -1,6 +1,6 @@
 #!/bin/sh
 # --reproducible: the trained parameters are bitwise identical for 1, 2, 3 and 4 ranks (ZeRO-1
-# on and off, 1 and 2 threads per rank), and a 4-rank checkpoint resumed on 2 and on 3 ranks ends
+# on and off, 1 and 2 threads per rank, the default chunk at batch 96 and 128), and a 4-rank checkpoint resumed on 2 and on 3 ranks ends
 # bitwise where the uninterrupted 4-rank run ends (resharding of the ZeRO-1 optimizer state).
 # Without --reproducible, resharding still continues within float tolerance. Bad settings of the
 # mode are refused with one message.
@@ -23,6 +23,9 @@ run r2 2 --reproducible
 run r3 3 --reproducible --zero 1
 run r4 4 --reproducible --zero 1
 run r4z0 4 --reproducible
+# the exact sum over messages (integer reduce-scatter + float allgather) rather than the direct
+# reads of the node's shared window that --allreduce auto takes on one node
+run r3ring 3 --reproducible --allreduce ring
 OMP_NUM_THREADS=2 run r1t2 1 --reproducible --metrics "$WORK/r1t2.jsonl"
 OMP_NUM_THREADS=2 run r2t2 2 --reproducible --zero 1 --metrics "$WORK/r2t2.jsonl"
 # the 2-thread runs really ran 2 OpenMP threads on every rank (the start record's fewest and
@@ -31,7 +34,13 @@ for n in r1t2 r2t2; do
     grep -q '"event": "start".*"threads_min": 2, "threads_max": 2' "$WORK/$n.jsonl" ||
         { grep '"start"' "$WORK/$n.jsonl"; fail "$n did not run 2 threads per rank"; }
 done
-for n in r2 r3 r4 r4z0 r1t2 r2t2; do same r1 $n "bitwise r1 vs $n"; done
+for n in r2 r3 r4 r4z0 r3ring r1t2 r2t2; do same r1 $n "bitwise r1 vs $n"; done
+# The default chunk (auto) at batch 128 is 32 samples: 4 chunks on 1 rank, 2 per rank on 2, 1 on
+# 4 (the first-chunk pass alone), with ZeRO-1 (auto) and without.
+run b1 1 --reproducible --batch 128
+run b2 2 --reproducible --batch 128
+run b4 4 --reproducible --batch 128 --zero 0
+for n in b2 b4; do same b1 $n "bitwise b1 vs $n (batch 128, auto chunk)"; done
 # The test can fail: the ordinary mode at 3 ranks is not bitwise equal to 1 rank.
 run plain1 1
 run plain3 3
@@ -61,7 +70,7 @@ echo "ordinary 4 -> 2 ranks: $(tail -1 "$WORK/diff-ps")"
 grep -q "writers *4" "$WORK/info" || fail "checkpoint not written by 4 ranks"
 ! grep -q MISMATCH "$WORK/info" || fail "checksum mismatch in a collectively written checkpoint"
 # Bad settings: one message, non-zero exit on every rank.
-for bad in "--batch 100" "--repro-chunk 0" "--repro-chunk 1 --batch 192"; do
+for bad in "--batch 100 --repro-chunk 8" "--batch 97" "--repro-chunk 0" "--repro-chunk 1 --batch 192"; do
     if mpirun_t 2 60 "$PARATRAIN" train $common --reproducible $bad >"$WORK/bad.out" 2>&1; then
         fail "accepted --reproducible $bad"
     fi

@@ -46,6 +46,13 @@ pt_status pt_optim_create(pt_optimizer *o, const pt_optim_config *cfg, const pt_
 void pt_optim_destroy(pt_optimizer *o);
 /* One update of w (n elements) with gradient g at learning rate lr. */
 void pt_optim_step(pt_optimizer *o, float *w, const float *g, float lr);
+/* The same update in parts, for a caller that fuses it with another pass over the elements
+ * (ZeRO-1's shared-memory reduce-scatter): pt_optim_advance once per update, then
+ * pt_optim_apply on any partition of [0, n) -- w and g point at element lo. The elements are
+ * independent, so the bits are pt_optim_step's. */
+void pt_optim_advance(pt_optimizer *o);
+void pt_optim_apply(const pt_optimizer *o, float *w, const float *g, float lr, int64_t lo,
+                    int64_t n);
 
 /* Global-norm clipping as torch.nn.utils.clip_grad_norm_: scales g by
  * min(1, max_norm / (norm + 1e-6)). Returns the norm before clipping. max_norm <= 0 disables. */

@@ -50,12 +50,12 @@ typedef struct {
     char trace[PT_PATH_MAX]; /* --pp > 1: Chrome-trace JSON of a few steps (empty: none) */
     int64_t trace_steps;     /* steps it records (after the first, when there are more) */
     bool sequence_parallel; /* tp > 1: layer norms and dropout split along the sequence */
-    int64_t zero;        /* ZeRO stage: 0 (replicated optimizer state) or 1 (sharded) */
+    int64_t zero;        /* ZeRO stage: 0 (replicated optimizer state), 1 (sharded), -1 auto */
     double bucket_mb;    /* gradient bucket size in MiB (0: one allreduce after backward) */
     bool sync_bn;        /* batch norm over the global batch (synchronized statistics) */
     char conv_algo[16];  /* conv2d: auto (direct kernels where they apply) or im2col */
     bool reproducible;   /* bitwise-identical results for any rank count (exact reduction) */
-    int64_t repro_chunk; /* --reproducible: samples per gradient chunk */
+    int64_t repro_chunk; /* --reproducible: samples per gradient chunk (-1 auto) */
     char compress[32];          /* gradient compression: none, topk:D, sign, signsgd, fp16, bf16 */
     char sparse_allreduce[16];  /* topk: allgather, sparcml or gtopk */
     bool error_feedback;        /* topk, sign: keep what was not sent for the next step */
@@ -85,6 +85,14 @@ pt_status pt_train_config_set(pt_train_config *c, const char *key, const char *v
  * algorithms, the model spec's syntax, and combinations of options. Needs no data and no other
  * rank, so every rank decides alike before any work starts. */
 pt_status pt_train_config_check(const pt_train_config *c);
+/* The ZeRO stage a run uses on a data-parallel group of dp_size ranks: --zero 0 or 1 as given;
+ * auto (-1, the default) is 1 when dp_size > 1 and neither --compress nor --ps-servers replaces
+ * the allreduce, else 0. */
+int pt_train_zero_stage(const pt_train_config *c, int dp_size);
+/* --reproducible's chunk: --repro-chunk as given; auto (-1, the default) is the largest chunk
+ * that divides batch / p for every p in 1..4 that divides the batch (8 at batch 96, 32 at 128),
+ * so runs on any of those rank counts give the same bits. */
+int64_t pt_train_repro_chunk(const pt_train_config *c);
 /* Reads "key = value" lines ('#' starts a comment). */
 pt_status pt_train_config_load(pt_train_config *c, const char *path);
 /* Writes every option as "key = value" lines (what a checkpoint stores). */

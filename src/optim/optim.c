@@ -74,10 +74,12 @@ void pt_optim_destroy(pt_optimizer *o)
     memset(o, 0, sizeof *o);
 }
 
-void pt_optim_step(pt_optimizer *o, float *w, const float *g, float lr)
+void pt_optim_advance(pt_optimizer *o) { o->t++; }
+
+void pt_optim_apply(const pt_optimizer *o, float *w, const float *g, float lr, int64_t lo,
+                    int64_t n)
 {
     const pt_optim_config *c = &o->cfg;
-    o->t++;
     pt_update_params p = {.lr = lr,
                           .momentum = c->momentum,
                           .weight_decay = c->weight_decay,
@@ -87,12 +89,19 @@ void pt_optim_step(pt_optimizer *o, float *w, const float *g, float lr)
                           .nesterov = c->nesterov,
                           .decoupled_wd = c->kind == PT_OPT_ADAMW,
                           .t = o->t};
+    float *s0 = o->nstates > 0 ? o->state[0] + lo : NULL, *s1 = o->nstates > 1 ? o->state[1] + lo : NULL;
     switch (c->kind) {
-    case PT_OPT_SGD: o->be->sgd_update(w, g, o->nstates ? o->state[0] : NULL, o->n, &p); break;
-    case PT_OPT_ADAGRAD: o->be->adagrad_update(w, g, o->state[0], o->n, &p); break;
+    case PT_OPT_SGD: o->be->sgd_update(w, g, s0, n, &p); break;
+    case PT_OPT_ADAGRAD: o->be->adagrad_update(w, g, s0, n, &p); break;
     case PT_OPT_ADAM:
-    case PT_OPT_ADAMW: o->be->adam_update(w, g, o->state[0], o->state[1], o->n, &p); break;
+    case PT_OPT_ADAMW: o->be->adam_update(w, g, s0, s1, n, &p); break;
     }
+}
+
+void pt_optim_step(pt_optimizer *o, float *w, const float *g, float lr)
+{
+    pt_optim_advance(o);
+    pt_optim_apply(o, w, g, lr, 0, o->n);
 }
 
 void pt_clip_grad_scale(const pt_backend *be, float *g, int64_t n, double norm, double max_norm)

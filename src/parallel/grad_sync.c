@@ -78,10 +78,29 @@ pt_status pt_grad_sync_init(pt_grad_sync *gs, pt_comm *pc, pt_model *m, bool zer
         }
         bucket_mib = 0;
     }
-    if (exact) {
-        size_t bytes = sizeof(__int128) * (size_t)(m->numel ? m->numel : 1);
-        gs->acc = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    const size_t accb = pt_grad_sync_acc_bytes(m);
+    if (exact && gs->size > 1 && !gs->staged && pc->nnodes == 1 && pc->user_slots &&
+        pc->node_rank == pc->rank && (char *)m->g == pc->user_slots[pc->rank] + accb) {
+        gs->peer_acc = malloc(sizeof(__int128 *) * (size_t)gs->size);
+        gs->peer_gx = malloc(sizeof(float *) * (size_t)gs->size);
+        if (!gs->peer_acc || !gs->peer_gx) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for peers");
+        for (int q = 0; q < gs->size; q++) {
+            gs->peer_acc[q] = (__int128 *)(void *)pc->user_slots[q];
+            gs->peer_gx[q] = (float *)(void *)(pc->user_slots[q] + accb);
+        }
+        gs->acc = gs->peer_acc[gs->rank];
+        gs->acc_shared = true;
+    } else if (exact) {
+        size_t bytes = accb;
+        gs->acc = aligned_alloc(64, bytes);
         PT_ALLOC_CHECK(gs->acc, bytes);
+        if (gs->size > 1) { /* the reduce-scatter's result: rank 0's shard is the largest */
+            int64_t o0, c0;
+            pt_shard_range(m->numel, gs->size, 0, &o0, &c0);
+            bytes = sizeof(__int128) * (size_t)(c0 ? c0 : 1);
+            gs->acc_shard = aligned_alloc(64, (bytes + 63) / 64 * 64);
+            PT_ALLOC_CHECK(gs->acc_shard, bytes);
+        }
     }
     return make_buckets(gs, bucket_mib);
 }
@@ -96,7 +115,10 @@ void pt_grad_sync_free(pt_grad_sync *gs)
     }
     for (int b = 0; b < gs->nbuckets; b++)
         if (gs->buckets[b].req) pt_coll_wait(&gs->buckets[b].req);
-    free(gs->buckets), free(gs->shard_offs), free(gs->shard_counts), free(gs->acc);
+    if (!gs->acc_shared) free(gs->acc);
+    free(gs->peer_acc), free(gs->peer_gx);
+    free(gs->buckets), free(gs->shard_offs), free(gs->shard_counts);
+    free(gs->acc_shard);
     free(gs->peer_g), free(gs->peer_w);
     memset(gs, 0, sizeof *gs);
 }
@@ -220,20 +242,11 @@ pt_status pt_grad_sync_finish(pt_grad_sync *gs, double *wait_s)
         gs->t_first = gs->t_last_done = t0;
         return st;
     }
-    if (gs->peer_g) { /* shared-memory reduce-scatter: my shard, summed over ranks in order */
+    if (gs->peer_g) { /* shared-memory reduce-scatter: deferred (shm_reduce_scatter) */
         gs->t_first = t0;
         /* every rank's gradient is final */
         PT_TRY(pt_mpi_barrier(gs->pc->node, "the node barrier before the shared-memory reduce-scatter"));
-        const int64_t off = gs->shard_off, n = gs->shard_count;
-        float *dst = gs->gshard;
-        float *const *pg = gs->peer_g;
-        const int p = gs->size;
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < n; i++) {
-            float s = pg[0][off + i];
-            for (int q = 1; q < p; q++) s += pg[q][off + i];
-            dst[i] = s;
-        }
+        gs->rs_pending = true;
         gs->t_last_done = pt_now();
         *wait_s = gs->t_last_done - t0;
         return st;
@@ -265,22 +278,26 @@ pt_status pt_grad_sync_finish(pt_grad_sync *gs, double *wait_s)
 /* float32 -> round-toward-zero(value * 2^96) as a 128-bit integer, from the float's bits: the
  * 24-bit significand shifted by (exponent - 150 + 96). Exact for |value| >= 2^-73 (smaller
  * values lose their low bits, the same way on every rank). Sets *bad for |value| >= 2^24 or a
- * non-finite value: |value| < 2^24 leaves 7 bits of headroom for up to 128 chunks. */
+ * non-finite value: |value| < 2^24 leaves 7 bits of headroom for up to 128 chunks.
+ * Branch-free but for the rare out-of-range test (signs are random in a gradient, so a branch on
+ * them mispredicts half the time): the sign is applied as (q ^ s) - s with s = 0 or -1. */
 static inline __int128 to_fixed(float f, int64_t *bad)
 {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     const int e = (int)((u >> 23) & 0xffu);
-    if (e >= 127 + 24) { /* also Inf and NaN (e = 255) */
-        (*bad)++;
-        return 0;
-    }
-    const uint32_t sig = e ? (u & 0x7fffffu) | 0x800000u : (u & 0x7fffffu); /* subnormal */
-    const int shift = (e ? e : 1) - 150 + PT_EXACT_FRAC_BITS;
-    __int128 q = shift >= 0 ? (__int128)sig << shift : shift > -32 ? (__int128)(sig >> -shift) : 0;
-    return (u >> 31) ? -q : q;
+    *bad += e >= 127 + 24; /* also Inf and NaN (e = 255) */
+    const uint64_t sig = e ? (u & 0x7fffffu) | 0x800000u : (u & 0x7fffffu); /* subnormal */
+    const int shift = (e ? e : 1) - 150 + PT_EXACT_FRAC_BITS; /* in [-53, 96] for e <= 150 */
+    const unsigned __int128 q = e >= 127 + 24 ? 0
+                                : shift >= 0  ? (unsigned __int128)sig << shift
+                                              : (unsigned __int128)(sig >> -shift);
+    const __int128 s = -(__int128)(u >> 31);
+    return ((__int128)q ^ s) - s;
 }
 
+/* One pass over the chunk's gradient: the first chunk writes the accumulator (no read of it),
+ * later ones add; a thread's static block of elements is the same on every pass. */
 void pt_grad_sync_exact_add(pt_grad_sync *gs, bool first)
 {
     const float *g = gs->m->g;
@@ -291,23 +308,75 @@ void pt_grad_sync_exact_add(pt_grad_sync *gs, bool first)
     __int128 *acc = gs->acc;
     const int64_t n = gs->m->numel;
     int64_t bad = 0;
+    if (first) {
 #pragma omp parallel for schedule(static) reduction(+ : bad)
-    for (int64_t i = 0; i < n; i++) {
-        const __int128 q = to_fixed(g[i], &bad);
-        acc[i] = first ? q : acc[i] + q;
+        for (int64_t i = 0; i < n; i++) acc[i] = to_fixed(g[i], &bad);
+        gs->exact_overflow = bad;
+        return;
     }
-    gs->exact_overflow = first ? bad : gs->exact_overflow + bad;
+#pragma omp parallel for schedule(static) reduction(+ : bad)
+    for (int64_t i = 0; i < n; i++) acc[i] += to_fixed(g[i], &bad);
+    gs->exact_overflow += bad;
 }
 
-pt_status pt_grad_sync_exact_reduce(pt_grad_sync *gs)
+size_t pt_grad_sync_acc_bytes(const pt_model *m)
 {
-    const int64_t n = gs->m->numel;
-    if (gs->size > 1) PT_TRY(pt_allreduce(gs->pc, PT_IN_PLACE, gs->acc, n, PT_I128, PT_SUM));
-    float *g = gs->hg ? gs->hg : gs->m->g;
-    const __int128 *acc = gs->acc;
+    return (sizeof(__int128) * (size_t)(m->numel ? m->numel : 1) + 63) / 64 * 64;
+}
+
+/* acc[0, n) -> g[0, n) rounded to float (the one rounding of the exact sum) */
+static void from_fixed(const __int128 *acc, float *g, int64_t n)
+{
     const double inv = ldexp(1.0, -PT_EXACT_FRAC_BITS);
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) g[i] = (float)((double)acc[i] * inv);
+}
+
+/* Over ranks: a reduce-scatter of the integers (rank r sums its shard of the elements), each
+ * rank rounds its shard to float, and an allgather of the floats gives every rank the whole
+ * gradient: 16 + 4 bytes per element on the wire instead of the allreduce's 16 + 16. Integer
+ * sums are exact in any order, so the algorithm and the rank count do not change a bit. */
+pt_status pt_grad_sync_exact_reduce(pt_grad_sync *gs)
+{
+    const int64_t n = gs->m->numel;
+    float *g = gs->hg ? gs->hg : gs->m->g;
+    if (gs->size == 1) {
+        from_fixed(gs->acc, g, n);
+    } else if (gs->peer_acc) { /* one node, shared window: direct reads, three node barriers */
+        MPI_Comm node = gs->pc->node;
+        int64_t off, cnt;
+        pt_shard_range(n, gs->size, gs->rank, &off, &cnt);
+        PT_TRY(pt_mpi_barrier(node, "the node barrier before the exact sum")); /* accs final */
+        __int128 *const *pa = gs->peer_acc;
+        const int p = gs->size;
+        const double inv = ldexp(1.0, -PT_EXACT_FRAC_BITS);
+#pragma omp parallel for schedule(static)
+        for (int64_t i = off; i < off + cnt; i++) {
+            __int128 sum = pa[0][i];
+            for (int q = 1; q < p; q++) sum += pa[q][i];
+            g[i] = (float)((double)sum * inv); /* from_fixed's rounding */
+        }
+        PT_TRY(pt_mpi_barrier(node, "the node barrier after the exact sum")); /* shards final */
+        for (int q = 0; q < p; q++) {
+            int64_t o, c;
+            pt_shard_range(n, p, q, &o, &c);
+            if (q != gs->rank && c > 0) memcpy(g + o, gs->peer_gx[q] + o, sizeof(float) * (size_t)c);
+        }
+        /* the peers are done reading this rank's accumulator and gradient before its next
+         * backward writes them */
+        PT_TRY(pt_mpi_barrier(node, "the node barrier after the exact gather"));
+    } else {
+        int64_t counts[gs->size], off = 0, cnt = 0;
+        for (int r = 0; r < gs->size; r++) {
+            int64_t o, c;
+            pt_shard_range(n, gs->size, r, &o, &c);
+            counts[r] = c;
+            if (r == gs->rank) off = o, cnt = c;
+        }
+        PT_TRY(pt_reduce_scatter(gs->pc, gs->acc, gs->acc_shard, counts, PT_I128, PT_SUM));
+        from_fixed(gs->acc_shard, g + off, cnt);
+        PT_TRY(pt_allgather(gs->pc, g + off, g, counts, PT_F32));
+    }
     if (gs->hg) {
         gs->m->be->to_device(gs->m->g, gs->hg, sizeof(float) * (size_t)n);
         return gs->m->be->synchronize();
@@ -317,8 +386,42 @@ pt_status pt_grad_sync_exact_reduce(pt_grad_sync *gs)
 
 /* --- update -------------------------------------------------------------------------------- */
 
+/* The shared-memory reduce-scatter of elements [lo, lo + n) of this rank's shard: the sum over
+ * ranks in rank order, read from the peers' gradients (final since pt_grad_sync_finish's
+ * barrier; a peer writes its gradient again only after the allgather's barrier). */
+static void shm_reduce_scatter(pt_grad_sync *gs, int64_t lo, int64_t n)
+{
+    const int64_t off = gs->shard_off + lo;
+    float *dst = gs->gshard + lo;
+    float *const *pg = gs->peer_g;
+    const int p = gs->size;
+    for (int64_t i = 0; i < n; i++) {
+        float s = pg[0][off + i];
+        for (int q = 1; q < p; q++) s += pg[q][off + i];
+        dst[i] = s;
+    }
+}
+
+/* Elements per block of the fused reduce-scatter + update: the block's gradient sum is still
+ * in cache when the update reads it (Adam's five streams of 16 KiB plus the peers' reads). */
+#define FUSE_BLOCK 4096
+
+/* The reduced shard, whole, for a reader before the update (clipping, the norm, tp sums). */
+static void shard_ready(pt_grad_sync *gs)
+{
+    if (!gs->rs_pending) return;
+    const int64_t nb = (gs->shard_count + FUSE_BLOCK - 1) / FUSE_BLOCK;
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t lo = b * FUSE_BLOCK, hi = lo + FUSE_BLOCK < gs->shard_count ? lo + FUSE_BLOCK : gs->shard_count;
+        shm_reduce_scatter(gs, lo, hi - lo);
+    }
+    gs->rs_pending = false;
+}
+
 float *pt_grad_sync_grad(pt_grad_sync *gs, int64_t *off, int64_t *n)
 {
+    shard_ready(gs);
     *off = gs->shard_off, *n = gs->shard_count;
     return gs->gshard ? gs->gshard : gs->m->g + gs->shard_off;
 }
@@ -340,8 +443,23 @@ pt_status pt_grad_sync_sum_squares(pt_grad_sync *gs, double *ss)
 pt_status pt_grad_sync_update(pt_grad_sync *gs, pt_optimizer *opt, float lr)
 {
     int64_t off, n;
-    float *g = pt_grad_sync_grad(gs, &off, &n);
-    pt_optim_step(opt, gs->m->w + off, g, lr);
+    if (gs->rs_pending) { /* fused: each block reduced over the ranks, then updated */
+        off = gs->shard_off, n = gs->shard_count;
+        float *w = gs->m->w + off, *g = gs->gshard;
+        pt_optim_advance(opt);
+        const int64_t nb = (n + FUSE_BLOCK - 1) / FUSE_BLOCK;
+        /* blocks below the kernels' threading threshold: each runs on the thread that owns it */
+#pragma omp parallel for schedule(static)
+        for (int64_t b = 0; b < nb; b++) {
+            const int64_t lo = b * FUSE_BLOCK, hi = lo + FUSE_BLOCK < n ? lo + FUSE_BLOCK : n;
+            shm_reduce_scatter(gs, lo, hi - lo);
+            pt_optim_apply(opt, w + lo, g + lo, lr, lo, hi - lo);
+        }
+        gs->rs_pending = false;
+    } else {
+        float *g = pt_grad_sync_grad(gs, &off, &n);
+        pt_optim_step(opt, gs->m->w + off, g, lr);
+    }
     if (!gs->zero || gs->size == 1) return PT_OK;
     if (gs->peer_w) { /* shared-memory allgather: copy the peers' updated shards */
         /* every shard is updated */

@@ -15,8 +15,9 @@
  *             trainer puts them there), both collectives become direct reads of the peers'
  *             buffers between two node barriers, and buckets are not used.
  *   exact     (--reproducible) per-chunk gradients are accumulated in 128-bit fixed point and
- *             summed over ranks as integers: the sum is independent of the order, so of the
- *             rank count (docs/ARCHITECTURE.md, "Reproducible mode").
+ *             summed over ranks as integers (reduce-scatter, each rank rounds its shard to
+ *             float, allgather): the sum is independent of the order, so of the rank count
+ *             (docs/ARCHITECTURE.md, "Reproducible mode").
  */
 #ifndef PT_PARALLEL_GRAD_SYNC_H
 #define PT_PARALLEL_GRAD_SYNC_H
@@ -46,6 +47,8 @@ typedef struct {
     /* ZeRO-1 on one node with gradients and parameters in the node's shared window: the peers'
      * buffers, read directly (no messages) */
     float **peer_g, **peer_w;
+    bool rs_pending; /* that reduce-scatter is still to do: pt_grad_sync_update fuses it with the
+                        update block by block, anything reading the shard before does it whole */
     int nbuckets;
     pt_bucket *buckets; /* buckets[0] ends the flat buffer: the first one backward fills */
     int next;           /* next bucket to start */
@@ -53,6 +56,12 @@ typedef struct {
     pt_status err;      /* first failure inside the hook, reported by pt_grad_sync_finish */
     /* --reproducible: 128-bit fixed point (value * 2^PT_EXACT_FRAC_BITS), one per element */
     __int128 *acc;
+    __int128 *acc_shard; /* size > 1: this rank's shard of the sum over ranks */
+    /* --reproducible on one node, accumulator and gradient in the node's shared window (the
+     * trainer puts them there, pt_grad_sync_acc_bytes): every rank's, read directly */
+    __int128 **peer_acc;
+    float **peer_gx;
+    bool acc_shared; /* acc is the window's, not ours to free */
     int64_t exact_overflow; /* elements out of the accumulator's range (or not finite) */
     /* --compress: the compressed collective replaces the allreduce (no buckets, no ZeRO) */
     pt_compressor *z;
@@ -87,6 +96,10 @@ pt_status pt_grad_sync_finish(pt_grad_sync *gs, double *wait_s);
  * (first = start from zero); then pt_grad_sync_exact_reduce sums over ranks and writes the
  * rounded result into the model's gradient buffer, on every rank. */
 void pt_grad_sync_exact_add(pt_grad_sync *gs, bool first);
+/* Bytes of the exact accumulator as placed ahead of the gradient in one shared allocation
+ * (a multiple of 64): a trainer that puts both in the node's window makes the exact sum over
+ * ranks direct reads of the peers' accumulators. */
+size_t pt_grad_sync_acc_bytes(const pt_model *m);
 pt_status pt_grad_sync_exact_reduce(pt_grad_sync *gs);
 
 /* The reduced gradient this rank updates with, and its length and offset in the flat buffer:

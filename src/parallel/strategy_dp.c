@@ -38,7 +38,7 @@ static pt_status make_compressor(pt_train_state *s, dp_state *d)
         if (c->dgc) return PT_ERR(PT_ERR_ARG, "add --compress topk:D", "--dgc needs top-k compression");
         return PT_OK;
     }
-    if (c->zero || c->bucket_mb > 0 || c->reproducible)
+    if (c->zero == 1 || c->bucket_mb > 0 || c->reproducible)
         return PT_ERR(PT_ERR_ARG, "drop --zero, --bucket-mb and --reproducible, or --compress",
                       "--compress %s replaces the whole-gradient allreduce, so it does not combine "
                       "with ZeRO-1, buckets or the exact reduction", c->compress);
@@ -80,6 +80,7 @@ static pt_status dp_setup(pt_train_state *s)
     pt_model *m = &s->model;
     pt_comm *dp = s->dp;
     pt_status st = PT_OK;
+    const bool zero = pt_train_zero_stage(c, dp->size) == 1;
     /* With the node-aware allreduce, gradients live in node shared memory: the allreduce then
      * reads and writes the peers' gradient buffers directly (zero copy). Under ZeRO-1 on one
      * node the parameters go there too: the shards are then reduced and gathered by reading the
@@ -87,13 +88,17 @@ static pt_status dp_setup(pt_train_state *s)
     if (dp->size > 1 && !strcmp(m->be->name, "cpu") && dp->uniform &&
         (dp->algo == PT_ALLREDUCE_AUTO || dp->algo == PT_ALLREDUCE_HIERARCHICAL)) {
         void *g = NULL;
-        const bool both = c->zero == 1 && dp->nnodes == 1 && !c->reproducible;
-        st = pt_comm_buffer_alloc(dp, sizeof(float) * (size_t)m->numel * (both ? 2 : 1), &g);
+        const bool both = zero && dp->nnodes == 1 && !c->reproducible;
+        /* --reproducible on one node: the exact accumulator goes in the window too, ahead of
+         * the gradient, and the exact sum over ranks reads the peers' accumulators directly */
+        const size_t acc = c->reproducible && dp->nnodes == 1 ? pt_grad_sync_acc_bytes(m) : 0;
+        st = pt_comm_buffer_alloc(dp, acc + sizeof(float) * (size_t)m->numel * (both ? 2 : 1), &g);
         PT_TRY(pt_agree(s->world, st, NULL));
+        g = (char *)g + acc;
         pt_model_use_grad_buffer(m, g);
         if (both) pt_model_use_param_buffer(m, (float *)g + m->numel);
     }
-    st = pt_grad_sync_init(&d->gs, dp, m, c->zero == 1, c->reproducible, c->bucket_mb);
+    st = pt_grad_sync_init(&d->gs, dp, m, zero, c->reproducible, c->bucket_mb);
     PT_TRY(pt_agree(s->world, st, NULL));
     if (d->gs.staged && dp->size > 1 && !c->quiet)
         pt_log_info("backend %s: Open MPI is not CUDA-aware here, so the gradients go through "
@@ -127,7 +132,7 @@ static pt_status dp_forward_backward(pt_train_state *s, bool have_rows, pt_step_
     if (have_rows && b->rows > 0 && c->reproducible) {
         /* fixed chunks of the global batch, each its own forward/backward: a chunk's gradient
          * is then the same bits whichever rank computes it */
-        const int64_t ch = c->repro_chunk;
+        const int64_t ch = pt_train_repro_chunk(c);
         for (int64_t r0 = 0; r0 < b->rows; r0 += ch) {
             ctx.row_offset = b->row_offset + r0;
             pt_model_forward(m, b->x + r0 * S, (int)ch, &ctx);
@@ -196,12 +201,12 @@ static pt_status dp_sync(pt_train_state *s, pt_step_report *r)
     d->gs.epoch = (double)s->step / (double)s->steps_per_epoch; /* the density warm-up's clock */
     const uint64_t sent0 = s->dp->bytes_sent, recv0 = s->dp->bytes_recv;
     PT_TRY(pt_grad_sync_finish(&d->gs, &r->comm_wait_s));
+    if (s->cfg->reproducible) PT_TRY(pt_grad_sync_exact_reduce(&d->gs)); /* its bytes count */
     r->bytes_sent = s->dp->bytes_sent - sent0, r->bytes_recv = s->dp->bytes_recv - recv0;
     r->sent_elems = (double)(d->z.cfg.kind == PT_COMPRESS_TOPK ? d->z.k : s->model.numel);
     r->comm_calls_s = d->gs.t_calls;
     r->comm_span_s = s->dp_size > 1 ? d->gs.t_last_done - d->gs.t_first : 0.0;
     r->started_early = d->gs.started_early;
-    if (s->cfg->reproducible) PT_TRY(pt_grad_sync_exact_reduce(&d->gs));
     return d->tp_partial_n ? sum_partial_over_tp(s, d) : PT_OK;
 }
 
@@ -258,7 +263,7 @@ static void dp_memory(const pt_train_state *s, pt_memory_bytes *mb)
     for (int i = 0; i < m->nnodes; i++)
         act += (double)m->max_batch * (double)m->nodes[i].aux_row + (double)m->nodes[i].aux_fixed;
     mb->activation = 4.0 * act;
-    mb->sharded_optim = s->cfg->zero == 1;
+    mb->sharded_optim = d->gs.zero;
 }
 
 static int dp_buckets(const pt_train_state *s) { return state_of(s)->gs.nbuckets; }

@@ -308,7 +308,7 @@ static pt_status pp_setup(pt_train_state *s)
     }
     if (st == PT_OK) st = ownership(s, d);
     PT_TRY(pt_agree(s->world, st, NULL));
-    st = pt_grad_sync_init(&d->gs, s->dp, m, c->zero == 1, false, c->bucket_mb);
+    st = pt_grad_sync_init(&d->gs, s->dp, m, pt_train_zero_stage(c, s->dp_size) == 1, false, c->bucket_mb);
     PT_TRY(pt_agree(s->world, st, NULL));
     st = pt_train_make_optimizer(s, d->gs.shard_off, d->gs.shard_count);
     return pt_agree(s->world, st, NULL);
@@ -698,7 +698,7 @@ static void pp_memory(const pt_train_state *s, pt_memory_bytes *mb)
                                         (double)m->nodes[i].aux_row) +
                    (double)m->nodes[i].aux_fixed;
     mb->activation = 4.0 * act * (d->V > 1 ? d->M : d->K);
-    mb->sharded_optim = s->cfg->zero == 1;
+    mb->sharded_optim = pt_train_zero_stage(s->cfg, s->dp_size) == 1;
 }
 
 static int pp_buckets(const pt_train_state *s) { return state_of(s)->gs.nbuckets; }

@@ -108,14 +108,20 @@ static const opt_row rows[] = {
     ROW("sequence-parallel", OPT_BOOL, sequence_parallel, "with --tp > 1: split layer norms and "
                                                           "dropout along the sequence "
                                                           "(reduce-scatter / all-gather)"),
-    NUM("zero", OPT_I64, zero, 0, 1, 0, "ZeRO stage: 0, or 1 to shard the optimizer state over the ranks "
-                              "(reduce-scatter, shard update, allgather)"),
+    NUM("zero", OPT_I64, zero, 0, 1, R_DEFAULT, "ZeRO stage: 0, 1 to shard the optimizer state and the "
+                              "update over the data-parallel ranks (reduce-scatter, shard update, "
+                              "allgather), or auto (default; also -1): 1 when there are 2 or more "
+                              "data-parallel ranks and neither --compress nor --ps-servers replaces "
+                              "the allreduce, else 0"),
     NUM("bucket-mb", OPT_F64, bucket_mb, 0, 65536, 0, "gradient bucket size in MiB; buckets are reduced while "
                                          "backward runs (0: one allreduce after backward)"),
     ROW("reproducible", OPT_BOOL, reproducible, "bitwise-identical training for any number of "
                                                 "ranks (exact 128-bit gradient sums; slower)"),
-    NUM("repro-chunk", OPT_I64, repro_chunk, 1, 1 << 24, 0, "--reproducible: samples per gradient chunk (must "
-                                             "divide the per-rank batch)"),
+    NUM("repro-chunk", OPT_I64, repro_chunk, 1, 1 << 24, R_DEFAULT, "--reproducible: samples per gradient "
+                                             "chunk (must divide the per-rank batch; runs compare "
+                                             "bitwise at the same chunk), or auto (default; also "
+                                             "-1): the largest that divides the per-rank batch of "
+                                             "every rank count 1..4 dividing --batch"),
     ROW("sync-bn", OPT_BOOL, sync_bn, "batch norm: normalize with the statistics of the global "
                                       "batch (summed over the ranks) instead of each rank's share"),
     ROW("conv-algo", OPT_STR, conv_algo, "conv2d: auto (direct implicit-GEMM kernels where they "
@@ -176,7 +182,8 @@ void pt_train_config_defaults(pt_train_config *c)
     c->lr = c->momentum = c->weight_decay = c->beta1 = c->beta2 = c->eps = -1.0;
     c->gamma = 0.1, c->batch = 128, c->epochs = 1, c->seed = 1;
     c->log_every = 50, c->eval_batch = 0, c->validate_data = true;
-    c->bucket_mb = 0.0, c->repro_chunk = 8;
+    c->bucket_mb = 0.0, c->repro_chunk = -1; /* auto: pt_train_repro_chunk */
+    c->zero = -1; /* auto: pt_train_zero_stage */
     c->tp = 1, c->pp = 1;
     snprintf(c->ps_placement, sizeof c->ps_placement, "first");
     snprintf(c->ps_transport, sizeof c->ps_transport, "p2p");
@@ -215,11 +222,41 @@ static pt_status check_ps(const pt_train_config *c, const pt_compress_config *zc
         return PT_ERR(PT_ERR_ARG, "drop --tp and --pp, or --ps-servers",
                       "--ps-servers does not combine with tensor or pipeline parallelism (--tp %lld, "
                       "--pp %lld)", (long long)c->tp, (long long)c->pp);
-    if (c->zero || c->bucket_mb > 0 || c->reproducible || zc->kind != PT_COMPRESS_NONE || c->sync_bn)
+    if (c->zero == 1 || c->bucket_mb > 0 || c->reproducible || zc->kind != PT_COMPRESS_NONE || c->sync_bn)
         return PT_ERR(PT_ERR_ARG, "drop --zero, --bucket-mb, --reproducible, --compress and --sync-bn",
                       "--ps-servers replaces the gradient allreduce (the servers shard the optimizer "
                       "state themselves)");
     return PT_OK;
+}
+
+int pt_train_zero_stage(const pt_train_config *c, int dp_size)
+{
+    if (c->zero >= 0) return (int)c->zero;
+    /* auto: sharding the update is never slower at dp > 1 (each rank updates 1/dp of the
+     * parameters; the reduce-scatter + allgather move the allreduce's bytes), and at dp = 1 it
+     * is the replicated update. Compression and parameter servers replace the allreduce. */
+    pt_compress_config zc;
+    const bool compressed = pt_compress_parse(c->compress, &zc) != PT_OK || zc.kind != PT_COMPRESS_NONE;
+    return dp_size > 1 && !compressed && c->ps_servers == 0;
+}
+
+int64_t pt_train_repro_chunk(const pt_train_config *c)
+{
+    if (c->repro_chunk > 0) return c->repro_chunk;
+    /* auto: a function of the batch alone (so every rank count gets the same chunks, hence the
+     * same bits): gcd of batch / p over p = 1..4 dividing the batch. Larger chunks mean fewer
+     * forward/backward passes and fewer exact conversions of the gradient per step. */
+    int64_t g = 0;
+    for (int64_t p = 1; p <= 4; p++)
+        if (c->batch > 0 && c->batch % p == 0) {
+            int64_t a = c->batch / p, b = g;
+            while (b) {
+                const int64_t t = a % b;
+                a = b, b = t;
+            }
+            g = a;
+        }
+    return g > 0 ? g : 1;
 }
 
 static const opt_row *find(const char *key)
@@ -241,7 +278,9 @@ bool pt_train_config_is_bool(const char *key)
 static void range_text(const opt_row *r, char *buf, size_t len)
 {
     const char *def = r->range & R_DEFAULT ? "-1 or " : "";
-    if (r->type == OPT_I64) {
+    if (r->type == OPT_I64 && (r->range & R_DEFAULT)) { /* --zero, --repro-chunk: -1 is auto */
+        snprintf(buf, len, "%.0f..%.0f or auto", r->lo, r->hi);
+    } else if (r->type == OPT_I64) {
         if (r->hi >= STEPS) snprintf(buf, len, "%s>= %.0f", def, r->lo);
         else snprintf(buf, len, "%s%.0f..%.0f", def, r->lo, r->hi);
     } else if (isinf(r->hi)) {
@@ -278,6 +317,10 @@ pt_status pt_train_config_set(pt_train_config *c, const char *key, const char *v
         snprintf(p, r->size, "%s", value);
         return PT_OK;
     case OPT_I64: {
+        if ((r->range & R_DEFAULT) && !strcmp(value, "auto")) { /* --zero, --repro-chunk */
+            *(int64_t *)p = -1;
+            return PT_OK;
+        }
         long long v = strtoll(value, &end, 10);
         if (!starts_ok || end == value || *end || errno) break;
         num = (double)v;
@@ -492,7 +535,7 @@ pt_status pt_train_config_check(const pt_train_config *c)
     if (c->dgc && oc.kind != PT_OPT_SGD)
         return PT_ERR(PT_ERR_ARG, "use --optimizer momentum (or sgd) with --dgc",
                       "--dgc corrects SGD momentum; '%s' is not SGD", c->optimizer);
-    if (zc.kind != PT_COMPRESS_NONE && (c->zero || c->bucket_mb > 0 || c->reproducible))
+    if (zc.kind != PT_COMPRESS_NONE && (c->zero == 1 || c->bucket_mb > 0 || c->reproducible))
         return PT_ERR(PT_ERR_ARG, "drop --zero, --bucket-mb and --reproducible, or --compress",
                       "--compress %s replaces the whole-gradient allreduce, so it does not combine "
                       "with ZeRO-1, buckets or the exact reduction", c->compress);

@@ -73,7 +73,7 @@ static void fill_meta(const pt_train_state *s, pt_ckpt_meta *meta)
     meta->dp_size = s->dp_size;
     meta->tp_size = s->grid.size[PT_AXIS_TP];
     meta->pp_size = s->grid.size[PT_AXIS_PP];
-    meta->zero = (int)s->cfg->zero;
+    meta->zero = pt_train_zero_stage(s->cfg, s->dp_size);
     snprintf(meta->grid_order, sizeof meta->grid_order, "%s", s->grid.order_text);
     meta->es_best = s->es.best;
     meta->es_best_step = s->es.best_step;

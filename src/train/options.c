@@ -12,7 +12,7 @@ pt_status pt_train_check_grid_options(pt_train_state *s)
                       "--batch %lld is outside [number of data-parallel ranks = %d, 2^24]",
                       (long long)c->batch, dp);
     if (c->reproducible) {
-        const int64_t ch = c->repro_chunk;
+        const int64_t ch = pt_train_repro_chunk(c);
         if (ch <= 0 || c->batch % ((int64_t)dp * ch) != 0)
             return PT_ERR(PT_ERR_ARG, "choose --batch a multiple of data-parallel ranks x --repro-chunk",
                           "--reproducible splits the global batch %lld into chunks of %lld samples, "
@@ -39,7 +39,7 @@ pt_status pt_train_check_data_options(pt_train_state *s)
     if (s->total_steps <= 0) /* pt_train_config_check refused 0 and 0 already */
         return PT_ERR(PT_ERR_INTERNAL, NULL, "no steps to train (--epochs %lld, --max-steps %lld)",
                       (long long)c->epochs, (long long)c->max_steps);
-    if (c->zero != 0 && c->zero != 1)
+    if (c->zero != 0 && c->zero != 1 && c->zero != -1)
         return PT_ERR(PT_ERR_ARG, "ZeRO stage 1 shards the optimizer state; 0 turns it off",
                       "--zero %lld is not supported (0 or 1)", (long long)c->zero);
     if (!(c->bucket_mb >= 0) || c->bucket_mb > 65536)

@@ -39,14 +39,15 @@ void pt_train_report_memory(pt_train_state *s)
                      "\"param_bytes\": %.0f, \"grad_bytes\": %.0f, \"optim_bytes\": %.0f, "
                      "\"exact_acc_bytes\": %.0f, \"activation_bytes\": %.0f, \"zero\": %lld, "
                      "\"tp\": %d, \"eval_bytes\": %.0f",
-                     p, g, o, x, a, (long long)s->cfg->zero, s->grid.size[PT_AXIS_TP], e);
+                     p, g, o, x, a, (long long)pt_train_zero_stage(s->cfg, s->dp_size),
+                     s->grid.size[PT_AXIS_TP], e);
     if (!s->cfg->quiet)
         pt_log_info("memory per rank: parameters %.1f MiB, gradients %.1f MiB, optimizer state "
                     "%.1f MiB (%s), activations and saved state %.1f MiB%s, evaluation "
                     "%.1f MiB (chunks of %lld rows in the activations' buffers)%s",
                     p / mib, g / mib, o / mib,
-                    s->cfg->zero ? "ZeRO-1: this rank's shard" : "replicated", a / mib,
-                    s->grid.size[PT_AXIS_TP] > 1 ? " (tensor-parallel part)" : "", e / mib,
+                    pt_train_zero_stage(s->cfg, s->dp_size) ? "ZeRO-1: this rank's shard" : "replicated",
+                    a / mib, s->grid.size[PT_AXIS_TP] > 1 ? " (tensor-parallel part)" : "", e / mib,
                     (long long)(s->cfg->eval_batch < 1 || s->cfg->eval_batch > s->model.max_batch
                                     ? s->model.max_batch : s->cfg->eval_batch),
                     x > 0 ? ", exact accumulator" : "");
