@@ -614,6 +614,25 @@ static void ref_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const 
         }
 }
 
+/* C of a gemm (fp32 or 16-bit inputs, a and b holding the values the kernel saw) against the
+ * double reference, and its padding beyond n (ldc > n) untouched */
+static void check_gemm_c(const float *c, const float *c0, bool ta, bool tb, int m, int n, int k,
+                         float alpha, const float *a, int lda, const float *b, int ldb, float beta,
+                         int ldc, int pad)
+{
+    real *ref = HD((int64_t)m * n);
+    ref_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c0, ldc, ref);
+    float *cc = HF((int64_t)m * n);
+    int64_t gap = 0;
+    for (int i = 0; i < m; i++) {
+        memcpy(cc + (int64_t)i * n, c + (int64_t)i * ldc, sizeof(float) * (size_t)n);
+        gap += memcmp(c + (int64_t)i * ldc + n, c0 + (int64_t)i * ldc + n,
+                      sizeof(float) * (size_t)pad) != 0;
+    }
+    cmp("C", cc, ref, (int64_t)m * n, NMSE_TOL);
+    if (gap) failf("C's padding beyond n written in %lld rows", (long long)gap);
+}
+
 static void test_gemm(void)
 {
     if (MISSING(gemm)) return;
@@ -640,18 +659,7 @@ static void test_gemm(void)
                 ok(be->gemm(ta, tb, m, n, k, alpha, in_f(a, na, "A"), lda, in_f(b, nb, "B"), ldb,
                             beta, dc, ldc),
                    "gemm");
-                const float *c = down_f(dc, nc);
-                real *ref = HD((int64_t)m * n);
-                ref_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c0, ldc, ref);
-                float *cc = HF((int64_t)m * n);
-                int64_t gap = 0;
-                for (int i = 0; i < m; i++) {
-                    memcpy(cc + (int64_t)i * n, c + (int64_t)i * ldc, sizeof(float) * (size_t)n);
-                    gap += memcmp(c + (int64_t)i * ldc + n, c0 + (int64_t)i * ldc + n,
-                                  sizeof(float) * (size_t)pad) != 0;
-                }
-                cmp("C", cc, ref, (int64_t)m * n, NMSE_TOL);
-                if (gap) failf("C's padding beyond n written in %lld rows", (long long)gap);
+                check_gemm_c(down_f(dc, nc), c0, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, ldc, pad);
                 finish();
                 release();
             }
@@ -2608,18 +2616,7 @@ static void test_lowp_gemm_one(pt_dtype t, const char *variant)
                 ok(be->lowp_gemm(t, ta, tb, m, n, k, alpha, in_u16(a16, na, "A"), lda,
                                  in_u16(b16, nb, "B"), ldb, beta, dc, ldc),
                    "lowp_gemm");
-                const float *c = down_f(dc, nc);
-                real *ref = HD((int64_t)m * n);
-                ref_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c0, ldc, ref);
-                float *cc = HF((int64_t)m * n);
-                int64_t gap = 0;
-                for (int i = 0; i < m; i++) {
-                    memcpy(cc + (int64_t)i * n, c + (int64_t)i * ldc, sizeof(float) * (size_t)n);
-                    gap += memcmp(c + (int64_t)i * ldc + n, c0 + (int64_t)i * ldc + n,
-                                  sizeof(float) * (size_t)pad) != 0;
-                }
-                cmp("C", cc, ref, (int64_t)m * n, NMSE_TOL);
-                if (gap) failf("C's padding beyond n written in %lld rows", (long long)gap);
+                check_gemm_c(down_f(dc, nc), c0, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, ldc, pad);
                 finish();
                 release();
             }
