@@ -68,7 +68,10 @@ stop_run_once() {
 
 # 3. a peer stops at chosen points: mid-training, in the checkpoint save, at the window free, at
 # MPI_Finalize; and rank 0 stopping instead of rank 1
-stop_run step 1:20:step "collective '" 1 --max-steps 300
+# (the default at dp 2 is ZeRO-1 over the node's shared window: rank 0 waits in a node barrier of
+# the reduce-scatter; with --zero 0 it waits in a point-to-point collective)
+stop_run step 1:20:step "MPI_Barrier (the node barrier\|collective '" 1 --max-steps 300
+stop_run step-zero0 1:20:step "collective '" 1 --max-steps 300 --zero 0
 # (rank 0 is then either in the armed HDF5 write or in the save's bounded error agreement: both
 # bounds are the same limit, and whichever fires first names the operation)
 stop_run ckpt-save 1:40:ckpt-save "\(collective HDF5 I/O (writing a checkpoint\|MPI_Allreduce (the agreement on an error\)" 1 --max-steps 300 \
