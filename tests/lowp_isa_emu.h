@@ -115,6 +115,45 @@ static inline __m512 _mm512_cvtph_ps(__m256i h)
     return r;
 }
 
+/* lowp_avx512bf16.c's vector packing (masked 16-bit loads, widening, gathers, masked stores) */
+typedef unsigned int __mmask32;
+static inline __m512i _mm512_setzero_si512(void) { return (__m512i){0}; }
+static inline __m512i _mm512_loadu_si512(const void *p)
+{
+    __m512i r;
+    memcpy(&r, p, 64);
+    return r;
+}
+static inline __m512i _mm512_maskz_loadu_epi16(__mmask32 k, const void *p)
+{
+    __m512i r = {0};
+    for (int i = 0; i < 32; i++)
+        if (k >> i & 1) memcpy((uint16_t *)&r + i, (const uint16_t *)p + i, 2);
+    return r;
+}
+static inline __m256i _mm512_castsi512_si256(__m512i a)
+{
+    __m256i r;
+    memcpy(&r, &a, 32);
+    return r;
+}
+static inline __m512i _mm512_or_si512(__m512i a, __m512i b) { return a | b; }
+static inline void _mm512_mask_storeu_epi32(void *p, __mmask16 k, __m512i a)
+{
+    for (int i = 0; i < 16; i++)
+        if (k >> i & 1) memcpy((uint32_t *)p + i, (uint32_t *)&a + i, 4);
+}
+/* lanes off in k keep src's value; vindex in units of scale bytes from base */
+static inline __m512i _mm512_mask_i32gather_epi32(__m512i src, __mmask16 k, __m512i vindex,
+                                                  const void *base, int scale)
+{
+    int32_t idx[16];
+    memcpy(idx, &vindex, 64);
+    for (int i = 0; i < 16; i++)
+        if (k >> i & 1) memcpy((uint32_t *)&src + i, (const char *)base + (int64_t)idx[i] * scale, 4);
+    return src;
+}
+
 /* AMX: eight tiles of up to 16 rows x 64 bytes per thread, shaped by the last LDTILECFG */
 static _Thread_local struct {
     int configured;

@@ -23,6 +23,10 @@
  * kernels (bf16) and on the avx512fp16 variant's 12 x 32 build of lowp_blocked.c (fp16), compiled
  * against scalar stand-ins of their intrinsics (tests/lowp_isa_emu.h), so that their packing,
  * tiling and edges are checked on CPUs without the instructions too. */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -30,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../kernels/cpu/lowp_kernels.h"
 #include "paratrain/lowp.h"
 #include "testutil.h"
 
@@ -89,13 +94,22 @@ static bool is_nan16(pt_dtype t, uint16_t h)
     return t == PT_BF16 ? (h & 0x7f80) == 0x7f80 && (h & 0x7f) : (h & 0x7c00) == 0x7c00 && (h & 0x3ff);
 }
 
+/* The bulk conversions under test: the public entries (which dispatch to the widest ISA object
+ * the CPU runs), then each ISA object's own (main). Single values go through the public entries
+ * (scalar: the vector objects finish their tails with half.h too). */
+typedef void (*from_fn)(pt_dtype, uint16_t *, const float *, int64_t);
+typedef void (*to_fn)(pt_dtype, float *, const uint16_t *, int64_t);
+static from_fn cvt_from = pt_lowp_from_f32;
+static to_fn cvt_to = pt_lowp_to_f32;
+static const char *cvt_name = "dispatch";
+
 __attribute__((unused)) static void test_to_f32(pt_dtype t)
 {
     static uint16_t h[65536], back[65536];
     static float f[65536];
     for (int i = 0; i < 65536; i++) h[i] = (uint16_t)i;
-    pt_lowp_to_f32(t, f, h, 65536);
-    pt_lowp_from_f32(t, back, f, 65536);
+    cvt_to(t, f, h, 65536);
+    cvt_from(t, back, f, 65536);
     int bad_val = 0, bad_trip = 0;
     for (int i = 0; i < 65536; i++) {
         const double v = t == PT_BF16 ? field_value(h[i], 8, 7) : field_value(h[i], 5, 10);
@@ -107,9 +121,9 @@ __attribute__((unused)) static void test_to_f32(pt_dtype t)
         if (!ok_trip && bad_trip++ < 5)
             fprintf(stderr, "  %s 0x%04x -> %a -> 0x%04x\n", pt_precision_name(t), i, f[i], back[i]);
     }
-    CHECK(bad_val == 0, "%s -> fp32: %d of 65536 patterns wrong", pt_precision_name(t), bad_val);
-    CHECK(bad_trip == 0, "%s -> fp32 -> %s: %d of 65536 patterns not kept", pt_precision_name(t),
-          pt_precision_name(t), bad_trip);
+    CHECK(bad_val == 0, "%s -> fp32 (%s): %d of 65536 patterns wrong", pt_precision_name(t), cvt_name, bad_val);
+    CHECK(bad_trip == 0, "%s -> fp32 -> %s (%s): %d of 65536 patterns not kept", pt_precision_name(t),
+          pt_precision_name(t), cvt_name, bad_trip);
 }
 
 /* fp32 inputs that exercise rounding: for every 16-bit value its tie with the next one and the
@@ -149,7 +163,7 @@ __attribute__((unused)) static void test_from_f32(pt_dtype t)
     float *x = malloc(cap * sizeof *x), *r = malloc(cap * sizeof *r);
     uint16_t *h = malloc(cap * sizeof *h);
     const size_t n = rounding_cases(t, x);
-    pt_lowp_from_f32(t, h, x, (int64_t)n);
+    cvt_from(t, h, x, (int64_t)n);
     memcpy(r, x, n * sizeof *r);
     pt_lowp_round_f32(t, r, (int64_t)n);
     size_t bad = 0, bad_round = 0;
@@ -164,11 +178,11 @@ __attribute__((unused)) static void test_from_f32(pt_dtype t)
         pt_lowp_to_f32(t, &back, &h[i], 1);
         if (!(isnan(back) ? isnan(r[i]) : f2u(back) == f2u(r[i]))) bad_round++;
     }
-    CHECK(bad == 0, "fp32 -> %s: %zu of %zu inputs rounded wrong", pt_precision_name(t), bad, n);
+    CHECK(bad == 0, "fp32 -> %s (%s): %zu of %zu inputs rounded wrong", pt_precision_name(t), cvt_name, bad, n);
     CHECK(bad_round == 0, "pt_lowp_round_f32(%s) differs from to_f32(from_f32) on %zu inputs",
           pt_precision_name(t), bad_round);
-    printf("conversions %s: 65536 patterns each way, %zu fp32 inputs rounded (ties, neighbours, "
-           "subnormals, overflow, NaN, random)\n", pt_precision_name(t), n);
+    printf("conversions %s (%s): 65536 patterns each way, %zu fp32 inputs rounded (ties, neighbours, "
+           "subnormals, overflow, NaN, random)\n", pt_precision_name(t), cvt_name, n);
     free(x), free(r), free(h);
 }
 
@@ -436,6 +450,29 @@ int main(void)
         test_to_f32(types[i]);
         test_from_f32(types[i]);
     }
+#if PT_HAVE_X86_KERNELS
+    /* each ISA object's conversions directly (the CPU flags they need are those of the avx2 and
+     * avx512fp16 GEMM variants) */
+    static const struct {
+        const char *name, *variant;
+        from_fn from;
+        to_fn to;
+    } isa[] = {{"avx2", "avx2", pt_lowp_from_f32_avx2, pt_lowp_to_f32_avx2},
+               {"avx512", "avx512fp16", pt_lowp_from_f32_avx512, pt_lowp_to_f32_avx512}};
+    for (int v = 0; v < 2; v++) {
+        const char *why = NULL;
+        if (!pt_lowp_gemm_available(PT_F16, isa[v].variant, &why)) {
+            printf("SKIP-part: conversions %s: %s\n", isa[v].name, why);
+            continue;
+        }
+        cvt_from = isa[v].from, cvt_to = isa[v].to, cvt_name = isa[v].name;
+        for (int i = 0; i < 2; i++) {
+            test_to_f32(types[i]);
+            test_from_f32(types[i]);
+        }
+    }
+    cvt_from = pt_lowp_from_f32, cvt_to = pt_lowp_to_f32, cvt_name = "dispatch";
+#endif
     omp_set_num_threads(1);
     for (int i = 0; i < 2; i++) {
         find_variants(types[i]);

@@ -228,3 +228,56 @@ pt_status FN(pt_dtype t, bool ta, bool tb, int m, int n, int k, float alpha, con
     }
     return PT_OK;
 }
+
+#ifndef PT_LOWP_EMU_AVX512
+/* ------------------------------------------------------------------ conversions
+ * pt_lowp_from_f32 / pt_lowp_to_f32 for this ISA, bit for bit what src/comm/half.h's scalar
+ * functions give (tests/t_lowp checks both against its own reference): the library's baseline
+ * build ran them one element at a time, which cost a bf16 MLP step as much as its GEMMs' packing.
+ * bf16: round to nearest even in integer lanes, NaN quieted (| 0x40) as half.h does; fp16: the
+ * F16C / AVX-512 vcvtps2ph under round-to-nearest, which half.h's integer code matches. */
+typedef uint32_t vu __attribute__((vector_size(VW * 4), aligned(4), may_alias));
+
+static inline void from_f32_vec(bool bf, uint16_t *d, const float *s)
+{
+    const vf x = *(const vfu *)s;
+#if VW == 16
+    if (!bf) {
+        _mm256_storeu_si256((__m256i *)d, _mm512_cvtps_ph((__m512)x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        return;
+    }
+#else
+    if (!bf) {
+        _mm_storeu_si128((__m128i *)d, _mm256_cvtps_ph((__m256)x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        return;
+    }
+#endif
+    const vu u = (vu)x;
+    const vu nan = (vu)((u & 0x7fffffffu) > 0x7f800000u); /* all ones where NaN */
+    const vu r = ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16 & ~nan) | (((u >> 16) | 0x40u) & nan);
+#if VW == 16
+    _mm256_storeu_si256((__m256i *)d, _mm512_cvtepi32_epi16((__m512i)r));
+#else
+    const __m256i ri = (__m256i)r; /* every lane <= 0xffff: the unsigned saturation is exact */
+    _mm_storeu_si128((__m128i *)d, _mm_packus_epi32(_mm256_castsi256_si128(ri), _mm256_extracti128_si256(ri, 1)));
+#endif
+}
+
+void PT_CAT(pt_lowp_from_f32_, PT_LOWP_SUFFIX)(pt_dtype t, uint16_t *dst, const float *src, int64_t n)
+{
+    const bool bf = t == PT_BF16;
+    const int64_t nv = n / VW * VW;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < nv; i += VW) from_f32_vec(bf, dst + i, src + i);
+    for (int64_t i = nv; i < n; i++) dst[i] = bf ? f32_to_bf16(src[i]) : f32_to_f16(src[i]);
+}
+
+void PT_CAT(pt_lowp_to_f32_, PT_LOWP_SUFFIX)(pt_dtype t, float *dst, const uint16_t *src, int64_t n)
+{
+    const bool bf = t == PT_BF16;
+    const int64_t nv = n / VW * VW;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < nv; i += VW) *(vfu *)(dst + i) = cvt_vec(bf, src + i);
+    for (int64_t i = nv; i < n; i++) dst[i] = cvt1(bf, src[i]);
+}
+#endif

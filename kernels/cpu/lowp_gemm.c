@@ -46,7 +46,8 @@ pt_status pt_precision_parse(const char *s, pt_dtype *out)
     return PT_OK;
 }
 
-void pt_lowp_from_f32(pt_dtype t, uint16_t *dst, const float *src, int64_t n)
+/* the scalar conversions of src/comm/half.h; the ISA objects' vector ones give the same bits */
+static void from_f32_scalar(pt_dtype t, uint16_t *dst, const float *src, int64_t n)
 {
     if (t == PT_BF16) {
 #pragma omp parallel for schedule(static) if (n > 65536)
@@ -57,7 +58,7 @@ void pt_lowp_from_f32(pt_dtype t, uint16_t *dst, const float *src, int64_t n)
     }
 }
 
-void pt_lowp_to_f32(pt_dtype t, float *dst, const uint16_t *src, int64_t n)
+static void to_f32_scalar(pt_dtype t, float *dst, const uint16_t *src, int64_t n)
 {
     if (t == PT_BF16) {
 #pragma omp parallel for schedule(static) if (n > 65536)
@@ -66,6 +67,23 @@ void pt_lowp_to_f32(pt_dtype t, float *dst, const uint16_t *src, int64_t n)
 #pragma omp parallel for schedule(static) if (n > 65536)
         for (int64_t i = 0; i < n; i++) dst[i] = f16_to_f32(src[i]);
     }
+}
+
+static void conversions_init(void);
+static void (*from_f32_fn)(pt_dtype, uint16_t *, const float *, int64_t) = from_f32_scalar;
+static void (*to_f32_fn)(pt_dtype, float *, const uint16_t *, int64_t) = to_f32_scalar;
+static pthread_once_t cvt_once = PTHREAD_ONCE_INIT;
+
+void pt_lowp_from_f32(pt_dtype t, uint16_t *dst, const float *src, int64_t n)
+{
+    pthread_once(&cvt_once, conversions_init);
+    from_f32_fn(t, dst, src, n);
+}
+
+void pt_lowp_to_f32(pt_dtype t, float *dst, const uint16_t *src, int64_t n)
+{
+    pthread_once(&cvt_once, conversions_init);
+    to_f32_fn(t, dst, src, n);
 }
 
 void pt_lowp_round_f32(pt_dtype t, float *x, int64_t n)
@@ -191,6 +209,18 @@ static const pt_lowp_kernel_fn kernels[V_N] = {
     [V_AVX512BF16] = pt_lowp_dpbf16_avx512, [V_AMX] = pt_lowp_amx,
 #endif
 };
+
+/* the widest vector conversions the CPU runs (CPUID once, shared with the GEMM's choice) */
+static pthread_once_t once;
+static void init(void);
+static void conversions_init(void)
+{
+    pthread_once(&once, init);
+#if PT_HAVE_X86_KERNELS
+    if (cpu.avx512) from_f32_fn = pt_lowp_from_f32_avx512, to_f32_fn = pt_lowp_to_f32_avx512;
+    else if (cpu.avx2) from_f32_fn = pt_lowp_from_f32_avx2, to_f32_fn = pt_lowp_to_f32_avx2;
+#endif
+}
 
 static bool available(pt_dtype t, int v, const char **why)
 {
