@@ -143,6 +143,40 @@ static inline void _mm512_mask_storeu_epi32(void *p, __mmask16 k, __m512i a)
     for (int i = 0; i < 16; i++)
         if (k >> i & 1) memcpy((uint32_t *)p + i, (uint32_t *)&a + i, 4);
 }
+static inline __m512i _mm512_maskz_loadu_epi32(__mmask16 k, const void *p)
+{
+    __m512i r = {0};
+    for (int i = 0; i < 16; i++)
+        if (k >> i & 1) memcpy((uint32_t *)&r + i, (const uint32_t *)p + i, 4);
+    return r;
+}
+/* the unpacks interleave within each 128-bit lane: lo takes the lane's low half of a and b */
+static inline __m512i emu_unpack(__m512i a, __m512i b, int bytes, int hi)
+{
+    unsigned char x[64], y[64], r[64];
+    memcpy(x, &a, 64), memcpy(y, &b, 64);
+    const int per = 16 / bytes / 2; /* elements taken from each source per lane */
+    for (int l = 0; l < 4; l++)
+        for (int e = 0; e < per; e++) {
+            memcpy(r + 16 * l + (2 * e) * bytes, x + 16 * l + (hi * per + e) * bytes, bytes);
+            memcpy(r + 16 * l + (2 * e + 1) * bytes, y + 16 * l + (hi * per + e) * bytes, bytes);
+        }
+    memcpy(&a, r, 64);
+    return a;
+}
+#define _mm512_unpacklo_epi32(a, b) emu_unpack((a), (b), 4, 0)
+#define _mm512_unpackhi_epi32(a, b) emu_unpack((a), (b), 4, 1)
+#define _mm512_unpacklo_epi64(a, b) emu_unpack((a), (b), 8, 0)
+#define _mm512_unpackhi_epi64(a, b) emu_unpack((a), (b), 8, 1)
+/* result lanes 0, 1 from a, lanes 2, 3 from b, each chosen by two bits of imm */
+static inline __m512i _mm512_shuffle_i32x4(__m512i a, __m512i b, int imm)
+{
+    unsigned char x[64], y[64], r[64];
+    memcpy(x, &a, 64), memcpy(y, &b, 64);
+    for (int l = 0; l < 4; l++) memcpy(r + 16 * l, (l < 2 ? x : y) + 16 * (imm >> (2 * l) & 3), 16);
+    memcpy(&a, r, 64);
+    return a;
+}
 /* lanes off in k keep src's value; vindex in units of scale bytes from base */
 static inline __m512i _mm512_mask_i32gather_epi32(__m512i src, __mmask16 k, __m512i vindex,
                                                   const void *base, int scale)
