@@ -27,20 +27,6 @@ cpu=$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)
 flags=$(grep -o -w -E 'avx2|avx512f|avx512_bf16|amx_tile' /proc/cpuinfo | sort -u | tr '\n' ' ')
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# pt_train_sps BINARY DATA MODEL BATCH STEPS LOGEVERY
-pt_train_sps() {
-    m=$(mktemp) bin=$1
-    shift
-    OMP_NUM_THREADS=$THREADS OMP_WAIT_POLICY=PASSIVE timeout 900 mpirun -np 1 --bind-to none \
-        -x OMP_NUM_THREADS -x OMP_WAIT_POLICY "$bin" train --data "$1" --model "$2" \
-        --batch "$3" --eval-batch "$3" --optimizer adamw --lr 1e-3 --max-steps 100000 --stop-at "$4" \
-        --log-every "$5" --eval-every 1000000 --quiet true --validate-data false --metrics "$m" \
-        >/dev/null 2>&1 || true
-    sed -n 's/.*"event": "train".*"samples_per_s": \([0-9.]*\).*/\1/p' "$m" | sed 1d | sort -g |
-        awk '{ x[NR] = $1 } END { if (NR) print NR % 2 ? x[(NR + 1) / 2] : (x[NR / 2] + x[NR / 2 + 1]) / 2 }'
-    rm -f "$m"
-}
-
 echo "model,batch,threads,repeat,paratrain_samples_per_s,torch_samples_per_s,before_samples_per_s" >"$csv"
 # name, data, paratrain spec, torch flags, batch, paratrain steps, log every, torch steps
 for spec in "cnn $DATA cnn --model=cnn 128 24 4 20" \

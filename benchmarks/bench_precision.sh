@@ -7,45 +7,72 @@
 # average before and after each run.
 #
 #   benchmarks/bench_precision.sh [EPOCHS]      (EPOCHS default 3; ~1 min per run on 2 cores)
-#   benchmarks/bench_precision.sh speed [REPS]  throughput only: mlp 784-1024-1024-10, 1 rank x
-#       2 threads, batch 128, 200 steps, fp32 / bf16 / fp16 interleaved REPS times (default 3);
-#       median, min, max samples/s into benchmarks/out/precision_speed.csv
-# Throughput here is one run per row, on a shared machine: read it as indicative only. On a CPU
+#   benchmarks/bench_precision.sh speed [REPS]  throughput only: mlp 784-1024-1024-10 (batch 128),
+#       cnn (128) and gpt d256 (16 x 128 tokens), 1 rank x THREADS (2) threads, AdamW; paratrain
+#       fp32 / bf16 / fp16 next to PyTorch fp32 and torch.autocast bf16, interleaved REPS rounds
+#       (default 3); medians and ratios into benchmarks/out/precision_speed.csv
+#       (MODELS="mlp gpt", PRECISIONS="fp32 bf16" for a subset)
+# The accuracy runs' samples/s column is one run per row: read it as indicative only. On a CPU
 # without bf16/fp16 instructions lowp.h's fallback converts to fp32 first, so bf16/fp16 are
-# slower than fp32 there; the accuracy columns are the point.
+# slower than fp32 there.
 set -eu
 cd "$(dirname "$0")/.."
 . benchmarks/common.sh
 OUT=benchmarks/out
 mkdir -p "$OUT"
 if [ "${1:-}" = speed ]; then
-    REPS=${2:-3} STEPS=200
+    # paratrain fp32 / bf16 / fp16 and PyTorch fp32 / autocast-bf16 (benchmarks/torch_models.py,
+    # PASSIVE, the same threads), one process of THREADS threads each, AdamW, the same batch,
+    # all interleaved per round; samples/s medians over REPS rounds, ratios of medians.
+    REPS=${2:-3} THREADS=${THREADS:-2}
+    LM=${LM:-data/kjv-lm}
+    [ -f "$LM/index.h5" ] || ./pt-prep kjv-lm --out "$LM" >/dev/null
     CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
-    RAW=$OUT/precision_speed_raw.txt
-    : >"$RAW"
-    l0=$(cut -d' ' -f1 /proc/loadavg)
+    FLAGS=$(grep -o -w -E 'avx2|avx512f|avx512_bf16|avx512_fp16|amx_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')
+    RAW=$OUT/precision_speed_raw.csv
+    echo "model,round,run,samples_per_s,variant" >"$RAW"
+    l0=$(cut -d' ' -f1-3 /proc/loadavg)
     for r in $(seq "$REPS"); do
-        for p in fp32 bf16 fp16; do
-            echo "$p $(pt_samples_per_s 1 2 128 --precision $p)" >>"$RAW"
+        # name, data, paratrain spec, batch, stop-at, log-every, torch flags, torch steps
+        for spec in "mlp $DATA mlp:784-1024-1024-10 128 60 10 --model=mlp 30" \
+            "cnn $DATA cnn 128 24 4 --model=cnn 20" \
+            "gpt $LM gpt:layers=4,heads=4,d=256,ctx=128 16 10 2 --model=gpt 8"; do
+            set -- $spec
+            case " ${MODELS:-mlp cnn gpt} " in *" $1 "*) ;; *) continue ;; esac
+            for p in ${PRECISIONS:-fp32 bf16 fp16}; do
+                v=$(pt_train_sps ./paratrain "$2" "$3" "$4" "$5" "$6" --precision $p)
+                var=$(sed -n 's/.*GEMM kernel \([a-z0-9]*\).*/\1/p' "$PT_LAST_OUT" | head -1)
+                echo "$1,$r,paratrain-$p,${v:-0},${var:-sgemm}" >>"$RAW"
+            done
+            for ac in none bf16; do
+                v=$($PY benchmarks/torch_models.py $(echo "$7" | tr , ' ') --batch "$4" --threads "$THREADS" \
+                    --steps "$8" --warmup 2 --autocast $ac 2>/dev/null | sed -n 's/samples_per_s=//p')
+                [ $ac = none ] && name=torch-fp32 || name=torch-autocast-bf16
+                echo "$1,$r,$name,${v:-0},oneDNN" >>"$RAW"
+            done
         done
     done
-    l1=$(cut -d' ' -f1 /proc/loadavg)
-    $PY - "$RAW" "$CPU" "$l0" "$l1" "$OUT/precision_speed.csv" <<'PY'
-import statistics, sys
-runs = {}
-for line in open(sys.argv[1]):
-    p, v = line.split()
-    runs.setdefault(p, []).append(float(v))
-ref = statistics.median(runs["fp32"])
-with open(sys.argv[5], "w") as f:
-    f.write("precision,median,min,max,ratio_to_fp32,runs,cpu,load_before,load_after\n")
-    print(f"CPU: {sys.argv[2]}, load {sys.argv[3]} -> {sys.argv[4]}")
-    print("| precision | median samples/s | min | max | vs fp32 |")
-    print("|---|---:|---:|---:|---:|")
-    for p, v in runs.items():
-        med = statistics.median(v)
-        f.write(f'{p},{med:.0f},{min(v):.0f},{max(v):.0f},{med / ref:.3f},{len(v)},"{sys.argv[2]}",{sys.argv[3]},{sys.argv[4]}\n')
-        print(f"| {p} | {med:.0f} | {min(v):.0f} | {max(v):.0f} | {med / ref:.2f}x |")
+    l1=$(cut -d' ' -f1-3 /proc/loadavg)
+    $PY - "$RAW" "$CPU" "$FLAGS" "$l0" "$l1" "$OUT/precision_speed.csv" "$THREADS" <<'PY'
+import collections, csv, statistics, sys
+raw, cpu, flags, l0, l1, out, threads = sys.argv[1:]
+runs = collections.OrderedDict()
+for row in csv.DictReader(open(raw)):
+    runs.setdefault((row["model"], row["run"]), []).append((float(row["samples_per_s"]), row["variant"]))
+print(f"CPU: {cpu} ({flags}); {threads} threads; load average before {l0}, after {l1}")
+print("| model | run | kernel | samples/s median | min | max | vs paratrain fp32 | vs PyTorch autocast-bf16 |")
+print("|---|---|---|---:|---:|---:|---:|---:|")
+with open(out, "w") as f:
+    f.write("model,run,kernel,median,min,max,vs_paratrain_fp32,vs_torch_autocast_bf16,rounds,cpu,threads,load_before,load_after\n")
+    for (model, run), v in runs.items():
+        med = statistics.median(x for x, _ in v)
+        ref = statistics.median(x for x, _ in runs[(model, "paratrain-fp32")]) if (model, "paratrain-fp32") in runs else 0
+        ac = statistics.median(x for x, _ in runs[(model, "torch-autocast-bf16")]) if (model, "torch-autocast-bf16") in runs else 0
+        r1 = med / ref if ref else float("nan")
+        r2 = med / ac if ac else float("nan")
+        xs = [x for x, _ in v]
+        f.write(f'{model},{run},{v[0][1]},{med:.1f},{min(xs):.1f},{max(xs):.1f},{r1:.3f},{r2:.3f},{len(v)},"{cpu}",{threads},{l0},{l1}\n')
+        print(f"| {model} | {run} | {v[0][1]} | {med:.1f} | {min(xs):.1f} | {max(xs):.1f} | {r1:.2f}x | {r2:.2f}x |")
 PY
     exit 0
 fi

@@ -1,9 +1,12 @@
 #!/usr/bin/python3
-"""PyTorch reference for bench_models.sh: the same cnn / gpt as paratrain's specs, trained with
-AdamW on random inputs of the same shape (throughput does not depend on the values). Prints
-samples_per_s = batch / median step time (forward, backward, optimizer step) after --warmup (5) steps.
-PyTorch runs through torch_common (OMP_WAIT_POLICY=PASSIVE, --threads threads).
+"""PyTorch reference for bench_models.sh and bench_precision.sh speed: the same mlp / cnn / gpt as
+paratrain's specs, trained with AdamW on random inputs of the same shape (throughput does not
+depend on the values). Prints samples_per_s = batch / median step time (forward, backward,
+optimizer step) after --warmup (5) steps. PyTorch runs through torch_common
+(OMP_WAIT_POLICY=PASSIVE, --threads threads). --autocast bf16 runs forward and loss under
+torch.autocast("cpu", dtype=torch.bfloat16) (fp32 weights and optimizer, as paratrain's bf16).
 
+  torch_models.py --model mlp --batch 128 --threads 2 --steps 40  (784-1024-1024-10, ReLU)
   torch_models.py --model cnn --batch 128 --threads 2 --steps 40
   torch_models.py --model gpt --batch 16 --threads 2 --steps 20   (d 256, 4 layers, 4 heads, ctx 128)
   torch_models.py --model gpt --d 512 ...                          (the gpt spec's d, layers, heads)
@@ -16,6 +19,18 @@ import torch_common  # before torch: sets OMP_WAIT_POLICY
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+class MLP(nn.Module):
+    def __init__(s, dims=(784, 1024, 1024, 10)):
+        super().__init__()
+        s.fc = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+    def loss(s, x, y):
+        x = x.flatten(1)
+        for i, f in enumerate(s.fc):
+            x = f(x) if i == len(s.fc) - 1 else F.relu(f(x))
+        return F.cross_entropy(x, y)
 
 
 class CNN(nn.Module):
@@ -59,7 +74,8 @@ class GPT(nn.Module):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", choices=("cnn", "gpt"), required=True)
+    ap.add_argument("--model", choices=("mlp", "cnn", "gpt"), required=True)
+    ap.add_argument("--autocast", choices=("none", "bf16"), default="none")
     ap.add_argument("--batch", type=int, required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=20)
@@ -70,8 +86,8 @@ def main():
     ap.add_argument("--ctx", type=int, default=128)
     a = ap.parse_args()
     torch_common.setup(a.threads)
-    if a.model == "cnn":
-        model = CNN()
+    if a.model in ("mlp", "cnn"):
+        model = MLP() if a.model == "mlp" else CNN()
         x, y = torch.rand(a.batch, 1, 28, 28), torch.randint(0, 10, (a.batch,))
     else:
         model = GPT(L=a.layers, H=a.heads, D=a.d, T=a.ctx)
@@ -80,7 +96,9 @@ def main():
 
     def step(i):
         opt.zero_grad(set_to_none=True)
-        model.loss(x, y).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.autocast == "bf16"):
+            loss = model.loss(x, y)
+        loss.backward()
         opt.step()
 
     print("samples_per_s=%.1f" % (a.batch / torch_common.median_step_seconds(step, a.steps, a.warmup)))
