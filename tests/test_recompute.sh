@@ -7,7 +7,8 @@
 # the tied embedding across the stages) at pp 2 with M = 8 under 1F1B, GPipe and interleaved
 # (V 2), at pp 2 x dp 2, and on the 3D grid pp 2 x dp 2 x tp 2 (ZeRO-1). The schedules give the
 # same bits (tests/test_pipeline.sh), so each recomputed run is compared with one reference run
-# of its grid. Then the "pipeline_memory" record: each stage's peak activation bytes are lower
+# of its grid. The --trace timeline shows where the forward reran (1F1B's last stage: nowhere,
+# it runs each backward right after the forward). Then the "pipeline_memory" record: each stage's peak activation bytes are lower
 # with --recompute on the stages that hold more than one micro-batch and keep more per micro-batch
 # than its input (not mlp's last stage: its input is wider than its activations), and stage 0's
 # equals the memory record's (allocated) activation bytes. And --recompute at --pp 1 is refused.
@@ -53,9 +54,22 @@ for cs in mlp:1f1b mlp:gpipe gpt:1f1b gpt:gpipe gpt:interleaved; do
     [ "$sched" = interleaved ] && V=2
     eval "args=\$$model"
     # shellcheck disable=SC2086
-    run "$model-rc-$sched" 2 $args $M8 --pipeline "$sched" --virtual-stages $V --recompute true
+    run "$model-rc-$sched" 2 $args $M8 --pipeline "$sched" --virtual-stages $V --recompute true \
+        --trace "$WORK/$model-rc-$sched.trace" --trace-steps 1
     same_bits "$model-ref" "$model-rc-$sched"
 done
+# where the forward reran (the traced step 1): every micro-batch on both stages under GPipe, on
+# stage 0 only under 1F1B (its last stage runs each backward right after the forward)
+recomputed() {
+    /usr/bin/python3 - "$WORK/$1.trace" <<'PYEOF'
+import json, sys
+ev = [e for e in json.load(open(sys.argv[1]))["traceEvents"] if e["ph"] == "X" and e["name"][0] == "R"]
+print(" ".join(str(len({e["args"]["mb"] for e in ev if e["pid"] == r})) for r in (0, 1)))
+PYEOF
+}
+[ "$(recomputed gpt-rc-gpipe)" = "8 8" ] || fail "gpt-rc-gpipe: micro-batches recomputed per stage: $(recomputed gpt-rc-gpipe), expected 8 8"
+[ "$(recomputed gpt-rc-1f1b)" = "8 0" ] || fail "gpt-rc-1f1b: micro-batches recomputed per stage: $(recomputed gpt-rc-1f1b), expected 8 0"
+echo "  micro-batches recomputed per stage in a step: gpipe $(recomputed gpt-rc-gpipe), 1f1b $(recomputed gpt-rc-1f1b)"
 lower gpt-ref gpt-rc-1f1b 0
 lower gpt-ref-gpipe gpt-rc-gpipe "0 1"
 lower mlp-ref mlp-rc-1f1b 0
