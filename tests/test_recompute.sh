@@ -8,10 +8,11 @@
 # (V 2), at pp 2 x dp 2, and on the 3D grid pp 2 x dp 2 x tp 2 (ZeRO-1). The schedules give the
 # same bits (tests/test_pipeline.sh), so each recomputed run is compared with one reference run
 # of its grid. The --trace timeline shows where the forward reran (1F1B's last stage: nowhere,
-# it runs each backward right after the forward). Then the "pipeline_memory" record: each stage's peak activation bytes are lower
-# with --recompute on the stages that hold more than one micro-batch and keep more per micro-batch
-# than its input (not mlp's last stage: its input is wider than its activations), and stage 0's
-# equals the memory record's (allocated) activation bytes. And --recompute at --pp 1 is refused.
+# it runs each backward right after the forward). Then the "pipeline_memory" record: each
+# stage's peak activation bytes are lower with --recompute on the stages that hold more than one
+# micro-batch and keep more per micro-batch than its input (not mlp's last stage: its input is
+# wider than its activations), and stage 0's equals the memory record's (allocated) activation
+# bytes. And --recompute at --pp 1 is refused.
 . "${srcdir:-.}/tests/lib.sh"
 need_np 8 "pp 2 x dp 2 x tp 2"
 need_data
