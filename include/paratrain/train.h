@@ -49,6 +49,8 @@ typedef struct {
     char pp_split[128];  /* first node of stages 1.. ("7,14"; empty: balanced by FLOPs) */
     char trace[PT_PATH_MAX]; /* --pp > 1: Chrome-trace JSON of a few steps (empty: none) */
     int64_t trace_steps;     /* steps it records (after the first, when there are more) */
+    bool recompute;          /* --pp > 1: keep each in-flight micro-batch's stage input only and
+                                rerun the stage's forward right before its backward */
     bool sequence_parallel; /* tp > 1: layer norms and dropout split along the sequence */
     int64_t zero;        /* ZeRO stage: 0 (replicated optimizer state), 1 (sharded), -1 auto */
     double bucket_mb;    /* gradient bucket size in MiB (0: one allreduce after backward) */

@@ -8,7 +8,12 @@
  *          forward and one backward, then drains: at most pp - s blocks in flight
  *
  * Both run the backwards in micro-batch order, so they accumulate the same sums in the same order
- * and give the same bits. Every receive of the step is posted before any compute (each into a
+ * and give the same bits. --recompute: one activation block for the whole schedule; a micro-batch
+ * in flight keeps only its stage input (the received activation, already in its receive buffer
+ * for the step, or the data rows the loop holds) and the stage's forward runs again right before
+ * its backward. The forward is a function of the weights, the input and the context (dropout is
+ * keyed by seed, step, node and global row), so the recomputed activations, and every gradient,
+ * are the same bits. Every receive of the step is posted before any compute (each into a
  * buffer of its own) and every send is nonblocking from a buffer of its own, so no stage ever
  * blocks on a send and transfers overlap compute; the step waits for its sends at the end.
  *
@@ -53,6 +58,13 @@ typedef struct {
     pt_pipe_schedule sched;
     pt_pipe_partition part;    /* over the pp x V global stages */
     int stage, nstages, V, M, K;
+    int inflight;              /* micro-batches in flight at most per chunk (K without recompute) */
+    bool recompute;
+    int held_ci, held_mb;      /* recompute: whose forward the one block holds (-1: none) */
+    /* activation bytes of one micro-batch's block (this rank's nodes of the chunk) and of its
+     * stage input, at mb_max rows; live: what the micro-batches in flight hold now */
+    double blk_bytes[MAX_CHUNKS], in_bytes[MAX_CHUNKS], live, peak;
+    bool peak_reported;
     pp_chunk ch[MAX_CHUNKS];
     int64_t *mb_off, *mb_rows; /* micro-batches within this rank's rows */
     int64_t mb_max;
@@ -69,8 +81,9 @@ typedef struct {
     bool tracing;
 } pp_state;
 
-/* Span kinds: F forward, B backward, a / g waiting for an activation / a gradient, s waiting
- * for the sends, e the shared-embedding exchange, r the dp gradient sync, u the update. */
+/* Span kinds: F forward, B backward, R recompute, a / g waiting for an activation / a
+ * gradient, s waiting for the sends, e the shared-embedding exchange, r the dp gradient sync, u
+ * the update. */
 static void span(pp_state *d, char kind, int chunk, int mb, int64_t step, double t0)
 {
     if (!d->tracing) return;
@@ -276,11 +289,14 @@ static pt_status pp_setup(pt_train_state *s)
         pt_batch_share(s->batch.rows, i, M, &d->mb_off[i], &d->mb_rows[i]);
         if (d->mb_rows[i] > d->mb_max) d->mb_max = d->mb_rows[i];
     }
-    /* activation blocks in flight: 1F1B holds at most pp - stage; GPipe all M; interleaved
-     * one per (chunk, micro-batch) */
-    d->K = d->sched == PT_PIPE_GPIPE ? M
-           : d->sched == PT_PIPE_1F1B ? (d->nstages - d->stage < M ? d->nstages - d->stage : M)
-                                      : d->V * M;
+    /* micro-batches in flight per chunk: 1F1B holds at most pp - stage; GPipe all M;
+     * interleaved all M of each chunk. A block each, unless --recompute */
+    const int p1 = d->nstages - d->stage < M ? d->nstages - d->stage : M;
+    d->inflight = d->sched == PT_PIPE_1F1B ? p1 : M;
+    /* --recompute: one block (the model's own); the inputs live in the receive buffers */
+    d->recompute = c->recompute;
+    d->held_ci = d->held_mb = -1;
+    d->K = d->recompute ? 1 : d->V * d->inflight;
     if (st == PT_OK) st = pt_model_alloc_inflight(m, d->K, (int)d->mb_max);
     for (int ci = 0; ci < d->V && st == PT_OK; ci++) {
         pp_chunk *h = &d->ch[ci];
@@ -305,6 +321,15 @@ static pt_status pp_setup(pt_train_state *s)
         for (int i = 0; st == PT_OK && i < M; i++)
             h->rq_act[i].req = h->rq_grad[i].req = h->sq_act[i].req = h->sq_grad[i].req =
                 MPI_REQUEST_NULL;
+        /* the memory record's accounting: a block holds the output (and its gradient) and the
+         * saved state of each node of the chunk; the first stage's input is the loop's batch */
+        double act = 0.0;
+        for (int i = h->n0; i < h->n1; i++)
+            act += (double)d->mb_max * (2.0 * (double)m->slots[m->nodes[i].out].size +
+                                        (double)m->nodes[i].aux_row) +
+                   (double)m->nodes[i].aux_fixed;
+        d->blk_bytes[ci] = 4.0 * act;
+        d->in_bytes[ci] = 4.0 * (double)d->mb_max * (double)h->in_size;
     }
     if (st == PT_OK) st = ownership(s, d);
     PT_TRY(pt_agree(s->world, st, NULL));
@@ -327,25 +352,48 @@ static int block_of(const pp_state *d, int ci, int mb) { return (ci * d->M + mb)
 /* tags: kind (0 activation, 1 gradient) of micro-batch mb entering global stage g's boundary */
 static int tag_of(const pp_state *d, int g, int mb, int kind) { return 2 * (g * d->M + mb) + kind; }
 
+/* What the micro-batches in flight hold, as forward adds one and backward retires it: its block
+ * or, with recompute, its stage input (the one block counted once, in pp_memory's way). */
+static void hold(pp_state *d, int ci, int sign)
+{
+    d->live += sign * (d->recompute ? d->in_bytes[ci] : d->blk_bytes[ci]);
+    if (d->live > d->peak) d->peak = d->live;
+}
+
+/* The chunk's forward of micro-batch mb in the selected block, from its input (received, already
+ * waited for, or the data) to its output; on the last stage also the loss and its gradient. */
+static double stage_forward(pt_train_state *s, pp_state *d, int ci, int mb)
+{
+    pt_model *m = &s->model;
+    const pp_chunk *h = &d->ch[ci];
+    const int64_t rows = d->mb_rows[mb], S = s->train.sample_size;
+    if (h->in_slot >= 0)
+        memcpy(m->slots[h->in_slot].a, h->recv_act + mb * d->mb_max * h->in_size,
+               sizeof(float) * (size_t)(rows * h->in_size));
+    const pt_fwd_ctx ctx = ctx_of(s, d, mb);
+    pt_model_forward_range(m, s->batch.x + d->mb_off[mb] * S, (int)rows, &ctx, h->n0, h->n1);
+    if (h->out_slot >= 0) return 0.0;
+    return pt_model_loss(m, s->batch.y + d->mb_off[mb], (int)rows, 1.0f / (float)s->cfg->batch,
+                         NULL);
+}
+
 static pt_status forward(pt_train_state *s, pp_state *d, int ci, int mb)
 {
     pt_model *m = &s->model;
     pp_chunk *h = &d->ch[ci];
-    const int64_t rows = d->mb_rows[mb], S = s->train.sample_size;
+    const int64_t rows = d->mb_rows[mb];
     pt_model_select_inflight(m, block_of(d, ci, mb));
     double t0 = pt_now();
     if (h->in_slot >= 0) {
         PT_TRY(pt_p2p_wait(&h->rq_act[mb], 1, "a micro-batch's activations from the previous stage"));
         span(d, 'a', ci, mb, s->step, t0);
         t0 = pt_now();
-        memcpy(m->slots[h->in_slot].a, h->recv_act + mb * d->mb_max * h->in_size,
-               sizeof(float) * (size_t)(rows * h->in_size));
     }
-    const pt_fwd_ctx ctx = ctx_of(s, d, mb);
-    pt_model_forward_range(m, s->batch.x + d->mb_off[mb] * S, (int)rows, &ctx, h->n0, h->n1);
+    hold(d, ci, +1);
+    const double loss = stage_forward(s, d, ci, mb);
+    d->held_ci = ci, d->held_mb = mb;
     if (h->out_slot < 0) { /* last stage: the loss, and its gradient for the backward */
-        d->loss_sum += pt_model_loss(m, s->batch.y + d->mb_off[mb], (int)rows,
-                                     1.0f / (float)s->cfg->batch, NULL);
+        d->loss_sum += loss;
         span(d, 'F', ci, mb, s->step, t0);
         return PT_OK;
     }
@@ -364,6 +412,15 @@ static pt_status backward(pt_train_state *s, pp_state *d, int ci, int mb)
     const int64_t rows = d->mb_rows[mb];
     pt_model_select_inflight(m, block_of(d, ci, mb));
     double t0 = pt_now();
+    /* recompute, unless the block still holds this forward (1F1B's last stage runs a backward
+     * right after its forward); before the gradient's wait, so the transfer overlaps it. The
+     * last stage's loss gradient comes again with it (the loss was counted in the forward). */
+    if (d->recompute && (d->held_ci != ci || d->held_mb != mb)) {
+        (void)stage_forward(s, d, ci, mb);
+        span(d, 'R', ci, mb, s->step, t0);
+        t0 = pt_now();
+    }
+    d->held_ci = d->held_mb = -1; /* backward leaves the block to the next forward */
     if (h->out_slot >= 0) {
         PT_TRY(pt_p2p_wait(&h->rq_grad[mb], 1, "a micro-batch's gradient from the next stage"));
         span(d, 'g', ci, mb, s->step, t0);
@@ -373,6 +430,7 @@ static pt_status backward(pt_train_state *s, pp_state *d, int ci, int mb)
     }
     const pt_fwd_ctx ctx = ctx_of(s, d, mb);
     pt_model_backward_range(m, (int)rows, &ctx, h->n0, h->n1);
+    hold(d, ci, -1);
     if (h->in_slot < 0) {
         span(d, 'B', ci, mb, s->step, t0);
         return PT_OK;
@@ -473,6 +531,41 @@ static pt_status sync_shared(pt_train_state *s, pp_state *d)
     return PT_OK;
 }
 
+/* The peak of what the micro-batches in flight held during this process's first step, per
+ * stage (the largest over its dp and tp ranks): a "pipeline_memory" metrics record and, unless
+ * --quiet, a log line. With recompute the one block counts too. Collective over the world. */
+static pt_status report_peak(pt_train_state *s, pp_state *d)
+{
+    double mine[2] = {(double)d->stage, d->peak}, *all = malloc(sizeof(double) * 2 *
+                                                                 (size_t)s->world_size);
+    pt_status st = all ? PT_OK : PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the stages' peaks");
+    PT_TRY(pt_agree(s->world, st, NULL));
+    for (int ci = 0; d->recompute && ci < d->V; ci++) mine[1] += d->blk_bytes[ci];
+    st = pt_mpi_allgather(mine, 2, MPI_DOUBLE, all, s->world, "the stages' activation peaks");
+    if (st == PT_OK && s->world_rank == 0) {
+        double peak[PT_MAX_STAGES] = {0};
+        for (int r = 0; r < s->world_size; r++)
+            if (all[2 * r + 1] > peak[(int)all[2 * r]]) peak[(int)all[2 * r]] = all[2 * r + 1];
+        char list[PT_MAX_STAGES * 24], line[PT_MAX_STAGES * 40];
+        int o = 0, ol = 0;
+        for (int k = 0; k < d->nstages; k++) {
+            o += snprintf(list + o, sizeof list - (size_t)o, "%s%.0f", k ? ", " : "", peak[k]);
+            ol += snprintf(line + ol, sizeof line - (size_t)ol, "%sstage %d %.2f MiB",
+                           k ? ", " : "", k, peak[k] / 1048576.0);
+        }
+        pt_metrics_write(&s->metrics, "pipeline_memory",
+                         "\"step\": %lld, \"schedule\": \"%s\", \"micro_batches\": %d, "
+                         "\"recompute\": %s, \"peak_activation_bytes\": [%s]",
+                         (long long)s->step, s->cfg->pipeline, d->M,
+                         d->recompute ? "true" : "false", list);
+        if (!s->cfg->quiet)
+            pt_log_info("pipeline activations at their peak (step %lld%s): %s", (long long)s->step,
+                        d->recompute ? ", recompute" : "", line);
+    }
+    free(all);
+    return pt_agree(s->world, st, NULL);
+}
+
 static pt_status pp_forward_backward(pt_train_state *s, bool have_rows, pt_step_report *r)
 {
     pp_state *d = state_of(s);
@@ -496,10 +589,17 @@ static pt_status pp_forward_backward(pt_train_state *s, bool have_rows, pt_step_
     m->grad_ready = NULL; /* gradients are final only after the last micro-batch */
     m->accumulate = 1;
     d->loss_sum = 0.0;
+    d->live = d->peak = 0.0;
+    d->held_ci = d->held_mb = -1;
     pt_status st = run_schedule(s, d);
     m->accumulate = 0;
     pt_model_select_inflight(m, 0); /* evaluation uses the model's own block */
+    d->held_ci = d->held_mb = -1;   /* and may overwrite it */
     PT_TRY(st);
+    if (!d->peak_reported) {
+        d->peak_reported = true;
+        PT_TRY(report_peak(s, d));
+    }
     r->status = pt_model_status(m);
     const double t0 = pt_now();
     PT_TRY(sync_shared(s, d));
@@ -573,6 +673,7 @@ static const char *span_name(char k)
     switch (k) {
     case 'F': return "forward";
     case 'B': return "backward";
+    case 'R': return "recompute";
     case 'a': return "wait activation";
     case 'g': return "wait gradient";
     case 's': return "wait sends";
@@ -601,7 +702,7 @@ static pt_status write_trace(pt_train_state *s, pp_state *d)
                               s->grid.coord[PT_AXIS_TP]);
         for (int i = 0; i < d->nspans; i++) {
             const struct span *p = &d->spans[i];
-            const bool compute = p->kind == 'F' || p->kind == 'B';
+            const bool compute = p->kind == 'F' || p->kind == 'B' || p->kind == 'R';
             char nm[48];
             if (compute && d->V > 1) snprintf(nm, sizeof nm, "%c%d.%d", p->kind, p->mb, p->chunk);
             else if (compute) snprintf(nm, sizeof nm, "%c%d", p->kind, p->mb);
@@ -685,19 +786,17 @@ static void pp_memory(const pt_train_state *s, pt_memory_bytes *mb)
     const pp_state *d = state_of(s);
     const pt_model *m = &s->model;
     memset(mb, 0, sizeof *mb);
-    double own = 0.0, act = 0.0;
+    double own = 0.0;
     for (int t = 0; t < m->nparams; t++)
         if (d->owner[t] == d->stage) own += (double)m->params[t].numel;
     mb->param = 4.0 * own;
     mb->grad = mb->param;
     mb->optim = 4.0 * (double)s->opt.n * s->opt.nstates;
-    /* the in-flight micro-batches' activations of this rank's nodes */
+    /* the in-flight micro-batches' activations of this rank's nodes: a block each, or with
+     * recompute one block and each one's stage input */
     for (int ci = 0; ci < d->V; ci++)
-        for (int i = d->ch[ci].n0; i < d->ch[ci].n1; i++)
-            act += (double)d->mb_max * (2.0 * (double)m->slots[m->nodes[i].out].size +
-                                        (double)m->nodes[i].aux_row) +
-                   (double)m->nodes[i].aux_fixed;
-    mb->activation = 4.0 * act * (d->V > 1 ? d->M : d->K);
+        mb->activation += d->recompute ? d->blk_bytes[ci] + d->in_bytes[ci] * d->inflight
+                                       : d->blk_bytes[ci] * d->inflight;
     mb->sharded_optim = pt_train_zero_stage(s->cfg, s->dp_size) == 1;
 }
 

@@ -92,6 +92,10 @@ static const opt_row rows[] = {
     ROW("trace", OPT_STR, trace, "--pp > 1: write a Chrome-trace / Perfetto JSON timeline of "
                                  "--trace-steps steps (every rank's spans, one file)"),
     NUM("trace-steps", OPT_I64, trace_steps, 1, 1000, 0, "steps --trace records"),
+    ROW("recompute", OPT_BOOL, recompute, "--pp > 1: activation recomputation: a stage keeps only "
+                                          "each in-flight micro-batch's input and reruns its "
+                                          "forward right before the backward (same bits, less "
+                                          "activation memory, one more forward)"),
     ROW("pp-split", OPT_STR, pp_split, "--pp > 1: the first node of each stage after the first, "
                                        "comma separated (empty: balanced by FLOPs)"),
     NUM("ps-servers", OPT_I64, ps_servers, 0, 4096, 0, "parameter-server ranks (0: none); the other "
@@ -548,6 +552,9 @@ pt_status pt_train_config_check(const pt_train_config *c)
     if (c->pp == 1 && c->trace[0])
         return PT_ERR(PT_ERR_ARG, "add --pp N (N > 1) or drop --trace",
                       "--trace records pipeline schedules; --pp is 1");
+    if (c->pp == 1 && c->recompute)
+        return PT_ERR(PT_ERR_ARG, "add --pp N (N > 1) or drop --recompute",
+                      "--recompute recomputes pipeline stages' activations; --pp is 1");
     if (c->pp == 1 && (c->micro_batches > 1 || c->pp_split[0]))
         return PT_ERR(PT_ERR_ARG, "add --pp N (N > 1) or drop --micro-batches and --pp-split",
                       "--micro-batches and --pp-split apply to pipeline parallelism; --pp is 1");
