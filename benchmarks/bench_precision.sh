@@ -41,8 +41,9 @@ if [ "${1:-}" = speed ]; then
             case " ${MODELS:-mlp cnn gpt} " in *" $1 "*) ;; *) continue ;; esac
             for p in ${PRECISIONS:-fp32 bf16 fp16}; do
                 v=$(pt_train_sps ./paratrain "$2" "$3" "$4" "$5" "$6" --precision $p)
-                var=$(sed -n 's/.*GEMM kernel \([a-z0-9]*\).*/\1/p' "$PT_LAST_OUT" | head -1)
-                echo "$1,$r,paratrain-$p,${v:-0},${var:-sgemm}" >>"$RAW"
+                var=$(sed -n 's/.*"event": "start".*"lowp_gemm": "\([a-z0-9]*\)".*/\1/p' "$PT_LAST_METRICS" | head -1)
+                [ "$var" = fp32 ] && var=sgemm
+                echo "$1,$r,paratrain-$p,${v:-0},${var:-unknown}" >>"$RAW"
             done
             for ac in none bf16; do
                 v=$($PY benchmarks/torch_models.py $(echo "$7" | tr , ' ') --batch "$4" --threads "$THREADS" \

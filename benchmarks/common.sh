@@ -36,10 +36,11 @@ torch_samples_per_s() {
 # threads (default 2), AdamW, stopped by --stop-at (no final evaluation timed or waited for),
 # --eval-batch = the batch; prints the median of the `train` records' samples/s (one every
 # LOGEVERY steps, the first interval, with the warm-up, dropped). The run's output stays in
-# $PT_LAST_OUT (the lowp GEMM variant is printed there).
-PT_LAST_OUT=$(mktemp)
+# $PT_LAST_OUT, its metrics in $PT_LAST_METRICS.
+PT_LAST_OUT=$(mktemp) PT_LAST_METRICS=$(mktemp)
 pt_train_sps() {
-    m=$(mktemp) bin=$1 _d=$2 _m=$3 _b=$4 _s=$5 _l=$6
+    m=$PT_LAST_METRICS bin=$1 _d=$2 _m=$3 _b=$4 _s=$5 _l=$6
+    : >"$m"
     shift 6
     OMP_NUM_THREADS=${THREADS:-2} OMP_WAIT_POLICY=PASSIVE timeout 900 mpirun -np 1 --bind-to none \
         -x OMP_NUM_THREADS -x OMP_WAIT_POLICY "$bin" train --data "$_d" --model "$_m" \
@@ -48,5 +49,4 @@ pt_train_sps() {
         >"$PT_LAST_OUT" 2>&1 || true
     sed -n 's/.*"event": "train".*"samples_per_s": \([0-9.]*\).*/\1/p' "$m" | sed 1d | sort -g |
         awk '{ x[NR] = $1 } END { if (NR) print NR % 2 ? x[(NR + 1) / 2] : (x[NR / 2] + x[NR / 2 + 1]) / 2 }'
-    rm -f "$m"
 }

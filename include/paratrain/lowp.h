@@ -59,6 +59,8 @@ pt_status pt_lowp_gemm(pt_dtype t, bool trans_a, bool trans_b, int m, int n, int
 /* The variant pt_lowp_gemm runs for t ("amx", "avx512bf16", "avx512fp16", "sbgemm", "fallback"),
  * after PT_LOWP_GEMM; also warns once (stderr) when only the fallback is available. */
 const char *pt_lowp_gemm_variant(pt_dtype t);
+/* The same name without the warning ("fp32" for PT_F32, "invalid" after a bad PT_LOWP_GEMM). */
+const char *pt_lowp_gemm_variant_quiet(pt_dtype t);
 /* Force a variant (tests and benchmarks loop over them): PT_ERR_ARG with a message when this CPU
  * or build cannot run it. NULL or "auto": the CPUID choice. */
 pt_status pt_lowp_gemm_select(pt_dtype t, const char *variant);

@@ -318,6 +318,14 @@ pt_status pt_lowp_gemm_check(pt_dtype t)
     return current[slot(t)] < 0 ? refuse(t, env_value) : PT_OK;
 }
 
+const char *pt_lowp_gemm_variant_quiet(pt_dtype t)
+{
+    pthread_once(&once, init);
+    if (t != PT_BF16 && t != PT_F16) return "fp32";
+    const int v = current[slot(t)];
+    return v < 0 ? "invalid" : vnames[v];
+}
+
 const char *pt_lowp_gemm_variant(pt_dtype t)
 {
     pthread_once(&once, init);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "paratrain/log.h"
+#include "paratrain/lowp.h"
 #include "paratrain/strategy.h"
 #include "paratrain/watchdog.h"
 
@@ -71,12 +72,13 @@ pt_status pt_train_report_start(pt_train_state *s)
                      "\"params\": %lld, \"optimizer\": \"%s\", \"batch\": %lld, "
                      "\"steps_per_epoch\": %lld, \"total_steps\": %lld, \"threads_min\": %d, "
                      "\"threads_max\": %d, \"dp\": %d, \"tp\": %d, \"pp\": %d, "
-                     "\"grid_order\": \"%s\"",
+                     "\"grid_order\": \"%s\", \"precision\": \"%s\", \"lowp_gemm\": \"%s\"",
                      (long long)s->step, (double)s->step / (double)s->steps_per_epoch,
                      s->world_size, c->model, (long long)s->model.numel, pt_optim_name(&s->opt.cfg),
                      (long long)c->batch, (long long)s->steps_per_epoch, (long long)s->total_steps,
                      thr[0], -thr[1], s->dp_size, s->grid.size[PT_AXIS_TP],
-                     s->grid.size[PT_AXIS_PP], s->grid.order_text);
+                     s->grid.size[PT_AXIS_PP], s->grid.order_text, pt_precision_name(s->model.precision),
+                     pt_lowp_gemm_variant_quiet(s->model.precision));
     if (!c->quiet) {
         char grid[96] = "";
         if (s->grid.size[PT_AXIS_TP] > 1 || s->grid.size[PT_AXIS_PP] > 1)
