@@ -49,6 +49,20 @@ for spec in "mlp $DATA mlp:784-32-10 0.62 $sgd" \
     if [ "$name" = mlp ]; then # the fp32 trajectory, which a working low precision differs from
         run mlp-fp32 1 "$data" "$model" --precision fp32 "$@"
         ! cmp -s "$WORK/l-mlp-fp32" "$WORK/l-mlp-np1" || fail "mlp: --precision $PREC trained exactly like fp32"
+        # the memory record counts the 16-bit copies: 2 more bytes per parameter (w16), and per
+        # row the linear layers' 16-bit saved inputs, 784 + 32 values (each node's rounded up to
+        # 64 bytes); gradients and optimizer state unchanged
+        mem() { sed -n "s/.*\"event\": \"memory\".*\"$2\": \([0-9]*\).*/\1/p" "$WORK/$1.jsonl"; }
+        p32=$(mem mlp-fp32 param_bytes) p16=$(mem mlp-np1 param_bytes)
+        a32=$(mem mlp-fp32 activation_bytes) a16=$(mem mlp-np1 activation_bytes)
+        [ "$((p16 * 2))" = "$((p32 * 3))" ] || fail "mlp $PREC: param_bytes $p16, fp32 $p32: not 6 vs 4 bytes per parameter"
+        [ "$(mem mlp-np1 grad_bytes)" = "$(mem mlp-fp32 grad_bytes)" ] &&
+            [ "$(mem mlp-np1 optim_bytes)" = "$(mem mlp-fp32 optim_bytes)" ] ||
+            fail "mlp $PREC: gradient or optimizer bytes differ from fp32's"
+        d=$((a16 - a32)) lo=$((2 * 24 * (784 + 32)))
+        [ "$d" -ge "$lo" ] && [ "$d" -le "$((lo + 128))" ] ||
+            fail "mlp $PREC: activation_bytes $a16 - fp32's $a32 = $d, expected $lo (+ alignment)"
+        echo "mlp $PREC memory: parameters $p16 bytes (fp32 $p32), activations $a16 (fp32 $a32)"
     fi
 done
 pass "mlp, cnn, resnet, textcnn and gpt train in $PREC at 1 and 2 ranks"

@@ -217,6 +217,12 @@ void pt_model_destroy(pt_model *m);
  * in-flight blocks are allocated. PT_ERR_ARG with a message when the backend has no
  * low-precision entries. */
 pt_status pt_model_set_precision(pt_model *m, pt_dtype t);
+/* Bytes the model holds per parameter: the fp32 value, plus its 16-bit compute copy (w16) at
+ * bf16/fp16. The gradient and the optimizer state stay fp32. */
+static inline double pt_model_param_bytes(const pt_model *m) { return m->precision == PT_F32 ? 4.0 : 6.0; }
+/* Bytes of an activation block for `rows` rows: every slot's values and gradients, every node's
+ * saved state and, at bf16/fp16, the 16-bit saved inputs (the ops' shared scratch not counted). */
+int64_t pt_model_block_bytes(const pt_model *m, int rows);
 /* w16 = lowp(w) (nothing at PT_F32): after init, a load, a broadcast and every update. */
 pt_status pt_model_refresh_lowp(pt_model *m);
 

@@ -581,3 +581,8 @@ const pt_param *pt_model_find_param(const pt_model *m, const char *name)
         if (!strcmp(m->params[i].name, name)) return &m->params[i];
     return NULL;
 }
+
+int64_t pt_model_block_bytes(const pt_model *m, int rows)
+{
+    return (int64_t)sizeof(float) * block_floats(m, rows);
+}

@@ -251,18 +251,12 @@ static void dp_memory(const pt_train_state *s, pt_memory_bytes *mb)
 {
     const dp_state *d = state_of(s);
     memset(mb, 0, sizeof *mb);
-    mb->param = 4.0 * (double)s->model.numel;
-    mb->grad = mb->param + (d->gs.gshard ? 4.0 * (double)d->gs.shard_count : 0);
-    mb->optim = 4.0 * (double)s->opt.n * s->opt.nstates;
-    mb->exact_acc = d->gs.acc ? 16.0 * (double)s->model.numel : 0.0;
-    /* the model's activation block: every slot's values and gradients and every node's saved
-     * state, for max_batch rows (the ops' shared scratch is not counted) */
     const pt_model *m = &s->model;
-    double act = 0.0;
-    for (int i = 1; i < m->nslots; i++) act += 2.0 * m->max_batch * (double)m->slots[i].size;
-    for (int i = 0; i < m->nnodes; i++)
-        act += (double)m->max_batch * (double)m->nodes[i].aux_row + (double)m->nodes[i].aux_fixed;
-    mb->activation = 4.0 * act;
+    mb->param = pt_model_param_bytes(m) * (double)m->numel;
+    mb->grad = 4.0 * (double)m->numel + (d->gs.gshard ? 4.0 * (double)d->gs.shard_count : 0);
+    mb->optim = 4.0 * (double)s->opt.n * s->opt.nstates;
+    mb->exact_acc = d->gs.acc ? 16.0 * (double)m->numel : 0.0;
+    mb->activation = (double)pt_model_block_bytes(m, m->max_batch);
     mb->sharded_optim = d->gs.zero;
 }
 

@@ -416,8 +416,9 @@ static void ps_memory(const pt_train_state *s, pt_memory_bytes *mb)
 {
     const ps_state *p = state_of(s);
     memset(mb, 0, sizeof *mb);
-    mb->param = 4.0 * (double)s->model.numel;
-    mb->grad = mb->param + (p->me_server >= 0 ? 4.0 * (double)range_n(p, p->me_server) * p->W : 0.0);
+    mb->param = pt_model_param_bytes(&s->model) * (double)s->model.numel;
+    mb->activation = (double)pt_model_block_bytes(&s->model, s->model.max_batch);
+    mb->grad = 4.0 * (double)s->model.numel + (p->me_server >= 0 ? 4.0 * (double)range_n(p, p->me_server) * p->W : 0.0);
     mb->optim = 4.0 * (double)s->opt.n * s->opt.nstates;
     mb->sharded_optim = 1;
 }
