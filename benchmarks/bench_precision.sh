@@ -12,6 +12,8 @@
 #       fp32 / bf16 / fp16 next to PyTorch fp32 and torch.autocast bf16, interleaved REPS rounds
 #       (default 3); medians and ratios into benchmarks/out/precision_speed.csv
 #       (MODELS="mlp gpt", PRECISIONS="fp32 bf16" for a subset)
+#   benchmarks/bench_precision.sh memory   bytes per parameter and activation block per precision
+#       (each run's memory record) and peak RSS, mlp / cnn / gpt, into benchmarks/out/precision_memory.csv
 # The accuracy runs' samples/s column is one run per row: read it as indicative only. On a CPU
 # without bf16/fp16 instructions lowp.h's fallback converts to fp32 first, so bf16/fp16 are
 # slower than fp32 there.
@@ -20,6 +22,53 @@ cd "$(dirname "$0")/.."
 . benchmarks/common.sh
 OUT=benchmarks/out
 mkdir -p "$OUT"
+if [ "${1:-}" = memory ]; then
+    # bytes per rank from each run's memory record (parameters, gradients, optimizer state,
+    # activation block) and the peak resident set (VmHWM, /usr/bin/time), 1 rank, 3 steps, AdamW
+    LM=${LM:-data/kjv-lm}
+    [ -f "$LM/index.h5" ] || ./pt-prep kjv-lm --out "$LM" >/dev/null
+    CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+    CSV=$OUT/precision_memory.csv
+    echo "model,precision,params,param_bytes,grad_bytes,optim_bytes,activation_bytes,bytes_per_param,peak_rss_kib,cpu" >"$CSV"
+    for spec in "mlp $DATA mlp:784-1024-1024-10 128" "cnn $DATA cnn 128" \
+        "gpt $LM gpt:layers=4,heads=4,d=256,ctx=128 16"; do
+        set -- $spec
+        for p in fp32 bf16 fp16; do
+            m=$OUT/precmem-$1-$p.jsonl
+            : >"$m"
+            OMP_NUM_THREADS=2 timeout 600 /usr/bin/time -v ./paratrain train --data "$2" --model "$3" \
+                --batch "$4" --eval-batch "$4" --optimizer adamw --max-steps 3 --eval-every 1000000 \
+                --quiet true --validate-data false --precision $p --metrics "$m" >"$OUT/precmem.out" 2>&1 || true
+            rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$OUT/precmem.out")
+            $PY - "$m" "$1" "$p" "${rss:-0}" "$CPU" >>"$CSV" <<'PY'
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+mem = [r for r in recs if r["event"] == "memory"][0]
+start = [r for r in recs if r["event"] == "start"][0]
+n = start["params"]
+per = (mem["param_bytes"] + mem["grad_bytes"] + mem["optim_bytes"]) / n
+print(f'{sys.argv[2]},{sys.argv[3]},{n},{mem["param_bytes"]:.0f},{mem["grad_bytes"]:.0f},{mem["optim_bytes"]:.0f},'
+      f'{mem["activation_bytes"]:.0f},{per:.2f},{sys.argv[4]},"{sys.argv[5]}"')
+PY
+        done
+    done
+    $PY - "$CSV" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+mib = 1048576
+print(f'CPU: {rows[0]["cpu"]}; 1 rank, AdamW, the memory record of each run and its peak RSS')
+print("| model | precision | bytes per parameter (w + w16, grad, Adam m, v) | parameters+grad+optimizer MiB | activation block MiB | vs fp32 | peak RSS MiB |")
+print("|---|---|---:|---:|---:|---:|---:|")
+ref = {}
+for r in rows:
+    a = float(r["activation_bytes"])
+    ref.setdefault(r["model"], a)
+    st = (float(r["param_bytes"]) + float(r["grad_bytes"]) + float(r["optim_bytes"])) / mib
+    print(f'| {r["model"]} | {r["precision"]} | {r["bytes_per_param"]} | {st:.1f} | {a / mib:.1f} | '
+          f'{a / ref[r["model"]]:.2f}x | {float(r["peak_rss_kib"]) / 1024:.0f} |')
+PY
+    exit 0
+fi
 if [ "${1:-}" = speed ]; then
     # paratrain fp32 / bf16 / fp16 and PyTorch fp32 / autocast-bf16 (benchmarks/torch_models.py,
     # PASSIVE, the same threads), one process of THREADS threads each, AdamW, the same batch,
