@@ -2662,8 +2662,8 @@ static void test_lowp(void)
  * fp32 conv2d; a wrong rounding of x (truncation: NMSE ~1e-5), a wrong column index or a
  * dropped chunk fails it. Shapes: the cnn's 5x5 pad 2 layers (Cin 1, the first), the resnet's
  * 3x3 s1 p1, 3x3 s2 p1 and 1x1 s2 p0, tails of the 12 x 32 micro-kernel and odd k*k*Cin, and a
- * layer whose column matrix spans several chunks (kernels/cpu/conv_lowp.c LOWP_COL: 3 samples
- * per chunk, a last chunk of 1). On the CPU on every lowp variant this CPU can run, as
+ * layer whose column matrix spans several chunks (kernels/cpu/conv_lowp.c LOWP_COL: 8M elements,
+ * 2 samples of 48 x 48 x 64 at 5x5 per chunk, a last chunk of 1). On the CPU on every lowp variant this CPU can run, as
  * test_lowp's gemm (the others SKIP-part with lowp.h's reason; fallback always runs). */
 static void test_conv_lowp_one(pt_dtype t, const char *variant)
 {
@@ -2672,7 +2672,7 @@ static void test_conv_lowp_one(pt_dtype t, const char *variant)
                                     {28, 1, 8, 5, 1, 2, 2},  {14, 8, 16, 5, 1, 2, 2},
                                     {7, 3, 5, 3, 1, 1, 3},   {9, 4, 6, 3, 2, 1, 2},
                                     {8, 5, 7, 1, 2, 0, 2},   {5, 17, 33, 3, 1, 0, 1},
-                                    {32, 64, 4, 3, 1, 1, 4}};
+                                    {48, 64, 3, 5, 1, 2, 3}};
     for (int s = 0; s < 7; s++) {
         pt_conv2d_desc d = {.H = shapes[s][0], .Cin = shapes[s][1], .Cout = shapes[s][2],
                             .k = shapes[s][3], .stride = shapes[s][4], .pad = shapes[s][5]};

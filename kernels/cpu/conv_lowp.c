@@ -19,10 +19,11 @@
 #include "cpu_kernels.h"
 #include "paratrain/lowp.h"
 
-/* column-matrix elements per chunk: 2M uint16 = 4 MB, so col16 and the gemm's packed copy of it
- * stay within the L3 of the machines here while each gemm call is still large (>= 2500 rows on
- * the cnn's 5x5, 32 -> 64 layer) */
-#define LOWP_COL (2 << 20)
+/* column-matrix elements per chunk: 8M (16 MB of col16), the fp32 path's element budget
+ * (conv_kernels.c CONV_SCRATCH). Fewer, larger chunks measured faster on the shared 2-core EPYC
+ * than 2M or 512K (each chunk is two parallel regions, im2col16 and the gemm with its barriers,
+ * which a loaded machine stretches); benchmarks/RESULTS.md, issue 17 */
+#define LOWP_COL (8 << 20)
 
 static const pt_backend *self; /* bias_act_forward, relu of the same table */
 
