@@ -74,7 +74,7 @@ static void conv2d_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *
     const float *x = pt_in(m, n, 0)->a, *bias = n->p[1] >= 0 ? pt_pw(m, n, 1) : NULL;
     float *y = pt_out(m, n)->a;
     if (m->precision == PT_F32) {
-        be->conv2d_forward(d, rows, x, pt_pw(m, n, 0), bias, n->act, y, m->scratch);
+        pt_op_check(m, be->conv2d_forward(d, rows, x, pt_pw(m, n, 0), bias, n->act, y, m->scratch));
         return;
     }
     if (lowp_missing(m)) {
@@ -103,9 +103,10 @@ static void conv2d_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx 
     const int beta_x = pt_in_beta(m, n, 0);
     float *dw = pt_pg(m, n, 0);
     if (m->precision == PT_F32) {
-        be->conv2d_backward_weight(d, rows, in->a, dy, beta_w, dw, m->scratch);
+        pt_op_check(m, be->conv2d_backward_weight(d, rows, in->a, dy, beta_w, dw, m->scratch));
         if (beta_x < 0) return; /* the input is the data */
-        be->conv2d_backward_input(d, rows, dy, pt_pw(m, n, 0), (float)beta_x, in->g, m->scratch);
+        pt_op_check(m, be->conv2d_backward_input(d, rows, dy, pt_pw(m, n, 0), (float)beta_x, in->g,
+                                                 m->scratch));
         return;
     }
     if (lowp_missing(m)) return; /* the error stops the run; gradients are not used */
