@@ -2656,6 +2656,123 @@ static void test_lowp(void)
     }
 }
 
+/* conv2d_lowp_* (issue 17): the 16-bit convolution against the double convolution of the
+ * 16-bit values (x and dy rounded by the reference rounding, W and dy handed over in 16 bits):
+ * every product is exact in fp32 and the sums accumulate in fp32, so NMSE_TOL holds as for the
+ * fp32 conv2d; a wrong rounding of x (truncation: NMSE ~1e-5), a wrong column index or a
+ * dropped chunk fails it. Shapes: the cnn's 5x5 pad 2 layers (Cin 1, the first), the resnet's
+ * 3x3 s1 p1, 3x3 s2 p1 and 1x1 s2 p0, tails of the 12 x 32 micro-kernel and odd k*k*Cin, and a
+ * layer whose column matrix spans several chunks (kernels/cpu/conv_lowp.c LOWP_COL: 8M elements,
+ * 2 samples of 48 x 48 x 64 at 5x5 per chunk, a last chunk of 1). On the CPU on every lowp variant this CPU can run, as
+ * test_lowp's gemm (the others SKIP-part with lowp.h's reason; fallback always runs). */
+static void test_conv_lowp_one(pt_dtype t, const char *variant)
+{
+    const char *tn = t == PT_BF16 ? "bf16" : "fp16";
+    static const int shapes[][7] = {/* H, Cin, Cout, k, stride, pad, rows */
+                                    {28, 1, 8, 5, 1, 2, 2},  {14, 8, 16, 5, 1, 2, 2},
+                                    {7, 3, 5, 3, 1, 1, 3},   {9, 4, 6, 3, 2, 1, 2},
+                                    {8, 5, 7, 1, 2, 0, 2},   {5, 17, 33, 3, 1, 0, 1},
+                                    {48, 64, 3, 5, 1, 2, 3}};
+    for (int s = 0; s < 7; s++) {
+        pt_conv2d_desc d = {.H = shapes[s][0], .Cin = shapes[s][1], .Cout = shapes[s][2],
+                            .k = shapes[s][3], .stride = shapes[s][4], .pad = shapes[s][5]};
+        d.Ho = (d.H + 2 * d.pad - d.k) / d.stride + 1;
+        const int rows = shapes[s][6];
+        const int64_t nx = (int64_t)rows * d.H * d.H * d.Cin, nw = (int64_t)d.Cout * d.k * d.k * d.Cin,
+                      ny = (int64_t)rows * d.Ho * d.Ho * d.Cout;
+        char sh[120];
+        snprintf(sh, sizeof sh, "%s %s H%d Cin%d Cout%d k%d s%d p%d n%d", tn, variant, d.H, d.Cin,
+                 d.Cout, d.k, d.stride, d.pad, rows);
+        seed(1400 + s);
+        float *x = rand_f(nx, -1, 1), *w = rand_f(nw, -0.5f, 0.5f),
+              *bias = rand_f(d.Cout, -0.3f, 0.3f), *dy = rand_f(ny, -1, 1);
+        uint16_t *w16 = hmem(2 * (size_t)nw), *dy16 = hmem(2 * (size_t)ny);
+        real *xd = HD(nx), *wd = HD(nw);
+        float *dyr = HF(ny);
+        for (int64_t i = 0; i < nx; i++) xd[i] = ref_to_f32(t, ref_from_f32(t, x[i]));
+        for (int64_t i = 0; i < nw; i++) w16[i] = ref_from_f32(t, w[i]), wd[i] = ref_to_f32(t, w16[i]);
+        for (int64_t i = 0; i < ny; i++) dy16[i] = ref_from_f32(t, dy[i]), dyr[i] = ref_to_f32(t, dy16[i]);
+        const int64_t nscr = be->conv2d_lowp_scratch(t, &d, rows);
+        if (nscr < 0) {
+            begin("conv2d_lowp_scratch", "%s", sh);
+            failf("negative scratch %lld", (long long)nscr);
+            finish();
+            release();
+            continue;
+        }
+        float *scratch = out_f(nscr, "scratch");
+        const float *x_dev = in_f(x, nx, "x");
+        const uint16_t *w_dev = in_u16(w16, nw, "w16"), *dy_dev = in_u16(dy16, ny, "dy16");
+        const int with = s % 2 == 0; /* bias + ReLU on even shapes */
+        const pt_act act = with ? PT_ACT_RELU : PT_ACT_NONE;
+        begin("conv2d_lowp_forward", "%s %s", sh, with ? "bias relu" : "nobias none");
+        float *y = out_f(ny, "y");
+        ok(be->conv2d_lowp_forward(t, &d, rows, x_dev, w_dev, with ? in_f(bias, d.Cout, "bias") : NULL,
+                                   act, y, scratch),
+           "conv2d_lowp_forward");
+        real *ref = HD(ny);
+        ref_conv_fwd(&d, rows, xd, wd, with ? bias : NULL, act, ref);
+        cmp("y", down_f(y, ny), ref, ny, NMSE_TOL);
+        finish();
+        for (int beta = 0; beta < 2; beta++) {
+            float *g0 = rand_f(nx > nw ? nx : nw, -1, 1);
+            begin("conv2d_lowp_backward_weight", "%s beta=%d", sh, beta);
+            float *dw = beta ? io_f(g0, nw, "dw") : out_f(nw, "dw");
+            ok(be->conv2d_lowp_backward_weight(t, &d, rows, x_dev, dy_dev, (float)beta, dw, scratch),
+               "conv2d_lowp_backward_weight");
+            real *rw = HD(nw);
+            for (int64_t i = 0; i < nw; i++) rw[i] = beta ? g0[i] : 0.0;
+            ref_conv_bwd(&d, rows, xd, wd, dyr, NULL, rw);
+            cmp("dw", down_f(dw, nw), rw, nw, NMSE_TOL);
+            finish();
+            begin("conv2d_lowp_backward_input", "%s beta=%d", sh, beta);
+            float *dx = beta ? io_f(g0, nx, "dx") : out_f(nx, "dx");
+            ok(be->conv2d_lowp_backward_input(t, &d, rows, dy_dev, w_dev, (float)beta, dx, scratch),
+               "conv2d_lowp_backward_input");
+            real *rx = HD(nx);
+            for (int64_t i = 0; i < nx; i++) rx[i] = beta ? g0[i] : 0.0;
+            ref_conv_bwd(&d, rows, xd, wd, dyr, rx, NULL);
+            cmp("dx", down_f(dx, nx), rx, nx, NMSE_TOL);
+            finish();
+        }
+        release();
+    }
+}
+
+static void test_conv_lowp(void)
+{
+    const int opt = 1; /* OPTIONAL: a backend without them runs conv2d in fp32 only */
+    if (missing((const void *)be->conv2d_lowp_scratch, "conv2d_lowp_scratch", opt) +
+        missing((const void *)be->conv2d_lowp_forward, "conv2d_lowp_forward", opt) +
+        missing((const void *)be->conv2d_lowp_backward_weight, "conv2d_lowp_backward_weight", opt) +
+        missing((const void *)be->conv2d_lowp_backward_input, "conv2d_lowp_backward_input", opt))
+        return;
+#ifndef __FLT16_MAX__
+    printf("SKIP-part: fp16 conv2d_lowp: this compiler has no _Float16 for the reference\n");
+#endif
+    static const pt_dtype types[] = {PT_BF16, PT_F16};
+    static const char *variants[] = {"fallback", "sbgemm", "avx2", "avx512bf16", "amx", "avx512fp16"};
+    for (int ti = 0; ti < 2; ti++) {
+        const pt_dtype t = types[ti];
+#ifndef __FLT16_MAX__
+        if (t == PT_F16) continue;
+#endif
+        if (be != cpu_be) { /* another backend has its own kernels: one pass */
+            test_conv_lowp_one(t, "-");
+            continue;
+        }
+        for (int v = 0; v < 6; v++) {
+            if (pt_lowp_gemm_select(t, variants[v]) != PT_OK) {
+                printf("SKIP-part: conv2d_lowp %s %s: %s\n", t == PT_BF16 ? "bf16" : "fp16",
+                       variants[v], pt_error_message());
+                continue;
+            }
+            test_conv_lowp_one(t, variants[v]);
+        }
+        pt_lowp_gemm_select(t, NULL);
+    }
+}
+
 /* ================================================================== main */
 
 static const struct {
@@ -2681,6 +2798,7 @@ static const struct {
     {"lm_targets", test_lm_targets},
     {"vp_xent", test_vp_xent},
     {"lowp", test_lowp},
+    {"conv_lowp", test_conv_lowp}, /* issue 17 */
 };
 
 /* t_backend_ops [FAMILY...]: only those families (names above) */

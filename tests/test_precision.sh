@@ -6,10 +6,16 @@
 #    the model's level (measured in bf16 and fp16: mlp 0.58, cnn 0.85, resnet 0.94, textcnn 0.98,
 #    gpt 0.64; fp32 the same to 0.01; the levels leave a margin of 0.01-0.04 and fail a run whose
 #    gradients are left loss-scaled or whose weights are stale);
-#  - 1 rank vs 2 ranks: per-step losses within 5e-3 relative (fp32 agrees to 1e-4
-#    (tests/test_models_dp.sh); 16-bit rounding turns the reduction-order differences of the dp
-#    sums into flips of single bf16/fp16 digits; the worst seen was 1.0e-3, resnet in fp16);
-#  - low precision is really used: the loss trajectory differs from fp32's.
+#  - 1 rank vs 2 ranks: the first 5 steps' losses within 1e-4 relative, all 20 within 2e-2.
+#    fp32 agrees to 1e-4 throughout (tests/test_models_dp.sh); in 16 bits the reduction-order
+#    differences of the dp sums (fp32 rounding) flip single bf16/fp16 digits of the weights now and
+#    then, and SGD grows such a flip chaotically: the first 5 steps agree to 9e-7 (all models,
+#    both precisions) while step 20 reaches 1.03e-2 on resnet bf16 at this seed (16-bit conv2d
+#    through lowp_gemm; seeds 6-14: <= 6.3e-4; the emulated conv2d before it: <= 3.5e-3 over seeds
+#    5-14). A rank-dependent error shows at once: per-rank batch norm (resnet without --sync-bn)
+#    is 1.1e-3 off at step 1 and 4e-2 by step 20;
+#  - low precision is really used: the loss trajectory of mlp and cnn (its conv2d) differs from
+#    fp32's.
 # Bad combinations: tests/test_precision_bad.sh.
 . "${srcdir:-.}/tests/lib.sh"
 need_data
@@ -43,12 +49,15 @@ for spec in "mlp $DATA mlp:784-32-10 0.62 $sgd" \
         END { r = s / k / first; printf "%s: last-5 mean / first loss %.3f (level %.2f); ", n, r, lvl;
               exit r < lvl ? 0 : 1 }' "$WORK/l-$name-np1" || fail "$name $PREC: the loss does not fall below the level"
     paste "$WORK/l-$name-np1" "$WORK/l-$name-np2" | awk -v n="$name" '
-        { d = $1 - $2; if (d < 0) d = -d; r = d / $1; if (r > w) w = r }
-        END { printf "1 vs 2 ranks: max relative difference %.2e (tol 5e-3)\n", w; exit w <= 5e-3 ? 0 : 1 }' ||
+        { d = $1 - $2; if (d < 0) d = -d; r = d / $1; if (r > w) w = r; if (NR <= 5 && r > e) e = r }
+        END { printf "1 vs 2 ranks: max relative difference steps 1-5 %.2e (tol 1e-4), all %.2e (tol 2e-2)\n", e, w
+              exit e <= 1e-4 && w <= 2e-2 ? 0 : 1 }' ||
         fail "$name $PREC: 1 and 2 ranks disagree"
-    if [ "$name" = mlp ]; then # the fp32 trajectory, which a working low precision differs from
-        run mlp-fp32 1 "$data" "$model" --precision fp32 "$@"
-        ! cmp -s "$WORK/l-mlp-fp32" "$WORK/l-mlp-np1" || fail "mlp: --precision $PREC trained exactly like fp32"
+    case $name in mlp | cnn) # the fp32 trajectory, which a working low precision differs from
+        run "$name-fp32" 1 "$data" "$model" --precision fp32 "$@"
+        ! cmp -s "$WORK/l-$name-fp32" "$WORK/l-$name-np1" || fail "$name: --precision $PREC trained exactly like fp32"
+    esac
+    if [ "$name" = mlp ]; then
         # the memory record counts the 16-bit copies: 2 more bytes per parameter (w16), and per
         # row the linear layers' 16-bit saved inputs, 784 + 32 values (each node's rounded up to
         # 64 bytes); gradients and optimizer state unchanged

@@ -132,8 +132,8 @@ typedef struct pt_backend {
                            float beta, float *c, int ldc);
     /* dst[i] = t(src[i]), round to nearest even (fp16 overflow: Inf); n elements. */
     pt_status (*lowp_from_f32)(pt_dtype t, uint16_t *dst, const float *src, int64_t n);
-    /* dst[i] = float(t(src[i])): src rounded to t and widened back (dst may alias src); the
-     * emulation the direct convolution kernels run on. */
+    /* dst[i] = float(t(src[i])): src rounded to t and widened back (dst may alias src). No op
+     * calls it since conv2d has its 16-bit entries (below); the model still requires it. */
     pt_status (*lowp_round)(pt_dtype t, float *dst, const float *src, int64_t n);
 
     /* ---- elementwise (kernels/cpu/elementwise_kernels.c) ---- */
@@ -181,6 +181,26 @@ typedef struct pt_backend {
     /* The kernel an AUTO conv2d runs for a phase (0 forward, 1 weight, 2 input): 1 direct (no
      * column matrix), 0 im2col + GEMM. OPTIONAL (NULL: one kernel only). Tests use it. */
     int (*conv2d_uses_direct)(const pt_conv2d_desc *d, int phase);
+
+    /* ---- low-precision convolution (kernels/cpu/conv_lowp.c; --precision bf16|fp16) ---- */
+    /* conv2d with the column matrix in 16 bits (dtype t) and its products through a 16-bit
+     * GEMM: 16-bit operands, fp32 accumulation, fp32 outputs (x, y, dw, dx, bias are fp32; w16
+     * and dy16 are t, in backend memory). OPTIONAL, all four together: a backend without them
+     * cannot run conv2d in bf16/fp16 (the model refuses it). d->algo is ignored (one kernel). */
+    /* Floats of workspace the three entries need for `rows` samples. */
+    int64_t (*conv2d_lowp_scratch)(pt_dtype t, const pt_conv2d_desc *d, int rows);
+    /* y = act(conv(t(x), w16) + bias); bias may be NULL; act NONE or RELU. */
+    pt_status (*conv2d_lowp_forward)(pt_dtype t, const pt_conv2d_desc *d, int rows,
+                                     const float *x, const uint16_t *w16, const float *bias,
+                                     pt_act act, float *y, float *scratch);
+    /* dw = beta_w dw + dy16^T col(t(x)) */
+    pt_status (*conv2d_lowp_backward_weight)(pt_dtype t, const pt_conv2d_desc *d, int rows,
+                                             const float *x, const uint16_t *dy16, float beta_w,
+                                             float *dw, float *scratch);
+    /* dx = beta_x dx + col2im(dy16 w16), the col2im sums in fp32 */
+    pt_status (*conv2d_lowp_backward_input)(pt_dtype t, const pt_conv2d_desc *d, int rows,
+                                            const uint16_t *dy16, const uint16_t *w16,
+                                            float beta_x, float *dx, float *scratch);
 
     /* ---- pooling (kernels/cpu/pool_kernels.c) ---- */
     /* argmax (rows * Ho * Ho * C int32) keeps each output's winner (first maximum, as PyTorch). */

@@ -62,6 +62,7 @@ const pt_backend *pt_backend_cpu(void)
         pt_cpu_register_elementwise(&cpu_backend);
         pt_cpu_register_optim(&cpu_backend);
         pt_cpu_register_conv(&cpu_backend);
+        pt_cpu_register_conv_lowp(&cpu_backend);
         pt_cpu_register_pool(&cpu_backend);
         pt_cpu_register_norm(&cpu_backend);
         pt_cpu_register_attention(&cpu_backend);

@@ -13,6 +13,7 @@ void pt_cpu_register_elementwise(pt_backend *be); /* elementwise.c: activations,
                                                      reductions */
 void pt_cpu_register_optim(pt_backend *be);       /* optim_kernels.c */
 void pt_cpu_register_conv(pt_backend *be);        /* conv_kernels.c: conv2d */
+void pt_cpu_register_conv_lowp(pt_backend *be);   /* conv_lowp.c: conv2d in bf16/fp16 */
 void pt_cpu_register_pool(pt_backend *be);        /* pool_kernels.c: pooling, max over time */
 void pt_cpu_register_norm(pt_backend *be);        /* norm_kernels.c */
 void pt_cpu_register_attention(pt_backend *be);   /* attention_kernels.c: embedding, attention */

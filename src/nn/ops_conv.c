@@ -24,60 +24,66 @@
  *
  * Mixed precision (m->precision bf16|fp16, docs/MIXED_PRECISION.md): conv1d_max's GEMMs run
  * through lowp_gemm on 16-bit operands (x saved in the node's lp buffer, W from w16, the
- * scattered gradient converted in scratch). conv2d is emulated: its input, weight and output
- * gradient are rounded to 16 bits (lowp_round, into the scratch after the kernel's own) and
- * the fp32 kernels (direct or im2col) run on the rounded values, so every product is of two
- * 16-bit numbers and accumulates in fp32, as a 16-bit GEMM would; only the speed is fp32's. */
+ * scattered gradient converted in scratch). conv2d runs the backend's conv2d_lowp entries: the
+ * column matrix is built in 16 bits from x, W is the model's w16, dy is converted once (after
+ * the ReLU's derivative and the fp32 bias gradient) for both backward products; fp32
+ * accumulation and outputs (the fp32 kernels and --conv-algo are not used). */
 #include <stdint.h>
 
 #include "graph.h"
+#include "paratrain/lowp.h" /* pt_precision_name */
 
-/* floats of the rounded copies (low precision): x, then dy, then W, each 16-float aligned */
+/* floats of n 16-bit elements, in 64-byte multiples */
+static int64_t halves(int64_t n) { return (n + 31) / 32 * 16; }
 static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
-static int64_t conv_lowp_floats(const pt_node *n, int rows, int64_t *x_n, int64_t *dy_n,
-                                int64_t *w_n)
-{
-    const pt_conv2d_desc *d = &n->d.conv2d;
-    *x_n = (int64_t)rows * d->H * d->H * d->Cin;
-    *dy_n = (int64_t)rows * d->Ho * d->Ho * d->Cout;
-    *w_n = (int64_t)d->Cout * d->k * d->k * d->Cin;
-    return round16(*x_n) + round16(*dy_n) + round16(*w_n);
-}
 
+/* Low precision: the backend's 16-bit conv2d scratch, then dy16 (the output gradient in 16 bits,
+ * converted once for both backward products) */
 static int64_t conv_scratch(const pt_model *m, const pt_node *n, int rows)
 {
-    int64_t x_n, dy_n, w_n;
-    return round16(m->be->conv2d_scratch(&n->d.conv2d, rows)) +
-           (m->precision == PT_F32 ? 0 : conv_lowp_floats(n, rows, &x_n, &dy_n, &w_n));
+    const pt_conv2d_desc *d = &n->d.conv2d;
+    if (m->precision == PT_F32) return m->be->conv2d_scratch(d, rows);
+    if (!m->be->conv2d_lowp_scratch) return 0; /* refused at the first pass (lowp_missing) */
+    return round16(m->be->conv2d_lowp_scratch(m->precision, d, rows)) +
+           halves((int64_t)rows * d->Ho * d->Ho * d->Cout);
+}
+static uint16_t *conv_dy16(pt_model *m, const pt_node *n, int rows)
+{
+    return (uint16_t *)(m->scratch +
+                        round16(m->be->conv2d_lowp_scratch(m->precision, &n->d.conv2d, rows)));
 }
 
-/* Low precision: where the rounded x, dy and W go (after the kernel's scratch). */
-typedef struct {
-    float *x, *dy, *w;
-    int64_t x_n, dy_n, w_n;
-} conv_lowp;
-static conv_lowp conv_lowp_bufs(pt_model *m, const pt_node *n, int rows)
+/* A backend with lowp_gemm but without the 16-bit conv2d entries (none today: the CUDA backend
+ * has neither, and the model refuses --precision bf16|fp16 on it before any work) */
+static bool lowp_missing(pt_model *m)
 {
-    conv_lowp b;
-    conv_lowp_floats(n, rows, &b.x_n, &b.dy_n, &b.w_n);
-    b.x = m->scratch + round16(m->be->conv2d_scratch(&n->d.conv2d, rows));
-    b.dy = b.x + round16(b.x_n);
-    b.w = b.dy + round16(b.dy_n);
-    return b;
+    const pt_backend *be = m->be;
+    if (be->conv2d_lowp_scratch && be->conv2d_lowp_forward && be->conv2d_lowp_backward_weight &&
+        be->conv2d_lowp_backward_input)
+        return false;
+    pt_op_check(m, PT_ERR(PT_ERR_ARG, "use --precision fp32 on this backend, or --backend cpu",
+                          "--precision %s: the %s backend has no 16-bit conv2d entries",
+                          pt_precision_name(m->precision), be->name));
+    return true;
 }
 
 static void conv2d_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
 {
     const pt_backend *be = m->be;
-    const float *x = pt_in(m, n, 0)->a, *w = pt_pw(m, n, 0);
-    if (m->precision != PT_F32) {
-        const conv_lowp b = conv_lowp_bufs(m, n, rows);
-        pt_op_check(m, be->lowp_round(m->precision, b.x, x, b.x_n));
-        pt_op_check(m, be->lowp_round(m->precision, b.w, w, b.w_n));
-        x = b.x, w = b.w;
+    const pt_conv2d_desc *d = &n->d.conv2d;
+    const float *x = pt_in(m, n, 0)->a, *bias = n->p[1] >= 0 ? pt_pw(m, n, 1) : NULL;
+    float *y = pt_out(m, n)->a;
+    if (m->precision == PT_F32) {
+        pt_op_check(m, be->conv2d_forward(d, rows, x, pt_pw(m, n, 0), bias, n->act, y, m->scratch));
+        return;
     }
-    be->conv2d_forward(&n->d.conv2d, rows, x, w, n->p[1] >= 0 ? pt_pw(m, n, 1) : NULL, n->act,
-                       pt_out(m, n)->a, m->scratch);
+    if (lowp_missing(m)) {
+        be->zero(y, sizeof(float) * (size_t)rows * d->Ho * d->Ho * d->Cout);
+        return;
+    }
+    pt_op_check(m, be->conv2d_lowp_forward(m->precision, d, rows, x,
+                                           m->w16 + m->params[n->p[0]].offset, bias, n->act, y,
+                                           m->scratch));
 }
 
 static void conv2d_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
@@ -87,25 +93,32 @@ static void conv2d_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx 
     const int Ho = d->Ho, Cout = d->Cout;
     pt_slot *in = pt_in(m, n, 0), *out = pt_out(m, n);
     float *dy = out->g;
-    if (n->act == PT_ACT_RELU)
-        be->act_backward(dy, dy, out->a, (int64_t)rows * Ho * Ho * Cout, PT_ACT_RELU);
+    const int64_t ny = (int64_t)rows * Ho * Ho * Cout;
+    if (n->act == PT_ACT_RELU) be->act_backward(dy, dy, out->a, ny, PT_ACT_RELU);
     if (n->p[1] >= 0) {
         pt_param_beta(m, n, 1);
         be->bias_backward(pt_pg(m, n, 1), dy, rows * Ho * Ho, Cout);
     }
     const float beta_w = pt_param_beta(m, n, 0);
     const int beta_x = pt_in_beta(m, n, 0);
-    const float *x = in->a, *w = pt_pw(m, n, 0), *dyc = dy;
-    if (m->precision != PT_F32) { /* the bias gradient above took dy in fp32 */
-        const conv_lowp b = conv_lowp_bufs(m, n, rows);
-        pt_op_check(m, be->lowp_round(m->precision, b.x, x, b.x_n));
-        pt_op_check(m, be->lowp_round(m->precision, b.dy, dy, b.dy_n));
-        if (beta_x >= 0) pt_op_check(m, be->lowp_round(m->precision, b.w, w, b.w_n));
-        x = b.x, w = b.w, dyc = b.dy;
+    float *dw = pt_pg(m, n, 0);
+    if (m->precision == PT_F32) {
+        pt_op_check(m, be->conv2d_backward_weight(d, rows, in->a, dy, beta_w, dw, m->scratch));
+        if (beta_x < 0) return; /* the input is the data */
+        pt_op_check(m, be->conv2d_backward_input(d, rows, dy, pt_pw(m, n, 0), (float)beta_x, in->g,
+                                                 m->scratch));
+        return;
     }
-    be->conv2d_backward_weight(d, rows, x, dyc, beta_w, pt_pg(m, n, 0), m->scratch);
-    if (beta_x < 0) return; /* the input is the data */
-    be->conv2d_backward_input(d, rows, dyc, w, (float)beta_x, in->g, m->scratch);
+    if (lowp_missing(m)) return; /* the error stops the run; gradients are not used */
+    const pt_dtype t = m->precision;
+    uint16_t *dy16 = conv_dy16(m, n, rows); /* the bias gradient above took dy in fp32 */
+    pt_op_check(m, be->lowp_from_f32(t, dy16, dy, ny));
+    pt_op_check(m, be->conv2d_lowp_backward_weight(t, d, rows, in->a, dy16, beta_w, dw,
+                                                   m->scratch));
+    if (beta_x < 0) return;
+    pt_op_check(m, be->conv2d_lowp_backward_input(t, d, rows, dy16,
+                                                  m->w16 + m->params[n->p[0]].offset,
+                                                  (float)beta_x, in->g, m->scratch));
 }
 
 const pt_op pt_op_conv2d = {"conv2d", conv_scratch, conv2d_forward, conv2d_backward};
