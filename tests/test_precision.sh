@@ -15,7 +15,11 @@
 #    5-14). A rank-dependent error shows at once: per-rank batch norm (resnet without --sync-bn)
 #    is 1.1e-3 off at step 1 and 4e-2 by step 20;
 #  - low precision is really used: the loss trajectory of mlp and cnn (its conv2d) differs from
-#    fp32's.
+#    fp32's;
+#  - cnn's conv2d on both 16-bit routes (PT_CONV_LOWP=gemm: 16-bit im2col and lowp_gemm;
+#    rounded: rounded copies and the fp32 kernels; src/nn/ops_conv.c): the same 16-bit products,
+#    so steps 1-5 agree within 1e-5 relative (measured: equal at printed precision; the forward's x
+#    left unrounded on the rounded route gives 1.1e-4).
 # Bad combinations: tests/test_precision_bad.sh.
 . "${srcdir:-.}/tests/lib.sh"
 need_data
@@ -57,6 +61,16 @@ for spec in "mlp $DATA mlp:784-32-10 0.62 $sgd" \
         run "$name-fp32" 1 "$data" "$model" --precision fp32 "$@"
         ! cmp -s "$WORK/l-$name-fp32" "$WORK/l-$name-np1" || fail "$name: --precision $PREC trained exactly like fp32"
     esac
+    if [ "$name" = cnn ]; then # conv2d's two 16-bit routes (src/nn/ops_conv.c) on the same products
+        for route in gemm rounded; do
+            PT_CONV_LOWP=$route run "cnn-$route" 1 "$data" "$model" --precision "$PREC" "$@"
+        done
+        paste "$WORK/l-cnn-gemm" "$WORK/l-cnn-rounded" | awk '
+            { d = $1 - $2; if (d < 0) d = -d; r = d / $1; if (NR <= 5 && r > e) e = r }
+            END { printf "cnn: PT_CONV_LOWP gemm vs rounded: steps 1-5 max relative difference %.2e (tol 1e-5)\n", e
+                  exit e <= 1e-5 ? 0 : 1 }' || fail "cnn $PREC: conv2d's gemm and rounded routes disagree"
+        awk 'NR == 1 { f = $1 } END { exit $1 < f ? 0 : 1 }' "$WORK/l-cnn-gemm" || fail "cnn $PREC gemm route: no learning"
+    fi
     if [ "$name" = mlp ]; then
         # the memory record counts the 16-bit copies: 2 more bytes per parameter (w16), and per
         # row the linear layers' 16-bit saved inputs, 784 + 32 values (each node's rounded up to

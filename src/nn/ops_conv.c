@@ -24,28 +24,89 @@
  *
  * Mixed precision (m->precision bf16|fp16, docs/MIXED_PRECISION.md): conv1d_max's GEMMs run
  * through lowp_gemm on 16-bit operands (x saved in the node's lp buffer, W from w16, the
- * scattered gradient converted in scratch). conv2d runs the backend's conv2d_lowp entries: the
- * column matrix is built in 16 bits from x, W is the model's w16, dy is converted once (after
- * the ReLU's derivative and the fp32 bias gradient) for both backward products; fp32
- * accumulation and outputs (the fp32 kernels and --conv-algo are not used). */
+ * scattered gradient converted in scratch). conv2d has two routes per phase (forward, weight
+ * gradient, input gradient), both products of 16-bit values accumulated in fp32:
+ *   gemm     the backend's conv2d_lowp entries: the column matrix built in 16 bits from x, W the
+ *            model's w16, dy converted once (after the ReLU's derivative and the fp32 bias
+ *            gradient) for both backward products;
+ *   rounded  x, W and dy rounded to 16 bits (lowp_round, into scratch) and the fp32 kernels run
+ *            on them: the fp32 direct kernels write no column matrix, and on the Zen 4 measured
+ *            they beat the 16-bit im2col even with vdpbf16ps (benchmarks/RESULTS.md, 16-bit conv2d).
+ * PT_CONV_LOWP=auto (default: rounded where the backend's AUTO conv2d takes its direct kernel for
+ * the phase, gemm where it would take im2col), gemm or rounded chooses. */
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "graph.h"
+#include "paratrain/log.h"
 #include "paratrain/lowp.h" /* pt_precision_name */
 
 /* floats of n 16-bit elements, in 64-byte multiples */
 static int64_t halves(int64_t n) { return (n + 31) / 32 * 16; }
 static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 
-/* Low precision: the backend's 16-bit conv2d scratch, then dy16 (the output gradient in 16 bits,
- * converted once for both backward products) */
+/* PT_CONV_LOWP, read once: 0 auto, 1 gemm, 2 rounded (anything else: auto, with a warning) */
+static int conv_lowp_env(void)
+{
+    static int mode = -1;
+    if (mode < 0) {
+        const char *e = getenv("PT_CONV_LOWP");
+        mode = !e || !*e || !strcmp(e, "auto") ? 0 : !strcmp(e, "gemm") ? 1 : !strcmp(e, "rounded") ? 2 : 3;
+        if (mode == 3) {
+            pt_log_warn("PT_CONV_LOWP='%s' is not auto, gemm or rounded: auto", e);
+            mode = 0;
+        }
+    }
+    return mode;
+}
+
+/* the route of a phase (0 forward, 1 weight, 2 input): true for rounded */
+static bool conv_rounded(const pt_model *m, const pt_node *n, int phase)
+{
+    const pt_backend *be = m->be;
+    const bool have_gemm = be->conv2d_lowp_scratch && be->conv2d_lowp_forward &&
+                           be->conv2d_lowp_backward_weight && be->conv2d_lowp_backward_input;
+    const int mode = conv_lowp_env();
+    if (!have_gemm || mode == 2) return true;
+    if (mode == 1) return false;
+    return be->conv2d_uses_direct && be->conv2d_uses_direct(&n->d.conv2d, phase) == 1;
+}
+
+/* Low precision, both routes' layouts from m->scratch: gemm [16-bit conv scratch][dy16];
+ * rounded [fp32 conv scratch][x][dy][W] rounded copies (16-float aligned) */
+typedef struct {
+    float *x, *dy, *w;
+    int64_t x_n, dy_n, w_n;
+} conv_round_bufs;
+static int64_t rounded_floats(const pt_model *m, const pt_node *n, int rows, conv_round_bufs *b)
+{
+    const pt_conv2d_desc *d = &n->d.conv2d;
+    conv_round_bufs t;
+    if (!b) b = &t;
+    b->x_n = (int64_t)rows * d->H * d->H * d->Cin;
+    b->dy_n = (int64_t)rows * d->Ho * d->Ho * d->Cout;
+    b->w_n = (int64_t)d->Cout * d->k * d->k * d->Cin;
+    const int64_t k = round16(m->be->conv2d_scratch(d, rows));
+    b->x = m->scratch ? m->scratch + k : NULL;
+    b->dy = b->x ? b->x + round16(b->x_n) : NULL;
+    b->w = b->dy ? b->dy + round16(b->dy_n) : NULL;
+    return k + round16(b->x_n) + round16(b->dy_n) + round16(b->w_n);
+}
+static int64_t gemm_floats(const pt_model *m, const pt_node *n, int rows)
+{
+    const pt_conv2d_desc *d = &n->d.conv2d;
+    const pt_backend *be = m->be;
+    if (!be->conv2d_lowp_scratch) return 0;
+    return round16(be->conv2d_lowp_scratch(m->precision, d, rows)) + halves((int64_t)rows * d->Ho * d->Ho * d->Cout);
+}
+
 static int64_t conv_scratch(const pt_model *m, const pt_node *n, int rows)
 {
     const pt_conv2d_desc *d = &n->d.conv2d;
     if (m->precision == PT_F32) return m->be->conv2d_scratch(d, rows);
-    if (!m->be->conv2d_lowp_scratch) return 0; /* refused at the first pass (lowp_missing) */
-    return round16(m->be->conv2d_lowp_scratch(m->precision, d, rows)) +
-           halves((int64_t)rows * d->Ho * d->Ho * d->Cout);
+    const int64_t a = gemm_floats(m, n, rows), b = rounded_floats(m, n, rows, NULL);
+    return a > b ? a : b;
 }
 static uint16_t *conv_dy16(pt_model *m, const pt_node *n, int rows)
 {
@@ -53,37 +114,26 @@ static uint16_t *conv_dy16(pt_model *m, const pt_node *n, int rows)
                         round16(m->be->conv2d_lowp_scratch(m->precision, &n->d.conv2d, rows)));
 }
 
-/* A backend with lowp_gemm but without the 16-bit conv2d entries (none today: the CUDA backend
- * has neither, and the model refuses --precision bf16|fp16 on it before any work) */
-static bool lowp_missing(pt_model *m)
-{
-    const pt_backend *be = m->be;
-    if (be->conv2d_lowp_scratch && be->conv2d_lowp_forward && be->conv2d_lowp_backward_weight &&
-        be->conv2d_lowp_backward_input)
-        return false;
-    pt_op_check(m, PT_ERR(PT_ERR_ARG, "use --precision fp32 on this backend, or --backend cpu",
-                          "--precision %s: the %s backend has no 16-bit conv2d entries",
-                          pt_precision_name(m->precision), be->name));
-    return true;
-}
-
 static void conv2d_forward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
 {
     const pt_backend *be = m->be;
     const pt_conv2d_desc *d = &n->d.conv2d;
-    const float *x = pt_in(m, n, 0)->a, *bias = n->p[1] >= 0 ? pt_pw(m, n, 1) : NULL;
+    const float *x = pt_in(m, n, 0)->a, *w = pt_pw(m, n, 0), *bias = n->p[1] >= 0 ? pt_pw(m, n, 1) : NULL;
     float *y = pt_out(m, n)->a;
-    if (m->precision == PT_F32) {
-        pt_op_check(m, be->conv2d_forward(d, rows, x, pt_pw(m, n, 0), bias, n->act, y, m->scratch));
+    if (m->precision != PT_F32 && !conv_rounded(m, n, 0)) {
+        pt_op_check(m, be->conv2d_lowp_forward(m->precision, d, rows, x,
+                                               m->w16 + m->params[n->p[0]].offset, bias, n->act, y,
+                                               m->scratch));
         return;
     }
-    if (lowp_missing(m)) {
-        be->zero(y, sizeof(float) * (size_t)rows * d->Ho * d->Ho * d->Cout);
-        return;
+    if (m->precision != PT_F32) {
+        conv_round_bufs b;
+        rounded_floats(m, n, rows, &b);
+        pt_op_check(m, be->lowp_round(m->precision, b.x, x, b.x_n));
+        pt_op_check(m, be->lowp_round(m->precision, b.w, w, b.w_n));
+        x = b.x, w = b.w;
     }
-    pt_op_check(m, be->conv2d_lowp_forward(m->precision, d, rows, x,
-                                           m->w16 + m->params[n->p[0]].offset, bias, n->act, y,
-                                           m->scratch));
+    pt_op_check(m, be->conv2d_forward(d, rows, x, w, bias, n->act, y, m->scratch));
 }
 
 static void conv2d_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx *ctx)
@@ -102,23 +152,38 @@ static void conv2d_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx 
     const float beta_w = pt_param_beta(m, n, 0);
     const int beta_x = pt_in_beta(m, n, 0);
     float *dw = pt_pg(m, n, 0);
-    if (m->precision == PT_F32) {
+    const pt_dtype t = m->precision;
+    if (t == PT_F32) {
         pt_op_check(m, be->conv2d_backward_weight(d, rows, in->a, dy, beta_w, dw, m->scratch));
         if (beta_x < 0) return; /* the input is the data */
         pt_op_check(m, be->conv2d_backward_input(d, rows, dy, pt_pw(m, n, 0), (float)beta_x, in->g,
                                                  m->scratch));
         return;
     }
-    if (lowp_missing(m)) return; /* the error stops the run; gradients are not used */
-    const pt_dtype t = m->precision;
-    uint16_t *dy16 = conv_dy16(m, n, rows); /* the bias gradient above took dy in fp32 */
-    pt_op_check(m, be->lowp_from_f32(t, dy16, dy, ny));
-    pt_op_check(m, be->conv2d_lowp_backward_weight(t, d, rows, in->a, dy16, beta_w, dw,
-                                                   m->scratch));
-    if (beta_x < 0) return;
-    pt_op_check(m, be->conv2d_lowp_backward_input(t, d, rows, dy16,
-                                                  m->w16 + m->params[n->p[0]].offset,
-                                                  (float)beta_x, in->g, m->scratch));
+    /* the bias gradient above took dy in fp32; each phase takes its route's 16-bit dy */
+    const bool rw = conv_rounded(m, n, 1), rx = beta_x >= 0 && conv_rounded(m, n, 2);
+    const bool gx = beta_x >= 0 && !rx;
+    if (!rw || gx) { /* the gemm route: dy16 after the 16-bit scratch (x is converted inside) */
+        uint16_t *dy16 = conv_dy16(m, n, rows);
+        pt_op_check(m, be->lowp_from_f32(t, dy16, dy, ny));
+        if (!rw) pt_op_check(m, be->conv2d_lowp_backward_weight(t, d, rows, in->a, dy16, beta_w, dw, m->scratch));
+        if (gx)
+            pt_op_check(m, be->conv2d_lowp_backward_input(t, d, rows, dy16, m->w16 + m->params[n->p[0]].offset,
+                                                          (float)beta_x, in->g, m->scratch));
+    }
+    if (!rw && !rx) return;
+    /* the rounded route (after the gemm route's products: the two layouts overlap in scratch) */
+    conv_round_bufs b;
+    rounded_floats(m, n, rows, &b);
+    pt_op_check(m, be->lowp_round(t, b.dy, dy, b.dy_n));
+    if (rw) {
+        pt_op_check(m, be->lowp_round(t, b.x, in->a, b.x_n));
+        pt_op_check(m, be->conv2d_backward_weight(d, rows, b.x, b.dy, beta_w, dw, m->scratch));
+    }
+    if (rx) {
+        pt_op_check(m, be->lowp_round(t, b.w, pt_pw(m, n, 0), b.w_n));
+        pt_op_check(m, be->conv2d_backward_input(d, rows, b.dy, b.w, (float)beta_x, in->g, m->scratch));
+    }
 }
 
 const pt_op pt_op_conv2d = {"conv2d", conv_scratch, conv2d_forward, conv2d_backward};
