@@ -101,6 +101,8 @@ typedef void (*from_fn)(pt_dtype, uint16_t *, const float *, int64_t);
 typedef void (*to_fn)(pt_dtype, float *, const uint16_t *, int64_t);
 static from_fn cvt_from = pt_lowp_from_f32;
 static to_fn cvt_to = pt_lowp_to_f32;
+typedef void (*round_fn)(pt_dtype, float *, int64_t);
+static round_fn cvt_round = pt_lowp_round_f32;
 static const char *cvt_name = "dispatch";
 
 __attribute__((unused)) static void test_to_f32(pt_dtype t)
@@ -165,7 +167,7 @@ __attribute__((unused)) static void test_from_f32(pt_dtype t)
     const size_t n = rounding_cases(t, x);
     cvt_from(t, h, x, (int64_t)n);
     memcpy(r, x, n * sizeof *r);
-    pt_lowp_round_f32(t, r, (int64_t)n);
+    cvt_round(t, r, (int64_t)n);
     size_t bad = 0, bad_round = 0;
     for (size_t i = 0; i < n; i++) {
         const uint16_t want = t == PT_BF16 ? ref_bf16(x[i]) : ref_f16(x[i]);
@@ -179,8 +181,8 @@ __attribute__((unused)) static void test_from_f32(pt_dtype t)
         if (!(isnan(back) ? isnan(r[i]) : f2u(back) == f2u(r[i]))) bad_round++;
     }
     CHECK(bad == 0, "fp32 -> %s (%s): %zu of %zu inputs rounded wrong", pt_precision_name(t), cvt_name, bad, n);
-    CHECK(bad_round == 0, "pt_lowp_round_f32(%s) differs from to_f32(from_f32) on %zu inputs",
-          pt_precision_name(t), bad_round);
+    CHECK(bad_round == 0, "pt_lowp_round_f32(%s) (%s) differs from to_f32(from_f32) on %zu inputs",
+          pt_precision_name(t), cvt_name, bad_round);
     printf("conversions %s (%s): 65536 patterns each way, %zu fp32 inputs rounded (ties, neighbours, "
            "subnormals, overflow, NaN, random)\n", pt_precision_name(t), cvt_name, n);
     free(x), free(r), free(h);
@@ -457,21 +459,23 @@ int main(void)
         const char *name, *variant;
         from_fn from;
         to_fn to;
-    } isa[] = {{"avx2", "avx2", pt_lowp_from_f32_avx2, pt_lowp_to_f32_avx2},
-               {"avx512", "avx512fp16", pt_lowp_from_f32_avx512, pt_lowp_to_f32_avx512}};
+        round_fn round;
+    } isa[] = {{"avx2", "avx2", pt_lowp_from_f32_avx2, pt_lowp_to_f32_avx2, pt_lowp_round_f32_avx2},
+               {"avx512", "avx512fp16", pt_lowp_from_f32_avx512, pt_lowp_to_f32_avx512,
+                pt_lowp_round_f32_avx512}};
     for (int v = 0; v < 2; v++) {
         const char *why = NULL;
         if (!pt_lowp_gemm_available(PT_F16, isa[v].variant, &why)) {
             printf("SKIP-part: conversions %s: %s\n", isa[v].name, why);
             continue;
         }
-        cvt_from = isa[v].from, cvt_to = isa[v].to, cvt_name = isa[v].name;
+        cvt_from = isa[v].from, cvt_to = isa[v].to, cvt_round = isa[v].round, cvt_name = isa[v].name;
         for (int i = 0; i < 2; i++) {
             test_to_f32(types[i]);
             test_from_f32(types[i]);
         }
     }
-    cvt_from = pt_lowp_from_f32, cvt_to = pt_lowp_to_f32, cvt_name = "dispatch";
+    cvt_from = pt_lowp_from_f32, cvt_to = pt_lowp_to_f32, cvt_round = pt_lowp_round_f32, cvt_name = "dispatch";
 #endif
     omp_set_num_threads(1);
     for (int i = 0; i < 2; i++) {

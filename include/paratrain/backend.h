@@ -132,8 +132,8 @@ typedef struct pt_backend {
                            float beta, float *c, int ldc);
     /* dst[i] = t(src[i]), round to nearest even (fp16 overflow: Inf); n elements. */
     pt_status (*lowp_from_f32)(pt_dtype t, uint16_t *dst, const float *src, int64_t n);
-    /* dst[i] = float(t(src[i])): src rounded to t and widened back (dst may alias src). No op
-     * calls it since conv2d has its 16-bit entries (below); the model still requires it. */
+    /* dst[i] = float(t(src[i])): src rounded to t and widened back (dst may alias src); conv2d's
+     * rounded route (src/nn/ops_conv.c) feeds the fp32 conv2d entries with it. */
     pt_status (*lowp_round)(pt_dtype t, float *dst, const float *src, int64_t n);
 
     /* ---- elementwise (kernels/cpu/elementwise_kernels.c) ---- */

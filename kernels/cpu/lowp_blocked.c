@@ -272,6 +272,19 @@ void PT_CAT(pt_lowp_from_f32_, PT_LOWP_SUFFIX)(pt_dtype t, uint16_t *dst, const 
     for (int64_t i = nv; i < n; i++) dst[i] = bf ? f32_to_bf16(src[i]) : f32_to_f16(src[i]);
 }
 
+void PT_CAT(pt_lowp_round_f32_, PT_LOWP_SUFFIX)(pt_dtype t, float *x, int64_t n)
+{
+    const bool bf = t == PT_BF16;
+    const int64_t nv = n / VW * VW;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < nv; i += VW) {
+        uint16_t h[VW];
+        from_f32_vec(bf, h, x + i);
+        *(vfu *)(x + i) = cvt_vec(bf, h);
+    }
+    for (int64_t i = nv; i < n; i++) x[i] = bf ? bf16_to_f32(f32_to_bf16(x[i])) : f16_to_f32(f32_to_f16(x[i]));
+}
+
 void PT_CAT(pt_lowp_to_f32_, PT_LOWP_SUFFIX)(pt_dtype t, float *dst, const uint16_t *src, int64_t n)
 {
     const bool bf = t == PT_BF16;

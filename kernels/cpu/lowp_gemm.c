@@ -86,7 +86,7 @@ void pt_lowp_to_f32(pt_dtype t, float *dst, const uint16_t *src, int64_t n)
     to_f32_fn(t, dst, src, n);
 }
 
-void pt_lowp_round_f32(pt_dtype t, float *x, int64_t n)
+static void round_f32_scalar(pt_dtype t, float *x, int64_t n)
 {
     if (t == PT_BF16) {
 #pragma omp parallel for schedule(static) if (n > 65536)
@@ -95,6 +95,14 @@ void pt_lowp_round_f32(pt_dtype t, float *x, int64_t n)
 #pragma omp parallel for schedule(static) if (n > 65536)
         for (int64_t i = 0; i < n; i++) x[i] = f16_to_f32(f32_to_f16(x[i]));
     }
+}
+static void (*round_f32_fn)(pt_dtype, float *, int64_t) = round_f32_scalar;
+
+void pt_lowp_round_f32(pt_dtype t, float *x, int64_t n)
+{
+    if (t != PT_BF16 && t != PT_F16) return;
+    pthread_once(&cvt_once, conversions_init);
+    round_f32_fn(t, x, n);
 }
 
 /* ------------------------------------------------------------------ scratch */
@@ -217,8 +225,12 @@ static void conversions_init(void)
 {
     pthread_once(&once, init);
 #if PT_HAVE_X86_KERNELS
-    if (cpu.avx512) from_f32_fn = pt_lowp_from_f32_avx512, to_f32_fn = pt_lowp_to_f32_avx512;
-    else if (cpu.avx2) from_f32_fn = pt_lowp_from_f32_avx2, to_f32_fn = pt_lowp_to_f32_avx2;
+    if (cpu.avx512)
+        from_f32_fn = pt_lowp_from_f32_avx512, to_f32_fn = pt_lowp_to_f32_avx512,
+        round_f32_fn = pt_lowp_round_f32_avx512;
+    else if (cpu.avx2)
+        from_f32_fn = pt_lowp_from_f32_avx2, to_f32_fn = pt_lowp_to_f32_avx2,
+        round_f32_fn = pt_lowp_round_f32_avx2;
 #endif
 }
 

@@ -31,6 +31,8 @@ void pt_lowp_from_f32_avx2(pt_dtype t, uint16_t *dst, const float *src, int64_t 
 void pt_lowp_from_f32_avx512(pt_dtype t, uint16_t *dst, const float *src, int64_t n);
 void pt_lowp_to_f32_avx2(pt_dtype t, float *dst, const uint16_t *src, int64_t n);
 void pt_lowp_to_f32_avx512(pt_dtype t, float *dst, const uint16_t *src, int64_t n);
+void pt_lowp_round_f32_avx2(pt_dtype t, float *x, int64_t n);
+void pt_lowp_round_f32_avx512(pt_dtype t, float *x, int64_t n);
 /* kernels/cpu/lowp_avx512bf16.c: vdpbf16ps on bf16 pairs; bf16 only */
 pt_status pt_lowp_dpbf16_avx512(pt_dtype t, bool ta, bool tb, int m, int n, int k, float alpha,
                                 const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta,
