@@ -392,7 +392,8 @@ pt_status pt_model_init(pt_model *m, uint64_t seed)
     /* one host staging buffer of the largest tensor, for each parameter in turn (not the whole
      * model: a pipeline stage's peak memory would count it), then for the buffers */
     int64_t most = m->nbuf;
-    for (int t = 0; t < m->nparams; t++) most = m->params[t].numel > most ? m->params[t].numel : most;
+    for (int t = 0; t < m->nparams; t++)
+        most = m->params[t].numel > most ? m->params[t].numel : most;
     const size_t bytes = sizeof(float) * (size_t)most;
     float *host = pt_fault_everywhere("model-init-alloc") ? NULL : malloc(bytes ? bytes : 1);
     if (!host)
@@ -573,8 +574,8 @@ pt_status pt_model_alloc_inflight(pt_model *m, int k, int rows, const unsigned c
     m->ninflight = k;
     m->inflight[0].block = m->act_block; /* the model's own block (also evaluation's) */
     m->inflight[0].input = m->input;
-    const size_t bytes =
-        sizeof(float) * (size_t)block_floats(m, rows, m->has_inflight_nodes ? m->inflight_nodes : NULL);
+    const unsigned char *on = m->has_inflight_nodes ? m->inflight_nodes : NULL;
+    const size_t bytes = sizeof(float) * (size_t)block_floats(m, rows, on);
     const size_t ibytes = sizeof(float) * (size_t)rows * (size_t)m->input_size + 64;
     for (int i = 1; i < k; i++)
         if (!(m->inflight[i].block = m->be->alloc(bytes ? bytes : 64)) ||

@@ -263,11 +263,13 @@ static pt_status stage_window(pt_train_state *s, pp_state *d)
     *v = *m;
     int first = 0, count = 0; /* offsets grow with the tensor index */
     while (first < m->nparams && m->params[first].offset < lo) first++;
-    while (first + count < m->nparams && m->params[first + count].offset + m->params[first + count].numel <= hi)
+    while (first + count < m->nparams &&
+           m->params[first + count].offset + m->params[first + count].numel <= hi)
         count++;
     memmove(v->params, m->params + first, sizeof *v->params * (size_t)count);
     v->nparams = count;
-    for (int i = 0; i < count; i++) v->params[i].offset -= lo, v->params[i].goff = v->params[i].offset;
+    for (int i = 0; i < count; i++)
+        v->params[i].offset -= lo, v->params[i].goff = v->params[i].offset;
     v->numel = hi - lo, v->w = m->w + lo, v->g = m->g;
     v->g_lo = 0, v->g_hi = v->numel;
     v->grad_ready = NULL, v->g_pass = NULL, v->inflight = NULL, v->ninflight = 0;
@@ -389,7 +391,8 @@ static pt_status pp_setup(pt_train_state *s)
         d->in_bytes[ci] = 4.0 * (double)d->mb_max * (double)h->in_size;
     }
     PT_TRY(pt_agree(s->world, st, NULL));
-    st = pt_grad_sync_init(&d->gs, s->dp, d->view, pt_train_zero_stage(c, s->dp_size) == 1, false, c->bucket_mb);
+    st = pt_grad_sync_init(&d->gs, s->dp, d->view, pt_train_zero_stage(c, s->dp_size) == 1, false,
+                           c->bucket_mb);
     PT_TRY(pt_agree(s->world, st, NULL));
     st = pt_train_make_optimizer(s, d->gs.shard_off, d->gs.shard_count);
     return pt_agree(s->world, st, NULL);
@@ -599,10 +602,11 @@ static pt_status share_updated(pt_train_state *s, pp_state *d)
         if (d->stage != o && d->stage != u) continue;
         const pt_param *p = &m->params[d->shared_p[j]];
         pt_p2p_request rq;
+        const int tag = 1 << 20 | (MAX_SHARED + j); /* after sync_shared's tags */
         if (d->stage == o)
-            PT_TRY(pt_isend(d->pp, m->w + p->offset, p->numel, PT_F32, u, 1 << 21 | j, &rq));
+            PT_TRY(pt_isend(d->pp, m->w + p->offset, p->numel, PT_F32, u, tag, &rq));
         else
-            PT_TRY(pt_irecv(d->pp, m->w + p->offset, p->numel, PT_F32, o, 1 << 21 | j, &rq));
+            PT_TRY(pt_irecv(d->pp, m->w + p->offset, p->numel, PT_F32, o, tag, &rq));
         PT_TRY(pt_p2p_wait(&rq, 1, "the new value of a parameter shared between stages"));
     }
     return PT_OK;
@@ -654,7 +658,8 @@ static pt_status report_state(pt_train_state *s, pp_state *d)
     pp_memory(s, &mb);
     double mine[4] = {(double)d->stage, mb.param, mb.grad, mb.optim};
     double *all = malloc(sizeof(double) * 4 * (size_t)s->world_size);
-    pt_status st = all ? PT_OK : PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the stages' state bytes");
+    pt_status st = all ? PT_OK
+                       : PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the stages' state bytes");
     PT_TRY(pt_agree(s->world, st, NULL));
     st = pt_mpi_allgather(mine, 4, MPI_DOUBLE, all, s->world, "the stages' state bytes");
     if (st == PT_OK && s->world_rank == 0) {
@@ -948,7 +953,8 @@ static pt_status move_ckpt_state(pt_train_state *s, pp_state *d, bool to_ckpt)
                 be->to_host(tmp + (clo - d->win_lo), c->state[k] + (clo - c->offset),
                             sizeof(float) * (size_t)ccnt);
             st = pt_allgather(d->gs.pc, tmp + (clo - d->win_lo), tmp, cnt, PT_F32);
-            if (st == PT_OK) be->to_device(o->state[k], tmp + o->offset, sizeof(float) * (size_t)o->n);
+            if (st == PT_OK)
+                be->to_device(o->state[k], tmp + o->offset, sizeof(float) * (size_t)o->n);
         }
     }
     free(cnt), free(tmp);
