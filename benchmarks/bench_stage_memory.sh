@@ -1,10 +1,10 @@
 #!/bin/sh
 # Peak resident memory per rank of a pipeline (issue 18: a stage allocates its own gradients,
 # optimizer state and in-flight activations). gpt (MODEL, Adam, batch BATCH) at pp 1, 2 and 4
-# (1F1B, M micro-batches, STEPS steps, no checkpoints: a save stages the whole model's state on
-# the host for a moment, which is not what this measures): each rank's VmHWM
-# (/usr/bin/time %M, KiB) and the model's own per-rank byte counts (memory / pipeline_state
-# records). One line per rank: pp rank maxrss_kib param_bytes grad_bytes optim_bytes.
+# (SCHED, default 1f1b; M micro-batches, default 4; STEPS steps; no checkpoints: a save stages
+# the whole model's state on the host for a moment, which is not what this measures): each rank's
+# VmHWM (/usr/bin/time %M, KiB) and the model's own per-rank byte counts (memory /
+# pipeline_state records). One line per rank: pp rank maxrss_kib param_bytes grad_bytes optim_bytes.
 # Usage: sh benchmarks/bench_stage_memory.sh (from the repository root, after make).
 # BUILDDIR: where paratrain and pt-prep are (default: the repository root).
 set -eu
@@ -20,12 +20,12 @@ LM=$W/kjv-lm16-v$FMT
     "$BIN/pt-prep" kjv-lm --src "$W/kjv.txt" --out "$LM" --ctx 16 --shards 2 >/dev/null
 }
 MODEL=${MODEL:-gpt:layers=4,heads=4,d=256,ctx=16}
-BATCH=${BATCH:-32} M=${M:-4} STEPS=${STEPS:-3}
-echo "# $MODEL, adam, batch $BATCH, 1f1b M $M, $STEPS steps"
+BATCH=${BATCH:-32} M=${M:-4} STEPS=${STEPS:-3} SCHED=${SCHED:-1f1b}
+echo "# $MODEL, adam, batch $BATCH, $SCHED M $M, $STEPS steps"
 echo "pp rank maxrss_kib param_bytes grad_bytes optim_bytes"
 for pp in 1 2 4; do
     extra=""
-    [ "$pp" -gt 1 ] && extra="--pp $pp --micro-batches $M --pipeline 1f1b"
+    [ "$pp" -gt 1 ] && extra="--pp $pp --micro-batches $M --pipeline $SCHED"
     rm -rf "$W/pp$pp" "$W/pp$pp.jsonl" "$W/pp$pp.rss."*
     # shellcheck disable=SC2086
     timeout 600 mpirun --oversubscribe --bind-to none -np "$pp" sh -c \
@@ -43,7 +43,8 @@ if pp == 1:
     by = [(m["param_bytes"], m["grad_bytes"], m["optim_bytes"])]
 else:
     m = next((r for r in recs if r.get("event") == "pipeline_state"), None)
-    by = list(zip(m["param_bytes"], m["grad_bytes"], m["optim_bytes"])) if m else [("-", "-", "-")] * pp
+    by = (list(zip(m["param_bytes"], m["grad_bytes"], m["optim_bytes"])) if m
+          else [("-", "-", "-")] * pp)  # a build before the pipeline_state record
 for r in range(pp):
     rss = open(f"{w}/pp{pp}.rss.{r}").read().split()[-1]
     p, g, o = by[r]
