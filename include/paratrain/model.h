@@ -51,6 +51,9 @@ typedef struct {
     int split_blocks;
     int64_t split_start;
     int grad_over_tp;
+    /* where its gradient sits in the model's g: offset, unless a pipeline stage backs only part
+     * of the flat gradient (pt_model_restrict_grad); -1: this model holds none */
+    int64_t goff;
 } pt_param;
 
 typedef struct {
@@ -129,7 +132,12 @@ typedef struct pt_model {
     pt_param params[PT_MAX_PARAMS];
     int64_t numel; /* total parameter count */
     float *w;      /* flat parameters (backend memory) */
-    float *g;      /* flat gradients, same layout */
+    float *g;      /* flat gradients, same layout (but see g_lo) */
+    /* The part of the flat layout g backs: g[i] is the gradient of flat element g_lo + i for
+     * g_lo <= element < g_hi; g_n >= g_hi - g_lo floats in all (a pipeline stage appends the
+     * gradients of parameters it uses but another stage owns, at their goff). 0, numel, numel
+     * unless pt_model_restrict_grad. */
+    int64_t g_lo, g_hi, g_n;
     int g_external; /* g is owned by someone else (pt_model_use_grad_buffer) */
     /* Mixed precision (docs/MIXED_PRECISION.md): w stays the fp32 master copy; w16 is its
      * bf16/fp16 copy (same layout, backend memory) the dense layers compute with, refreshed by
@@ -195,6 +203,9 @@ typedef struct pt_model {
      * accumulate: backward adds to every parameter gradient (micro-batches). */
     struct { float *block; const float *x; float *input; } *inflight;
     int ninflight, cur_inflight, inflight_rows;
+    /* the nodes blocks 1.. hold (pt_model_alloc_inflight's `nodes`), when has_inflight_nodes */
+    unsigned char inflight_nodes[PT_MAX_NODES];
+    int has_inflight_nodes;
     int accumulate;
     float *g_pass; /* accumulate: one backward pass's gradients, added to g */
 } pt_model;
@@ -231,6 +242,12 @@ pt_status pt_model_refresh_lowp(pt_model *m);
 void pt_model_use_grad_buffer(pt_model *m, float *g);
 /* The same for the parameters; their current values are copied into w. */
 void pt_model_use_param_buffer(pt_model *m, float *w);
+/* A pipeline stage's gradients: g (and the accumulation buffer) shrink to the flat range
+ * [lo, hi) plus, after it, the parameters t with extra[t] set (used, not owned; extra may be
+ * NULL); every other parameter's goff becomes -1 and its gradient must never be written. Before
+ * pt_model_alloc_inflight and before anyone keeps a pointer to g; g is zeroed. PT_ERR_NOMEM with
+ * a message (the old buffer kept) when the new one cannot be allocated. */
+pt_status pt_model_restrict_grad(pt_model *m, int64_t lo, int64_t hi, const unsigned char *extra);
 
 /* Deterministic initialization from (seed, tensor index, GLOBAL element index, so a tensor-
  * parallel rank holds exactly its slice of the serial run's tensor): PyTorch's nn.Linear
@@ -272,8 +289,10 @@ double pt_model_loss(pt_model *m, const int32_t *labels, int rows, float dlogits
 void pt_model_backward_range(pt_model *m, int rows, const pt_fwd_ctx *ctx, int n0, int n1);
 /* k activation blocks, block 0 the model's own and the others for `rows` rows, so k
  * micro-batches can be in flight between their forward and their backward; select_inflight
- * points the slots (and the input) at block k. */
-pt_status pt_model_alloc_inflight(pt_model *m, int k, int rows);
+ * points the slots (and the input) at block k. nodes (nnodes flags, or NULL: all): the nodes
+ * this rank runs; blocks 1.. hold only their slots and saved state, so a pipeline stage's
+ * blocks are the size of its part of the model (block 0 stays whole: evaluation runs it). */
+pt_status pt_model_alloc_inflight(pt_model *m, int k, int rows, const unsigned char *nodes);
 void pt_model_select_inflight(pt_model *m, int k);
 /* The one activation slot that crosses a cut before node c (produced before c, read at or after
  * it: the output of node c - 1), or -1 when c is no place to cut (0, nnodes, or more than one

@@ -865,6 +865,11 @@ static pt_status read_checked(hid_t f, const char *file, const char *name, const
     return st;
 }
 
+/* Whether this rank's pipeline stage holds tensor i (every tensor without pipeline stages): the
+ * checksum of a tensor read in pieces combines the pieces of one stage, the one that wrote it
+ * (each stage reads every tensor, so without this the pieces of all stages would overlap). */
+static bool held(const pt_ckpt_dist *d, int i) { return !d->holds || d->holds[i]; }
+
 pt_status pt_ckpt_load(MPI_Comm comm, const char *path, pt_model *m, pt_optimizer *opt,
                        pt_ckpt_meta *meta)
 {
@@ -909,7 +914,8 @@ pt_status pt_ckpt_load_dist(MPI_Comm comm, const char *path, pt_model *m, pt_opt
     for (int i = 0; st == PT_OK && i < m->nparams; i++) {
         const pt_param *p = &m->params[i];
         snprintf(name, sizeof name, "params/%s", p->name);
-        st = read_checked(f, path, name, p, host, 0, m->numel, !tp_split(p), d.dp_rank == 0, pc, &npc);
+        st = read_checked(f, path, name, p, host, 0, m->numel, !tp_split(p),
+                          d.dp_rank == 0 && held(&d, i), pc, &npc);
     }
     if (st == PT_OK) m->be->to_device(m->w, host, bytes);
     /* buffers (backend memory): read on the host, then moved */
@@ -926,14 +932,17 @@ pt_status pt_ckpt_load_dist(MPI_Comm comm, const char *path, pt_model *m, pt_opt
     /* optimizer state: this rank's slice [offset, offset + n) of its local flat buffer, read from
      * the global tensors' matching positions: the checkpoint reshards to any grid. The ranks
      * that contribute a partial tensor's runs cover it once: under ZeRO-1 every dp rank (its
-     * slice), else dp rank 0; of a replicated tensor, tp rank 0 alone. */
+     * slice), else dp rank 0; of a replicated tensor, tp rank 0 alone; of the stages, the one
+     * that holds it. */
     for (int s = 0; st == PT_OK && s < ns; s++) {
         for (int i = 0; st == PT_OK && i < np; i++) {
             const pt_param *p = &m->params[i];
             snprintf(name, sizeof name, "optim/%s/%s", opt->state_names[s], p->name);
             st = read_checked(f, path, name, p, host, opt->offset, opt->offset + opt->n,
                               !sharded && !tp_split(p),
-                              (sharded || d.dp_rank == 0) && (tp_split(p) || d.tp_rank == 0), pc, &npc);
+                              (sharded || d.dp_rank == 0) && (tp_split(p) || d.tp_rank == 0) &&
+                                  held(&d, i),
+                              pc, &npc);
         }
         if (st == PT_OK) m->be->to_device(opt->state[s], host, sizeof(float) * (size_t)opt->n);
     }

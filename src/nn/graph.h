@@ -59,7 +59,7 @@ pt_status pt_graph_build(pt_model *m);
 
 /* for the ops */
 static inline float *pt_pw(pt_model *m, const pt_node *n, int k) { return m->w + m->params[n->p[k]].offset; }
-static inline float *pt_pg(pt_model *m, const pt_node *n, int k) { return m->g + m->params[n->p[k]].offset; }
+static inline float *pt_pg(pt_model *m, const pt_node *n, int k) { return m->g + m->params[n->p[k]].goff; }
 static inline pt_slot *pt_in(pt_model *m, const pt_node *n, int k) { return &m->slots[n->in[k]]; }
 static inline pt_slot *pt_out(pt_model *m, const pt_node *n) { return &m->slots[n->out]; }
 /* 0 when this is the first gradient written to input k in this backward pass, else 1; marks it

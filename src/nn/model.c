@@ -29,6 +29,7 @@ int pt_graph_param(pt_model *m, const char *name, int ndim, const int64_t *shape
     p->gnumel = p->numel;
     p->split_dim = -1, p->split_blocks = 1;
     p->offset = m->numel;
+    p->goff = p->offset;
     p->init = init;
     p->init_arg = init_arg;
     m->numel += p->numel;
@@ -136,38 +137,61 @@ static int64_t widest_slot(const pt_model *m)
     return w;
 }
 
+/* The slots the nodes marked in `on` read or write (all of them when on is NULL; never the
+ * input slot 0, which is m->input or an in-flight block's own). */
+static void slots_of(const pt_model *m, const unsigned char *on, unsigned char *slot_on)
+{
+    memset(slot_on, on ? 0 : 1, PT_MAX_SLOTS);
+    for (int i = 0; on && i < m->nnodes; i++)
+        if (on[i]) {
+            const pt_node *n = &m->nodes[i];
+            if (n->in[0] > 0) slot_on[n->in[0]] = 1;
+            if (n->in[1] > 0) slot_on[n->in[1]] = 1;
+            if (n->out > 0) slot_on[n->out] = 1;
+        }
+}
+
 /* Points every slot's activations and gradients (forward-only: one shared gradient buffer), then
  * every node's saved state, into an activation block laid out for `rows` rows; returns the end
- * of that layout. */
-static float *layout_block(pt_model *m, float *p, int rows)
+ * of that layout. on (NULL: every node): only those nodes and their slots, the others left as
+ * they point (a pipeline stage's in-flight block: the stage never touches them). */
+static float *layout_block(pt_model *m, float *p, int rows, const unsigned char *on)
 {
+    unsigned char slot_on[PT_MAX_SLOTS];
+    slots_of(m, on, slot_on);
     float *shared_g = p;
     if (m->opt.forward_only) p += (int64_t)rows * widest_slot(m);
     for (int s = 1; s < m->nslots; s++) {
+        if (!slot_on[s]) continue;
         m->slots[s].a = p, p += (int64_t)rows * m->slots[s].size;
         if (m->opt.forward_only) m->slots[s].g = shared_g;
         else m->slots[s].g = p, p += (int64_t)rows * m->slots[s].size;
     }
     for (int i = 0; i < m->nnodes; i++) {
         pt_node *n = &m->nodes[i];
+        if (on && !on[i]) continue;
         n->aux = p, p += (int64_t)rows * n->aux_row + n->aux_fixed;
     }
     for (int i = 0; i < m->nnodes; i++) { /* 16-bit saved inputs, 64-byte aligned */
         pt_node *n = &m->nodes[i];
+        if (on && !on[i]) continue;
         n->lp = n->lp_row ? (uint16_t *)p : NULL;
         p += ((int64_t)rows * n->lp_row + 31) / 32 * 16;
     }
     return p;
 }
 
-static int64_t block_floats(const pt_model *m, int rows)
+static int64_t block_floats(const pt_model *m, int rows, const unsigned char *on)
 {
+    unsigned char slot_on[PT_MAX_SLOTS];
+    slots_of(m, on, slot_on);
     int64_t total = m->opt.forward_only ? (int64_t)rows * widest_slot(m) : 0;
     for (int s = 1; s < m->nslots; s++)
-        total += (m->opt.forward_only ? 1 : 2) * (int64_t)rows * m->slots[s].size;
+        if (slot_on[s]) total += (m->opt.forward_only ? 1 : 2) * (int64_t)rows * m->slots[s].size;
     for (int i = 0; i < m->nnodes; i++)
-        total += (int64_t)rows * m->nodes[i].aux_row + m->nodes[i].aux_fixed +
-                 ((int64_t)rows * m->nodes[i].lp_row + 31) / 32 * 16;
+        if (!on || on[i])
+            total += (int64_t)rows * m->nodes[i].aux_row + m->nodes[i].aux_fixed +
+                     ((int64_t)rows * m->nodes[i].lp_row + 31) / 32 * 16;
     return total;
 }
 
@@ -183,13 +207,13 @@ static pt_status alloc_block(pt_model *m)
             scratch = need > scratch ? need : scratch;
         }
     }
-    const size_t abytes = sizeof(float) * (size_t)(block_floats(m, m->max_batch) + scratch);
+    const size_t abytes = sizeof(float) * (size_t)(block_floats(m, m->max_batch, NULL) + scratch);
     if (m->act_block) m->be->free(m->act_block);
     m->act_block = m->be->alloc(abytes ? abytes : 64);
     if (!m->act_block)
         return PT_ERR(PT_ERR_NOMEM, "lower --batch", "cannot allocate %zu bytes of activations",
                       abytes);
-    m->scratch = layout_block(m, m->act_block, m->max_batch);
+    m->scratch = layout_block(m, m->act_block, m->max_batch, NULL);
     m->scratch_size = scratch;
     return PT_OK;
 }
@@ -230,6 +254,7 @@ pt_status pt_model_create(pt_model *m, const char *spec, const pt_model_options 
     }
     be->zero(m->w, pbytes);
     be->zero(m->g, pbytes);
+    m->g_lo = 0, m->g_hi = m->g_n = m->numel;
     if (m->nbuf) be->zero(m->buf, bbytes);
 
     /* One block: every slot's activations and gradients (the input slot has neither: it is
@@ -286,7 +311,33 @@ void pt_model_use_grad_buffer(pt_model *m, float *g)
     if (!m->g_external) m->be->free(m->g);
     m->g = g;
     m->g_external = 1;
-    m->be->zero(m->g, sizeof(float) * (size_t)m->numel);
+    m->be->zero(m->g, sizeof(float) * (size_t)m->g_n);
+}
+
+pt_status pt_model_restrict_grad(pt_model *m, int64_t lo, int64_t hi, const unsigned char *extra)
+{
+    if (lo < 0 || hi < lo || hi > m->numel || m->g_external || m->g_pass)
+        return PT_ERR(PT_ERR_INTERNAL, NULL, "pt_model_restrict_grad: range [%lld, %lld) of %lld",
+                      (long long)lo, (long long)hi, (long long)m->numel);
+    int64_t n = hi - lo;
+    for (int t = 0; extra && t < m->nparams; t++)
+        if (extra[t]) n += m->params[t].numel;
+    const size_t bytes = sizeof(float) * (size_t)(n ? n : 1);
+    float *g = m->be->alloc(bytes);
+    if (!g)
+        return PT_ERR(PT_ERR_NOMEM, "lower the model size", "cannot allocate %zu bytes of the "
+                      "stage's gradients", bytes);
+    m->be->zero(g, bytes);
+    m->be->free(m->g);
+    m->g = g, m->g_lo = lo, m->g_hi = hi, m->g_n = n;
+    int64_t at = hi - lo;
+    for (int t = 0; t < m->nparams; t++) {
+        pt_param *p = &m->params[t];
+        if (extra && extra[t]) p->goff = at, at += p->numel;
+        else if (p->offset >= lo && p->offset + p->numel <= hi) p->goff = p->offset - lo;
+        else p->goff = -1;
+    }
+    return PT_OK;
 }
 
 void pt_model_use_param_buffer(pt_model *m, float *w)
@@ -338,8 +389,12 @@ pt_status pt_model_refresh_lowp(pt_model *m)
  * nor on any other tensor. */
 pt_status pt_model_init(pt_model *m, uint64_t seed)
 {
-    /* one host staging buffer for the parameters, then for the buffers */
-    const size_t bytes = sizeof(float) * (size_t)(m->numel > m->nbuf ? m->numel : m->nbuf);
+    /* one host staging buffer of the largest tensor, for each parameter in turn (not the whole
+     * model: a pipeline stage's peak memory would count it), then for the buffers */
+    int64_t most = m->nbuf;
+    for (int t = 0; t < m->nparams; t++)
+        most = m->params[t].numel > most ? m->params[t].numel : most;
+    const size_t bytes = sizeof(float) * (size_t)most;
     float *host = pt_fault_everywhere("model-init-alloc") ? NULL : malloc(bytes ? bytes : 1);
     if (!host)
         return PT_ERR(PT_ERR_NOMEM, "give each rank more memory, or use a smaller model",
@@ -348,7 +403,7 @@ pt_status pt_model_init(pt_model *m, uint64_t seed)
     for (int t = 0; t < m->nparams; t++) {
         const pt_param *pp = &m->params[t];
         const uint64_t stream = PT_STREAM_INIT + (uint64_t)t;
-        float *dst = host + pp->offset;
+        float *dst = host;
         for (int64_t i = 0; i < pp->numel; i++) {
             const uint64_t gi = (uint64_t)pt_param_global_index(pp, i);
             switch ((pt_init_kind)pp->init) {
@@ -362,8 +417,8 @@ pt_status pt_model_init(pt_model *m, uint64_t seed)
                 break;
             }
         }
+        m->be->to_device(m->w + pp->offset, host, sizeof(float) * (size_t)pp->numel);
     }
-    m->be->to_device(m->w, host, sizeof(float) * (size_t)m->numel);
     for (int b = 0; b < m->nbuffers; b++)
         for (int64_t i = 0; i < m->buffers[b].numel; i++)
             host[m->buffers[b].offset + i] = m->buffers[b].init_arg;
@@ -427,11 +482,19 @@ double pt_model_loss(pt_model *m, const int32_t *labels, int rows, float dlogits
 /* Loss scaling: gradient elements [off, off + n), final, back to true units, and whether they
  * are finite noted (an fp16 overflow shows as Inf or NaN here). Before any communication sees
  * them, so buckets, ZeRO and pipelines carry unscaled gradients. */
-static void unscale(pt_model *m, int64_t off, int64_t n)
+static void unscale_at(pt_model *m, int64_t at, int64_t n)
 {
     if (m->ls.mode == PT_LOSS_SCALE_NONE || n <= 0) return;
-    pt_op_check(m, m->be->scale(m->g + off, n, (float)(1.0 / m->ls.scale)));
-    if (!m->be->all_finite(m->g + off, n)) m->grad_nonfinite = 1;
+    pt_op_check(m, m->be->scale(m->g + at, n, (float)(1.0 / m->ls.scale)));
+    if (!m->be->all_finite(m->g + at, n)) m->grad_nonfinite = 1;
+}
+
+/* Flat elements [off, off + n), as far as g backs them (a pipeline stage's range). */
+static void unscale(pt_model *m, int64_t off, int64_t n)
+{
+    const int64_t lo = off > m->g_lo ? off : m->g_lo;
+    const int64_t hi = off + n < m->g_hi ? off + n : m->g_hi;
+    unscale_at(m, lo - m->g_lo, hi - lo);
 }
 
 /* Backward over [n0, n1), the first writer of each gradient overwriting it. */
@@ -457,7 +520,7 @@ static void backward_nodes(pt_model *m, int rows, const pt_fwd_ctx *ctx, int n0,
      * output layer, whose embedding lives on another stage) */
     for (int t = 0; t < m->nparams; t++)
         if (m->param_written[t] && m->params[t].offset < ready)
-            unscale(m, m->params[t].offset, m->params[t].numel);
+            unscale_at(m, m->params[t].goff, m->params[t].numel);
 }
 
 void pt_model_backward_range(pt_model *m, int rows, const pt_fwd_ctx *ctx, int n0, int n1)
@@ -476,7 +539,7 @@ void pt_model_backward_range(pt_model *m, int rows, const pt_fwd_ctx *ctx, int n
     for (int t = 0; t < m->nparams; t++)
         if (m->param_written[t]) {
             const pt_param *p = &m->params[t];
-            m->be->accumulate(g + p->offset, m->g_pass + p->offset, p->numel, 1.0f);
+            m->be->accumulate(g + p->goff, m->g_pass + p->goff, p->numel, 1.0f);
         }
 }
 
@@ -500,16 +563,19 @@ void pt_model_forward_range(pt_model *m, const float *x, int rows, const pt_fwd_
     for (int i = n0; i < n1; i++) m->nodes[i].op->forward(m, &m->nodes[i], rows, ctx);
 }
 
-pt_status pt_model_alloc_inflight(pt_model *m, int k, int rows)
+pt_status pt_model_alloc_inflight(pt_model *m, int k, int rows, const unsigned char *nodes)
 {
     if (k < 1 || rows < 1 || rows > m->max_batch)
         return PT_ERR(PT_ERR_ARG, NULL, "in-flight activations: %d blocks of %d rows", k, rows);
+    m->has_inflight_nodes = nodes != NULL;
+    if (nodes) memcpy(m->inflight_nodes, nodes, (size_t)m->nnodes);
     m->inflight = calloc((size_t)k, sizeof *m->inflight);
     if (!m->inflight) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for in-flight activations");
     m->ninflight = k;
     m->inflight[0].block = m->act_block; /* the model's own block (also evaluation's) */
     m->inflight[0].input = m->input;
-    const size_t bytes = sizeof(float) * (size_t)block_floats(m, rows);
+    const unsigned char *on = m->has_inflight_nodes ? m->inflight_nodes : NULL;
+    const size_t bytes = sizeof(float) * (size_t)block_floats(m, rows, on);
     const size_t ibytes = sizeof(float) * (size_t)rows * (size_t)m->input_size + 64;
     for (int i = 1; i < k; i++)
         if (!(m->inflight[i].block = m->be->alloc(bytes ? bytes : 64)) ||
@@ -519,7 +585,7 @@ pt_status pt_model_alloc_inflight(pt_model *m, int k, int rows)
                           bytes);
     m->inflight_rows = rows;
     m->cur_inflight = 0;
-    if (!m->g_pass && !(m->g_pass = m->be->alloc(sizeof(float) * (size_t)(m->numel ? m->numel : 1))))
+    if (!m->g_pass && !(m->g_pass = m->be->alloc(sizeof(float) * (size_t)(m->g_n ? m->g_n : 1))))
         return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the gradient of one micro-batch");
     return PT_OK;
 }
@@ -527,7 +593,10 @@ pt_status pt_model_alloc_inflight(pt_model *m, int k, int rows)
 void pt_model_select_inflight(pt_model *m, int k)
 {
     if (k == m->cur_inflight || k < 0 || k >= m->ninflight) return;
-    layout_block(m, m->inflight[k].block, k == 0 ? m->max_batch : m->inflight_rows);
+    /* block 0: the whole model (evaluation runs it too); the others: the stage's nodes */
+    if (k == 0) layout_block(m, m->inflight[0].block, m->max_batch, NULL);
+    else layout_block(m, m->inflight[k].block, m->inflight_rows,
+                      m->has_inflight_nodes ? m->inflight_nodes : NULL);
     m->cur_inflight = k;
     m->x = m->inflight[k].x;
     m->slots[0].a = m->inflight[k].input;

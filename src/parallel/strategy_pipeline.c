@@ -17,19 +17,22 @@
  * buffer of its own) and every send is nonblocking from a buffer of its own, so no stage ever
  * blocks on a send and transfers overlap compute; the step waits for its sends at the end.
  *
- * Every rank builds the whole model (the same flat layout on every stage, so checkpoints, ZeRO
- * shards and the tp layout are unchanged), but a stage computes, reduces, counts in the norm and
- * checkpoints only the parameters its nodes own. Gradients accumulate over the micro-batches
- * (model.accumulate), each scaled by 1 / global batch, so the sum over micro-batches and dp is
- * the serial gradient. The tied gpt embedding (owned by stage 0, used by the last stage's output
- * layer) is kept on both, Megatron's way: the two exchange its gradient and each adds the other's
- * (a + b = b + a bitwise), so both copies take the same update. Then the dp gradient sync of the
- * data-parallel strategy (grad_sync.c: buckets, ZeRO-1) runs within each stage's dp group. */
+ * Every rank keeps the whole model's flat layout and parameters (checkpoints, the tp layout and
+ * evaluation are unchanged), but a stage computes, reduces, counts in the norm and checkpoints
+ * only the parameters its nodes own, and allocates gradients, optimizer state and in-flight
+ * activations for those only (stage_window; docs/ARCHITECTURE.md, "Ownership"). Gradients
+ * accumulate over the micro-batches (model.accumulate), each scaled by 1 / global batch, so the
+ * sum over micro-batches and dp is the serial gradient. The tied gpt embedding (owned by stage
+ * 0, used by the last stage's output layer) is kept on both: the last stage sends its gradient,
+ * stage 0 adds it, updates, and sends the new values back, so both copies stay equal. The dp
+ * gradient sync of the data-parallel strategy (grad_sync.c: buckets, ZeRO-1) runs within each
+ * stage's dp group over the stage's range. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "paratrain/agree.h"
+#include "paratrain/ckpt.h"
 #include "paratrain/log.h"
 #include "paratrain/pipeline.h"
 #include "paratrain/strategy.h"
@@ -73,6 +76,16 @@ typedef struct {
     int nshared, shared_p[MAX_SHARED], shared_owner[MAX_SHARED], shared_user[MAX_SHARED];
     float *shared_buf;
     int64_t shared_max;
+    /* What this rank backs with gradients and optimizer state: the flat range [win_lo, win_hi)
+     * of its parameters (one stage's nodes own a contiguous run of the layout; interleaved
+     * chunks: from the first chunk's to the last one's), and view, the model as the dp gradient
+     * sync sees it: that range alone (its parameters, offsets from win_lo, w at w + win_lo). */
+    int64_t win_lo, win_hi;
+    pt_model *view;
+    /* checkpoints: the optimizer state in the layout they expect (the whole flat layout, or its
+     * ZeRO-1 dp shard), only while a save or load needs it */
+    pt_optimizer ckpt_opt;
+    bool have_ckpt_opt;
     double loss_sum;
     /* --trace: spans of the steps [trace_first, trace_last] */
     struct span { char kind; short chunk; int mb; int64_t step; double t0, t1; } *spans;
@@ -97,6 +110,7 @@ static void span(pp_state *d, char kind, int chunk, int mb, int64_t step, double
 }
 
 static pp_state *state_of(const pt_train_state *s) { return (pp_state *)s->strategy_state; }
+static void free_ckpt_opt(pp_state *d);
 
 pt_status pt_pipe_schedule_parse(const char *name, pt_pipe_schedule *s)
 {
@@ -222,6 +236,47 @@ static pt_status ownership(pt_train_state *s, pp_state *d)
     return PT_OK;
 }
 
+/* This rank's gradients shrink to the flat range of the parameters it owns, plus the shared
+ * ones it uses outside it (the tied embedding on the last stage), and the view for the dp sync
+ * covers that range. Parameters stay whole (evaluation and checkpoints read them all). */
+static pt_status stage_window(pt_train_state *s, pp_state *d)
+{
+    pt_model *m = &s->model;
+    int64_t lo = m->numel, hi = 0;
+    for (int t = 0; t < m->nparams; t++)
+        if (d->owner[t] == d->stage) {
+            const pt_param *p = &m->params[t];
+            lo = p->offset < lo ? p->offset : lo;
+            hi = p->offset + p->numel > hi ? p->offset + p->numel : hi;
+        }
+    if (lo > hi) lo = hi = 0; /* a stage without parameters */
+    unsigned char extra[PT_MAX_PARAMS] = {0};
+    for (int j = 0; j < d->nshared; j++) {
+        const pt_param *p = &m->params[d->shared_p[j]];
+        if (d->shared_user[j] == d->stage && (p->offset < lo || p->offset + p->numel > hi))
+            extra[d->shared_p[j]] = 1;
+    }
+    PT_TRY(pt_model_restrict_grad(m, lo, hi, extra));
+    d->win_lo = lo, d->win_hi = hi;
+    pt_model *v = malloc(sizeof *v);
+    if (!v) return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the stage's view of the model");
+    *v = *m;
+    int first = 0, count = 0; /* offsets grow with the tensor index */
+    while (first < m->nparams && m->params[first].offset < lo) first++;
+    while (first + count < m->nparams &&
+           m->params[first + count].offset + m->params[first + count].numel <= hi)
+        count++;
+    memmove(v->params, m->params + first, sizeof *v->params * (size_t)count);
+    v->nparams = count;
+    for (int i = 0; i < count; i++)
+        v->params[i].offset -= lo, v->params[i].goff = v->params[i].offset;
+    v->numel = hi - lo, v->w = m->w + lo, v->g = m->g;
+    v->g_lo = 0, v->g_hi = v->numel;
+    v->grad_ready = NULL, v->g_pass = NULL, v->inflight = NULL, v->ninflight = 0;
+    d->view = v;
+    return PT_OK;
+}
+
 static pt_status check_options(pt_train_state *s, pp_state *d)
 {
     const pt_train_config *c = s->cfg;
@@ -297,7 +352,11 @@ static pt_status pp_setup(pt_train_state *s)
     d->recompute = c->recompute;
     d->held_ci = d->held_mb = -1;
     d->K = d->recompute ? 1 : d->V * d->inflight;
-    if (st == PT_OK) st = pt_model_alloc_inflight(m, d->K, (int)d->mb_max);
+    if (st == PT_OK) st = ownership(s, d);
+    if (st == PT_OK) st = stage_window(s, d); /* before the in-flight gradient buffer */
+    unsigned char mine[PT_MAX_NODES] = {0}; /* this rank's nodes, over its chunks */
+    for (int i = 0; i < m->nnodes; i++) mine[i] = stage_of_node(d, i) == d->stage;
+    if (st == PT_OK) st = pt_model_alloc_inflight(m, d->K, (int)d->mb_max, mine);
     for (int ci = 0; ci < d->V && st == PT_OK; ci++) {
         pp_chunk *h = &d->ch[ci];
         h->g = ci * d->nstages + d->stage;
@@ -331,9 +390,9 @@ static pt_status pp_setup(pt_train_state *s)
         d->blk_bytes[ci] = 4.0 * act;
         d->in_bytes[ci] = 4.0 * (double)d->mb_max * (double)h->in_size;
     }
-    if (st == PT_OK) st = ownership(s, d);
     PT_TRY(pt_agree(s->world, st, NULL));
-    st = pt_grad_sync_init(&d->gs, s->dp, m, pt_train_zero_stage(c, s->dp_size) == 1, false, c->bucket_mb);
+    st = pt_grad_sync_init(&d->gs, s->dp, d->view, pt_train_zero_stage(c, s->dp_size) == 1, false,
+                           c->bucket_mb);
     PT_TRY(pt_agree(s->world, st, NULL));
     st = pt_train_make_optimizer(s, d->gs.shard_off, d->gs.shard_count);
     return pt_agree(s->world, st, NULL);
@@ -510,23 +569,45 @@ static pt_status run_schedule(pt_train_state *s, pp_state *d)
     return PT_OK;
 }
 
-/* The shared parameters' gradients, summed between their owner and user stages (the same
- * dp and tp coordinates: the pp group's ranks are the stages). */
+/* The shared parameters' gradients, from each user stage to the owner, which adds them (the
+ * same dp and tp coordinates: the pp group's ranks are the stages). Only the owner holds their
+ * optimizer state; after its update it sends the users the new values (share_updated). */
 static pt_status sync_shared(pt_train_state *s, pp_state *d)
 {
     pt_model *m = &s->model;
     for (int j = 0; j < d->nshared; j++) {
         const int o = d->shared_owner[j], u = d->shared_user[j];
         if (d->stage != o && d->stage != u) continue;
-        const int peer = d->stage == o ? u : o;
         const pt_param *p = &m->params[d->shared_p[j]];
-        float *g = m->g + p->offset, *mine = d->shared_buf, *theirs = d->shared_buf + d->shared_max;
-        memcpy(mine, g, sizeof(float) * (size_t)p->numel);
-        pt_p2p_request rq[2];
-        PT_TRY(pt_irecv(d->pp, theirs, p->numel, PT_F32, peer, 1 << 20 | j, &rq[0]));
-        PT_TRY(pt_isend(d->pp, mine, p->numel, PT_F32, peer, 1 << 20 | j, &rq[1]));
-        PT_TRY(pt_p2p_wait(rq, 2, "the gradient of a parameter shared between stages"));
+        float *g = m->g + p->goff, *theirs = d->shared_buf;
+        pt_p2p_request rq;
+        if (d->stage == u) {
+            PT_TRY(pt_isend(d->pp, g, p->numel, PT_F32, o, 1 << 20 | j, &rq));
+            PT_TRY(pt_p2p_wait(&rq, 1, "the gradient of a parameter shared between stages"));
+            continue;
+        }
+        PT_TRY(pt_irecv(d->pp, theirs, p->numel, PT_F32, u, 1 << 20 | j, &rq));
+        PT_TRY(pt_p2p_wait(&rq, 1, "the gradient of a parameter shared between stages"));
         for (int64_t i = 0; i < p->numel; i++) g[i] += theirs[i];
+    }
+    return PT_OK;
+}
+
+/* The shared parameters' new values, from the owner to each user stage. */
+static pt_status share_updated(pt_train_state *s, pp_state *d)
+{
+    pt_model *m = &s->model;
+    for (int j = 0; j < d->nshared; j++) {
+        const int o = d->shared_owner[j], u = d->shared_user[j];
+        if (d->stage != o && d->stage != u) continue;
+        const pt_param *p = &m->params[d->shared_p[j]];
+        pt_p2p_request rq;
+        const int tag = 1 << 20 | (MAX_SHARED + j); /* after sync_shared's tags */
+        if (d->stage == o)
+            PT_TRY(pt_isend(d->pp, m->w + p->offset, p->numel, PT_F32, u, tag, &rq));
+        else
+            PT_TRY(pt_irecv(d->pp, m->w + p->offset, p->numel, PT_F32, o, tag, &rq));
+        PT_TRY(pt_p2p_wait(&rq, 1, "the new value of a parameter shared between stages"));
     }
     return PT_OK;
 }
@@ -566,6 +647,48 @@ static pt_status report_peak(pt_train_state *s, pp_state *d)
     return pt_agree(s->world, st, NULL);
 }
 
+static void pp_memory(const pt_train_state *s, pt_memory_bytes *mb);
+
+/* The parameter, gradient and optimizer-state bytes every rank allocated (pp_memory's), as a
+ * "pipeline_state" metrics record of per-world-rank lists and, unless --quiet, a log line per
+ * stage (the largest over its dp and tp ranks). Collective over the world. */
+static pt_status report_state(pt_train_state *s, pp_state *d)
+{
+    pt_memory_bytes mb;
+    pp_memory(s, &mb);
+    double mine[4] = {(double)d->stage, mb.param, mb.grad, mb.optim};
+    double *all = malloc(sizeof(double) * 4 * (size_t)s->world_size);
+    pt_status st = all ? PT_OK
+                       : PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the stages' state bytes");
+    PT_TRY(pt_agree(s->world, st, NULL));
+    st = pt_mpi_allgather(mine, 4, MPI_DOUBLE, all, s->world, "the stages' state bytes");
+    if (st == PT_OK && s->world_rank == 0) {
+        char list[3][PT_MAX_STAGES * 8 * 24], line[PT_MAX_STAGES * 96];
+        int o[3] = {0, 0, 0}, ol = 0;
+        for (int r = 0; r < s->world_size; r++)
+            for (int k = 0; k < 3; k++)
+                o[k] += snprintf(list[k] + o[k], sizeof list[k] - (size_t)o[k], "%s%.0f",
+                                 r ? ", " : "", all[4 * r + 1 + k]);
+        for (int k = 0; k < d->nstages; k++) {
+            double most[3] = {0, 0, 0};
+            for (int r = 0; r < s->world_size; r++)
+                for (int j = 0; j < 3 && (int)all[4 * r] == k; j++)
+                    most[j] = all[4 * r + 1 + j] > most[j] ? all[4 * r + 1 + j] : most[j];
+            ol += snprintf(line + ol, sizeof line - (size_t)ol,
+                           "%sstage %d %.0f + %.0f + %.0f", k ? ", " : "", k, most[0], most[1],
+                           most[2]);
+        }
+        pt_metrics_write(&s->metrics, "pipeline_state",
+                         "\"step\": %lld, \"param_bytes\": [%s], \"grad_bytes\": [%s], "
+                         "\"optim_bytes\": [%s]", (long long)s->step, list[0], list[1], list[2]);
+        if (!s->cfg->quiet)
+            pt_log_info("pipeline state allocated (parameters + gradients + optimizer bytes, "
+                        "per rank): %s", line);
+    }
+    free(all);
+    return pt_agree(s->world, st, NULL);
+}
+
 static pt_status pp_forward_backward(pt_train_state *s, bool have_rows, pt_step_report *r)
 {
     pp_state *d = state_of(s);
@@ -585,7 +708,8 @@ static pt_status pp_forward_backward(pt_train_state *s, bool have_rows, pt_step_
         if (d->trace_last > end - 1) d->trace_last = end - 1;
     }
     d->tracing = s->cfg->trace[0] && s->step >= d->trace_first && s->step <= d->trace_last;
-    m->be->zero(m->g, sizeof(float) * (size_t)m->numel);
+    free_ckpt_opt(d); /* a save's stand-in, no longer needed */
+    m->be->zero(m->g, sizeof(float) * (size_t)m->g_n);
     m->grad_ready = NULL; /* gradients are final only after the last micro-batch */
     m->accumulate = 1;
     d->loss_sum = 0.0;
@@ -599,6 +723,7 @@ static pt_status pp_forward_backward(pt_train_state *s, bool have_rows, pt_step_
     if (!d->peak_reported) {
         d->peak_reported = true;
         PT_TRY(report_peak(s, d));
+        PT_TRY(report_state(s, d));
     }
     r->status = pt_model_status(m);
     const double t0 = pt_now();
@@ -618,7 +743,7 @@ static pt_status pp_sync(pt_train_state *s, pt_step_report *r)
     PT_TRY(pt_grad_sync_finish(&d->gs, &r->comm_wait_s));
     if (s->dp_size > 1) span(d, 'r', -1, -1, s->step, t0);
     r->bytes_sent = s->dp->bytes_sent - sent0, r->bytes_recv = s->dp->bytes_recv - recv0;
-    r->sent_elems = (double)s->model.numel;
+    r->sent_elems = (double)d->view->numel;
     r->comm_calls_s = d->gs.t_calls;
     r->comm_span_s = s->dp_size > 1 ? d->gs.t_last_done - d->gs.t_first : 0.0;
     return PT_OK;
@@ -642,6 +767,7 @@ static pt_status pp_grad_sum_squares(pt_train_state *s, double *ss)
     const pt_model *m = &s->model;
     int64_t off, n, lo, hi;
     const float *g = pt_grad_sync_grad(&d->gs, &off, &n);
+    off += d->win_lo; /* the view's offsets, in the model's */
     double sum = 0.0;
     for (int i = 0; i < m->nparams; i++) {
         const pt_param *p = &m->params[i];
@@ -752,13 +878,14 @@ static pt_status pp_update(pt_train_state *s, float lr)
     pp_state *d = state_of(s);
     const double t0 = pt_now();
     PT_TRY(pt_grad_sync_update(&d->gs, &s->opt, lr));
+    PT_TRY(share_updated(s, d));
     span(d, 'u', -1, -1, s->step, t0);
     if (d->tracing && s->step == d->trace_last) PT_TRY(write_trace(s, d));
     return PT_OK;
 }
 
-/* Stage k's parameters (and their optimizer state) from stage k to every stage, so every rank
- * holds the whole current model: what evaluation runs. */
+/* Stage k's parameters from stage k to every stage, so every rank holds the whole current
+ * model: what evaluation runs. (The optimizer state stays with its stage.) */
 static pt_status pp_gather(pt_train_state *s)
 {
     pp_state *d = state_of(s);
@@ -766,12 +893,102 @@ static pt_status pp_gather(pt_train_state *s)
     for (int t = 0; t < m->nparams; t++) {
         const pt_param *p = &m->params[t];
         PT_TRY(pt_bcast(d->pp, m->w + p->offset, p->numel, PT_F32, d->owner[t]));
-        int64_t lo, hi;
-        for (int k = 0; k < s->opt.nstates; k++)
-            if (overlap(p, s->opt.offset, s->opt.n, &lo, &hi))
-                PT_TRY(pt_bcast(d->pp, s->opt.state[k] + (lo - s->opt.offset), hi - lo, PT_F32,
-                                d->owner[t]));
     }
+    return PT_OK;
+}
+
+static void free_ckpt_opt(pp_state *d)
+{
+    if (d->have_ckpt_opt) pt_optim_destroy(&d->ckpt_opt);
+    d->have_ckpt_opt = false;
+}
+
+/* Moves the optimizer state between this rank's range (s->opt over the view's [offset, offset
+ * + n), i.e. flat [win_lo + offset, ...)) and the stand-in's part of the flat layout. Under
+ * ZeRO-1 the two are different dp shards (of the stage's range, of the whole layout): the
+ * stage's range is assembled on every dp rank with an allgather of the ones it holds (this
+ * rank's shard to save, its part of the checkpoint's to load), then each takes its own. */
+static pt_status move_ckpt_state(pt_train_state *s, pp_state *d, bool to_ckpt)
+{
+    const pt_backend *be = s->model.be;
+    pt_optimizer *o = &s->opt, *c = &d->ckpt_opt;
+    const int64_t olo = d->win_lo + o->offset, ohi = olo + o->n;
+    const int64_t lo = olo > c->offset ? olo : c->offset;
+    const int64_t hi = ohi < c->offset + c->n ? ohi : c->offset + c->n;
+    if (!d->gs.zero || d->gs.size < 2) {
+        for (int k = 0; k < o->nstates && lo < hi; k++) {
+            float *cs = c->state[k] + (lo - c->offset), *os = o->state[k] + (lo - olo);
+            const size_t bytes = sizeof(float) * (size_t)(hi - lo);
+            if (to_ckpt) be->copy(cs, os, bytes);
+            else be->copy(os, cs, bytes);
+        }
+        return PT_OK;
+    }
+    const int P = d->gs.size, me = d->gs.rank;
+    const int64_t W = d->win_hi - d->win_lo;
+    /* the checkpoint shards' parts of the stage's range: contiguous, in dp rank order */
+    int64_t *cnt = malloc(sizeof(int64_t) * (size_t)P);
+    float *tmp = malloc(sizeof(float) * (size_t)(W ? W : 1));
+    pt_status st = cnt && tmp ? PT_OK : PT_ERR(PT_ERR_NOMEM, NULL, "no memory to move the "
+                                               "optimizer state to the checkpoint layout");
+    int64_t clo = 0, ccnt = 0;
+    for (int r = 0; st == PT_OK && r < P; r++) {
+        int64_t off, n;
+        pt_shard_range(s->model.numel, P, r, &off, &n);
+        const int64_t a = off > d->win_lo ? off : d->win_lo;
+        const int64_t b = off + n < d->win_hi ? off + n : d->win_hi;
+        cnt[r] = b > a ? b - a : 0;
+        if (r == me) clo = a, ccnt = cnt[r];
+    }
+    st = pt_agree(s->world, st, NULL);
+    for (int k = 0; st == PT_OK && k < o->nstates; k++) {
+        if (to_ckpt) {
+            be->to_host(tmp + o->offset, o->state[k], sizeof(float) * (size_t)o->n);
+            st = pt_allgather(d->gs.pc, tmp + o->offset, tmp, d->gs.shard_counts, PT_F32);
+            if (st == PT_OK && ccnt)
+                be->to_device(c->state[k] + (clo - c->offset), tmp + (clo - d->win_lo),
+                              sizeof(float) * (size_t)ccnt);
+        } else {
+            if (ccnt)
+                be->to_host(tmp + (clo - d->win_lo), c->state[k] + (clo - c->offset),
+                            sizeof(float) * (size_t)ccnt);
+            st = pt_allgather(d->gs.pc, tmp + (clo - d->win_lo), tmp, cnt, PT_F32);
+            if (st == PT_OK)
+                be->to_device(o->state[k], tmp + o->offset, sizeof(float) * (size_t)o->n);
+        }
+    }
+    free(cnt), free(tmp);
+    return st;
+}
+
+/* Checkpoints expect the optimizer state over the whole flat layout (ZeRO-1: this dp rank's
+ * pt_shard_range of it): a stand-in in that layout, holding this stage's part (the others'
+ * stay zero: this stage writes and reads only the tensors it owns). It costs the whole model's
+ * optimizer state (or its dp shard) while it lives: from here to the end of the save (freed at
+ * the next step) or of the load (ckpt_loaded). */
+static pt_status pp_ckpt_state(pt_train_state *s, bool save, pt_optimizer **opt)
+{
+    pp_state *d = state_of(s);
+    free_ckpt_opt(d);
+    const bool zero = pt_train_zero_stage(s->cfg, s->dp_size) == 1;
+    int64_t off, n;
+    pt_shard_range(s->model.numel, zero ? s->dp_size : 1, zero ? s->dp_rank : 0, &off, &n);
+    pt_status st = pt_optim_create(&d->ckpt_opt, &s->opt.cfg, s->model.be, n);
+    d->have_ckpt_opt = st == PT_OK;
+    PT_TRY(pt_agree(s->world, st, NULL));
+    d->ckpt_opt.offset = off;
+    d->ckpt_opt.t = s->opt.t;
+    if (save) PT_TRY(move_ckpt_state(s, d, true));
+    *opt = &d->ckpt_opt;
+    return PT_OK;
+}
+
+static pt_status pp_ckpt_loaded(pt_train_state *s)
+{
+    pp_state *d = state_of(s);
+    PT_TRY(move_ckpt_state(s, d, false));
+    s->opt.t = d->ckpt_opt.t;
+    free_ckpt_opt(d);
     return PT_OK;
 }
 
@@ -786,11 +1003,12 @@ static void pp_memory(const pt_train_state *s, pt_memory_bytes *mb)
     const pp_state *d = state_of(s);
     const pt_model *m = &s->model;
     memset(mb, 0, sizeof *mb);
-    double own = 0.0;
-    for (int t = 0; t < m->nparams; t++)
-        if (d->owner[t] == d->stage) own += (double)m->params[t].numel;
-    mb->param = 4.0 * own;
-    mb->grad = mb->param;
+    /* what this rank allocated: every parameter (evaluation and checkpoints read them all), the
+     * gradients of its range and the micro-batches' accumulation buffer, the optimizer state of
+     * its range (of its dp shard under ZeRO-1) */
+    mb->param = 4.0 * (double)m->numel;
+    mb->grad = 4.0 * (double)m->g_n * (m->g_pass ? 2.0 : 1.0) +
+               (d->gs.gshard ? 4.0 * (double)d->gs.shard_count : 0.0);
     mb->optim = 4.0 * (double)s->opt.n * s->opt.nstates;
     /* the in-flight micro-batches' activations of this rank's nodes: a block each, or with
      * recompute one block and each one's stage input */
@@ -852,6 +1070,8 @@ static void pp_teardown(pt_train_state *s)
         free(h->rq_act), free(h->rq_grad), free(h->sq_act), free(h->sq_grad);
     }
     free(d->owner), free(d->shared_buf), free(d->spans);
+    free_ckpt_opt(d);
+    free(d->view);
     free(d);
     s->strategy_state = NULL;
 }
@@ -872,4 +1092,6 @@ const pt_step_strategy pt_strategy_pipeline = {
     .teardown = pp_teardown,
     .gather = pp_gather,
     .owns = pp_owns,
+    .ckpt_state = pp_ckpt_state,
+    .ckpt_loaded = pp_ckpt_loaded,
 };
