@@ -79,8 +79,9 @@ stop_run ckpt-save 1:40:ckpt-save "\(collective HDF5 I/O (writing a checkpoint\|
 stop_run comm-free 1:*:comm-free "the check that every peer is alive (the window" 1 --max-steps 30
 stop_run comm-free-0 0:*:comm-free "the check that every peer is alive (the window" 0 --max-steps 30
 stop_run finalize 1:*:finalize "MPI_Finalize" 1 --max-steps 30
-# the loss allreduce of a step, with the 'mpi' algorithm (the point-to-point ones are above)
-stop_run step-mpi 1:20:step "MPI_Iallreduce\|MPI_Allreduce" 1 --max-steps 300 --allreduce mpi
+# the gradient and loss allreduces of a step with the 'mpi' algorithm (the point-to-point ones
+# are above; --zero 0, since ZeRO-1's reduce-scatter is paratrain's own ring even then)
+stop_run step-mpi 1:20:step "MPI_Iallreduce\|MPI_Allreduce" 1 --max-steps 300 --allreduce mpi --zero 0
 # the sparse collective (top-k compression)
 stop_run step-topk 1:20:step "MPI_Probe\|MPI_Isend\|MPI_Allreduce" 1 --max-steps 300 --compress topk:0.01
 

@@ -653,5 +653,5 @@ const pt_param *pt_model_find_param(const pt_model *m, const char *name)
 
 int64_t pt_model_block_bytes(const pt_model *m, int rows)
 {
-    return (int64_t)sizeof(float) * block_floats(m, rows);
+    return (int64_t)sizeof(float) * block_floats(m, rows, NULL);
 }

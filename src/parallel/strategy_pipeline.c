@@ -1005,8 +1005,8 @@ static void pp_memory(const pt_train_state *s, pt_memory_bytes *mb)
     memset(mb, 0, sizeof *mb);
     /* what this rank allocated: every parameter (evaluation and checkpoints read them all), the
      * gradients of its range and the micro-batches' accumulation buffer, the optimizer state of
-     * its range (of its dp shard under ZeRO-1) */
-    mb->param = 4.0 * (double)m->numel;
+     * its range (of its dp shard under ZeRO-1); at bf16/fp16 the 16-bit copy of every weight too */
+    mb->param = pt_model_param_bytes(m) * (double)m->numel;
     mb->grad = 4.0 * (double)m->g_n * (m->g_pass ? 2.0 : 1.0) +
                (d->gs.gshard ? 4.0 * (double)d->gs.shard_count : 0.0);
     mb->optim = 4.0 * (double)s->opt.n * s->opt.nstates;
