@@ -12,6 +12,8 @@
 #       fp32 / bf16 / fp16 next to PyTorch fp32 and torch.autocast bf16, interleaved REPS rounds
 #       (default 3); medians and ratios into benchmarks/out/precision_speed.csv
 #       (MODELS="mlp gpt", PRECISIONS="fp32 bf16" for a subset)
+#   benchmarks/bench_precision.sh gpt [STEPS]  gpt parity: bench_gpt_quality.sh's recipe for STEPS
+#       (300) steps in fp32, bf16, fp16; validation bits per byte into benchmarks/out/precision_gpt.csv
 #   benchmarks/bench_precision.sh memory   bytes per parameter and activation block per precision
 #       (each run's memory record) and peak RSS, mlp / cnn / gpt, into benchmarks/out/precision_memory.csv
 # The accuracy runs' samples/s column is one run per row: read it as indicative only. On a CPU
@@ -22,6 +24,50 @@ cd "$(dirname "$0")/.."
 . benchmarks/common.sh
 OUT=benchmarks/out
 mkdir -p "$OUT"
+if [ "${1:-}" = gpt ]; then
+    # gpt parity: benchmarks/bench_gpt_quality.sh's recipe (d 256, 4 layers, ctx 128, batch 16,
+    # AdamW 1e-3, wd 0.01, 50 warm-up steps, cosine) for STEPS (300) steps in fp32, bf16 and fp16
+    # (dynamic loss scale), 1 rank x 2 threads, the same seed and tokens; the final validation
+    # loss in bits per byte and its difference to fp32's
+    STEPS=${2:-300}
+    LM=${LM:-data/kjv-lm}
+    [ -f "$LM/index.h5" ] || ./pt-prep kjv-lm --out "$LM" >/dev/null
+    CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+    CSV=$OUT/precision_gpt.csv
+    echo "precision,steps,val_bits_per_byte,diff_to_fp32,skipped,train_seconds,variant,cpu,load_before,load_after" >"$CSV"
+    for p in fp32 bf16 fp16; do
+        m=$OUT/precgpt-$p.jsonl ck=$OUT/precgpt-$p.ckpt
+        rm -rf "$m" "$ck"
+        l0=$(cut -d' ' -f1 /proc/loadavg)
+        OMP_NUM_THREADS=2 timeout 3000 mpirun -np 1 --bind-to none -x OMP_NUM_THREADS ./paratrain train \
+            --data "$LM" --model gpt --batch 16 --optimizer adamw --lr 1e-3 --weight-decay 0.01 \
+            --schedule cosine --warmup-steps 50 --max-steps "$STEPS" --log-every 100 --eval-every 100000 \
+            --seed 3 --precision $p --ckpt-dir "$ck" --metrics "$m" >"$OUT/precgpt-$p.out" 2>&1
+        l1=$(cut -d' ' -f1 /proc/loadavg)
+        skipped=$(./pt-ckpt info "$ck" | sed -n 's/^  loss_scale_skipped  *//p')
+        $PY - "$m" "$p" "$STEPS" "${skipped:-0}" "$CPU" "$l0" "$l1" "$CSV" >>"$CSV" <<'PY'
+import csv, json, math, sys
+m, p, steps, skipped, cpu, l0, l1, out = sys.argv[1:]
+recs = [json.loads(l) for l in open(m)]
+val = [r for r in recs if r["event"] == "eval" and r["split"] == "val"][-1]
+end = [r for r in recs if r["event"] == "end"][-1]
+start = [r for r in recs if r["event"] == "start"][-1]
+bpb = val["loss"] / math.log(2)
+ref = bpb
+try:
+    rows = list(csv.DictReader(open(out)))
+    if rows: ref = float(rows[0]["val_bits_per_byte"])
+except OSError:
+    pass
+print(f'{p},{steps},{bpb:.4f},{bpb - ref:+.4f},{skipped},{end["train_seconds"]:.0f},{start.get("lowp_gemm", "")},"{cpu}",{l0},{l1}')
+PY
+    done
+    echo "gpt d256 L4 ctx128, $STEPS steps x 16 windows, 1 rank x 2 threads ($(sed -n 2p "$CSV" | cut -d'"' -f2))"
+    echo "| precision | val bits/byte | vs fp32 | skipped steps | train s | GEMM |"
+    echo "|---|---:|---:|---:|---:|---|"
+    sed 1d "$CSV" | awk -F, '{ printf "| %s | %s | %s | %s | %s | %s |\n", $1, $3, $4, $5, $6, $7 }'
+    exit 0
+fi
 if [ "${1:-}" = memory ]; then
     # bytes per rank from each run's memory record (parameters, gradients, optimizer state,
     # activation block) and the peak resident set (VmHWM, /usr/bin/time), 1 rank, 3 steps, AdamW
