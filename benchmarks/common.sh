@@ -1,7 +1,11 @@
 # Shared by the benchmark scripts (sourced from the repository root).
 DATA=${DATA:-data/fashion-mnist}
 # made afresh when missing or of another shard format version than this paratrain reads
-FMT=$(sed -n 's/^#define PT_DATA_FORMAT_VERSION \([0-9]*\).*/\1/p' include/paratrain/data.h)
+# (the header from the source tree: the scripts run from the build directory, which is the
+# source tree in an in-tree build and holds a benchmarks/ link to it otherwise)
+PT_SRCDIR=$(cd "$(dirname "$0")" 2>/dev/null && cd "$(pwd -P)/.." && pwd)
+[ -f "$PT_SRCDIR/include/paratrain/data.h" ] || PT_SRCDIR=.
+FMT=$(sed -n 's/^#define PT_DATA_FORMAT_VERSION \([0-9]*\).*/\1/p' "$PT_SRCDIR/include/paratrain/data.h")
 h5dump -a /format_version "$DATA/index.h5" 2>/dev/null | grep -q "(0): $FMT\$" ||
     ./pt-prep fashion-mnist --out "$DATA" >/dev/null
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
