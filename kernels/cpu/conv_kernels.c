@@ -63,16 +63,6 @@ static int64_t cpu_conv2d_scratch(const pt_conv2d_desc *d, int rows)
     return direct > im2col ? direct : im2col;
 }
 
-/* The taps kx of one kernel row that fall inside the image, [*kx0, *kx1): their inputs are
- * (kx1 - kx0) * C contiguous floats (channels-last), copied or added as one span. */
-static inline void tap_span(int ox, int s, int pad, int k, int H, int *kx0, int *kx1)
-{
-    const int first = pad - ox * s, last = H + pad - ox * s;
-    *kx0 = first > 0 ? first : 0;
-    *kx1 = last < k ? last : k;
-    if (*kx1 < *kx0) *kx1 = *kx0;
-}
-
 static void im2col(const float *x, int rows, int H, int C, int k, int s, int pad, int Ho, float *col)
 {
     const int64_t K = (int64_t)k * k * C;
@@ -83,7 +73,7 @@ static void im2col(const float *x, int rows, int H, int C, int k, int s, int pad
             for (int ox = 0; ox < Ho; ox++) {
                 float *row = col + (((int64_t)b * Ho + oy) * Ho + ox) * K;
                 int kx0, kx1;
-                tap_span(ox, s, pad, k, H, &kx0, &kx1);
+                pt_cpu_tap_span(ox, s, pad, k, H, &kx0, &kx1);
                 for (int ky = 0; ky < k; ky++) {
                     const int iy = oy * s - pad + ky;
                     float *dst = row + (int64_t)ky * k * C;
@@ -100,7 +90,7 @@ static void im2col(const float *x, int rows, int H, int C, int k, int s, int pad
         }
 }
 
-static void col2im_add(const float *col, int rows, int H, int C, int k, int s, int pad, int Ho,
+void pt_cpu_col2im_add(const float *col, int rows, int H, int C, int k, int s, int pad, int Ho,
                        float *dx)
 {
     const int64_t K = (int64_t)k * k * C;
@@ -111,7 +101,7 @@ static void col2im_add(const float *col, int rows, int H, int C, int k, int s, i
             for (int ox = 0; ox < Ho; ox++) {
                 const float *row = col + (((int64_t)b * Ho + oy) * Ho + ox) * K;
                 int kx0, kx1;
-                tap_span(ox, s, pad, k, H, &kx0, &kx1);
+                pt_cpu_tap_span(ox, s, pad, k, H, &kx0, &kx1);
                 const int64_t len = (int64_t)(kx1 - kx0) * C;
                 for (int ky = 0; ky < k; ky++) {
                     const int iy = oy * s - pad + ky;
@@ -189,7 +179,7 @@ static pt_status cpu_conv2d_backward_input(const pt_conv2d_desc *d, int rows, co
         const int cb = rows - b0 < chunk ? rows - b0 : chunk;
         PT_TRY(self->gemm(false, false, cb * Ho * Ho, K, Cout, 1.0f,
                           dy + (int64_t)b0 * Ho * Ho * Cout, Cout, w, K, 0.0f, scratch, K));
-        col2im_add(scratch, cb, H, Cin, k, s, pad, Ho, dx + (int64_t)b0 * H * H * Cin);
+        pt_cpu_col2im_add(scratch, cb, H, Cin, k, s, pad, Ho, dx + (int64_t)b0 * H * H * Cin);
     }
     return PT_OK;
 }

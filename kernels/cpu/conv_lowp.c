@@ -15,7 +15,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "../../src/comm/half.h"
 #include "cpu_kernels.h"
 #include "paratrain/lowp.h"
 
@@ -63,28 +62,6 @@ static pt_status check(pt_dtype t, const pt_conv2d_desc *d, int rows, const char
     return PT_OK;
 }
 
-/* x16 = t(x), n elements, on the OpenMP threads (the conversions inline and vectorize) */
-static void to16(pt_dtype t, const float *x, int64_t n, uint16_t *x16)
-{
-    if (t == PT_BF16) {
-#pragma omp parallel for schedule(static) if (n >= PT_CPU_PAR_MIN)
-        for (int64_t i = 0; i < n; i++) x16[i] = f32_to_bf16(x[i]);
-    } else {
-#pragma omp parallel for schedule(static) if (n >= PT_CPU_PAR_MIN)
-        for (int64_t i = 0; i < n; i++) x16[i] = f32_to_f16(x[i]);
-    }
-}
-
-/* The taps kx of one kernel row inside the image, [*kx0, *kx1): (kx1 - kx0) * C contiguous
- * elements of the input (channels-last), one span */
-static inline void tap_span(int ox, int s, int pad, int k, int H, int *kx0, int *kx1)
-{
-    const int first = pad - ox * s, last = H + pad - ox * s;
-    *kx0 = first > 0 ? first : 0;
-    *kx1 = last < k ? last : k;
-    if (*kx1 < *kx0) *kx1 = *kx0;
-}
-
 /* n elements: a loop for the short spans of few-channel layers (the cnn's first, Cin 1: 5
  * elements), where a libc call per span costs more than the copy */
 static inline void copy16(uint16_t *dst, const uint16_t *src, int64_t n)
@@ -110,7 +87,7 @@ static void im2col16(const uint16_t *x, int rows, int H, int C, int k, int s, in
             for (int ox = 0; ox < Ho; ox++) {
                 uint16_t *row = col + (((int64_t)b * Ho + oy) * Ho + ox) * K;
                 int kx0, kx1;
-                tap_span(ox, s, pad, k, H, &kx0, &kx1);
+                pt_cpu_tap_span(ox, s, pad, k, H, &kx0, &kx1);
                 for (int ky = 0; ky < k; ky++) {
                     const int iy = oy * s - pad + ky;
                     uint16_t *dst = row + (int64_t)ky * k * C;
@@ -127,31 +104,6 @@ static void im2col16(const uint16_t *x, int rows, int H, int C, int k, int s, in
         }
 }
 
-/* dx += col2im(dcol), fp32, sample by sample (disjoint: threads never race); as conv_kernels.c's */
-static void col2im_add(const float *col, int rows, int H, int C, int k, int s, int pad, int Ho,
-                       float *dx)
-{
-    const int64_t K = (int64_t)k * k * C;
-#pragma omp parallel for schedule(static)
-    for (int b = 0; b < rows; b++) {
-        float *ds = dx + (int64_t)b * H * H * C;
-        for (int oy = 0; oy < Ho; oy++)
-            for (int ox = 0; ox < Ho; ox++) {
-                const float *row = col + (((int64_t)b * Ho + oy) * Ho + ox) * K;
-                int kx0, kx1;
-                tap_span(ox, s, pad, k, H, &kx0, &kx1);
-                const int64_t len = (int64_t)(kx1 - kx0) * C;
-                for (int ky = 0; ky < k; ky++) {
-                    const int iy = oy * s - pad + ky;
-                    if (iy < 0 || iy >= H) continue;
-                    float *dd = ds + ((int64_t)iy * H + ox * s - pad + kx0) * C;
-                    const float *src = row + ((int64_t)ky * k + kx0) * C;
-                    for (int64_t j = 0; j < len; j++) dd[j] += src[j];
-                }
-            }
-    }
-}
-
 static pt_status cpu_conv2d_lowp_forward(pt_dtype t, const pt_conv2d_desc *d, int rows,
                                          const float *x, const uint16_t *w16, const float *bias,
                                          pt_act act, float *y, float *scratch)
@@ -162,7 +114,7 @@ static pt_status cpu_conv2d_lowp_forward(pt_dtype t, const pt_conv2d_desc *d, in
     const int K = k * k * Cin, chunk = chunk_of(d, rows);
     uint16_t *x16 = (uint16_t *)scratch;
     uint16_t *col = (uint16_t *)(scratch + half_floats((int64_t)rows * H * H * Cin));
-    to16(t, x, (int64_t)rows * H * H * Cin, x16);
+    pt_lowp_from_f32(t, x16, x, (int64_t)rows * H * H * Cin);
     for (int b0 = 0; b0 < rows; b0 += chunk) {
         const int cb = rows - b0 < chunk ? rows - b0 : chunk;
         im2col16(x16 + (int64_t)b0 * H * H * Cin, cb, H, Cin, k, s, pad, Ho, col);
@@ -184,7 +136,7 @@ static pt_status cpu_conv2d_lowp_backward_weight(pt_dtype t, const pt_conv2d_des
     const int K = k * k * Cin, chunk = chunk_of(d, rows);
     uint16_t *x16 = (uint16_t *)scratch;
     uint16_t *col = (uint16_t *)(scratch + half_floats((int64_t)rows * H * H * Cin));
-    to16(t, x, (int64_t)rows * H * H * Cin, x16);
+    pt_lowp_from_f32(t, x16, x, (int64_t)rows * H * H * Cin);
     for (int b0 = 0; b0 < rows; b0 += chunk) {
         const int cb = rows - b0 < chunk ? rows - b0 : chunk;
         im2col16(x16 + (int64_t)b0 * H * H * Cin, cb, H, Cin, k, s, pad, Ho, col);
@@ -209,7 +161,7 @@ static pt_status cpu_conv2d_lowp_backward_input(pt_dtype t, const pt_conv2d_desc
         const int cb = rows - b0 < chunk ? rows - b0 : chunk;
         PT_TRY(pt_lowp_gemm(t, false, false, cb * Ho * Ho, K, Cout, 1.0f,
                             dy16 + (int64_t)b0 * Ho * Ho * Cout, Cout, w16, K, 0.0f, scratch, K));
-        col2im_add(scratch, cb, H, Cin, k, s, pad, Ho, dx + (int64_t)b0 * H * H * Cin);
+        pt_cpu_col2im_add(scratch, cb, H, Cin, k, s, pad, Ho, dx + (int64_t)b0 * H * H * Cin);
     }
     return PT_OK;
 }

@@ -14,6 +14,20 @@ void pt_cpu_register_elementwise(pt_backend *be); /* elementwise.c: activations,
 void pt_cpu_register_optim(pt_backend *be);       /* optim_kernels.c */
 void pt_cpu_register_conv(pt_backend *be);        /* conv_kernels.c: conv2d */
 void pt_cpu_register_conv_lowp(pt_backend *be);   /* conv_lowp.c: conv2d in bf16/fp16 */
+
+/* conv_kernels.c's im2col helpers, shared with conv_lowp.c (channels-last x, columns in (ky, kx,
+ * c) order). The taps kx of one kernel row that fall inside the image, [*kx0, *kx1): their inputs
+ * are (kx1 - kx0) * C contiguous elements, copied or added as one span. */
+static inline void pt_cpu_tap_span(int ox, int s, int pad, int k, int H, int *kx0, int *kx1)
+{
+    const int first = pad - ox * s, last = H + pad - ox * s;
+    *kx0 = first > 0 ? first : 0;
+    *kx1 = last < k ? last : k;
+    if (*kx1 < *kx0) *kx1 = *kx0;
+}
+/* dx += col2im(col), fp32, sample by sample on the OpenMP threads (disjoint: no races) */
+void pt_cpu_col2im_add(const float *col, int rows, int H, int C, int k, int s, int pad, int Ho,
+                       float *dx);
 void pt_cpu_register_pool(pt_backend *be);        /* pool_kernels.c: pooling, max over time */
 void pt_cpu_register_norm(pt_backend *be);        /* norm_kernels.c */
 void pt_cpu_register_attention(pt_backend *be);   /* attention_kernels.c: embedding, attention */
