@@ -2584,6 +2584,40 @@ static void test_lowp_convert(pt_dtype t)
     }
 }
 
+/* lowp_flush_count (PT_LOWP_STATS): exact counts on values above, at and below each dtype's
+ * smallest normal (fp16 2^-14, bf16 2^-126) and smallest subnormal (fp16 2^-24, bf16 2^-133),
+ * the ties that round to 0 (2^-25, 2^-134), zeros (not counted), Inf and fp16's overflow; once
+ * as 17 elements, once tiled 4000 times (the OpenMP reduction over threads). dst16 is the
+ * reference rounding of src. */
+static void test_lowp_flush_count(pt_dtype t)
+{
+    const char *tn = t == PT_BF16 ? "bf16" : "fp16";
+    static const float pat[] = {0.0f, -0.0f, 1.0f, -0x1p-14f, 0x1p-15f, 0x1p-24f, 0x1p-25f,
+                                -0x1p-26f, 0x1.8p-25f, 1e-10f, 0x1p-126f, -0x1p-127f, 0x1p-133f,
+                                0x1p-134f, 0x1p-149f, INFINITY, 65520.0f};
+    const int64_t np = (int64_t)(sizeof pat / sizeof *pat);
+    /* nonzero, flushed to zero, subnormal in one pattern */
+    const int64_t want1[3] = {15, t == PT_F16 ? 8 : 2, t == PT_F16 ? 3 : 2};
+    static const int64_t reps[] = {1, 4000};
+    for (int r = 0; r < 2; r++) {
+        const int64_t n = np * reps[r];
+        begin("lowp_flush_count", "%s n=%lld", tn, (long long)n);
+        float *x = hmem(sizeof(float) * (size_t)n);
+        uint16_t *h16 = hmem(sizeof(uint16_t) * (size_t)n);
+        for (int64_t i = 0; i < n; i++) x[i] = pat[i % np], h16[i] = ref_from_f32(t, x[i]);
+        int64_t c[3] = {-1, -1, -1};
+        ok(be->lowp_flush_count(t, in_f(x, n, "src"), in_u16(h16, n, "dst16"), n, c),
+           "lowp_flush_count");
+        static const char *what[3] = {"nonzero", "flushed", "subnormal"};
+        for (int k = 0; k < 3; k++)
+            if (c[k] != want1[k] * reps[r])
+                failf("%s %lld, want %lld", what[k], (long long)c[k],
+                      (long long)(want1[k] * reps[r]));
+        finish();
+        release();
+    }
+}
+
 /* lowp_gemm against the double reference on the 16-bit inputs' exact values (their products
  * are exact in fp32 and the sums accumulate in fp32, so NMSE_TOL holds as for gemm), every
  * transpose, alpha and beta, padded leading dimensions; on the CPU, on every kernel variant
@@ -2640,6 +2674,8 @@ static void test_lowp(void)
         if (t == PT_F16) continue;
 #endif
         test_lowp_convert(t);
+        if (!missing((const void *)be->lowp_flush_count, "lowp_flush_count", opt))
+            test_lowp_flush_count(t);
         if (be != cpu_be) { /* another backend has its own kernels: one pass */
             test_lowp_gemm_one(t, "-");
             continue;

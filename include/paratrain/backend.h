@@ -135,6 +135,12 @@ typedef struct pt_backend {
     /* dst[i] = float(t(src[i])): src rounded to t and widened back (dst may alias src); conv2d's
      * rounded route (src/nn/ops_conv.c) feeds the fp32 conv2d entries with it. */
     pt_status (*lowp_round)(pt_dtype t, float *dst, const float *src, int64_t n);
+    /* OPTIONAL (PT_LOWP_STATS=1, docs/MIXED_PRECISION.md): of n elements converted by
+     * lowp_from_f32 (src fp32, dst16 its dtype-t copy), counts[0] = how many src are nonzero,
+     * counts[1] = how many of those became +-0 in t, counts[2] = how many became subnormal in t.
+     * Overwrites counts; NULL: the model counts nothing. */
+    pt_status (*lowp_flush_count)(pt_dtype t, const float *src, const uint16_t *dst16, int64_t n,
+                                  int64_t counts[3]);
 
     /* ---- elementwise (kernels/cpu/elementwise_kernels.c) ---- */
     /* y[r, :] = act(y[r, :] + bias); pre_act (may be NULL) keeps y + bias before the activation. */

@@ -144,6 +144,11 @@ typedef struct pt_model {
      * pt_model_refresh_lowp after every change of w. PT_F32: w16 NULL. */
     pt_dtype precision;
     uint16_t *w16;
+    /* PT_LOWP_STATS=1 in the environment (read by pt_model_set_precision): grad16 counts the
+     * backward's 16-bit gradient conversions (be->lowp_flush_count's nonzero, flushed to zero,
+     * subnormal), rank-local, accumulated until the caller resets them. 0: nothing is counted. */
+    int lowp_stats;
+    int64_t grad16[3];
     /* Loss scaling: the loss gradient is multiplied by ls.scale, and each parameter gradient
      * divided by it again as soon as backward has finished it (before gradient communication);
      * grad_nonfinite is set when one of them is not finite (reset by the caller per step). The
@@ -228,6 +233,9 @@ void pt_model_destroy(pt_model *m);
  * in-flight blocks are allocated. PT_ERR_ARG with a message when the backend has no
  * low-precision entries. */
 pt_status pt_model_set_precision(pt_model *m, pt_dtype t);
+/* Adds the flush counts of src converted to dst16 (n elements, m->precision) to m->grad16 when
+ * m->lowp_stats; otherwise does nothing. */
+pt_status pt_model_count_grad16(pt_model *m, const float *src, const uint16_t *dst16, int64_t n);
 /* Bytes the model holds per parameter: the fp32 value, plus its 16-bit compute copy (w16) at
  * bf16/fp16. The gradient and the optimizer state stay fp32. */
 static inline double pt_model_param_bytes(const pt_model *m) { return m->precision == PT_F32 ? 4.0 : 6.0; }

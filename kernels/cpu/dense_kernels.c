@@ -74,11 +74,35 @@ static pt_status cpu_lowp_round(pt_dtype t, float *dst, const float *src, int64_
     return PT_OK;
 }
 
+/* The exponent field of t's bit pattern is 0 for +-0 and subnormals alike; the mantissa tells
+ * them apart. bf16 has fp32's exponent, so it flushes only what fp32 itself could not hold. */
+static pt_status cpu_lowp_flush_count(pt_dtype t, const float *src, const uint16_t *dst16,
+                                      int64_t n, int64_t counts[3])
+{
+    if (t != PT_BF16 && t != PT_F16)
+        return PT_ERR(PT_ERR_ARG, NULL, "lowp_flush_count: dtype %d is not bf16 or fp16", (int)t);
+    const uint16_t expo = t == PT_F16 ? 0x7c00 : 0x7f80;
+    int64_t nz = 0, zero = 0, sub = 0;
+#pragma omp parallel for schedule(static) reduction(+ : nz, zero, sub)
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t b; /* the bits: with denormals-are-zero a subnormal src compares equal to 0 */
+        memcpy(&b, &src[i], 4);
+        if (!(b & 0x7fffffffu)) continue;
+        nz++;
+        const uint16_t h = dst16[i] & 0x7fff;
+        if (h == 0) zero++;
+        else if (!(h & expo)) sub++;
+    }
+    counts[0] = nz, counts[1] = zero, counts[2] = sub;
+    return PT_OK;
+}
+
 void pt_cpu_register_dense(pt_backend *be)
 {
     be->gemm = cpu_gemm;
     be->lowp_gemm = cpu_lowp_gemm;
     be->lowp_from_f32 = cpu_lowp_from_f32;
     be->lowp_round = cpu_lowp_round;
+    be->lowp_flush_count = cpu_lowp_flush_count;
     be->set_deterministic = cpu_set_deterministic;
 }

@@ -360,6 +360,10 @@ pt_status pt_model_set_precision(pt_model *m, pt_dtype t)
                       "--precision %s: the %s backend has no low-precision kernels",
                       pt_precision_name(t), m->be->name);
     m->precision = t;
+    /* read once here so that the backward pays one branch per conversion when it is off */
+    const char *st = getenv("PT_LOWP_STATS");
+    m->lowp_stats = t != PT_F32 && m->be->lowp_flush_count && st && !strcmp(st, "1");
+    memset(m->grad16, 0, sizeof m->grad16);
     for (int i = 0; i < m->nnodes; i++) {
         pt_node *n = &m->nodes[i];
         n->lp_row = 0;
@@ -376,6 +380,15 @@ pt_status pt_model_set_precision(pt_model *m, pt_dtype t)
     }
     PT_TRY(alloc_block(m));
     return pt_model_refresh_lowp(m);
+}
+
+pt_status pt_model_count_grad16(pt_model *m, const float *src, const uint16_t *dst16, int64_t n)
+{
+    if (!m->lowp_stats || n <= 0) return PT_OK;
+    int64_t c[3];
+    PT_TRY(m->be->lowp_flush_count(m->precision, src, dst16, n, c));
+    for (int i = 0; i < 3; i++) m->grad16[i] += c[i];
+    return PT_OK;
 }
 
 pt_status pt_model_refresh_lowp(pt_model *m)

@@ -166,6 +166,7 @@ static void conv2d_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx 
     if (!rw || gx) { /* the gemm route: dy16 after the 16-bit scratch (x is converted inside) */
         uint16_t *dy16 = conv_dy16(m, n, rows);
         pt_op_check(m, be->lowp_from_f32(t, dy16, dy, ny));
+        if (m->lowp_stats) pt_op_check(m, pt_model_count_grad16(m, dy, dy16, ny));
         if (!rw) pt_op_check(m, be->conv2d_lowp_backward_weight(t, d, rows, in->a, dy16, beta_w, dw, m->scratch));
         if (gx)
             pt_op_check(m, be->conv2d_lowp_backward_input(t, d, rows, dy16, m->w16 + m->params[n->p[0]].offset,
@@ -292,6 +293,7 @@ static void conv1d_max_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_
             uint16_t *d16 = (uint16_t *)(dtmp + round16(f));
             const uint16_t *W16 = m->w16 + m->params[n->p[2 * i]].offset;
             pt_op_check(m, be->lowp_from_f32(t, d16, dtmp, (int64_t)M * F));
+            if (m->lowp_stats) pt_op_check(m, pt_model_count_grad16(m, dtmp, d16, (int64_t)M * F));
             for (int j = 0; j < k; j++) {
                 pt_op_check(m, be->lowp_gemm(t, true, false, F, E, M, 1.0f, d16, F,
                                              n->lp + (int64_t)j * E, E, beta_w,

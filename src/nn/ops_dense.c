@@ -79,6 +79,7 @@ static void linear_backward(pt_model *m, pt_node *n, int rows, const pt_fwd_ctx 
     uint16_t *dz16 = (uint16_t *)m->scratch;
     if (t != PT_F32) {
         pt_op_check(m, be->lowp_from_f32(t, dz16, dz, (int64_t)M * dout));
+        if (m->lowp_stats) pt_op_check(m, pt_model_count_grad16(m, dz, dz16, (int64_t)M * dout));
         pt_op_check(m, be->lowp_gemm(t, true, false, dout, din, M, 1.0f, dz16, dout, n->lp, din,
                                      pt_param_beta(m, n, 0), pt_pg(m, n, 0), din));
     } else

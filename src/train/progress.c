@@ -4,6 +4,7 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "paratrain/log.h"
 #include "paratrain/lowp.h"
@@ -124,6 +125,17 @@ pt_status pt_train_report_progress(pt_train_state *s, pt_train_progress *p, floa
                  dense_ps / 1e6);
     fmt_duration(per_step * (double)(s->total_steps - s->step), eta, sizeof eta);
     const double n = (double)p->int_steps;
+    /* PT_LOWP_STATS=1: this rank's 16-bit gradient conversions since the last record (rank 0's
+     * are the record's: its stage and its shard of the batch) */
+    char g16[160] = "";
+    pt_model *mo = &s->model;
+    if (mo->lowp_stats) {
+        const double nz = (double)mo->grad16[0], d = nz > 0 ? nz : 1.0;
+        snprintf(g16, sizeof g16, ", \"grad16_nonzero\": %lld, \"grad16_flushed_fraction\": %.6g, "
+                 "\"grad16_subnormal_fraction\": %.6g", (long long)mo->grad16[0],
+                 (double)mo->grad16[1] / d, (double)mo->grad16[2] / d);
+        memset(mo->grad16, 0, sizeof mo->grad16);
+    }
     pt_metrics_write(&s->metrics, "train",
                      "\"step\": %lld, \"epoch\": %.4f, \"loss\": %.6f, \"lr\": %.6g, "
                      "\"grad_norm\": %.6g, \"samples_per_s\": %.1f, \"time_s\": %.3f, "
@@ -132,11 +144,12 @@ pt_status pt_train_report_progress(pt_train_state *s, pt_train_progress *p, floa
                      "\"bytes_recv_per_step\": %.0f, \"dense_bytes_per_step\": %.0f, "
                      "\"bound_bytes_per_step\": %.0f, \"bytes_sent_total\": %.0f, "
                      "\"k_per_step\": %.0f, \"grad_buckets\": %d, "
-                     "\"grad_buckets_early\": %.2f, \"tp_bytes_sent_per_step\": %.0f",
+                     "\"grad_buckets_early\": %.2f, \"tp_bytes_sent_per_step\": %.0f%s",
                      (long long)s->step, ep, p->int_loss / n, lr, p->grad_norm, sps,
                      now - p->t_start, p->int_span / n, p->int_exposed / n,
                      hidden_fraction(p->int_span, p->int_exposed), sent_ps, recv_ps, dense_ps,
-                     bound_ps, b[2] / W, k_ps, s->strategy->buckets(s), p->int_early / n, tp_ps);
+                     bound_ps, b[2] / W, k_ps, s->strategy->buckets(s), p->int_early / n, tp_ps,
+                     g16);
     if (!c->quiet)
         pt_log_info("epoch %lld/%lld  step %lld/%lld  loss %.4f  lr %.4g  %.0f samples/s  "
                     "ETA %s%s",
