@@ -2656,6 +2656,27 @@ static void test_lowp_gemm_one(pt_dtype t, const char *variant)
             }
 }
 
+/* one(t, variant) on every lowp GEMM variant the CPU backend can run (the others print
+ * SKIP-part with lowp.h's reason; the fallback always runs), then auto again; another backend
+ * has its own kernels: one pass, variant "-". */
+static void for_each_lowp_variant(pt_dtype t, const char *what, void (*one)(pt_dtype, const char *))
+{
+    static const char *variants[] = {"fallback", "sbgemm", "avx2", "avx512bf16", "amx", "avx512fp16"};
+    if (be != cpu_be) {
+        one(t, "-");
+        return;
+    }
+    for (int v = 0; v < 6; v++) {
+        if (pt_lowp_gemm_select(t, variants[v]) != PT_OK) {
+            printf("SKIP-part: %s %s %s: %s\n", what, t == PT_BF16 ? "bf16" : "fp16", variants[v],
+                   pt_error_message());
+            continue;
+        }
+        one(t, variants[v]);
+    }
+    pt_lowp_gemm_select(t, NULL);
+}
+
 static void test_lowp(void)
 {
     const int opt = 1; /* OPTIONAL: a backend without them runs fp32 only */
@@ -2667,7 +2688,6 @@ static void test_lowp(void)
     printf("SKIP-part: fp16 low precision: this compiler has no _Float16 for the reference\n");
 #endif
     static const pt_dtype types[] = {PT_BF16, PT_F16};
-    static const char *variants[] = {"fallback", "sbgemm", "avx2", "avx512bf16", "amx", "avx512fp16"};
     for (int ti = 0; ti < 2; ti++) {
         const pt_dtype t = types[ti];
 #ifndef __FLT16_MAX__
@@ -2676,19 +2696,7 @@ static void test_lowp(void)
         test_lowp_convert(t);
         if (!missing((const void *)be->lowp_flush_count, "lowp_flush_count", opt))
             test_lowp_flush_count(t);
-        if (be != cpu_be) { /* another backend has its own kernels: one pass */
-            test_lowp_gemm_one(t, "-");
-            continue;
-        }
-        for (int v = 0; v < 6; v++) {
-            if (pt_lowp_gemm_select(t, variants[v]) != PT_OK) {
-                printf("SKIP-part: lowp_gemm %s %s: %s\n", t == PT_BF16 ? "bf16" : "fp16",
-                       variants[v], pt_error_message());
-                continue;
-            }
-            test_lowp_gemm_one(t, variants[v]);
-        }
-        pt_lowp_gemm_select(t, NULL);
+        for_each_lowp_variant(t, "lowp_gemm", test_lowp_gemm_one);
     }
 }
 
@@ -2787,25 +2795,12 @@ static void test_conv_lowp(void)
     printf("SKIP-part: fp16 conv2d_lowp: this compiler has no _Float16 for the reference\n");
 #endif
     static const pt_dtype types[] = {PT_BF16, PT_F16};
-    static const char *variants[] = {"fallback", "sbgemm", "avx2", "avx512bf16", "amx", "avx512fp16"};
     for (int ti = 0; ti < 2; ti++) {
         const pt_dtype t = types[ti];
 #ifndef __FLT16_MAX__
         if (t == PT_F16) continue;
 #endif
-        if (be != cpu_be) { /* another backend has its own kernels: one pass */
-            test_conv_lowp_one(t, "-");
-            continue;
-        }
-        for (int v = 0; v < 6; v++) {
-            if (pt_lowp_gemm_select(t, variants[v]) != PT_OK) {
-                printf("SKIP-part: conv2d_lowp %s %s: %s\n", t == PT_BF16 ? "bf16" : "fp16",
-                       variants[v], pt_error_message());
-                continue;
-            }
-            test_conv_lowp_one(t, variants[v]);
-        }
-        pt_lowp_gemm_select(t, NULL);
+        for_each_lowp_variant(t, "conv2d_lowp", test_conv_lowp_one);
     }
 }
 

@@ -69,20 +69,22 @@ static void to_f32_scalar(pt_dtype t, float *dst, const uint16_t *src, int64_t n
     }
 }
 
-static void conversions_init(void);
+/* the conversions in use: the scalar ones until init() has read CPUID and picked the widest
+ * vector copies the CPU runs (one pthread_once with the GEMM's choice) */
 static void (*from_f32_fn)(pt_dtype, uint16_t *, const float *, int64_t) = from_f32_scalar;
 static void (*to_f32_fn)(pt_dtype, float *, const uint16_t *, int64_t) = to_f32_scalar;
-static pthread_once_t cvt_once = PTHREAD_ONCE_INIT;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static void init(void);
 
 void pt_lowp_from_f32(pt_dtype t, uint16_t *dst, const float *src, int64_t n)
 {
-    pthread_once(&cvt_once, conversions_init);
+    pthread_once(&once, init);
     from_f32_fn(t, dst, src, n);
 }
 
 void pt_lowp_to_f32(pt_dtype t, float *dst, const uint16_t *src, int64_t n)
 {
-    pthread_once(&cvt_once, conversions_init);
+    pthread_once(&once, init);
     to_f32_fn(t, dst, src, n);
 }
 
@@ -101,7 +103,7 @@ static void (*round_f32_fn)(pt_dtype, float *, int64_t) = round_f32_scalar;
 void pt_lowp_round_f32(pt_dtype t, float *x, int64_t n)
 {
     if (t != PT_BF16 && t != PT_F16) return;
-    pthread_once(&cvt_once, conversions_init);
+    pthread_once(&once, init);
     round_f32_fn(t, x, n);
 }
 
@@ -218,22 +220,6 @@ static const pt_lowp_kernel_fn kernels[V_N] = {
 #endif
 };
 
-/* the widest vector conversions the CPU runs (CPUID once, shared with the GEMM's choice) */
-static pthread_once_t once;
-static void init(void);
-static void conversions_init(void)
-{
-    pthread_once(&once, init);
-#if PT_HAVE_X86_KERNELS
-    if (cpu.avx512)
-        from_f32_fn = pt_lowp_from_f32_avx512, to_f32_fn = pt_lowp_to_f32_avx512,
-        round_f32_fn = pt_lowp_round_f32_avx512;
-    else if (cpu.avx2)
-        from_f32_fn = pt_lowp_from_f32_avx2, to_f32_fn = pt_lowp_to_f32_avx2,
-        round_f32_fn = pt_lowp_round_f32_avx2;
-#endif
-}
-
 static bool available(pt_dtype t, int v, const char **why)
 {
     const char *w = NULL;
@@ -297,12 +283,19 @@ static int find(const char *s)
 /* per dtype (0 bf16, 1 fp16): the variant in use, or -1 when PT_LOWP_GEMM named one that cannot run */
 static int current[2];
 static char env_value[32];
-static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void init(void)
 {
     sbgemm_ptr = (sbgemm_fn *)dlsym(RTLD_DEFAULT, "cblas_sbgemm");
     detect_cpu();
+#if PT_HAVE_X86_KERNELS
+    if (cpu.avx512)
+        from_f32_fn = pt_lowp_from_f32_avx512, to_f32_fn = pt_lowp_to_f32_avx512,
+        round_f32_fn = pt_lowp_round_f32_avx512;
+    else if (cpu.avx2)
+        from_f32_fn = pt_lowp_from_f32_avx2, to_f32_fn = pt_lowp_to_f32_avx2,
+        round_f32_fn = pt_lowp_round_f32_avx2;
+#endif
     const char *e = getenv("PT_LOWP_GEMM");
     if (e) snprintf(env_value, sizeof env_value, "%s", e);
     for (int i = 0; i < 2; i++) {
@@ -340,17 +333,16 @@ const char *pt_lowp_gemm_variant_quiet(pt_dtype t)
 
 const char *pt_lowp_gemm_variant(pt_dtype t)
 {
-    pthread_once(&once, init);
-    if (t != PT_BF16 && t != PT_F16) return "fp32";
+    const char *name = pt_lowp_gemm_variant_quiet(t);
+    if (t != PT_BF16 && t != PT_F16) return name;
     const int v = current[slot(t)];
-    if (v < 0) return "invalid";
     static bool warned[2];
     if ((v == V_AVX2 || v == V_FALLBACK) && !warned[slot(t)]) {
         warned[slot(t)] = true;
         pt_log_warn("lowp: %s GEMMs convert to fp32 and compute there (variant %s): no %s "
                     "dot-product kernel for this CPU", pt_precision_name(t), vnames[v], pt_precision_name(t));
     }
-    return vnames[v];
+    return name;
 }
 
 pt_status pt_lowp_gemm_select(pt_dtype t, const char *variant)
