@@ -155,22 +155,32 @@ static pt_status cpu_layernorm_backward(const pt_layernorm_desc *d, int64_t n, c
                                         float *dgamma, float *dbeta, float beta_x, float *dx)
 {
     const int D = d->D;
-    /* parameter gradients: columns split across threads, rows summed in order; the sums are
-     * kept in local arrays, which GCC vectorizes (into dgamma/dbeta directly it could not rule
-     * out aliasing and stored every element every row): the same operations, the same bits */
-#pragma omp parallel for schedule(static)
-    for (int c0 = 0; c0 < D; c0 += 32) {
-        const int w = c0 + 32 < D ? 32 : D - c0;
-        float ag[32] = {0}, ab[32] = {0};
-        for (int64_t r = 0; r < n; r++) {
-            const float mu = stat[2 * r], rs = stat[2 * r + 1];
-            const float *dyr = dy + r * D + c0, *xr = x + r * D + c0;
-            for (int c = 0; c < w; c++) {
-                ag[c] += dyr[c] * (xr[c] - mu) * rs;
-                ab[c] += dyr[c];
+    /* parameter gradients: each thread owns a contiguous range of columns and walks the rows in
+     * order through it, LN_COLS columns a pass: each row's part is one contiguous read, where
+     * 32-column blocks read 128 bytes of every row and jumped a row ahead (a strided walk, ~5x
+     * slower at D 512). Every column is still summed over the rows in order with the same
+     * operations, so the bits are those of the blocked loop. The sums are kept in local arrays,
+     * which GCC vectorizes (into dgamma/dbeta directly it could not rule out aliasing). */
+    enum { LN_COLS = 1024 };
+#pragma omp parallel
+    {
+        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        const int per = ((D + 15) / 16 + nt - 1) / nt * 16; /* columns a thread, a multiple of 16 */
+        const int lo = t * per < D ? t * per : D, hi = lo + per < D ? lo + per : D;
+        for (int c0 = lo; c0 < hi; c0 += LN_COLS) {
+            const int w = c0 + LN_COLS < hi ? LN_COLS : hi - c0;
+            float ag[LN_COLS], ab[LN_COLS];
+            memset(ag, 0, sizeof(float) * (size_t)w), memset(ab, 0, sizeof(float) * (size_t)w);
+            for (int64_t r = 0; r < n; r++) {
+                const float mu = stat[2 * r], rs = stat[2 * r + 1];
+                const float *dyr = dy + r * D + c0, *xr = x + r * D + c0;
+                for (int c = 0; c < w; c++) {
+                    ag[c] += dyr[c] * (xr[c] - mu) * rs;
+                    ab[c] += dyr[c];
+                }
             }
+            for (int c = 0; c < w; c++) dgamma[c0 + c] = ag[c], dbeta[c0 + c] = ab[c];
         }
-        for (int c = 0; c < w; c++) dgamma[c0 + c] = ag[c], dbeta[c0 + c] = ab[c];
     }
     if (!dx) return PT_OK;
     const int acc = beta_x != 0.0f; /* 0 overwrites: dx may hold anything */
