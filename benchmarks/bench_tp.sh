@@ -14,8 +14,9 @@
 # TP_ALLREDUCE=ALGO sets --allreduce (the tp group's and the gradient's algorithm; default auto);
 # MODES (default "tp2 dp2 t2 tp2mpi") picks the modes: tp2 (--tp 2), dp2, t2 (1 rank x 2 threads),
 # tp2mpi (--tp 2 --allreduce mpi: MPI_Allreduce for the tp collectives), tp2rd (--tp 2
-# --allreduce recursive_doubling), tp2sp (--tp 2 --sequence-parallel true); the / dp 2 column
-# needs dp2 among them.
+# --allreduce recursive_doubling), tp2sp (--tp 2 --sequence-parallel true), pp2 (--pp 2, 1F1B,
+# PP_M micro-batches, default 8: issue 18's pp 2 vs tp 2 vs dp 2); the / dp 2 column needs dp2
+# among them.
 set -eu
 cd "$(dirname "$0")/.."
 . benchmarks/common.sh
@@ -62,6 +63,7 @@ for r in $(seq "$REPEATS"); do
                 tp2mpi) tp_run 2 1 "$d" "$m" --tp 2 --allreduce mpi ;;
                 tp2rd) tp_run 2 1 "$d" "$m" --tp 2 --allreduce recursive_doubling ;;
                 tp2sp) tp_run 2 1 "$d" "$m" --tp 2 --sequence-parallel true ;;
+                pp2) tp_run 2 1 "$d" "$m" --pp 2 --pipeline 1f1b --micro-batches "${PP_M:-8}" ;;
                 dp2) tp_run 2 1 "$d" "$m" ;;
                 t2) tp_run 1 2 "$d" "$m" ;;
             esac
