@@ -3,7 +3,10 @@
 # gpt at pp 2 (2 ranks) for M in {1, 2, 4, 8, 16} under gpipe, 1f1b and interleaved (V = 2):
 #   bubble  idle fraction of each rank's step window (first span of the step to the end of its
 #           last forward/backward), 1 - busy / window, averaged over ranks and the traced steps;
-#           next to the formulas (p-1)/(m+p-1) (GPipe, 1F1B) and (p-1)/(V m) (interleaved), which
+#   bub_step the same over the step's window (its first span on any rank to its last
+#           forward/backward on any rank: the formula's definition, where every rank idles
+#           through the fill and the drain; the per-rank window leaves out the last stage's drain);
+#           both next to the formulas (p-1)/(m+p-1) (GPipe, 1F1B) and (p-1)/(V m) (interleaved), which
 #           assume equal stages and free communication
 # (--stop-at ends each run without the final evaluation.)
 #   memory  stage 0's activation bytes (memory record: the in-flight blocks it allocates)
@@ -89,7 +92,7 @@ if [ "$MODE" = recompute ]; then
 fi
 echo "# $(lscpu | sed -n 's/^Model name: *//p'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# $MODEL, batch $BATCH, pp 2, $STEPS steps (trace: steps 1..$((STEPS - 1)))"
-printf '%-12s %3s %8s %8s %14s\n' schedule M bubble formula act_bytes_s0
+printf '%-12s %3s %8s %8s %8s %14s\n' schedule M bubble bub_step formula act_bytes_s0
 for sched in gpipe 1f1b interleaved; do
     for M in 1 2 4 8 16; do
         V=1
@@ -106,19 +109,31 @@ import json, sys
 ev = [e for e in json.load(open(sys.argv[1]))["traceEvents"] if e["ph"] == "X"]
 sched, M, V, act = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 p = 2
-idle = []
-for r in sorted({e["pid"] for e in ev}):
-    for st in sorted({e["args"]["step"] for e in ev}):
-        es = [e for e in ev if e["pid"] == r and e["args"]["step"] == st and e["name"] not in ("update", "dp allreduce", "embedding allreduce", "wait sends")]
+skip = ("update", "dp allreduce", "embedding allreduce", "wait sends")
+idle, idle_step = [], []
+for st in sorted({e["args"]["step"] for e in ev}):
+    es_all = [e for e in ev if e["args"]["step"] == st and e["name"] not in skip]
+    comp_all = [e for e in es_all if e["cat"] == "compute"]
+    if not comp_all:
+        continue
+    # the step's window: its first span on any rank to its last forward/backward on any rank
+    # (the formula's definition: every rank idles through the fill and the drain)
+    s0 = min(e["ts"] for e in es_all)
+    s1 = max(e["ts"] + e["dur"] for e in comp_all)
+    for r in sorted({e["pid"] for e in es_all}):
+        es = [e for e in es_all if e["pid"] == r]
         comp = [e for e in es if e["cat"] == "compute"]
         if not comp:
             continue
+        # the rank's own window: its first span to its own last forward/backward
         t0 = min(e["ts"] for e in es)
         t1 = max(e["ts"] + e["dur"] for e in comp)
         busy = sum(e["dur"] for e in comp)
         idle.append(1 - busy / (t1 - t0))
+        idle_step.append(1 - busy / (s1 - s0))
 f = (p - 1) / (V * M) if sched == "interleaved" else (p - 1) / (M + p - 1)
-print("%-12s %3d %8.3f %8.3f %14s" % (sched, M, sum(idle) / len(idle), f, act))
+print("%-12s %3d %8.3f %8.3f %8.3f %14s" % (sched, M, sum(idle) / len(idle),
+      sum(idle_step) / len(idle_step), f, act))
 PYEOF
     done
 done
