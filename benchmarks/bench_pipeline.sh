@@ -10,6 +10,8 @@
 #           assume equal stages and free communication
 # (--stop-at ends each run without the final evaluation.)
 #   memory  stage 0's activation bytes (memory record: the in-flight blocks it allocates)
+# Writes benchmarks/out/pipeline_bubble.csv and, for M = TIMELINE_M (8), each schedule's last traced
+# step as benchmarks/out/pipeline_timeline_SCHEDULE.csv (benchmarks/plot_pipeline.sh draws both).
 # Usage: sh benchmarks/bench_pipeline.sh [STEPS] (from the repository root, after make).
 #
 # Mode recompute (--recompute true against false): gpt (MODEL, BATCH) and mlp (MLP, MLP_BATCH, on
@@ -93,6 +95,10 @@ fi
 echo "# $(lscpu | sed -n 's/^Model name: *//p'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# $MODEL, batch $BATCH, pp 2, $STEPS steps (trace: steps 1..$((STEPS - 1)))"
 printf '%-12s %3s %8s %8s %8s %14s\n' schedule M bubble bub_step formula act_bytes_s0
+OUT=benchmarks/out
+mkdir -p "$OUT"
+TL_M=${TIMELINE_M:-8}
+echo "schedule,M,bubble,bub_step,formula,act_bytes_s0" >"$OUT/pipeline_bubble.csv"
 for sched in gpipe 1f1b interleaved; do
     for M in 1 2 4 8 16; do
         V=1
@@ -104,10 +110,13 @@ for sched in gpipe 1f1b interleaved; do
             --trace "$W/t.json" --trace-steps $((STEPS - 1)) --metrics "$W/m.jsonl" >"$W/out" 2>&1 ||
             { cat "$W/out"; exit 1; }
         act=$(sed -n 's/.*"event": "memory".*"activation_bytes": \([0-9]*\).*/\1/p' "$W/m.jsonl")
-        $PY - "$W/t.json" "$sched" "$M" "$V" "$act" <<'PYEOF'
+        tl=""
+        [ "$M" = "$TL_M" ] && tl=$OUT/pipeline_timeline_$sched.csv
+        $PY - "$W/t.json" "$sched" "$M" "$V" "$act" "$OUT/pipeline_bubble.csv" "$tl" <<'PYEOF'
 import json, sys
 ev = [e for e in json.load(open(sys.argv[1]))["traceEvents"] if e["ph"] == "X"]
 sched, M, V, act = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+csv_path, tl_path = sys.argv[6], sys.argv[7]
 p = 2
 skip = ("update", "dp allreduce", "embedding allreduce", "wait sends")
 idle, idle_step = [], []
@@ -132,8 +141,20 @@ for st in sorted({e["args"]["step"] for e in ev}):
         idle.append(1 - busy / (t1 - t0))
         idle_step.append(1 - busy / (s1 - s0))
 f = (p - 1) / (V * M) if sched == "interleaved" else (p - 1) / (M + p - 1)
-print("%-12s %3d %8.3f %8.3f %8.3f %14s" % (sched, M, sum(idle) / len(idle),
-      sum(idle_step) / len(idle_step), f, act))
+b, bs = sum(idle) / len(idle), sum(idle_step) / len(idle_step)
+print("%-12s %3d %8.3f %8.3f %8.3f %14s" % (sched, M, b, bs, f, act))
+with open(csv_path, "a") as out:
+    out.write("%s,%d,%.4f,%.4f,%.4f,%s\n" % (sched, M, b, bs, f, act))
+if tl_path:  # the last traced step's spans, for benchmarks/plot_pipeline.sh's timeline
+    last = max(e["args"]["step"] for e in ev)
+    es = [e for e in ev if e["args"]["step"] == last]
+    t0 = min(e["ts"] for e in es)
+    with open(tl_path, "w") as out:
+        out.write("rank,name,cat,mb,chunk,start_ms,dur_ms\n")
+        for e in sorted(es, key=lambda e: (e["pid"], e["ts"])):
+            a = e["args"]
+            out.write("%d,%s,%s,%d,%d,%.3f,%.3f\n" % (e["pid"], e["name"].replace(",", " "), e["cat"],
+                      a.get("mb", -1), a.get("chunk", 0), (e["ts"] - t0) / 1e3, e["dur"] / 1e3))
 PYEOF
     done
 done
