@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "paratrain/comm.h"
+#include "paratrain/cpu.h"
 #include "paratrain/model.h"
 #include "paratrain/optim.h"
 #include "compress.h"
@@ -96,6 +97,11 @@ pt_status pt_grad_sync_finish(pt_grad_sync *gs, double *wait_s);
  * (first = start from zero); then pt_grad_sync_exact_reduce sums over ranks and writes the
  * rounded result into the model's gradient buffer, on every rank. */
 void pt_grad_sync_exact_add(pt_grad_sync *gs, bool first);
+/* The exact accumulation's kernel: acc[0, n) = (first) or += the 128-bit fixed-point values
+ * (PT_EXACT_FRAC_BITS fraction bits) of g[0, n); returns how many elements were out of range or
+ * not finite (they add 0). isa picks the code (PT_ISA_AVX512: 8 elements at a time; below it,
+ * one at a time): the same integers at every level (tests/t_exact). */
+int64_t pt_exact_to_fixed(__int128 *acc, const float *g, int64_t n, bool first, pt_cpu_isa_t isa);
 /* Bytes of the exact accumulator as placed ahead of the gradient in one shared allocation
  * (a multiple of 64): a trainer that puts both in the node's window makes the exact sum over
  * ranks direct reads of the peers' accumulators. */
