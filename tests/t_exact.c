@@ -1,11 +1,11 @@
 /* The exact accumulation of --reproducible (src/parallel/grad_sync.c, pt_exact_to_fixed): the
- * AVX-512 kernel against the scalar one, which is the reference (its 128-bit fixed-point value of
+ * AVX2 and AVX-512 kernels against the scalar one, which is the reference (its 128-bit fixed-point value of
  * a float is checked here against an independent computation in long double arithmetic on
  * powers of two). Covers every exponent and sign, subnormals, zeros, the out-of-range values
  * (|x| >= 2^24, Inf, NaN: counted, added as 0), a sweep over 1 of every 61 of the 2^32 bit
  * patterns, accumulation onto random 128-bit values (carries and borrows between the halves),
- * and every length 0..40 at unaligned starts (the vector loop's tail). Skips the AVX-512 part,
- * saying so, on a CPU without it. */
+ * and every length 0..40 at unaligned starts (the vector loop's tail). Skips a vector kernel,
+ * saying so, on a CPU without its instructions. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -42,6 +42,8 @@ static __int128 reference(float x)
     return (u >> 31) ? -(__int128)q : (__int128)q;
 }
 
+static pt_cpu_isa_t isa; /* the vector kernel under test */
+
 static int compare(const float *g, int64_t n, const __int128 *init, const char *what)
 {
     __int128 *a = malloc(sizeof(__int128) * (size_t)(n + 1)), *b = malloc(sizeof(__int128) * (size_t)(n + 1));
@@ -50,14 +52,14 @@ static int compare(const float *g, int64_t n, const __int128 *init, const char *
         for (int64_t i = 0; i < n; i++) a[i] = b[i] = init ? init[i] : 0;
         a[n] = b[n] = 0x5a5a; /* guard */
         const int64_t ca = pt_exact_to_fixed(a, g, n, first, PT_ISA_BASELINE);
-        const int64_t cb = pt_exact_to_fixed(b, g, n, first, PT_ISA_AVX512);
-        CHECK(ca == cb, "%s (first %d): out-of-range counts %lld (scalar) vs %lld (avx512)", what, first,
-              (long long)ca, (long long)cb);
+        const int64_t cb = pt_exact_to_fixed(b, g, n, first, isa);
+        CHECK(ca == cb, "%s %s (first %d): out-of-range counts %lld (scalar) vs %lld", pt_cpu_isa_name(isa),
+              what, first, (long long)ca, (long long)cb);
         int64_t diff = 0, i0 = -1;
         for (int64_t i = 0; i < n; i++)
             if (a[i] != b[i]) diff += 1, i0 = i0 < 0 ? i : i0;
-        CHECK(diff == 0, "%s (first %d): %lld of %lld elements differ (first at %lld: float bits 0x%08x)",
-              what, first, (long long)diff, (long long)n, (long long)i0,
+        CHECK(diff == 0, "%s %s (first %d): %lld of %lld elements differ (first at %lld: float bits 0x%08x)",
+              pt_cpu_isa_name(isa), what, first, (long long)diff, (long long)n, (long long)i0,
               i0 >= 0 ? (unsigned)(*(const uint32_t *)(const void *)(g + i0)) : 0u);
         CHECK(b[n] == 0x5a5a && a[n] == 0x5a5a, "%s: wrote past the end", what);
         bad += diff != 0 || ca != cb;
@@ -87,37 +89,40 @@ int main(void)
         printf("scalar kernel = reference on %d values (every exponent and sign), %lld counted out of range\n",
                256 * 2 * 12, (long long)cnt_bad);
     }
-    if (pt_cpu_isa_detected() < PT_ISA_AVX512) {
-        printf("SKIP-part: this CPU has no AVX-512F: the vector kernel is not run\n");
-        return test_exit_code("t_exact");
-    }
-    /* a sweep over the bit patterns, in blocks */
     enum { BLK = 1 << 20 };
     float *g = malloc(sizeof(float) * BLK);
     __int128 *init = malloc(sizeof(__int128) * BLK);
-    int64_t swept = 0;
-    int blocks_bad = 0;
-    uint64_t x = 0;
-    while (x < (1ull << 32)) {
-        int64_t n = 0;
-        for (; n < BLK && x < (1ull << 32); n++, x += 61) g[n] = from_bits((uint32_t)x);
-        for (int64_t i = 0; i < n; i++) init[i] = (__int128)((unsigned __int128)next() << 64 | next());
-        blocks_bad += compare(g, n, init, "sweep") != 0;
-        swept += n;
-        if (blocks_bad > 3) break;
+    for (isa = PT_ISA_AVX2; isa <= PT_ISA_AVX512; isa = (pt_cpu_isa_t)(isa + 1)) {
+        if (pt_cpu_isa_detected() < isa) {
+            printf("SKIP-part: this CPU has no %s: that kernel is not run\n", pt_cpu_isa_name(isa));
+            continue;
+        }
+        /* a sweep over the bit patterns, in blocks */
+        int64_t swept = 0;
+        int blocks_bad = 0;
+        uint64_t x = 0;
+        while (x < (1ull << 32)) {
+            int64_t n = 0;
+            for (; n < BLK && x < (1ull << 32); n++, x += 61) g[n] = from_bits((uint32_t)x);
+            for (int64_t i = 0; i < n; i++) init[i] = (__int128)((unsigned __int128)next() << 64 | next());
+            blocks_bad += compare(g, n, init, "sweep") != 0;
+            swept += n;
+            if (blocks_bad > 3) break;
+        }
+        printf("%s: sweep of %lld bit patterns (1 in 61), written and added onto random 128-bit values\n",
+               pt_cpu_isa_name(isa), (long long)swept);
+        /* carries: values whose low halves sum past 2^64, and negatives onto small positives */
+        for (int64_t i = 0; i < 4096; i++) {
+            g[i] = from_bits((uint32_t)(i & 1) << 31 | (uint32_t)(60 + (i % 70)) << 23 | ((uint32_t)next() & 0x7fffff));
+            init[i] = (i & 2) ? (__int128)(~0ull) : (__int128)1;
+        }
+        compare(g, 4096, init, "carries");
+        /* every length at every start modulo 8 (the tail and unaligned loads) */
+        for (int64_t i = 0; i < 64; i++) g[i] = from_bits((uint32_t)next());
+        for (int off = 0; off < 8; off++)
+            for (int64_t n = 0; n <= 40; n++) compare(g + off, n, init, "lengths");
+        printf("%s: lengths 0..40 at 8 starts\n", pt_cpu_isa_name(isa));
     }
-    printf("sweep: %lld bit patterns (1 in 61), written and added onto random 128-bit values\n", (long long)swept);
-    /* carries: values whose low halves sum past 2^64, and negatives onto small positives */
-    for (int64_t i = 0; i < 4096; i++) {
-        g[i] = from_bits((uint32_t)(i & 1) << 31 | (uint32_t)(60 + (i % 70)) << 23 | ((uint32_t)next() & 0x7fffff));
-        init[i] = (i & 2) ? (__int128)(~0ull) : (__int128)1;
-    }
-    compare(g, 4096, init, "carries");
-    /* every length at every start modulo 8 (the tail and unaligned loads) */
-    for (int64_t i = 0; i < 64; i++) g[i] = from_bits((uint32_t)next());
-    for (int off = 0; off < 8; off++)
-        for (int64_t n = 0; n <= 40; n++) compare(g + off, n, init, "lengths");
-    printf("lengths 0..40 at 8 starts\n");
     free(g), free(init);
     return test_exit_code("t_exact");
 }

@@ -364,12 +364,58 @@ __attribute__((target("avx512f"))) static int64_t to_fixed_avx512(__int128 *acc,
     }
     return bad + to_fixed_scalar(acc + i, g + i, n - i, first);
 }
+
+/* The same with AVX2, 4 floats at a time: no mask registers, so the masks are lanes of all ones;
+ * the unsigned compare of the carry is a signed one of the values with the top bit flipped, and
+ * the even lanes' carries move up by a byte shift within each 128-bit half. */
+__attribute__((target("avx2"))) static int64_t to_fixed_avx2(__int128 *acc, const float *g, int64_t n,
+                                                           bool first)
+{
+    const __m256i m8 = _mm256_set1_epi64x(0xff), mant = _mm256_set1_epi64x(0x7fffff),
+                  hidden = _mm256_set1_epi64x(0x800000), c64 = _mm256_set1_epi64x(64),
+                  bias = _mm256_set1_epi64x(150 - PT_EXACT_FRAC_BITS),
+                  top = _mm256_set1_epi64x(127 + 23), ones = _mm256_set1_epi64x(-1),
+                  zero = _mm256_setzero_si256(), flip = _mm256_set1_epi64x(INT64_MIN);
+    int64_t bad = 0, i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const __m256i u = _mm256_cvtepu32_epi64(_mm_loadu_si128((const __m128i *)(const void *)(g + i)));
+        const __m256i e = _mm256_and_si256(_mm256_srli_epi64(u, 23), m8);
+        const __m256i big = _mm256_cmpgt_epi64(e, top); /* e >= 151 */
+        bad += __builtin_popcount((unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(big)));
+        const __m256i sub = _mm256_cmpeq_epi64(e, zero); /* subnormal or zero */
+        const __m256i sig = _mm256_or_si256(_mm256_and_si256(u, mant), _mm256_andnot_si256(sub, hidden));
+        const __m256i sh = _mm256_sub_epi64(_mm256_sub_epi64(e, sub), bias); /* max(e, 1) - bias */
+        __m256i lo = _mm256_or_si256(_mm256_sllv_epi64(sig, sh), _mm256_srlv_epi64(sig, _mm256_sub_epi64(zero, sh)));
+        __m256i hi = _mm256_or_si256(_mm256_sllv_epi64(sig, _mm256_sub_epi64(sh, c64)),
+                                     _mm256_srlv_epi64(sig, _mm256_sub_epi64(c64, sh)));
+        lo = _mm256_andnot_si256(big, lo), hi = _mm256_andnot_si256(big, hi);
+        const __m256i neg = _mm256_sub_epi64(zero, _mm256_srli_epi64(u, 31)); /* all ones if < 0 */
+        const __m256i hineg = _mm256_sub_epi64(_mm256_xor_si256(hi, ones), _mm256_cmpeq_epi64(lo, zero));
+        hi = _mm256_blendv_epi8(hi, hineg, neg);
+        lo = _mm256_blendv_epi8(lo, _mm256_sub_epi64(zero, lo), neg);
+        const __m256i ul = _mm256_unpacklo_epi64(lo, hi), uh = _mm256_unpackhi_epi64(lo, hi);
+        __m256i qa = _mm256_permute2x128_si256(ul, uh, 0x20), qb = _mm256_permute2x128_si256(ul, uh, 0x31);
+        __m256i *pa = (__m256i *)(void *)(acc + i);
+        if (!first) {
+            const __m256i sa = _mm256_add_epi64(_mm256_loadu_si256(pa), qa);
+            const __m256i sb = _mm256_add_epi64(_mm256_loadu_si256(pa + 1), qb);
+            const __m256i ca = _mm256_cmpgt_epi64(_mm256_xor_si256(qa, flip), _mm256_xor_si256(sa, flip));
+            const __m256i cb = _mm256_cmpgt_epi64(_mm256_xor_si256(qb, flip), _mm256_xor_si256(sb, flip));
+            qa = _mm256_sub_epi64(sa, _mm256_slli_si256(ca, 8)); /* lo's carry into the hi above */
+            qb = _mm256_sub_epi64(sb, _mm256_slli_si256(cb, 8));
+        }
+        _mm256_storeu_si256(pa, qa);
+        _mm256_storeu_si256(pa + 1, qb);
+    }
+    return bad + to_fixed_scalar(acc + i, g + i, n - i, first);
+}
 #endif
 
 int64_t pt_exact_to_fixed(__int128 *acc, const float *g, int64_t n, bool first, pt_cpu_isa_t isa)
 {
 #if PT_HAVE_X86_KERNELS
     if (isa >= PT_ISA_AVX512) return to_fixed_avx512(acc, g, n, first);
+    if (isa >= PT_ISA_AVX2) return to_fixed_avx2(acc, g, n, first);
 #endif
     (void)isa;
     return to_fixed_scalar(acc, g, n, first);
