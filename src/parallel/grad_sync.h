@@ -99,8 +99,8 @@ pt_status pt_grad_sync_finish(pt_grad_sync *gs, double *wait_s);
 void pt_grad_sync_exact_add(pt_grad_sync *gs, bool first);
 /* The exact accumulation's kernel: acc[0, n) = (first) or += the 128-bit fixed-point values
  * (PT_EXACT_FRAC_BITS fraction bits) of g[0, n); returns how many elements were out of range or
- * not finite (they add 0). isa picks the code (PT_ISA_AVX512: 8 elements at a time; below it,
- * one at a time): the same integers at every level (tests/t_exact). */
+ * not finite (they add 0). isa picks the code (PT_ISA_AVX512: 8 elements at a time, PT_ISA_AVX2:
+ * 4, baseline: 1): the same integers at every level (tests/t_exact). */
 int64_t pt_exact_to_fixed(__int128 *acc, const float *g, int64_t n, bool first, pt_cpu_isa_t isa);
 /* Bytes of the exact accumulator as placed ahead of the gradient in one shared allocation
  * (a multiple of 64): a trainer that puts both in the node's window makes the exact sum over
