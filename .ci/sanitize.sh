@@ -65,7 +65,7 @@ make -j2 >"$B/make.log" 2>&1 && make -j2 check TESTS= >>"$B/make.log" 2>&1 ||
 grep -q -- "-fsanitize=address" config.log || { say "FAIL: not a sanitizer build"; exit 1; }
 # C unit tests, single process
 for t in t_rng t_gradcheck t_torch_fixture t_sampler t_optim t_models t_conv \
-    t_backend_det t_backend_ops t_ew_isa t_init t_tuning t_checked; do
+    t_backend_det t_backend_ops t_ew_isa t_init t_tuning t_checked t_exact; do
     [ -x tests/$t ] || continue
     run "$t" env ASAN_OPTIONS=$ASAN_SINGLE srcdir=. top_srcdir=. top_builddir=. timeout 300 ./tests/$t
 done
