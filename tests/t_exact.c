@@ -124,5 +124,60 @@ int main(void)
         printf("%s: lengths 0..40 at 8 starts\n", pt_cpu_isa_name(isa));
     }
     free(g), free(init);
+
+    /* the rounding of the sum: the AVX-512 kernel against the scalar one on sums of p = 1, 2, 3
+     * accumulators: every bit length of either sign, the halves' edges, ties (x = 2^k + 2^(k-53)
+     * and neighbours), and random values */
+    if (pt_cpu_isa_detected() < PT_ISA_AVX512 || !__builtin_cpu_supports("avx512dq")) {
+        printf("SKIP-part: this CPU has no AVX-512DQ: the vector rounding is not run\n");
+        return test_exit_code("t_exact");
+    }
+    enum { NR = 1 << 18 };
+    __int128 *acc[3];
+    for (int q = 0; q < 3; q++) acc[q] = malloc(sizeof(__int128) * (NR + 8));
+    float *fa = malloc(sizeof(float) * (NR + 8)), *fb = malloc(sizeof(float) * (NR + 8));
+    for (int round = 0; round < 8; round++) {
+        for (int64_t i = 0; i < NR; i++) {
+            const int kind = (int)(next() % 4), bits = (int)(next() % 127);
+            unsigned __int128 m = ((unsigned __int128)next() << 64 | next());
+            m = bits ? m >> (128 - bits) : 0;                     /* a random magnitude of 0..126 bits */
+            if (kind == 1 && bits > 55) /* a tie (2^t + half an ulp), even or odd, or just above it */
+                m = ((unsigned __int128)1 << (bits - 1)) | ((unsigned __int128)1 << (bits - 54)) |
+                    ((unsigned __int128)(next() & 1) << (bits - 53)) | (next() & 1 ? 0 : 1);
+            if (kind == 3 && bits > 70) /* where only the sticky bits decide: 2^t + 2^(t-24) (a float
+                                         * tie) + 2^(t-53) (a double tie) + 1 rounds up twice */
+                m = ((unsigned __int128)1 << (bits - 1)) | ((unsigned __int128)1 << (bits - 25)) |
+                    ((unsigned __int128)1 << (bits - 54)) | (next() & 1);
+            if (kind == 2) m = (unsigned __int128)(next() % 3) + ((unsigned __int128)(next() & 1) << 64) - (next() & 1); /* near 2^64 */
+            const __int128 v = next() & 1 ? -(__int128)m : (__int128)m;
+            /* split v into p parts whose sum is v, the parts large and of either sign */
+            acc[0][i] = v;
+            for (int q = 1; q < 3; q++) {
+                const __int128 r = (__int128)((unsigned __int128)next() << 64 | next()) >> (2 + next() % 60);
+                acc[q][i] = r, acc[0][i] -= r;
+            }
+        }
+        for (int p = 3; p >= 1; p--) {
+            const __int128 *pa[3] = {acc[0], acc[1], acc[2]};
+            if (p < 3) /* fold the last part into the one before: the sum over q < p stays v */
+                for (int64_t i = 0; i < NR; i++) acc[p - 1][i] += acc[p][i], acc[p][i] = 0;
+            for (int off = 0; off < 2; off++) {
+                const int64_t n = NR - off * 5;
+                const __int128 *po[3] = {pa[0] + off, pa[1] + off, pa[2] + off};
+                fb[n] = fa[n] = -7.0f; /* guard */
+                pt_exact_to_float(fa, po, p, n, PT_ISA_BASELINE);
+                pt_exact_to_float(fb, po, p, n, PT_ISA_AVX512);
+                int64_t diff = 0, i0 = -1;
+                for (int64_t i = 0; i < n; i++)
+                    if (memcmp(&fa[i], &fb[i], sizeof(float))) diff++, i0 = i0 < 0 ? i : i0;
+                CHECK(diff == 0, "rounding p %d: %lld of %lld floats differ (first at %lld: %.9g vs %.9g)", p,
+                      (long long)diff, (long long)n, (long long)i0, i0 >= 0 ? fa[i0] : 0.0, i0 >= 0 ? fb[i0] : 0.0);
+                CHECK(fb[n] == -7.0f, "rounding p %d: wrote past the end", p);
+            }
+        }
+    }
+    printf("avx512: rounding of %d sums of 1, 2 and 3 accumulators (ties, 2^64 edges, every bit length)\n", 8 * NR);
+    for (int q = 0; q < 3; q++) free(acc[q]);
+    free(fa), free(fb);
     return test_exit_code("t_exact");
 }

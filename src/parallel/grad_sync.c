@@ -449,12 +449,98 @@ size_t pt_grad_sync_acc_bytes(const pt_model *m)
     return (sizeof(__int128) * (size_t)(m->numel ? m->numel : 1) + 63) / 64 * 64;
 }
 
-/* acc[0, n) -> g[0, n) rounded to float (the one rounding of the exact sum) */
-static void from_fixed(const __int128 *acc, float *g, int64_t n)
+/* g[0, n) = the sum over q < p of acc[q][0, n), rounded to float the scalar way: to double (the
+ * nearest, ties to even: libgcc's __floattidf, ~6.5 ns an element), times 2^-96, to float */
+static void to_float_scalar(float *g, const __int128 *const *acc, int p, int64_t n)
 {
     const double inv = ldexp(1.0, -PT_EXACT_FRAC_BITS);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) g[i] = (float)((double)acc[i] * inv);
+    for (int64_t i = 0; i < n; i++) {
+        __int128 sum = acc[0][i];
+        for (int q = 1; q < p; q++) sum += acc[q][i];
+        g[i] = (float)((double)sum * inv);
+    }
+}
+
+#if PT_HAVE_X86_KERNELS
+/* The same 8 at a time with AVX-512F + DQ. The sum's magnitude |x| = H 2^64 + L (unsigned
+ * halves): below 2^64 it converts directly (vcvtuqq2pd rounds to nearest even). Above, T = |x|
+ * shifted right by 64 - s, where s <= the leading zeros of H (from the exponent of H as a double,
+ * which may be one too high when that rounds up: then T has 63 bits instead of 64), with every
+ * bit shifted out ORed into T's lowest: T keeps at least 10 bits below the 53 a double holds plus
+ * a sticky bit, so rounding T to a double rounds |x| the same way (the classic sticky-bit
+ * reduction). Then exact scalings by powers of two, the sign, and the float rounding. */
+__attribute__((target("avx512f,avx512dq"))) static void to_float_avx512(float *g,
+                                                                      const __int128 *const *acc,
+                                                                      int p, int64_t n)
+{
+    const __m512i ia = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0), ib = _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1);
+    const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi64(1), ones = _mm512_set1_epi64(-1),
+                  c64 = _mm512_set1_epi64(64), e11 = _mm512_set1_epi64(0x7ff),
+                  bias = _mm512_set1_epi64(1023 - 1 + 64); /* s = 64 - bitlen = 1086 - e */
+    const __m512d inv = _mm512_set1_pd(ldexp(1.0, -PT_EXACT_FRAC_BITS));
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m512i a = _mm512_loadu_si512((const void *)(acc[0] + i)), b = _mm512_loadu_si512((const void *)(acc[0] + i + 4));
+        for (int q = 1; q < p; q++) { /* 128-bit adds on the interleaved (lo, hi) pairs */
+            const __m512i c = _mm512_loadu_si512((const void *)(acc[q] + i)), d = _mm512_loadu_si512((const void *)(acc[q] + i + 4));
+            const __m512i sa = _mm512_add_epi64(a, c), sb = _mm512_add_epi64(b, d);
+            const __mmask8 ca = (__mmask8)((_mm512_cmplt_epu64_mask(sa, c) & 0x55u) << 1);
+            const __mmask8 cb = (__mmask8)((_mm512_cmplt_epu64_mask(sb, d) & 0x55u) << 1);
+            a = _mm512_mask_add_epi64(sa, ca, sa, one), b = _mm512_mask_add_epi64(sb, cb, sb, one);
+        }
+        __m512i lo = _mm512_permutex2var_epi64(a, ia, b), hi = _mm512_permutex2var_epi64(a, ib, b);
+        const __mmask8 neg = _mm512_cmplt_epi64_mask(hi, zero);
+        const __mmask8 lo0 = _mm512_cmpeq_epu64_mask(lo, zero);
+        const __m512i nhi = _mm512_xor_si512(hi, ones);
+        hi = _mm512_mask_mov_epi64(hi, neg, _mm512_mask_add_epi64(nhi, lo0, nhi, one)); /* |x| */
+        lo = _mm512_mask_sub_epi64(lo, neg, zero, lo);
+        const __mmask8 small = _mm512_cmpeq_epu64_mask(hi, zero);
+        const __m512i eh = _mm512_and_si512(_mm512_srli_epi64(_mm512_castpd_si512(_mm512_cvtepu64_pd(hi)), 52), e11);
+        const __m512i sh = _mm512_max_epi64(_mm512_sub_epi64(bias, eh), zero); /* in [0, 63] when H > 0 */
+        const __m512i rs = _mm512_sub_epi64(c64, sh);                          /* 64 - s, in [1, 64] */
+        const __mmask8 sticky = _mm512_test_epi64_mask(lo, _mm512_srlv_epi64(ones, sh));
+        __m512i t = _mm512_or_si512(_mm512_sllv_epi64(hi, sh), _mm512_srlv_epi64(lo, rs));
+        t = _mm512_mask_or_epi64(t, sticky, t, one);
+        /* T 2^(64 - s) 2^-96: the power of two 2^(64 - s) built from its exponent field */
+        const __m512d pw = _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_add_epi64(rs, _mm512_set1_epi64(1023)), 52));
+        __m512d v = _mm512_mul_pd(_mm512_mul_pd(_mm512_cvtepu64_pd(t), pw), inv);
+        v = _mm512_mask_mov_pd(v, small, _mm512_mul_pd(_mm512_cvtepu64_pd(lo), inv));
+        v = _mm512_mask_sub_pd(v, neg, _mm512_setzero_pd(), v);
+        _mm256_storeu_ps(g + i, _mm512_cvtpd_ps(v));
+    }
+    if (i < n) {
+        const __int128 *rest[p];
+        for (int q = 0; q < p; q++) rest[q] = acc[q] + i;
+        to_float_scalar(g + i, rest, p, n - i);
+    }
+}
+#endif
+
+void pt_exact_to_float(float *g, const __int128 *const *acc, int p, int64_t n, pt_cpu_isa_t isa)
+{
+#if PT_HAVE_X86_KERNELS
+    if (isa >= PT_ISA_AVX512 && __builtin_cpu_supports("avx512dq")) {
+        to_float_avx512(g, acc, p, n);
+        return;
+    }
+#endif
+    (void)isa;
+    to_float_scalar(g, acc, p, n);
+}
+
+/* g[off, off + n) from the accumulators, the rows split over the threads */
+static void exact_to_float(float *g, const __int128 *const *acc, int p, int64_t off, int64_t n)
+{
+    const pt_cpu_isa_t isa = pt_cpu_isa();
+#pragma omp parallel
+    {
+        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        const int64_t per = (n + nt - 1) / nt, lo = t * per < n ? t * per : n,
+                      cnt = lo + per < n ? per : n - lo;
+        const __int128 *mine[p];
+        for (int q = 0; q < p; q++) mine[q] = acc[q] + off + lo;
+        pt_exact_to_float(g + off + lo, mine, p, cnt, isa);
+    }
 }
 
 /* Over ranks: a reduce-scatter of the integers (rank r sums its shard of the elements), each
@@ -466,21 +552,15 @@ pt_status pt_grad_sync_exact_reduce(pt_grad_sync *gs)
     const int64_t n = gs->m->numel;
     float *g = gs->hg ? gs->hg : gs->m->g;
     if (gs->size == 1) {
-        from_fixed(gs->acc, g, n);
+        const __int128 *one = gs->acc;
+        exact_to_float(g, &one, 1, 0, n);
     } else if (gs->peer_acc) { /* one node, shared window: direct reads, three node barriers */
         MPI_Comm node = gs->pc->node;
         int64_t off, cnt;
         pt_shard_range(n, gs->size, gs->rank, &off, &cnt);
         PT_TRY(pt_mpi_barrier(node, "the node barrier before the exact sum")); /* accs final */
-        __int128 *const *pa = gs->peer_acc;
         const int p = gs->size;
-        const double inv = ldexp(1.0, -PT_EXACT_FRAC_BITS);
-#pragma omp parallel for schedule(static)
-        for (int64_t i = off; i < off + cnt; i++) {
-            __int128 sum = pa[0][i];
-            for (int q = 1; q < p; q++) sum += pa[q][i];
-            g[i] = (float)((double)sum * inv); /* from_fixed's rounding */
-        }
+        exact_to_float(g, (const __int128 *const *)gs->peer_acc, p, off, cnt);
         PT_TRY(pt_mpi_barrier(node, "the node barrier after the exact sum")); /* shards final */
         for (int q = 0; q < p; q++) {
             int64_t o, c;
@@ -499,7 +579,8 @@ pt_status pt_grad_sync_exact_reduce(pt_grad_sync *gs)
             if (r == gs->rank) off = o, cnt = c;
         }
         PT_TRY(pt_reduce_scatter(gs->pc, gs->acc, gs->acc_shard, counts, PT_I128, PT_SUM));
-        from_fixed(gs->acc_shard, g + off, cnt);
+        const __int128 *shard = gs->acc_shard;
+        exact_to_float(g + off, &shard, 1, 0, cnt);
         PT_TRY(pt_allgather(gs->pc, g + off, g, counts, PT_F32));
     }
     if (gs->hg) {

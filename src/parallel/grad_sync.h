@@ -102,6 +102,10 @@ void pt_grad_sync_exact_add(pt_grad_sync *gs, bool first);
  * not finite (they add 0). isa picks the code (PT_ISA_AVX512: 8 elements at a time, PT_ISA_AVX2:
  * 4, baseline: 1): the same integers at every level (tests/t_exact). */
 int64_t pt_exact_to_fixed(__int128 *acc, const float *g, int64_t n, bool first, pt_cpu_isa_t isa);
+/* The exact sum's rounding: g[0, n) = (float)((double)(sum over q < p of acc[q][0, n)) * 2^-96),
+ * each rounding to nearest even; isa PT_ISA_AVX512 (with AVX-512DQ) 8 elements at a time, the
+ * same floats as the scalar loop (tests/t_exact). */
+void pt_exact_to_float(float *g, const __int128 *const *acc, int p, int64_t n, pt_cpu_isa_t isa);
 /* Bytes of the exact accumulator as placed ahead of the gradient in one shared allocation
  * (a multiple of 64): a trainer that puts both in the node's window makes the exact sum over
  * ranks direct reads of the peers' accumulators. */
