@@ -128,7 +128,12 @@ int main(void)
     /* the rounding of the sum: the AVX-512 kernel against the scalar one on sums of p = 1, 2, 3
      * accumulators: every bit length of either sign, the halves' edges, ties (x = 2^k + 2^(k-53)
      * and neighbours), and random values */
-    if (pt_cpu_isa_detected() < PT_ISA_AVX512 || !__builtin_cpu_supports("avx512dq")) {
+#if PT_HAVE_X86_KERNELS
+    const bool have_dq = __builtin_cpu_supports("avx512dq");
+#else
+    const bool have_dq = false;
+#endif
+    if (pt_cpu_isa_detected() < PT_ISA_AVX512 || !have_dq) {
         printf("SKIP-part: this CPU has no AVX-512DQ: the vector rounding is not run\n");
         return test_exit_code("t_exact");
     }
