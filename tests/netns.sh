@@ -12,7 +12,7 @@
 #                       $NETNS_ERR. Sets NETNS_A NETNS_B NETNS_NET NETNS_IF_A NETNS_IF_B NETNS_DIR.
 #   netns_down          deletes both namespaces (and with them the veth pair and its qdiscs)
 #   netns_cap RATE      caps both ends' egress with a token bucket: RATE is a tc rate (1gbit,
-#                       100mbit) or none (removes the qdiscs); NETNS_BURST (default 256kb) and
+#                       100mbit) or none (removes the qdiscs); NETNS_BURST (default 16kb: a larger bucket lets a message of that size pass at the veth's speed, RESULTS.md) and
 #                       NETNS_LATENCY (default 50ms) are tbf's burst and queue latency
 #   netns_mpirun SECS NP PPN prog args...
 #                       NP ranks, PPN per namespace (--map-by slot: ranks 0..PPN-1 in A), under
@@ -54,7 +54,7 @@ netns_cap() {
             ip netns exec "$2" tc qdisc del dev "$3" root 2>/dev/null || true
         else
             ip netns exec "$2" tc qdisc replace dev "$3" root tbf rate "$1" \
-                burst "${NETNS_BURST:-256kb}" latency "${NETNS_LATENCY:-50ms}" || return 1
+                burst "${NETNS_BURST:-16kb}" latency "${NETNS_LATENCY:-50ms}" || return 1
         fi
     done
 }
