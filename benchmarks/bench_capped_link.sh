@@ -26,7 +26,8 @@
 # Writes benchmarks/out/capped_{allreduce,hier,step}{_raw,}.csv, capped_{tta,final}.csv and .txt
 # tables, copies the summaries into benchmarks/figures/ and draws benchmarks/figures/
 # capped_accuracy.{png,svg} (benchmarks/plot_capped.sh, also run by `make figures`). Needs root.
-# About 25 min at the defaults on an idle 2-core machine.
+# RESULTS.md's tables (ROUNDS=2, STEP_STEPS=20, tta with CAPS="1gbit 100mbit" TTA_STEPS=250) took
+# 15 min on the shared 2-core machine; the defaults take over 30 (the 100 Mb/s dense step is ~1 s).
 set -eu
 cd "$(dirname "$0")/.."
 . benchmarks/common.sh
