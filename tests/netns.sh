@@ -12,8 +12,10 @@
 #                       $NETNS_ERR. Sets NETNS_A NETNS_B NETNS_NET NETNS_IF_A NETNS_IF_B NETNS_DIR.
 #   netns_down          deletes both namespaces (and with them the veth pair and its qdiscs)
 #   netns_cap RATE      caps both ends' egress with a token bucket: RATE is a tc rate (1gbit,
-#                       100mbit) or none (removes the qdiscs); NETNS_BURST (default 16kb: a larger bucket lets a message of that size pass at the veth's speed, RESULTS.md) and
-#                       NETNS_LATENCY (default 50ms) are tbf's burst and queue latency
+#                       100mbit) or none (removes the qdiscs); NETNS_BURST (default 16kb: a
+#                       larger bucket lets a message of that size pass at the veth's own speed,
+#                       RESULTS.md) and NETNS_LATENCY (default 50ms) are tbf's burst and queue
+#                       latency
 #   netns_mpirun SECS NP PPN prog args...
 #                       NP ranks, PPN per namespace (--map-by slot: ranks 0..PPN-1 in A), under
 #                       timeout SECS; passes PATH, LD_LIBRARY_PATH, OMP_NUM_THREADS,
