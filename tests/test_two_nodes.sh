@@ -1,58 +1,46 @@
 #!/bin/sh
-# Two real "nodes" on one machine: network namespaces joined by a veth pair (machine-notes.md),
-# Open MPI over TCP only (btl tcp,self), 1 rank per node (PT_TWO_NODES_PPN=2 tries 2 per node:
-# with Debian's Open MPI 4.1.4 that crashes in ob1's tcp receive path during MPI_Comm_dup, with
-# btl tcp,self and tcp,vader,self alike, so it is not the default; see docs/SCALE.md). Checks that
+# Two real "nodes" on one machine: network namespaces joined by a veth pair (tests/netns.sh,
+# machine-notes.md), each with its own hostname (`unshare --uts`), Open MPI over TCP only (btl
+# tcp,self). Checks that
 #   1. the hierarchical allreduce finds the real node boundary (MPI_Comm_split_type SHARED, no
-#      PT_FAKE_NODE_SIZE): pt-sim-allreduce built with mpicc prints "nodes=2" and every
-#      algorithm equals the serial sum across the nodes;
-#   2. data-parallel training across the two nodes (--allreduce hierarchical and ring) equals the
-#      single-node run of as many ranks (loss trajectory within 1e-5 relative, parameters 1e-5).
+#      PT_FAKE_NODE_SIZE) at 1 and at 2 ranks per node: pt-sim-allreduce built with mpicc prints
+#      "nodes=2 ranks/node=L" and every algorithm equals the serial sum across the nodes (at 2 per
+#      node the hierarchical one sums in a shared-memory window inside each namespace and rings
+#      across). Without the per-namespace hostnames Open MPI 4.1.4 crashed there (SIGSEGV in ob1
+#      under MPI_Comm_dup; docs/SCALE.md);
+#   2. data-parallel training across the two nodes at 2 ranks per node (--allreduce hierarchical
+#      and ring) equals the single-node run of as many ranks (loss trajectory within 1e-5
+#      relative, parameters 1e-5).
+# PT_TWO_NODES_PPN="1 2" (default) are the ranks per node of part 1; part 2 runs at the last.
 # Skipped (77) with the reason when namespaces cannot be made (not root, no `ip netns`) or the MPI
 # is not Open MPI.
 . "${srcdir:-.}/tests/lib.sh"
 skip_unless_openmpi "the namespace launcher uses Open MPI's plm_rsh_agent"
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: network namespaces need root"; exit 77; }
 command -v ip >/dev/null || { echo "SKIP: no ip command (iproute2)"; exit 77; }
-id=$$ ns_a="ptA$id" ns_b="ptB$id" net="10.231.$((id % 200 + 20))"
-cleanup() { ip netns del "$ns_a" 2>/dev/null; ip netns del "$ns_b" 2>/dev/null; true; }
-trap cleanup EXIT INT TERM
-{ ip netns add "$ns_a" && ip netns add "$ns_b" &&
-  ip link add "va$id" type veth peer name "vb$id" &&
-  ip link set "va$id" netns "$ns_a" && ip link set "vb$id" netns "$ns_b" &&
-  ip -n "$ns_a" addr add "$net.1/24" dev "va$id" && ip -n "$ns_b" addr add "$net.2/24" dev "vb$id" &&
-  ip -n "$ns_a" link set "va$id" up && ip -n "$ns_b" link set "vb$id" up &&
-  ip -n "$ns_a" link set lo up && ip -n "$ns_b" link set lo up; } 2>"$WORK/ns.err" ||
-    { echo "SKIP: cannot make network namespaces: $(head -1 "$WORK/ns.err")"; exit 77; }
-! command -v ping >/dev/null || ip netns exec "$ns_a" ping -c 1 -W 2 "$net.2" >/dev/null 2>&1 ||
+. "${srcdir:-.}/tests/netns.sh"
+trap netns_down EXIT INT TERM
+netns_up $$ "$WORK" || { echo "SKIP: cannot make network namespaces: $NETNS_ERR"; exit 77; }
+! command -v ping >/dev/null || ip netns exec "$NETNS_A" ping -c 1 -W 2 "$NETNS_NET.2" >/dev/null 2>&1 ||
     fail "the veth pair does not carry packets"
-# the rsh agent: "agent HOST CMD..." runs CMD in HOST's namespace
-cat >"$WORK/agent.sh" <<AG
-#!/bin/sh
-h=\$1; shift
-case "\$h" in $net.1) ns=$ns_a ;; *) ns=$ns_b ;; esac
-exec ip netns exec "\$ns" sh -c "\$*"
-AG
-chmod +x "$WORK/agent.sh"
-ppn=${PT_TWO_NODES_PPN:-1} np=$((2 * ${PT_TWO_NODES_PPN:-1}))
-printf '%s slots=%s\n%s slots=%s\n' "$net.1" "$ppn" "$net.2" "$ppn" >"$WORK/hosts"
 abs() { case "$1" in /*) echo "$1" ;; *) echo "$(pwd)/$1" ;; esac; }
 two_nodes() { # two_nodes SECONDS prog args...: np ranks, ppn on each namespace
     secs=$1; shift
-    timeout -k 5 "$secs" ip netns exec "$ns_a" mpirun -np "$np" --hostfile "$WORK/hosts" --map-by slot \
-        --bind-to none --mca plm_rsh_agent "$(abs "$WORK/agent.sh")" --mca btl tcp,self \
-        --mca btl_tcp_if_include "$net.0/24" --mca oob_tcp_if_include "$net.0/24" \
-        -x PATH -x LD_LIBRARY_PATH -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -x PT_COLL_TIMEOUT "$@"
+    netns_mpirun "$secs" "$np" "$ppn" "$@"
 }
 # 1. node detection and every algorithm across the nodes
 SMPICC=mpicc SIM_BUILD="$WORK/build" top_srcdir="$top_srcdir" sh "$top_srcdir/sim/build.sh" >"$WORK/build.out" 2>&1 ||
     { cat "$WORK/build.out"; fail "pt-sim-allreduce does not build with mpicc"; }
 exe=$(abs "$(tail -1 "$WORK/build.out")")
-two_nodes 120 "$exe" --check --algos ring,recursive_doubling,rabenseifner,binomial,hierarchical,sparse_allgather,sign,fp16 \
-    --counts 0,1,1000,65537 >"$WORK/check.out" 2>&1 || { cat "$WORK/check.out"; fail "allreduce across the two nodes"; }
-grep -q "^# p=$np nodes=2 ranks/node=$ppn" "$WORK/check.out" ||
-    { cat "$WORK/check.out"; fail "the node boundary was not detected (want nodes=2 ranks/node=$ppn)"; }
-pass "2 namespaces x $ppn rank(s): nodes=2 ranks/node=$ppn detected; $(grep -c '^ok' "$WORK/check.out") checks equal the serial sum"
+for ppn in ${PT_TWO_NODES_PPN:-1 2}; do
+    np=$((2 * ppn))
+    two_nodes 120 "$exe" --check --algos ring,recursive_doubling,rabenseifner,binomial,hierarchical,sparse_allgather,sign,fp16 \
+        --counts 0,1,1000,65537 >"$WORK/check$ppn.out" 2>&1 ||
+        { cat "$WORK/check$ppn.out"; fail "allreduce across the two nodes, $ppn rank(s) per node"; }
+    grep -q "^# p=$np nodes=2 ranks/node=$ppn" "$WORK/check$ppn.out" ||
+        { cat "$WORK/check$ppn.out"; fail "the node boundary was not detected (want nodes=2 ranks/node=$ppn)"; }
+    pass "2 namespaces x $ppn rank(s): nodes=2 ranks/node=$ppn detected; $(grep -c '^ok' "$WORK/check$ppn.out") checks equal the serial sum"
+done
 # 2. training across the nodes equals the single-node run
 need_data
 P=$(abs "$PARATRAIN") D=$(abs "$DATA") W=$(abs "$WORK")
@@ -75,4 +63,4 @@ for algo in hierarchical ring; do
         { cat "$WORK/diff-$algo"; fail "parameters: one node vs two ($algo)"; }
     tail -1 "$WORK/diff-$algo"
 done
-pass "data-parallel training across 2 namespace nodes equals the single-node run (hierarchical, ring)"
+pass "data-parallel training across 2 namespace nodes x $ppn rank(s) equals the single-node run of $np (hierarchical, ring)"
