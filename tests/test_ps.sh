@@ -142,6 +142,25 @@ unset PT_FAULT_INJECT
 awk -v a="$acc" -v b="$acc_p2p" 'BEGIN { exit a >= b - 0.15 ? 0 : 1 }' || fail "asp: rma's test accuracy $acc far below p2p's $acc_p2p"
 pass "ASP trains with a straggler over p2p and rma (test accuracy $acc_p2p / $acc), staleness histogram non-trivial"
 
+# ---- two servers under ASP/SSP (W = 2): a p2p worker has 4 requests per server in flight (the
+# request table once held world + 1 = 5 and overflowed), and the rma worker puts into and gets
+# from both windows. ssp:1 keeps the bound (world rank 2, worker 0, sleeps 40 ms per step); asp
+# applies every push (2 servers x 2 x 60, and at most W - 1 = 1 in flight per server).
+export PT_FAULT_INJECT=slow:2:40
+for tr in p2p rma; do
+    train_run ssp1-s2-$tr 4 --ps-servers 2 --ps-sync ssp:1 --ps-transport $tr --max-steps 40
+    cat "$WORK/ssp1-s2-$tr.jsonl.worker"* | sed 's/.*"clock": \([0-9]*\), "min_clock": \([0-9]*\).*/\1 \2/' |
+        awk -v tr=$tr '{ n++; if ($2 < $1 - 1) bad++; if ($1 - $2 > used) used = $1 - $2 }
+            END { printf "ssp:1, 2 servers (%s): %d worker steps, %d beyond the bound, largest clock - min_clock %d\n", tr, n, bad, used;
+                  exit (n >= 80 && n <= 81 && bad == 0 && used >= 1) ? 0 : 1 }' ||
+        fail "ssp:1 with 2 servers ($tr): the staleness bound was broken (or never used)"
+    train_run asp-s2-$tr 4 --ps-servers 2 --ps-sync asp --ps-transport $tr --max-steps 60
+    grep -q '"event": "ps".*"pushes_applied": 24[0-2],' "$WORK/asp-s2-$tr.jsonl" ||
+        { grep '"event": "ps"' "$WORK/asp-s2-$tr.jsonl"; fail "asp with 2 servers ($tr): pushes applied"; }
+done
+unset PT_FAULT_INJECT
+pass "ASP and SSP with 2 servers over p2p and rma"
+
 # ---- preemption under BSP: SIGTERM on a worker (world rank 2) in the validation after step 10;
 # every rank stops after step 11 with a checkpoint and exit 75; the resume ends bitwise where
 # the uninterrupted run does.

@@ -206,7 +206,9 @@ static pt_status ps_setup(pt_train_state *s)
     p->server = malloc(sizeof(int) * (size_t)p->S);
     p->worker = malloc(sizeof(int) * (size_t)p->W);
     p->bounds = malloc(sizeof(int64_t) * (size_t)(p->S + 1));
-    const int npeer = s->world_size + 1;
+    /* requests in flight at once: a server's sends to every rank (world), a p2p ASP/SSP worker's
+     * 4 per server (reply header and range, header and gradient) */
+    const int npeer = s->world_size + 1 > 4 * p->S ? s->world_size + 1 : 4 * p->S;
     p->req = malloc(sizeof(MPI_Request) * (size_t)npeer);
     p->peer = malloc(sizeof(int) * (size_t)npeer);
     int64_t *toff = malloc(sizeof(int64_t) * (size_t)(m->nparams + 1));
