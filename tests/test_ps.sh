@@ -81,24 +81,27 @@ expect_error ps-sync-unknown 2 "unknown --ps-sync 'foo'" train $small --ps-serve
 expect_error ps-ssp-bad 2 "unknown --ps-sync 'ssp:-1'" train $small --ps-servers 1 --ps-sync ssp:-1
 expect_error ps-placement 2 "unknown --ps-placement" train $small --ps-servers 1 --ps-placement last
 expect_error ps-transport 2 "unknown --ps-transport 'shm'" train $small --ps-servers 1 --ps-transport shm
-expect_error ps-rma-asp 2 "rma implements --ps-sync bsp only" train $small --ps-servers 1 --ps-sync asp --ps-transport rma
 expect_error ps-rma-no-servers 2 "--ps-transport rma needs parameter servers" train $small --ps-transport rma
 
 # ---- SSP with a straggler: world rank 2 (worker 1 of 3, one server) sleeps 40 ms per step.
 # Every worker's per-step log (--metrics PATH: PATH.worker<w>) records the clock it computed at
 # and the smallest clock of all workers' pushes included in the parameters it computed on
 # (min_clock, from the servers' replies); the bound is min_clock >= clock - s. With s > 0 some
-# step must use the slack (min_clock < clock), else the test proves nothing.
+# step must use the slack (min_clock < clock), else the test proves nothing. Both transports:
+# over rma the gradient and the range move by MPI_Put / MPI_Get, the headers as on p2p.
 common="--data $DATA --model mlp:784-64-32-10 --batch 60 --max-steps 40 --optimizer sgd
         --lr 0.1 --log-every 1 --eval-every 1000 --quiet true --seed 7"
 export PT_FAULT_INJECT=slow:2:40
-for s in 0 1 3; do
-    train_run ssp$s 4 --ps-servers 1 --ps-sync ssp:$s
-    cat "$WORK/ssp$s.jsonl.worker"* | sed 's/.*"clock": \([0-9]*\), "min_clock": \([0-9]*\).*/\1 \2/' |
-        awk -v s=$s '{ n++; if ($2 < $1 - s) bad++; if ($1 - $2 > used) used = $1 - $2 }
-            END { printf "ssp:%d: %d worker steps, %d beyond the bound, largest clock - min_clock %d\n", s, n, bad, used;
-                  exit (n >= 120 && n <= 122 && bad == 0 && (s == 0 || used >= 1)) ? 0 : 1 }' ||
-        fail "ssp:$s: the staleness bound was broken (or never used)"
+for tr in p2p rma; do
+    for s in 0 1 3; do
+        name=ssp$s; [ $tr = p2p ] || name=ssp$s-$tr
+        train_run $name 4 --ps-servers 1 --ps-sync ssp:$s --ps-transport $tr
+        cat "$WORK/$name.jsonl.worker"* | sed 's/.*"clock": \([0-9]*\), "min_clock": \([0-9]*\).*/\1 \2/' |
+            awk -v s=$s -v tr=$tr '{ n++; if ($2 < $1 - s) bad++; if ($1 - $2 > used) used = $1 - $2 }
+                END { printf "ssp:%d (%s): %d worker steps, %d beyond the bound, largest clock - min_clock %d\n", s, tr, n, bad, used;
+                      exit (n >= 120 && n <= 122 && bad == 0 && (s == 0 || used >= 1)) ? 0 : 1 }' ||
+            fail "ssp:$s ($tr): the staleness bound was broken (or never used)"
+    done
 done
 # BSP waits for the straggler on every step: 40 steps take at least 40 x 40 ms
 train_run bsp-slow 4 --ps-servers 1
@@ -109,24 +112,54 @@ echo "bsp with the straggler: $t s for 40 steps (>= 1.6 s: it waited every step)
 train_run bsp-sgd 4 --ps-servers 1
 train_field "$WORK/bsp-sgd.jsonl" loss >/dev/null
 "$PT_CKPT" diff "$WORK/bsp-sgd" "$WORK/ssp0" --tol 1e-5 >"$WORK/diff-ssp0" || { cat "$WORK/diff-ssp0"; fail "ssp:0 vs bsp"; }
-pass "SSP s = 0, 1, 3 keep the bound under a straggler; ssp:0 = BSP with SGD ($(tail -1 "$WORK/diff-ssp0"))"
+# ssp:0 applies the W pushes of a clock one by one (in arrival order), BSP their sum: equal within
+# float rounding, not bitwise, on either transport
+"$PT_CKPT" diff "$WORK/bsp-sgd" "$WORK/ssp0-rma" --tol 1e-5 >"$WORK/diff-ssp0-rma" ||
+    { cat "$WORK/diff-ssp0-rma"; fail "ssp:0 over rma vs bsp over p2p"; }
+pass "SSP s = 0, 1, 3 keep the bound under a straggler over p2p and rma; ssp:0 = BSP with SGD (p2p: $(tail -1 "$WORK/diff-ssp0"); rma: $(tail -1 "$WORK/diff-ssp0-rma"))"
 
 # ---- ASP with a straggler (world rank 2 sleeps 40 ms per step): training still works (test
 # accuracy >= 0.5 after 150 x 3 pushes; the untrained model is at ~0.1, BSP reaches ~0.65), the fast workers do not
 # wait for it (their samples/s at least 1.5x the straggler's), and the staleness histogram has
 # at least three non-empty bins.
+# Over rma the same checks, and its accuracy within 0.15 of the p2p run's (ASP's order of pushes
+# is the machine's, so the two runs are not the same training).
 export PT_FAULT_INJECT=slow:2:40
-train_run asp 4 --ps-servers 1 --ps-sync asp --max-steps 150
+for tr in p2p rma; do
+    name=asp; [ $tr = p2p ] || name=asp-$tr
+    train_run $name 4 --ps-servers 1 --ps-sync asp --max-steps 150 --ps-transport $tr
+    acc=$(grep '"event": "end"' "$WORK/$name.jsonl" | sed 's/.*"test_accuracy": \([^,]*\).*/\1/')
+    ps=$(grep '"event": "ps"' "$WORK/$name.jsonl")
+    hist=$(echo "$ps" | sed 's/.*"staleness_hist": \[\([^]]*\)\].*/\1/')
+    sps=$(echo "$ps" | sed 's/.*"worker_samples_per_s": \[\([^]]*\)\].*/\1/')
+    echo "asp ($tr): test accuracy $acc, staleness histogram [$hist], worker samples/s [$sps]"
+    awk -v a="$acc" 'BEGIN { exit a >= 0.5 ? 0 : 1 }' || fail "asp ($tr): test accuracy $acc < 0.5"
+    echo "$hist" | tr ',' '\n' | awk '$1 > 0 { n++ } END { exit n >= 3 ? 0 : 1 }' || fail "asp ($tr): staleness histogram [$hist] is trivial"
+    echo "$sps" | tr ',' ' ' | awk '{ exit ($1 >= 1.5 * $2 && $3 >= 1.5 * $2) ? 0 : 1 }' || fail "asp ($tr): fast workers waited for the straggler ($sps)"
+    if [ $tr = p2p ]; then acc_p2p=$acc; fi
+done
 unset PT_FAULT_INJECT
-acc=$(grep '"event": "end"' "$WORK/asp.jsonl" | sed 's/.*"test_accuracy": \([^,]*\).*/\1/')
-ps=$(grep '"event": "ps"' "$WORK/asp.jsonl")
-hist=$(echo "$ps" | sed 's/.*"staleness_hist": \[\([^]]*\)\].*/\1/')
-sps=$(echo "$ps" | sed 's/.*"worker_samples_per_s": \[\([^]]*\)\].*/\1/')
-echo "asp: test accuracy $acc, staleness histogram [$hist], worker samples/s [$sps]"
-awk -v a="$acc" 'BEGIN { exit a >= 0.5 ? 0 : 1 }' || fail "asp: test accuracy $acc < 0.5"
-echo "$hist" | tr ',' '\n' | awk '$1 > 0 { n++ } END { exit n >= 3 ? 0 : 1 }' || fail "asp: staleness histogram [$hist] is trivial"
-echo "$sps" | tr ',' ' ' | awk '{ exit ($1 >= 1.5 * $2 && $3 >= 1.5 * $2) ? 0 : 1 }' || fail "asp: fast workers waited for the straggler ($sps)"
-pass "ASP trains with a straggler (test accuracy $acc), staleness histogram non-trivial"
+awk -v a="$acc" -v b="$acc_p2p" 'BEGIN { exit a >= b - 0.15 ? 0 : 1 }' || fail "asp: rma's test accuracy $acc far below p2p's $acc_p2p"
+pass "ASP trains with a straggler over p2p and rma (test accuracy $acc_p2p / $acc), staleness histogram non-trivial"
+
+# ---- two servers under ASP/SSP (W = 2): a p2p worker has 4 requests per server in flight (the
+# request table once held world + 1 = 5 and overflowed), and the rma worker puts into and gets
+# from both windows. ssp:1 keeps the bound (world rank 2, worker 0, sleeps 40 ms per step); asp
+# applies every push (2 servers x 2 x 60, and at most W - 1 = 1 in flight per server).
+export PT_FAULT_INJECT=slow:2:40
+for tr in p2p rma; do
+    train_run ssp1-s2-$tr 4 --ps-servers 2 --ps-sync ssp:1 --ps-transport $tr --max-steps 40
+    cat "$WORK/ssp1-s2-$tr.jsonl.worker"* | sed 's/.*"clock": \([0-9]*\), "min_clock": \([0-9]*\).*/\1 \2/' |
+        awk -v tr=$tr '{ n++; if ($2 < $1 - 1) bad++; if ($1 - $2 > used) used = $1 - $2 }
+            END { printf "ssp:1, 2 servers (%s): %d worker steps, %d beyond the bound, largest clock - min_clock %d\n", tr, n, bad, used;
+                  exit (n >= 80 && n <= 81 && bad == 0 && used >= 1) ? 0 : 1 }' ||
+        fail "ssp:1 with 2 servers ($tr): the staleness bound was broken (or never used)"
+    train_run asp-s2-$tr 4 --ps-servers 2 --ps-sync asp --ps-transport $tr --max-steps 60
+    grep -q '"event": "ps".*"pushes_applied": 24[0-2],' "$WORK/asp-s2-$tr.jsonl" ||
+        { grep '"event": "ps"' "$WORK/asp-s2-$tr.jsonl"; fail "asp with 2 servers ($tr): pushes applied"; }
+done
+unset PT_FAULT_INJECT
+pass "ASP and SSP with 2 servers over p2p and rma"
 
 # ---- preemption under BSP: SIGTERM on a worker (world rank 2) in the validation after step 10;
 # every rank stops after step 11 with a checkpoint and exit 75; the resume ends bitwise where
@@ -145,18 +178,19 @@ train_run pre 4 --ps-servers 1 --resume auto
 pass "BSP preemption: exit 75 with a checkpoint, the resume is bitwise the uninterrupted run"
 
 # ---- a worker that stops (SIGSTOP at step 20) is named by the server within PT_COLL_TIMEOUT and
-# every rank exits 69, under BSP and ASP
+# every rank exits 69, under BSP and ASP (p2p), and ASP and BSP over rma
 args="--data $DATA --model mlp:784-32-10 --batch 60 --quiet true --eval-every 100000 --max-steps 300"
-for sync in bsp asp; do
+for mode in bsp:p2p asp:p2p asp:rma bsp:rma; do
+    sync=${mode%:*} tr=${mode#*:}
     set +e
     PT_COLL_TIMEOUT=4 PT_FAULT_STOP=2:20:step mpirun_t 3 90 -x PT_COLL_TIMEOUT -x PT_FAULT_STOP \
-        "$PARATRAIN" train $args --ps-servers 1 --ps-sync $sync >"$WORK/hang-$sync.out" 2>&1
+        "$PARATRAIN" train $args --ps-servers 1 --ps-sync $sync --ps-transport $tr >"$WORK/hang-$sync-$tr.out" 2>&1
     rc=$?
     set -e
-    [ $rc = 69 ] || { cat "$WORK/hang-$sync.out"; fail "$sync: a stopped worker: exit $rc, expected 69"; }
-    grep -q "paratrain: error: rank 0: no progress for 4 s in MPI_Irecv.*waiting on rank 2" "$WORK/hang-$sync.out" ||
-        { cat "$WORK/hang-$sync.out"; fail "$sync: the server did not name the stopped worker"; }
-    pass "$sync: a stopped worker is named: $(grep -m1 'rank 0: no progress' "$WORK/hang-$sync.out" | sed 's/.*no progress/no progress/' | cut -c1-120)"
+    [ $rc = 69 ] || { cat "$WORK/hang-$sync-$tr.out"; fail "$sync ($tr): a stopped worker: exit $rc, expected 69"; }
+    grep -q "paratrain: error: rank 0: no progress for 4 s in MPI_Irecv.*waiting on rank 2" "$WORK/hang-$sync-$tr.out" ||
+        { cat "$WORK/hang-$sync-$tr.out"; fail "$sync ($tr): the server did not name the stopped worker"; }
+    pass "$sync ($tr): a stopped worker is named: $(grep -m1 'rank 0: no progress' "$WORK/hang-$sync-$tr.out" | sed 's/.*no progress/no progress/' | cut -c1-120)"
 done
 
 # ---- preemption under ASP: SIGTERM to a worker (world rank 3) once it has logged 20 steps

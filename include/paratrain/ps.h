@@ -1,7 +1,8 @@
 /* The parameter server (issue 15; docs/ARCHITECTURE.md, "Parameter server"): --ps-servers S
  * ranks own contiguous key ranges of the flat parameter vector and run the optimizer on them;
  * the other W = world - S ranks are workers that split the global batch like data-parallel
- * ranks, push gradients to the owners and pull fresh parameters, point-to-point. */
+ * ranks, push gradients to the owners and pull fresh parameters, point-to-point (--ps-transport
+ * p2p, the default) or one-sided into the servers' RMA windows (rma), under any --ps-sync. */
 #ifndef PARATRAIN_PS_H
 #define PARATRAIN_PS_H
 

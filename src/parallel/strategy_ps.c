@@ -7,15 +7,21 @@
  * end record and checkpoints see the authoritative parameters on every rank.
  *
  * Transport (--ps-transport): p2p, MPI_Isend / MPI_Irecv on a duplicate of the world, completed
- * by pt_wait_bounded (watchdog.h), which names a dead peer within PT_COLL_TIMEOUT; or rma (BSP
- * only), one-sided: each server exposes a window [W pushes of its range | its range, twice] and
- * the workers MPI_Put their gradient slices into it and MPI_Get the updated range from it, in
- * one passive-target epoch (MPI_Win_lock_all) for the whole run. Who may read what, when, is
- * still said by zero-byte messages through pt_wait_bounded ("my puts are flushed", "the range is
- * ready"), so a dead peer is named as on p2p and no fence can hang. The range is double-buffered
- * by step parity: a server writes step t + 1's copy while a slow reader may still get step t's,
- * and it cannot reach step t + 2 before every worker has pushed step t + 2, which each does only
- * after its gets of step t + 1 completed.
+ * by pt_wait_bounded (watchdog.h), which names a dead peer within PT_COLL_TIMEOUT; or rma,
+ * one-sided: each server exposes a window of W push slots of its range (one per worker) and
+ * then, under BSP, two copies of its range, under ASP/SSP W reply slots of its range; the
+ * workers MPI_Put their gradient slices into their push slots and MPI_Get the updated range,
+ * in one passive-target epoch (MPI_Win_lock_all) for the whole run. Who may read what, when, is
+ * still said by messages through pt_wait_bounded, so a dead peer is named as on p2p and no
+ * fence can hang: under BSP zero-byte notes ("my puts are flushed", "the range is ready"), under
+ * ASP/SSP the p2p headers themselves (the push header is sent only after the puts are flushed,
+ * the reply header only after the server copied the range into that worker's reply slot).
+ * BSP's range is double-buffered by step parity: a server writes step t + 1's copy while a slow
+ * reader may still get step t's, and it cannot reach step t + 2 before every worker has pushed
+ * step t + 2, which each does only after its gets of step t + 1 completed. Under ASP/SSP a
+ * worker's slots are rewritten only after that worker's next header: its push slot by itself
+ * once its previous reply (and so the server's read of the slot) is in, its reply slot by the
+ * server once the worker's gets of the previous reply are flushed (it sends no header before).
  *
  * BSP (this file's step): sync = every worker pushes its gradient slice to each server; each
  * server receives all W pushes of the step and sums them in worker order (the gradient of the
@@ -23,6 +29,7 @@
  * summed over the servers' ranges; update = each server steps its optimizer on its range and sends
  * the range to every other rank (the workers' pull, and the other servers' copy). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,7 +63,8 @@ typedef struct {
     int *peer;
     pt_ps_transport transport;
     MPI_Win win;            /* rma: the servers' windows (workers expose none) */
-    float *win_base;        /* rma, server: W * n pushes, then 2 copies of its range of n */
+    float *win_base;        /* rma, server: W * n pushes, then (BSP) 2 copies of its range of n,
+                             * or (ASP/SSP) W reply slots of n (rma_slot) */
     int64_t rounds;         /* rma: updates so far in this run (the parity of the range copy) */
     uint64_t bytes_sent, bytes_recv;
     pt_optimizer ckpt_opt;  /* checkpoint stand-in: pt_shard_range(numel, world, rank) layout */
@@ -72,12 +80,19 @@ typedef struct {
     uint64_t hist[PS_HIST]; /* server: staleness of the pushes it applied */
     int64_t max_stale, pushes, target; /* server: pushes applied; the run's total */
     double busy_s, serve_s;
+    /* BSP, worker with --metrics PATH: one ps_step record per step in PATH.worker<w> */
+    FILE *wlog;
+    double t_push, push_s;  /* this step's push: its start, its wall time */
 } ps_state;
 
 static ps_state *state_of(const pt_train_state *s) { return (ps_state *)s->strategy_state; }
 
 static int64_t range_off(const ps_state *p, int k) { return p->bounds[k]; }
 static int64_t range_n(const ps_state *p, int k) { return p->bounds[k + 1] - p->bounds[k]; }
+
+/* rma: slot i of server k's window (n = range_n(p, k) floats each): 0..W-1 the workers' pushes,
+ * then W + parity (BSP: the range, double-buffered) or W + w (ASP/SSP: worker w's reply) */
+static MPI_Aint rma_slot(const ps_state *p, int k, int64_t i) { return (MPI_Aint)(i * range_n(p, k)); }
 
 /* Roles and the batch share; before the model is built (the share sizes its batch). The same
  * answer on every rank. */
@@ -116,7 +131,8 @@ pt_status pt_ps_batch_share(pt_train_state *s)
 static pt_status rma_open(ps_state *p)
 {
     const int64_t n = p->me_server >= 0 ? range_n(p, p->me_server) : 0;
-    const MPI_Aint bytes = (MPI_Aint)(sizeof(float) * (size_t)(n * (p->W + 2)));
+    const int slots = p->W + (p->sync == PT_PS_BSP ? 2 : p->W);
+    const MPI_Aint bytes = (MPI_Aint)(sizeof(float) * (size_t)(n * slots));
     pt_watchdog_arm("MPI_Win_allocate", "the parameter server's RMA windows", -1);
     int rc = MPI_Win_allocate(bytes, (int)sizeof(float), MPI_INFO_NULL, p->comm, &p->win_base, &p->win);
     if (rc == MPI_SUCCESS) rc = MPI_Win_lock_all(MPI_MODE_NOCHECK, p->win);
@@ -125,6 +141,17 @@ static pt_status rma_open(ps_state *p)
         return PT_ERR(PT_ERR_MPI, "use --ps-transport p2p", "MPI_Win_allocate / MPI_Win_lock_all of %lld bytes failed",
                       (long long)bytes);
     if (p->me_server >= 0) free(p->stage), p->stage = p->win_base; /* the pushes land in the window */
+    return PT_OK;
+}
+
+/* rma: completes this rank's puts and gets at every target. A flush waits on the targets (an
+ * MPI implementation may need their progress), so it runs under the armed watchdog. */
+static pt_status rma_flush(ps_state *p, const char *what)
+{
+    pt_watchdog_arm("MPI_Win_flush_all", what, p->S == 1 && p->me_server < 0 ? p->server[0] : -1);
+    const int rc = MPI_Win_flush_all(p->win);
+    pt_watchdog_disarm();
+    PT_MPI_CHECK(rc);
     return PT_OK;
 }
 
@@ -179,7 +206,9 @@ static pt_status ps_setup(pt_train_state *s)
     p->server = malloc(sizeof(int) * (size_t)p->S);
     p->worker = malloc(sizeof(int) * (size_t)p->W);
     p->bounds = malloc(sizeof(int64_t) * (size_t)(p->S + 1));
-    const int npeer = s->world_size + 1;
+    /* requests in flight at once: a server's sends to every rank (world), a p2p ASP/SSP worker's
+     * 4 per server (reply header and range, header and gradient) */
+    const int npeer = s->world_size + 1 > 4 * p->S ? s->world_size + 1 : 4 * p->S;
     p->req = malloc(sizeof(MPI_Request) * (size_t)npeer);
     p->peer = malloc(sizeof(int) * (size_t)npeer);
     int64_t *toff = malloc(sizeof(int64_t) * (size_t)(m->nparams + 1));
@@ -218,6 +247,16 @@ static pt_status ps_setup(pt_train_state *s)
     st = rc == MPI_SUCCESS ? PT_OK : PT_ERR(PT_ERR_MPI, NULL, "MPI_Comm_dup failed for the parameter server");
     PT_TRY(pt_agree(s->world, st, NULL));
     if (p->transport == PT_PS_RMA) PT_TRY(pt_agree(s->world, rma_open(p), NULL));
+    /* BSP: each worker's push and pull wall time per step (--metrics PATH: PATH.worker<w>; the
+     * ASP/SSP steps write their own records there) */
+    st = PT_OK;
+    if (p->sync == PT_PS_BSP && p->me_worker >= 0 && c->metrics[0]) {
+        char path[PT_PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s.worker%d", c->metrics, p->me_worker);
+        if (!(p->wlog = fopen(path, c->resume[0] ? "a" : "w")))
+            st = PT_ERR(PT_ERR_IO, "check --metrics", "cannot write the worker log '%s'", path);
+    }
+    PT_TRY(pt_agree(s->world, st, NULL));
     if (!c->quiet && s->world_rank == 0) {
         char sync[32];
         snprintf(sync, sizeof sync, p->sync == PT_PS_BSP ? "bsp" : p->sync == PT_PS_ASP ? "asp" : "ssp:%d",
@@ -259,10 +298,10 @@ static pt_status rma_push(ps_state *p, pt_model *m, pt_step_report *r)
         for (int k = 0; k < p->S; k++) {
             const int64_t cnt = range_n(p, k);
             PT_MPI_CHECK(MPI_Put(m->g + range_off(p, k), (int)cnt, MPI_FLOAT, p->server[k],
-                                 (MPI_Aint)p->me_worker * cnt, (int)cnt, MPI_FLOAT, p->win));
+                                 rma_slot(p, k, p->me_worker), (int)cnt, MPI_FLOAT, p->win));
             r->bytes_sent += sizeof(float) * (uint64_t)cnt;
         }
-        PT_MPI_CHECK(MPI_Win_flush_all(p->win));
+        PT_TRY(rma_flush(p, "a worker's gradient puts (BSP, rma)"));
         return notes(p, true, p->server, p->S, TAG_PUSH, "a worker's note that its gradient puts are flushed");
     }
     PT_TRY(notes(p, false, p->worker, p->W, TAG_PUSH, "the workers' gradient puts of a step (BSP, rma)"));
@@ -286,7 +325,7 @@ static pt_status rma_pull(pt_train_state *s, ps_state *p)
     if (p->me_server >= 0) {
         const int k = p->me_server;
         const int64_t cnt = range_n(p, k);
-        memcpy(p->win_base + cnt * (p->W + par), w + range_off(p, k), sizeof(float) * (size_t)cnt);
+        memcpy(p->win_base + rma_slot(p, k, p->W + par), w + range_off(p, k), sizeof(float) * (size_t)cnt);
         PT_MPI_CHECK(MPI_Win_sync(p->win));
         for (int r = 0; r < s->world_size; r++) {
             if (r == s->world_rank) continue;
@@ -300,11 +339,10 @@ static pt_status rma_pull(pt_train_state *s, ps_state *p)
         if (k == p->me_server) continue;
         const int64_t cnt = range_n(p, k);
         PT_MPI_CHECK(MPI_Get(w + range_off(p, k), (int)cnt, MPI_FLOAT, p->server[k],
-                             (MPI_Aint)cnt * (p->W + par), (int)cnt, MPI_FLOAT, p->win));
+                             rma_slot(p, k, p->W + par), (int)cnt, MPI_FLOAT, p->win));
         p->bytes_recv += sizeof(float) * (uint64_t)cnt;
     }
-    PT_MPI_CHECK(MPI_Win_flush_all(p->win));
-    return PT_OK;
+    return rma_flush(p, "a rank's gets of the updated ranges (BSP, rma)");
 }
 
 /* Push (BSP): workers send each server its slice; a server sums the W pushes in worker order. */
@@ -313,6 +351,7 @@ static pt_status ps_sync(pt_train_state *s, pt_step_report *r)
     ps_state *p = state_of(s);
     pt_model *m = &s->model;
     const double t0 = pt_now();
+    p->t_push = t0;
     int n = 0;
     if (p->transport == PT_PS_RMA) {
         PT_TRY(rma_push(p, m, r));
@@ -348,7 +387,7 @@ static pt_status ps_sync(pt_train_state *s, pt_step_report *r)
             for (int64_t i = 0; i < cnt; i++) g[i] += x[i];
         }
     }
-    r->comm_wait_s = pt_now() - t0;
+    r->comm_wait_s = p->push_s = pt_now() - t0;
     r->sent_elems = (double)m->numel;
     p->bytes_sent += r->bytes_sent, p->bytes_recv += r->bytes_recv;
     return PT_OK;
@@ -402,14 +441,27 @@ static pt_status broadcast_ranges(pt_train_state *s, const char *what)
 static pt_status ps_update(pt_train_state *s, float lr)
 {
     ps_state *p = state_of(s);
+    const double t0 = pt_now();
     if (p->me_server >= 0) {
         const int64_t off = range_off(p, p->me_server);
         pt_optim_step(&s->opt, s->model.w + off, s->model.g + off, lr);
     } else {
         s->opt.t++; /* the update count, alike on every rank (a checkpoint attribute) */
     }
-    if (p->transport == PT_PS_RMA) return rma_pull(s, p);
-    return broadcast_ranges(s, "the parameters the servers updated (the workers' pull, BSP)");
+    PT_TRY(p->transport == PT_PS_RMA
+               ? rma_pull(s, p)
+               : broadcast_ranges(s, "the parameters the servers updated (the workers' pull, BSP)"));
+    /* push: sync's wait; pull: from here until the range is in; exchange: from the push's start
+     * to the pull's end (also the loop's loss allreduce and the servers' sum in between) */
+    const double t1 = pt_now();
+    if (p->wlog)
+        fprintf(p->wlog,
+                "{\"event\": \"ps_step\", \"worker\": %d, \"rank\": %d, \"step\": %lld, "
+                "\"sync\": \"bsp\", \"transport\": \"%s\", \"push_s\": %.6f, \"pull_s\": %.6f, "
+                "\"exchange_s\": %.6f}\n",
+                p->me_worker, s->world_rank, (long long)s->step,
+                p->transport == PT_PS_RMA ? "rma" : "p2p", p->push_s, t1 - t0, t1 - p->t_push);
+    return PT_OK;
 }
 
 static void ps_memory(const pt_train_state *s, pt_memory_bytes *mb)
@@ -418,7 +470,9 @@ static void ps_memory(const pt_train_state *s, pt_memory_bytes *mb)
     memset(mb, 0, sizeof *mb);
     mb->param = pt_model_param_bytes(&s->model) * (double)s->model.numel;
     mb->activation = (double)pt_model_block_bytes(&s->model, s->model.max_batch);
-    mb->grad = 4.0 * (double)s->model.numel + (p->me_server >= 0 ? 4.0 * (double)range_n(p, p->me_server) * p->W : 0.0);
+    /* a server's staging: W pushes (p2p), or its whole window (rma: W pushes and 2 or W ranges) */
+    const int slots = p->transport == PT_PS_RMA ? p->W + (p->sync == PT_PS_BSP ? 2 : p->W) : p->W;
+    mb->grad = 4.0 * (double)s->model.numel + (p->me_server >= 0 ? 4.0 * (double)range_n(p, p->me_server) * slots : 0.0);
     mb->optim = 4.0 * (double)s->opt.n * s->opt.nstates;
     mb->sharded_optim = 1;
 }
@@ -558,6 +612,7 @@ static void ps_teardown(pt_train_state *s)
     if (!p) return;
     /* teardown cannot fail the run (it has ended); a failed free is only reported */
     rma_close(p);
+    if (p->wlog) fclose(p->wlog);
     if (p->comm != MPI_COMM_NULL && MPI_Comm_free(&p->comm) != MPI_SUCCESS)
         pt_log_warn("MPI_Comm_free of the parameter server's communicator failed");
     if (p->have_ckpt_opt) pt_optim_destroy(&p->ckpt_opt);
@@ -572,7 +627,10 @@ static void ps_teardown(pt_train_state *s)
  * server version they computed on) and wait for their pull; servers apply each push when it
  * arrives (one optimizer step per push) and answer a worker's pull for clock c at once (ASP) or
  * once every worker has pushed clock c - s - 1 (SSP: min clock >= c - s). The pull request rides
- * on the push, so a server never applies another push between "allowed" and "answered". */
+ * on the push, so a server never applies another push between "allowed" and "answered".
+ * Over rma the headers are the same messages; only the gradient and the range move one-sided
+ * (the gradient put into the worker's push slot before its header, the range got from the
+ * worker's reply slot after the reply header), so the consistency logic is p2p's, line for line. */
 
 static pt_status async_alloc(pt_train_state *s, ps_state *p, int64_t end)
 {
@@ -582,7 +640,8 @@ static pt_status async_alloc(pt_train_state *s, ps_state *p, int64_t end)
     p->seen_version = calloc((size_t)p->S, sizeof(int64_t));
     p->clock = calloc((size_t)p->W, sizeof(int64_t));
     p->want = calloc((size_t)p->W, sizeof(int64_t));
-    p->reply = malloc(sizeof(float) * (size_t)(n * p->W + 1));
+    /* p2p: the ranges as sent; rma: the window's reply slots hold them */
+    p->reply = malloc(sizeof(float) * (size_t)(p->transport == PT_PS_RMA ? 1 : n * p->W + 1));
     p->reply_req = malloc(sizeof(MPI_Request) * (size_t)(2 * p->W));
     if (!p->hdr || !p->rhdr || !p->seen_version || !p->clock || !p->want || !p->reply || !p->reply_req)
         return PT_ERR(PT_ERR_NOMEM, NULL, "no memory for the asynchronous parameter server");
@@ -610,19 +669,24 @@ static pt_status answer_pulls(pt_train_state *s, ps_state *p)
 {
     const int64_t mc = min_clock(p), off = range_off(p, p->me_server), n = range_n(p, p->me_server);
     const bool stop = p->pushes >= p->target; /* the run's gradients are in: no more computing */
+    const bool rma = p->transport == PT_PS_RMA;
     for (int w = 0; w < p->W; w++) {
         if (p->want[w] < 0) continue;
         /* SSP: computing at clock c needs every update of clocks <= c - s - 1 */
         if (p->sync == PT_PS_SSP && !stop && mc < p->want[w] - p->bound) continue;
         PT_TRY(pt_wait_bounded(2, p->reply_req + 2 * w, NULL, p->comm, "MPI_Isend",
                                "the previous reply to a worker"));
-        float *buf = p->reply + (int64_t)w * n;
+        /* rma: worker w's reply slot; it is not reading it (its gets of the previous reply were
+         * flushed before it sent the header that set want[w]) */
+        float *buf = rma ? p->win_base + rma_slot(p, p->me_server, p->W + w) : p->reply + (int64_t)w * n;
         memcpy(buf, s->model.w + off, sizeof(float) * (size_t)n);
+        if (rma) PT_MPI_CHECK(MPI_Win_sync(p->win)); /* the stores visible before the header */
         p->rhdr[w][R_VERSION] = p->version, p->rhdr[w][R_MIN_CLOCK] = mc, p->rhdr[w][R_STOP] = stop;
         PT_MPI_CHECK(MPI_Isend(p->rhdr[w], R_LEN, MPI_INT64_T, p->worker[w], TAG_RHDR, p->comm,
                                &p->reply_req[2 * w]));
-        PT_MPI_CHECK(MPI_Isend(buf, (int)n, MPI_FLOAT, p->worker[w], TAG_PULL, p->comm,
-                               &p->reply_req[2 * w + 1]));
+        if (!rma)
+            PT_MPI_CHECK(MPI_Isend(buf, (int)n, MPI_FLOAT, p->worker[w], TAG_PULL, p->comm,
+                                   &p->reply_req[2 * w + 1]));
         p->bytes_sent += sizeof(float) * (uint64_t)n;
         p->want[w] = -1;
     }
@@ -684,16 +748,23 @@ static pt_status serve(pt_train_state *s, ps_state *p)
             /* a worker done before the run's total (preempted): everyone stops now */
             if (p->pushes < p->target) p->target = p->pushes;
         } else {
-            int peer = p->worker[w];
-            PT_MPI_CHECK(MPI_Irecv(p->stage, (int)n, MPI_FLOAT, peer, TAG_PUSH, p->comm, &p->req[0]));
-            PT_TRY(pt_wait_bounded(1, p->req, &peer, p->comm, "MPI_Irecv", "a worker's gradient push"));
+            const float *grad = p->stage;
+            if (p->transport == PT_PS_RMA) {
+                /* the worker flushed its puts into its push slot before sending the header */
+                PT_MPI_CHECK(MPI_Win_sync(p->win));
+                grad = p->stage + rma_slot(p, p->me_server, w);
+            } else {
+                int peer = p->worker[w];
+                PT_MPI_CHECK(MPI_Irecv(p->stage, (int)n, MPI_FLOAT, peer, TAG_PUSH, p->comm, &p->req[0]));
+                PT_TRY(pt_wait_bounded(1, p->req, &peer, p->comm, "MPI_Irecv", "a worker's gradient push"));
+            }
             p->bytes_recv += sizeof(float) * (uint64_t)n;
             const int64_t stale = p->version - hd[H_VERSION];
             p->hist[stale < PS_HIST - 1 ? (stale < 0 ? 0 : stale) : PS_HIST - 1]++;
             if (stale > p->max_stale) p->max_stale = stale;
             float lr;
             memcpy(&lr, &hd[H_LR], sizeof lr);
-            pt_optim_step(&s->opt, s->model.w + off, p->stage, lr);
+            pt_optim_step(&s->opt, s->model.w + off, grad, lr);
             p->version++, p->pushes++;
             p->clock[w] = hd[H_CLOCK] + 1;
             p->want[w] = hd[H_CLOCK] + 1;
@@ -710,21 +781,33 @@ static pt_status serve(pt_train_state *s, ps_state *p)
 }
 
 /* Worker: sends header (and gradient) to every server; for a push, receives each server's
- * reply straight into the parameters (*stop: server 0 says the run's gradients are in). */
+ * reply straight into the parameters (*stop: server 0 says the run's gradients are in).
+ * rma: the gradient is put into the worker's push slot and flushed before the header goes, and
+ * the range is got from its reply slot once the reply header is in. */
 static pt_status exchange(pt_train_state *s, ps_state *p, int kind, int64_t clock, float lr,
                           int64_t *mc, bool *stop)
 {
     float *w = s->model.w, *g = s->model.g;
-    const bool reply = kind == K_PUSH;
+    const bool reply = kind == K_PUSH, rma = p->transport == PT_PS_RMA;
     int n = 0;
+    if (rma && kind == K_PUSH) {
+        for (int k = 0; k < p->S; k++) {
+            PT_MPI_CHECK(MPI_Put(g + range_off(p, k), (int)range_n(p, k), MPI_FLOAT, p->server[k],
+                                 rma_slot(p, k, p->me_worker), (int)range_n(p, k), MPI_FLOAT, p->win));
+            p->bytes_sent += sizeof(float) * (uint64_t)range_n(p, k);
+        }
+        PT_TRY(rma_flush(p, "a worker's gradient puts (asynchronous parameter server, rma)"));
+    }
     for (int k = 0; k < p->S; k++) {
         if (reply) {
             PT_MPI_CHECK(MPI_Irecv(p->rhdr[k], R_LEN, MPI_INT64_T, p->server[k], TAG_RHDR, p->comm,
                                    &p->req[n]));
             p->peer[n++] = p->server[k];
-            PT_MPI_CHECK(MPI_Irecv(w + range_off(p, k), (int)range_n(p, k), MPI_FLOAT, p->server[k],
-                                   TAG_PULL, p->comm, &p->req[n]));
-            p->peer[n++] = p->server[k];
+            if (!rma) {
+                PT_MPI_CHECK(MPI_Irecv(w + range_off(p, k), (int)range_n(p, k), MPI_FLOAT,
+                                       p->server[k], TAG_PULL, p->comm, &p->req[n]));
+                p->peer[n++] = p->server[k];
+            }
         }
         int64_t *h = p->hdr[k];
         h[H_KIND] = kind, h[H_WORKER] = p->me_worker, h[H_CLOCK] = clock;
@@ -733,7 +816,7 @@ static pt_status exchange(pt_train_state *s, ps_state *p, int kind, int64_t cloc
         memcpy(&h[H_LR], &lr, sizeof lr);
         PT_MPI_CHECK(MPI_Isend(h, H_LEN, MPI_INT64_T, p->server[k], TAG_HDR, p->comm, &p->req[n]));
         p->peer[n++] = p->server[k];
-        if (kind == K_PUSH) {
+        if (kind == K_PUSH && !rma) {
             PT_MPI_CHECK(MPI_Isend(g + range_off(p, k), (int)range_n(p, k), MPI_FLOAT, p->server[k],
                                    TAG_PUSH, p->comm, &p->req[n]));
             p->peer[n++] = p->server[k];
@@ -743,6 +826,14 @@ static pt_status exchange(pt_train_state *s, ps_state *p, int kind, int64_t cloc
     PT_TRY(pt_wait_bounded(n, p->req, p->peer, p->comm, "MPI_Isend/MPI_Irecv",
                            kind == K_PUSH ? "a worker's push and pull (asynchronous parameter server)"
                                           : "a worker's end of training"));
+    if (rma && reply) {
+        /* each server copied its range into this worker's reply slot before its reply header */
+        for (int k = 0; k < p->S; k++)
+            PT_MPI_CHECK(MPI_Get(w + range_off(p, k), (int)range_n(p, k), MPI_FLOAT, p->server[k],
+                                 rma_slot(p, k, p->W + p->me_worker), (int)range_n(p, k), MPI_FLOAT,
+                                 p->win));
+        PT_TRY(rma_flush(p, "a worker's gets of its reply slots (asynchronous parameter server, rma)"));
+    }
     *mc = INT64_MAX;
     *stop = reply && p->rhdr[0][R_STOP]; /* server 0 decides the end, alike for every worker */
     for (int k = 0; reply && k < p->S; k++) {

@@ -105,7 +105,8 @@ static const opt_row rows[] = {
     ROW("ps-sync", OPT_STR, ps_sync, "parameter-server consistency: bsp (default), asp, or ssp:S "
                                      "(staleness bound S steps)"),
     ROW("ps-transport", OPT_STR, ps_transport, "parameter-server messages: p2p (MPI_Isend/Irecv) or "
-                                               "rma (MPI_Put/MPI_Get into the servers' windows; bsp only)"),
+                                               "rma (MPI_Put/MPI_Get into the servers' windows, p2p notes); "
+                                               "any --ps-sync"),
     ROW("grid-order", OPT_STR, grid_order, "process grid axes, outermost first: a permutation of "
                                            "pp,dp,tp (default: tp innermost, so a tp group is "
                                            "consecutive ranks)"),
@@ -210,9 +211,6 @@ static pt_status check_ps(const pt_train_config *c, const pt_compress_config *zc
     PT_TRY(pt_ps_parse_placement(c->ps_placement, &pl));
     pt_ps_transport tr;
     PT_TRY(pt_ps_parse_transport(c->ps_transport, &tr));
-    if (tr == PT_PS_RMA && sync != PT_PS_BSP)
-        return PT_ERR(PT_ERR_ARG, "use --ps-transport p2p with --ps-sync asp or ssp",
-                      "--ps-transport rma implements --ps-sync bsp only (got '%s')", c->ps_sync);
     if (c->ps_servers == 0) {
         if (c->ps_sync[0])
             return PT_ERR(PT_ERR_ARG, "add --ps-servers S (S >= 1) or drop --ps-sync",
