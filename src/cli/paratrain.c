@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "paratrain/mpi_init.h"
 #include "paratrain/agree.h"
@@ -429,6 +430,7 @@ lost:
      * rank names the cause and MPI_Abort ends every rank, the stopped one included. */
     fprintf(stderr, "paratrain: error: %s\n", pt_watchdog_message());
     fflush(stderr);
+    usleep(200000); /* let the launcher forward the line before the abort (as watchdog.c does) */
     MPI_Abort(MPI_COMM_WORLD, PT_EXIT_PEER_LOST);
     return PT_EXIT_PEER_LOST;
 }

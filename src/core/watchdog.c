@@ -207,6 +207,10 @@ static void *watch(void *arg)
         fprintf(stderr, "%s%s%s\n", program, program[0] ? ": error: " : "", lost_msg);
         fflush(stderr);
         if (abort_code) {
+            /* The launcher forwards a rank's output asynchronously: aborting at once lost the
+             * message above now and then under MPICH's Hydra (the exit code stayed 69). A
+             * fifth of a second lets it through; a run that is stuck anyway loses nothing. */
+            usleep(200000);
             /* Inside MPI_Finalize the library may have freed MPI_COMM_WORLD already: MPICH 4.0
              * has, and its MPI_Abort then fails ("Invalid communicator") and ends this process
              * with the low byte of its error class (exit 5 under Hydra, not 69). A non-zero exit
